@@ -1,0 +1,40 @@
+import { loadConfig } from "../config/config.js";
+import { buildServer } from "../server.js";
+
+/** Grace period for in-flight requests on SIGTERM/SIGINT before the process exits anyway. */
+const SHUTDOWN_GRACE_MS = 10_000;
+
+/** Starts the server and closes it gracefully on SIGTERM/SIGINT. Resolves once listening. */
+export async function serve(flags: Record<string, unknown>): Promise<void> {
+  const config = loadConfig({ flags });
+  const app = await buildServer(config);
+  let closing = false;
+  const shutdown = (signal: NodeJS.Signals) => {
+    if (closing) return;
+    closing = true;
+    app.log.info({ signal }, "shutting down");
+    const force = setTimeout(() => {
+      app.log.warn("grace period over; exiting with requests still open");
+      process.exit(1);
+    }, SHUTDOWN_GRACE_MS);
+    force.unref();
+    app.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        app.log.error({ err }, "error while closing");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", shutdown);
+  process.on("SIGINT", shutdown);
+  try {
+    await app.listen({ host: config.host, port: config.port });
+  } catch (err) {
+    app.log.fatal({ err }, `cannot listen on ${config.host}:${config.port}`);
+    await app.close();
+    throw Object.assign(new Error(`cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`), { exitCode: 1 });
+  }
+  // Warm the llama.cpp backend now so the first request does not pay for it; a failure shows at first load.
+  app.llamaRuntime.getLlama().catch((err: unknown) => app.log.error({ err }, "llama.cpp backend failed to start"));
+}

@@ -1,0 +1,117 @@
+import { readFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { z } from "zod";
+
+/** Default llama.cpp threads: leave one core to the JS thread, which drives every token and the HTTP I/O. */
+export function defaultThreads(cores = os.availableParallelism()): number {
+  return Math.max(1, cores - 1);
+}
+
+const intFromString = (min: number, max: number) =>
+  z.preprocess((v) => (typeof v === "string" && v.trim() !== "" ? Number(v) : v), z.number().int().min(min).max(max));
+
+const boolFromString = z.preprocess((v) => {
+  if (typeof v !== "string") return v;
+  if (/^(1|true|yes|on)$/i.test(v)) return true;
+  if (/^(0|false|no|off)$/i.test(v)) return false;
+  return v;
+}, z.boolean());
+
+const listFromString = z.preprocess(
+  (v) => (typeof v === "string" ? v.split(path.delimiter).filter(Boolean) : v),
+  z.array(z.string().min(1)),
+);
+
+export const configSchema = z
+  .object({
+    host: z.string().min(1).default("127.0.0.1"),
+    port: intFromString(0, 65535).default(8080),
+    modelsDir: z.string().min(1).default("./models"),
+    dataDir: z.string().min(1).default("./data"),
+    /** Extra folders from which models may be registered by path (besides modelsDir). */
+    modelRoots: listFromString.default([]),
+    threads: intFromString(1, 1024).default(defaultThreads()),
+    gpu: z.enum(["auto", "cpu", "cuda", "vulkan", "metal"]).default("auto"),
+    /** Parallel sequences per loaded GGUF model (requests decoded together in one batch). */
+    parallel: intFromString(1, 256).default(4),
+    contextSize: intFromString(64, 1 << 20).default(2048),
+    batchSize: intFromString(1, 1 << 16).default(512),
+    gpuLayers: z.union([z.literal("auto"), z.literal("max"), intFromString(0, 100000)]).default("auto"),
+    maxTokensLimit: intFromString(1, 1 << 20).default(4096),
+    defaultMaxTokens: intFromString(1, 1 << 20).default(256),
+    bodyLimit: intFromString(1024, 1 << 30).default(10 * 1024 * 1024),
+    logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    logPretty: boolFromString.optional(),
+  })
+  .strict();
+
+export type Config = Readonly<z.infer<typeof configSchema>>;
+export type ConfigInput = z.input<typeof configSchema>;
+
+/** Env names for each key: INFERNO_ + SCREAMING_SNAKE of the key. */
+export const envNameOf = (key: string) => "INFERNO_" + key.replace(/[A-Z]/g, (c) => "_" + c).toUpperCase();
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+export interface ConfigSources {
+  /** Values from command-line flags (already camelCased). */
+  flags?: Record<string, unknown>;
+  env?: NodeJS.ProcessEnv;
+  /** Path of a JSON config file; may also come from flags.config or INFERNO_CONFIG. */
+  file?: string;
+}
+
+function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new ConfigError(`config file ${file}: ${(err as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${file}: not valid JSON (${(err as Error).message})`);
+  }
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+    throw new ConfigError(`config file ${file}: must hold a JSON object`);
+  }
+  return parsed as Record<string, unknown>;
+}
+
+/** The only reader of process.env: precedence is flag > env > file > default. */
+export function loadConfig(sources: ConfigSources = {}): Config {
+  const env = sources.env ?? process.env;
+  const flags = { ...(sources.flags ?? {}) };
+  const file = (flags.config as string | undefined) ?? sources.file ?? env.INFERNO_CONFIG;
+  delete flags.config;
+  const fromFile = file ? readConfigFile(file) : {};
+  const fromEnv: Record<string, unknown> = {};
+  for (const key of Object.keys(configSchema.shape)) {
+    const value = env[envNameOf(key)];
+    if (value !== undefined && value !== "") fromEnv[key] = value;
+  }
+  const defined = Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined));
+  const merged = { ...fromFile, ...fromEnv, ...defined };
+  const result = configSchema.safeParse(merged);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const key = issue.path.join(".") || (issue.code === "unrecognized_keys" ? issue.keys.join(", ") : "(root)");
+    const origin = key in defined ? "flag" : key in fromEnv ? `env ${envNameOf(key)}` : file && key in fromFile ? `file ${file}` : "config";
+    throw new ConfigError(`invalid configuration for "${key}" (${origin}): ${issue.message}`);
+  }
+  const cfg = result.data;
+  return Object.freeze({
+    ...cfg,
+    modelsDir: path.resolve(cfg.modelsDir),
+    dataDir: path.resolve(cfg.dataDir),
+    modelRoots: Object.freeze(cfg.modelRoots.map((r) => path.resolve(r))) as string[],
+  });
+}

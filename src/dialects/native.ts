@@ -1,0 +1,91 @@
+import { z } from "zod";
+import { defaultSampling, type GenerateRequest, type GenerationResult } from "../core/generation.js";
+import { InfernoError } from "../errors/catalogue.js";
+
+/** Sampling fields accepted by the native routes (snake_case, as in the API reference). */
+export const samplingFields = {
+  max_tokens: z.number().int().min(1).optional(),
+  temperature: z.number().min(0).max(2).optional(),
+  top_p: z.number().gt(0).max(1).optional(),
+  top_k: z.number().int().min(0).max(1000).optional(),
+  min_p: z.number().min(0).max(1).optional(),
+  repeat_penalty: z.number().gt(0).max(10).optional(),
+  presence_penalty: z.number().min(-2).max(2).optional(),
+  frequency_penalty: z.number().min(-2).max(2).optional(),
+  stop: z.union([z.string().min(1).max(256), z.array(z.string().min(1).max(256)).max(16)]).optional(),
+  seed: z.number().int().min(0).max(2 ** 32 - 1).optional(),
+  stream: z.boolean().optional(),
+};
+
+export const promptBody = z.object({ prompt: z.string().max(1_000_000), ...samplingFields });
+export const inferenceBody = promptBody.extend({ model: z.string().min(1).max(256) });
+export type PromptBody = z.infer<typeof promptBody>;
+
+export interface GenerationLimits {
+  defaultMaxTokens: number;
+  maxTokensLimit: number;
+}
+
+/** The canonical request from native fields; other dialects map their own names onto the same shape. */
+export function toGenerateRequest(model: string, body: PromptBody, limits: GenerationLimits): GenerateRequest {
+  const maxTokens = body.max_tokens ?? limits.defaultMaxTokens;
+  if (maxTokens > limits.maxTokensLimit) {
+    throw new InfernoError(
+      "INVALID_REQUEST",
+      `max_tokens ${maxTokens} is above this server's limit of ${limits.maxTokensLimit}`,
+      { max_tokens_limit: limits.maxTokensLimit },
+      { param: "max_tokens" },
+    );
+  }
+  return {
+    model,
+    prompt: body.prompt,
+    maxTokens,
+    stop: body.stop === undefined ? [] : Array.isArray(body.stop) ? body.stop : [body.stop],
+    sampling: {
+      temperature: body.temperature ?? defaultSampling.temperature,
+      topP: body.top_p ?? defaultSampling.topP,
+      topK: body.top_k ?? defaultSampling.topK,
+      minP: body.min_p ?? defaultSampling.minP,
+      repeatPenalty: body.repeat_penalty ?? defaultSampling.repeatPenalty,
+      presencePenalty: body.presence_penalty ?? defaultSampling.presencePenalty,
+      frequencyPenalty: body.frequency_penalty ?? defaultSampling.frequencyPenalty,
+      ...(body.seed !== undefined ? { seed: body.seed } : {}),
+    },
+  };
+}
+
+export const usageOf = (r: GenerationResult) => ({
+  prompt_tokens: r.promptTokens,
+  completion_tokens: r.completionTokens,
+  total_tokens: r.promptTokens + r.completionTokens,
+});
+
+/** `POST /inference` response, as in the API reference. */
+export function inferenceResponse(id: string, model: string, r: GenerationResult) {
+  return {
+    id,
+    model,
+    choices: [{ text: r.text, index: 0, finish_reason: r.finishReason }],
+    usage: usageOf(r),
+    created: Math.floor(Date.now() / 1000),
+    processing_time_ms: Math.round(r.totalMs),
+  };
+}
+
+/** `POST /models/{id}/inference` response for a GGUF model, as in runtime-and-apis. */
+export function modelInferenceResponse(r: GenerationResult) {
+  return {
+    text: r.text,
+    tokens_generated: r.completionTokens,
+    latency_ms: Math.round(r.totalMs * 10) / 10,
+    finish_reason: r.finishReason,
+    usage: usageOf(r),
+  };
+}
+
+/** SSE events of the native stream: `{token, index}` per chunk, then `{done, finish_reason}`. */
+export const nativeSse = {
+  chunk: (text: string, index: number) => ({ token: text, index }),
+  done: (r: GenerationResult) => ({ done: true, finish_reason: r.finishReason, usage: usageOf(r) }),
+};

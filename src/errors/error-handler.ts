@@ -1,0 +1,79 @@
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
+import { errorCatalogue, InfernoError, type ErrorCode } from "./catalogue.js";
+
+/** Which envelope a route answers errors in; set per route (`config.dialect`) or by URL prefix. */
+export type ErrorDialect = "native" | "openai";
+
+declare module "fastify" {
+  interface FastifyContextConfig {
+    dialect?: ErrorDialect;
+  }
+}
+
+const fastifyCodeMap: Record<string, ErrorCode> = {
+  FST_ERR_CTP_INVALID_JSON_BODY: "INVALID_REQUEST",
+  FST_ERR_CTP_EMPTY_JSON_BODY: "INVALID_REQUEST",
+  FST_ERR_CTP_BODY_TOO_LARGE: "PAYLOAD_TOO_LARGE",
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: "UNSUPPORTED_MEDIA_TYPE",
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: "INVALID_REQUEST",
+  FST_ERR_VALIDATION: "INVALID_REQUEST",
+};
+
+/** Turns anything thrown into an InfernoError; unknown errors become INTERNAL_ERROR with no internals leaked. */
+export function toInfernoError(err: unknown): InfernoError {
+  if (err instanceof InfernoError) return err;
+  if (hasZodFastifySchemaValidationErrors(err)) {
+    const issues = err.validation.map((v) => ({
+      path: `${v.instancePath || "/"}`.replace(/^\//, "").replace(/\//g, ".") || "(body)",
+      message: v.message,
+    }));
+    const first = issues[0];
+    const where = err.validationContext ?? "body";
+    return new InfernoError(
+      "INVALID_REQUEST",
+      first ? `invalid ${where}: ${first.path}: ${first.message}` : `invalid ${where}`,
+      { issues },
+      first ? { param: first.path } : undefined,
+    );
+  }
+  const fe = err as Partial<FastifyError>;
+  const mapped = fe.code ? fastifyCodeMap[fe.code] : undefined;
+  if (mapped) return new InfernoError(mapped, fe.message ?? mapped);
+  if (typeof fe.statusCode === "number" && fe.statusCode >= 400 && fe.statusCode < 500) {
+    return new InfernoError("INVALID_REQUEST", fe.message ?? "bad request");
+  }
+  return new InfernoError("INTERNAL_ERROR", "internal server error", undefined, { cause: err });
+}
+
+/** The body of an error in the given dialect. */
+export function errorBody(err: InfernoError, dialect: ErrorDialect, requestId: string): Record<string, unknown> {
+  if (dialect === "openai") {
+    return {
+      error: { message: err.message, type: errorCatalogue[err.code].type, param: err.param ?? null, code: err.code.toLowerCase() },
+    };
+  }
+  return {
+    error: { code: err.code, message: err.message, details: err.details ?? {} },
+    request_id: requestId,
+    timestamp: new Date().toISOString(),
+  };
+}
+
+export function dialectOf(request: FastifyRequest): ErrorDialect {
+  return request.routeOptions.config?.dialect ?? (request.url.startsWith("/v1/") ? "openai" : "native");
+}
+
+export function sendError(request: FastifyRequest, reply: FastifyReply, thrown: unknown): FastifyReply {
+  const err = toInfernoError(thrown);
+  if (err.status >= 500) request.log.error({ err: err.cause ?? err, code: err.code }, "request failed");
+  else request.log.info({ code: err.code, reason: err.message }, "request rejected");
+  return reply.code(err.status).type("application/json").send(errorBody(err, dialectOf(request), request.id));
+}
+
+export function registerErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((err, request, reply) => sendError(request, reply, err));
+  app.setNotFoundHandler((request, reply) =>
+    sendError(request, reply, new InfernoError("NOT_FOUND", `route ${request.method} ${request.url.split("?")[0]} not found`)),
+  );
+}

@@ -1,0 +1,241 @@
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import type { Logger } from "../core/logger.js";
+import { InfernoError } from "../errors/catalogue.js";
+import type { LoadedModel } from "../runtimes/loaded-model.js";
+import { isValidModelId, modelTypeOf, realRoots, resolveAllowedModelPath, type ModelType } from "./model-paths.js";
+import { RegistrationStore, type Registration } from "./registration-store.js";
+
+/** What the registry needs from a runtime: validate a file cheaply, and load it. */
+export interface ModelRuntime {
+  /** Checks the file without loading it; throws INVALID_MODEL_FILE. Returns facts shown in model info. */
+  inspect(filePath: string): Promise<ModelFacts>;
+  load(filePath: string, options: Record<string, unknown>, signal?: AbortSignal): Promise<LoadedModel>;
+}
+
+export interface ModelFacts {
+  contextLength?: number | undefined;
+  [key: string]: unknown;
+}
+
+export interface ModelEntry {
+  id: string;
+  name: string;
+  type: ModelType;
+  path: string;
+  source: "models-dir" | "registered";
+  options: Record<string, unknown>;
+  sizeBytes: number;
+  created: number;
+}
+
+export interface RegistryOptions {
+  modelsDir: string;
+  dataDir: string;
+  modelRoots: readonly string[];
+  runtimes: Partial<Record<ModelType, ModelRuntime>>;
+  log: Logger;
+}
+
+/** Knows every model (discovered in the models dir or registered by path) and which are loaded. */
+export class ModelRegistry {
+  private discovered = new Map<string, ModelEntry>();
+  private registered = new Map<string, ModelEntry>();
+  private readonly loaded = new Map<string, LoadedModel>();
+  private readonly loading = new Map<string, Promise<LoadedModel>>();
+  private readonly lastUsed = new Map<string, number>();
+  private readonly store: RegistrationStore;
+  private readonly factsCache = new Map<string, { key: string; facts: ModelFacts }>();
+
+  constructor(private readonly opts: RegistryOptions) {
+    this.store = new RegistrationStore(opts.dataDir);
+  }
+
+  async init(): Promise<void> {
+    for (const r of await this.store.load()) {
+      const type = modelTypeOf(r.path);
+      if (!type || !isValidModelId(r.id)) continue;
+      const size = await fs.stat(r.path).then((s) => s.size, () => 0);
+      if (size === 0) this.opts.log.warn({ model: r.id, path: r.path }, "registered model file is missing");
+      this.registered.set(r.id, { ...r, type, source: "registered", sizeBytes: size });
+    }
+    await this.scan();
+  }
+
+  /** Re-reads the models dir: cheap (one readdir and a stat per file), so files dropped in later show up. */
+  async scan(): Promise<void> {
+    const dir = this.opts.modelsDir;
+    let names: string[];
+    try {
+      names = await fs.readdir(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") names = [];
+      else throw err;
+    }
+    const roots = await realRoots([dir, ...this.opts.modelRoots]);
+    const found = new Map<string, ModelEntry>();
+    for (const file of names) {
+      const type = modelTypeOf(file);
+      if (!type || file.startsWith(".")) continue;
+      const id = file.slice(0, -path.extname(file).length);
+      if (!isValidModelId(id)) {
+        this.opts.log.warn({ file }, "skipping model file: its name is not a valid model id");
+        continue;
+      }
+      const prev = this.discovered.get(id);
+      try {
+        const real = await fs.realpath(path.join(dir, file));
+        if (!roots.some((r) => real === r || real.startsWith(r + path.sep))) {
+          this.opts.log.warn({ file, target: real }, "skipping symlink that leaves the allowed model roots");
+          continue;
+        }
+        const st = await fs.stat(real);
+        if (!st.isFile()) continue;
+        found.set(id, {
+          id, name: id, type, path: real, source: "models-dir", options: {},
+          sizeBytes: st.size, created: prev?.created ?? Math.floor(st.mtimeMs / 1000),
+        });
+      } catch {
+        continue; // dangling symlink or a file removed while scanning
+      }
+    }
+    this.discovered = found;
+  }
+
+  list(): ModelEntry[] {
+    const all = new Map([...this.discovered, ...this.registered]);
+    return [...all.values()].sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  /** The entry for an id; a miss rescans the models dir once before answering MODEL_NOT_FOUND. */
+  async get(id: string): Promise<ModelEntry> {
+    const hit = this.registered.get(id) ?? this.discovered.get(id);
+    if (hit) return hit;
+    await this.scan();
+    const again = this.registered.get(id) ?? this.discovered.get(id);
+    if (again) return again;
+    throw new InfernoError("MODEL_NOT_FOUND", `model '${id}' not found`, { available_models: this.list().map((m) => m.id) });
+  }
+
+  async register(input: { name: string; path: string; options?: Record<string, unknown> }): Promise<ModelEntry> {
+    if (!isValidModelId(input.name)) {
+      throw new InfernoError("INVALID_REQUEST", "name must be 1-128 chars of letters, digits, '.', '_' or '-'", undefined, { param: "name" });
+    }
+    const resolved = await resolveAllowedModelPath(input.path, this.opts.modelsDir, this.opts.modelRoots);
+    if (this.registered.has(input.name) || this.discovered.has(input.name)) {
+      throw new InfernoError("MODEL_EXISTS", `a model named '${input.name}' already exists`, { model: input.name });
+    }
+    await this.runtimeFor(resolved.type).inspect(resolved.path);
+    const entry: ModelEntry = {
+      id: input.name, name: input.name, type: resolved.type, path: resolved.path, source: "registered",
+      options: input.options ?? {}, sizeBytes: resolved.sizeBytes, created: Math.floor(Date.now() / 1000),
+    };
+    this.registered.set(entry.id, entry);
+    await this.persist();
+    return entry;
+  }
+
+  /** Forgets a registration (the file is never touched). Models found in the models dir go away with their file. */
+  async unregister(id: string): Promise<ModelEntry> {
+    const entry = await this.get(id);
+    if (entry.source !== "registered") {
+      throw new InfernoError("UNSUPPORTED_OPERATION", `model '${id}' comes from the models dir; remove its file to remove it`, { model: id });
+    }
+    await this.unload(id);
+    this.registered.delete(id);
+    await this.persist();
+    return entry;
+  }
+
+  /** Metadata from the file header (cached per size and mtime), without loading the model. */
+  async facts(entry: ModelEntry): Promise<ModelFacts> {
+    const st = await fs.stat(entry.path);
+    const key = `${st.size}:${st.mtimeMs}`;
+    const cached = this.factsCache.get(entry.path);
+    if (cached?.key === key) return cached.facts;
+    const facts = await this.runtimeFor(entry.type).inspect(entry.path);
+    this.factsCache.set(entry.path, { key, facts });
+    return facts;
+  }
+
+  getLoaded(id: string): LoadedModel | undefined {
+    return this.loaded.get(id);
+  }
+
+  loadedModels(): Array<[string, LoadedModel]> {
+    return [...this.loaded.entries()];
+  }
+
+  /**
+   * Loads a model once however many callers ask at the same time. Loading an already loaded model with
+   * different options reloads it, unless requests are in flight.
+   */
+  async load(id: string, options: Record<string, unknown> = {}): Promise<LoadedModel> {
+    const pending = this.loading.get(id);
+    if (pending) return pending;
+    const entry = await this.get(id);
+    const current = this.loaded.get(id);
+    const wanted = { ...entry.options, ...options };
+    if (current) {
+      if (Object.entries(options).every(([k, v]) => current.options[k] === v)) return this.touch(id, current);
+      if (current.inFlight > 0) {
+        throw new InfernoError("MODEL_BUSY", `model '${id}' has requests in flight; unload it later to change its options`, { model: id });
+      }
+      await this.unload(id);
+    }
+    const promise = this.runtimeFor(entry.type)
+      .load(entry.path, wanted)
+      .then((model) => {
+        this.loaded.set(id, model);
+        this.opts.log.info({ model: id, load_ms: Math.round(model.loadTimeMs), options: model.options }, "model loaded");
+        return this.touch(id, model);
+      })
+      .finally(() => this.loading.delete(id));
+    this.loading.set(id, promise);
+    return promise;
+  }
+
+  /** The loaded model for a request, loading it on first use. */
+  async acquire(id: string): Promise<LoadedModel> {
+    const model = this.loaded.get(id);
+    return model ? this.touch(id, model) : this.load(id);
+  }
+
+  async unload(id: string): Promise<boolean> {
+    await this.loading.get(id)?.catch(() => undefined);
+    const model = this.loaded.get(id);
+    if (!model) return false;
+    if (model.inFlight > 0) {
+      throw new InfernoError("MODEL_BUSY", `model '${id}' has ${model.inFlight} request(s) in flight`, { model: id, in_flight: model.inFlight });
+    }
+    this.loaded.delete(id);
+    await model.dispose();
+    this.opts.log.info({ model: id }, "model unloaded");
+    return true;
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.loading.values()]);
+    const models = [...this.loaded.values()];
+    this.loaded.clear();
+    await Promise.allSettled(models.map((m) => m.dispose()));
+  }
+
+  private touch(id: string, model: LoadedModel): LoadedModel {
+    this.lastUsed.set(id, Date.now());
+    return model;
+  }
+
+  private runtimeFor(type: ModelType): ModelRuntime {
+    const runtime = this.opts.runtimes[type];
+    if (!runtime) throw new InfernoError("UNSUPPORTED_OPERATION", `no runtime for ${type} models in this server`, { type });
+    return runtime;
+  }
+
+  private persist(): Promise<void> {
+    const regs: Registration[] = [...this.registered.values()].map(({ id, name, path: p, options, created }) => ({
+      id, name, path: p, options, created,
+    }));
+    return this.store.save(regs);
+  }
+}

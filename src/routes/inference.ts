@@ -1,0 +1,54 @@
+import { randomBytes } from "node:crypto";
+import type { FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { z } from "zod";
+import { collectGeneration, type GenerateRequest } from "../core/generation.js";
+import {
+  inferenceBody, inferenceResponse, modelInferenceResponse, nativeSse, promptBody, toGenerateRequest, type GenerationLimits,
+} from "../dialects/native.js";
+import { errorBody } from "../errors/error-handler.js";
+import { abortOnDisconnect, sendSse, type SseFormat } from "../http/sse.js";
+import type { ModelRegistry } from "../registry/model-registry.js";
+import { startGeneration } from "../scheduler/text-generation.js";
+
+const nativeFormat = (requestId: string): SseFormat => ({
+  chunk: (c) => nativeSse.chunk(c.text, c.index),
+  done: nativeSse.done,
+  error: (err) => ({ done: true, finish_reason: "error", ...errorBody(err, "native", requestId) }),
+});
+
+export const inferenceRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limits: GenerationLimits }> = async (
+  app,
+  { registry, limits },
+) => {
+  /** Runs a request streamed (SSE) or whole; the client leaving aborts generation either way. */
+  async function run(request: FastifyRequest, reply: FastifyReply, gen: GenerateRequest, stream: boolean, whole: (r: Awaited<ReturnType<typeof collectGeneration>>) => unknown) {
+    const controller = abortOnDisconnect(reply);
+    const generation = await startGeneration(registry, gen, controller.signal);
+    if (stream) {
+      await sendSse(request, reply, generation, nativeFormat(request.id), controller);
+      return reply;
+    }
+    return whole(await collectGeneration(generation));
+  }
+
+  app.post("/inference", { schema: { body: inferenceBody } }, async (req, reply) => {
+    const gen = toGenerateRequest(req.body.model, req.body, limits);
+    const id = `inf_${randomBytes(9).toString("base64url")}`;
+    return run(req, reply, gen, req.body.stream === true, (r) => inferenceResponse(id, req.body.model, r));
+  });
+
+  app.post("/inference/stream", { schema: { body: inferenceBody } }, async (req, reply) => {
+    const gen = toGenerateRequest(req.body.model, req.body, limits);
+    return run(req, reply, gen, true, () => undefined);
+  });
+
+  app.post(
+    "/models/:id/inference",
+    { schema: { params: z.object({ id: z.string().min(1).max(256) }), body: promptBody } },
+    async (req, reply) => {
+      const gen = toGenerateRequest(req.params.id, req.body, limits);
+      return run(req, reply, gen, req.body.stream === true, modelInferenceResponse);
+    },
+  );
+};

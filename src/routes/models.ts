@@ -1,0 +1,82 @@
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { z } from "zod";
+import type { ModelEntry, ModelRegistry } from "../registry/model-registry.js";
+
+const idParams = z.object({ id: z.string().min(1).max(256) });
+
+/** Load options every runtime accepts; unknown keys are refused rather than passed to native code. */
+export const loadOptionsSchema = z
+  .object({
+    gpu_layers: z.union([z.number().int().min(0).max(100000), z.enum(["auto", "max"])]).optional(),
+    context_size: z.number().int().min(64).max(1 << 20).optional(),
+    batch_size: z.number().int().min(1).max(1 << 16).optional(),
+    parallel: z.number().int().min(1).max(256).optional(),
+  })
+  .strict();
+
+const registerBody = z.object({
+  name: z.string().min(1).max(128),
+  path: z.string().min(1).max(4096),
+  options: loadOptionsSchema.optional(),
+}).strict();
+
+const capabilitiesOf = (type: ModelEntry["type"]) => (type === "gguf" ? ["text-generation", "embeddings"] : ["tensor-inference"]);
+
+/** A model as `GET /models` shows it (fields of the API reference plus a few of Inferno's). */
+export async function describeModel(registry: ModelRegistry, entry: ModelEntry, detailed = false) {
+  const loaded = registry.getLoaded(entry.id);
+  const facts = await registry.facts(entry).catch(() => undefined);
+  const trained = typeof facts?.contextLength === "number" ? facts.contextLength : null;
+  return {
+    id: entry.id,
+    name: entry.name,
+    type: entry.type,
+    size_bytes: entry.sizeBytes,
+    loaded: loaded !== undefined,
+    context_size: loaded?.contextSize ?? trained,
+    capabilities: loaded?.capabilities ?? capabilitiesOf(entry.type),
+    source: entry.source,
+    created: entry.created,
+    ...(loaded ? { memory_usage_bytes: loaded.memoryUsageBytes(), options: loaded.options } : {}),
+    ...(detailed ? { details: facts ?? null, registration_options: entry.options } : {}),
+  };
+}
+
+export const modelRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry }> = async (app, { registry }) => {
+  app.get("/models", async () => {
+    await registry.scan();
+    return { models: await Promise.all(registry.list().map((m) => describeModel(registry, m))) };
+  });
+
+  app.get("/models/:id", { schema: { params: idParams } }, async (req) =>
+    describeModel(registry, await registry.get(req.params.id), true),
+  );
+
+  app.post("/models", { schema: { body: registerBody } }, async (req, reply) => {
+    const entry = await registry.register(req.body);
+    return reply.code(201).send(await describeModel(registry, entry, true));
+  });
+
+  app.post("/models/:id/load", { schema: { params: idParams, body: loadOptionsSchema.optional() } }, async (req) => {
+    const model = await registry.load(req.params.id, req.body ?? {});
+    return {
+      status: "loaded",
+      model_id: req.params.id,
+      memory_usage_bytes: model.memoryUsageBytes(),
+      load_time_ms: Math.round(model.loadTimeMs),
+      context_size: model.contextSize,
+      options: model.options,
+    };
+  });
+
+  app.post("/models/:id/unload", { schema: { params: idParams } }, async (req) => {
+    await registry.get(req.params.id);
+    const wasLoaded = await registry.unload(req.params.id);
+    return { status: "unloaded", model_id: req.params.id, was_loaded: wasLoaded };
+  });
+
+  app.delete("/models/:id", { schema: { params: idParams } }, async (req) => {
+    await registry.unregister(req.params.id);
+    return { status: "deleted", model_id: req.params.id };
+  });
+};

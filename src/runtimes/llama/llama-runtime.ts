@@ -1,0 +1,112 @@
+import { getLlama, LlamaLogLevel, type Llama } from "node-llama-cpp";
+import type { Logger } from "../../core/logger.js";
+import { InfernoError } from "../../errors/catalogue.js";
+import { GgufFormatError, readGgufHeader, summarizeGguf, type GgufSummary } from "../../gguf/gguf-reader.js";
+import { LlamaTextModel } from "./llama-text-model.js";
+
+export type GpuSetting = "auto" | "cpu" | "cuda" | "vulkan" | "metal";
+
+export interface LlamaRuntimeConfig {
+  gpu: GpuSetting;
+  threads: number;
+  parallel: number;
+  contextSize: number;
+  batchSize: number;
+  gpuLayers: "auto" | "max" | number;
+}
+
+/** Options a GGUF load accepts, from `POST /models/{id}/load` or a registration. */
+export interface LlamaLoadOptions {
+  gpu_layers?: "auto" | "max" | number;
+  context_size?: number;
+  batch_size?: number;
+  parallel?: number;
+}
+
+/** Validates the GGUF header in JS so that a corrupt file is refused before native code trusts it. */
+export async function inspectGguf(filePath: string): Promise<GgufSummary> {
+  try {
+    return summarizeGguf(await readGgufHeader(filePath));
+  } catch (err) {
+    if (err instanceof GgufFormatError) {
+      throw new InfernoError("INVALID_MODEL_FILE", `not a valid GGUF file: ${err.message}`, { reason: err.reason });
+    }
+    throw err;
+  }
+}
+
+/** One node-llama-cpp `Llama` per process, created on first use; loads GGUF files into LlamaTextModels. */
+export class LlamaRuntime {
+  private llama: Promise<Llama> | undefined;
+
+  constructor(
+    private readonly config: LlamaRuntimeConfig,
+    private readonly log: Logger,
+  ) {}
+
+  getLlama(): Promise<Llama> {
+    this.llama ??= getLlama({
+      gpu: this.config.gpu === "cpu" ? false : this.config.gpu,
+      maxThreads: this.config.threads,
+      build: "never",
+      usePrebuiltBinaries: true,
+      progressLogs: false,
+      logLevel: LlamaLogLevel.warn,
+      logger: (level, message) => this.nativeLog(level, message),
+    }).then((llama) => {
+      this.log.info({ gpu: llama.gpu, threads: this.config.threads }, "llama.cpp backend ready");
+      return llama;
+    });
+    this.llama.catch(() => (this.llama = undefined));
+    return this.llama;
+  }
+
+  async load(filePath: string, options: LlamaLoadOptions, signal?: AbortSignal): Promise<LlamaTextModel> {
+    const summary = await inspectGguf(filePath);
+    const started = performance.now();
+    const llama = await this.getLlama();
+    const trained = summary.context_length ?? this.config.contextSize;
+    const contextSize = options.context_size ?? Math.min(this.config.contextSize, trained);
+    const parallel = options.parallel ?? this.config.parallel;
+    const gpuLayers = llama.gpu === false ? 0 : (options.gpu_layers ?? this.config.gpuLayers);
+    let model;
+    try {
+      model = await llama.loadModel({ modelPath: filePath, gpuLayers, ...(signal ? { loadSignal: signal } : {}) });
+    } catch (err) {
+      throw new InfernoError("MODEL_LOAD_FAILED", `could not load model: ${(err as Error).message}`, undefined, { cause: err });
+    }
+    try {
+      const context = await model.createContext({
+        contextSize,
+        sequences: parallel,
+        batchSize: options.batch_size ?? Math.min(this.config.batchSize, contextSize),
+        threads: this.config.threads,
+        ...(signal ? { createSignal: signal } : {}),
+      });
+      return new LlamaTextModel(model, context, {
+        threads: this.config.threads,
+        loadTimeMs: performance.now() - started,
+        options: { gpu_layers: model.gpuLayers, context_size: context.contextSize, batch_size: context.batchSize, parallel },
+      });
+    } catch (err) {
+      await model.dispose();
+      const message = (err as Error).message;
+      const code = /memory|VRAM|RAM/i.test(message) ? "INSUFFICIENT_MEMORY" : "MODEL_LOAD_FAILED";
+      throw new InfernoError(code, `could not create a context: ${message}`, { context_size: contextSize, parallel }, { cause: err });
+    }
+  }
+
+  async dispose(): Promise<void> {
+    const llama = await this.llama?.catch(() => undefined);
+    await llama?.dispose();
+    this.llama = undefined;
+  }
+
+  private nativeLog(level: LlamaLogLevel, message: string): void {
+    const text = message.trim();
+    if (!text) return;
+    if (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal) this.log.error({ native: true }, text);
+    else if (level === LlamaLogLevel.warn) this.log.warn({ native: true }, text);
+    else this.log.debug({ native: true }, text);
+  }
+}

@@ -1,0 +1,79 @@
+import { mkdir, symlink } from "node:fs/promises";
+import path from "node:path";
+import type { FastifyInstance } from "fastify";
+import { loadConfig, type ConfigInput } from "../../src/config/config.js";
+import { buildServer } from "../../src/server.js";
+import { writeTinyLlamaGguf } from "../fixtures/gguf-writer.js";
+import { tempDir } from "./paths.js";
+
+export interface TestServer {
+  app: FastifyInstance;
+  url: string;
+  modelsDir: string;
+  dataDir: string;
+  /** Closes the app; the temp folders stay until cleanup (so a restart can reuse them). */
+  close: () => Promise<void>;
+  cleanup: () => Promise<void>;
+}
+
+/**
+ * A real server on an ephemeral loopback port with its own models and data dirs. `models` maps ids to
+ * files to symlink in; `tinyModels` lists ids for generated tiny llama fixtures.
+ */
+export async function startTestServer(opts: {
+  models?: Record<string, string>;
+  tinyModels?: string[];
+  config?: Partial<ConfigInput>;
+  dirs?: { modelsDir: string; dataDir: string };
+} = {}): Promise<TestServer> {
+  const tmp = opts.dirs ? undefined : await tempDir();
+  const modelsDir = opts.dirs?.modelsDir ?? path.join(tmp!.dir, "models");
+  const dataDir = opts.dirs?.dataDir ?? path.join(tmp!.dir, "data");
+  await mkdir(modelsDir, { recursive: true });
+  for (const [id, file] of Object.entries(opts.models ?? {})) await symlink(file, path.join(modelsDir, `${id}.gguf`)).catch(() => {});
+  for (const id of opts.tinyModels ?? []) await writeTinyLlamaGguf(path.join(modelsDir, `${id}.gguf`));
+  const config = loadConfig({
+    env: {},
+    flags: { port: 0, threads: 1, parallel: 4, contextSize: 256, logLevel: "silent", modelsDir, dataDir, ...opts.config },
+  });
+  const app = await buildServer(config);
+  await app.listen({ host: "127.0.0.1", port: 0 });
+  const address = app.server.address();
+  const port = typeof address === "object" && address ? address.port : 0;
+  return {
+    app,
+    url: `http://127.0.0.1:${port}`,
+    modelsDir,
+    dataDir,
+    close: () => app.close(),
+    cleanup: async () => {
+      await app.close();
+      await tmp?.cleanup();
+    },
+  };
+}
+
+/** POST JSON and parse the JSON answer. */
+export async function postJson(url: string, body: unknown, init: RequestInit = {}): Promise<{ status: number; body: any; headers: Headers }> {
+  const res = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+    ...init,
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : undefined, headers: res.headers };
+}
+
+/** Reads an SSE response into its parsed `data:` payloads. */
+export async function readSse(res: Response): Promise<any[]> {
+  const text = await res.text();
+  return text
+    .split("\n\n")
+    .map((block) => block.trim())
+    .filter((b) => b.startsWith("data: "))
+    .map((b) => {
+      const data = b.slice(6);
+      return data === "[DONE]" ? "[DONE]" : JSON.parse(data);
+    });
+}
