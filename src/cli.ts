@@ -28,6 +28,10 @@ Options (each also from env INFERNO_<KEY> or a JSON --config file; flag > env > 
   --gpu G              auto|cpu|cuda|vulkan|metal (default auto)  INFERNO_GPU
   --parallel N         parallel sequences per GGUF model (default 4)       INFERNO_PARALLEL
   --context-size N     tokens per sequence (default 2048, capped at the model's trained size)
+  --batch-size N       prompt batch size (default 512)
+  --gpu-layers N       layers on the GPU: auto|max|N (default auto)
+  --max-tokens-limit N largest max_tokens a request may ask for (default 4096)
+  --body-limit BYTES   request body cap (default 10485760)
   --config FILE        JSON config file with the same keys in camelCase   INFERNO_CONFIG
   --log-level L        fatal|error|warn|info|debug|trace|silent (default info)
 
@@ -76,9 +80,13 @@ export async function main(argv: string[]): Promise<number> {
     return EXIT.ok;
   }
   const [command, sub, arg] = positionals;
-  if (values.help || command === undefined || command === "help") {
+  if (values.help || command === "help") {
     console.log(HELP);
-    return command === undefined && !values.help ? EXIT.usage : EXIT.ok;
+    return EXIT.ok;
+  }
+  if (command === undefined) {
+    console.error(HELP);
+    return EXIT.usage;
   }
   const flags: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(values)) {

@@ -44,6 +44,11 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   registerErrorHandling(app);
+  // `curl -d '{...}'` sends form-urlencoded and some clients send text/plain: every body is read as JSON.
+  app.removeContentTypeParser("text/plain");
+  app.addContentTypeParser("*", { parseAs: "string" }, (request, body, done) => {
+    app.getDefaultJsonParser("error", "error")(request, body as string, done);
+  });
   app.addHook("onRequest", async (request, reply) => {
     reply.header("x-request-id", request.id);
   });

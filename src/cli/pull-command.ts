@@ -17,7 +17,7 @@ export async function pull(source: string, flags: Record<string, unknown>, opts:
       ...(opts.name ? { name: opts.name } : {}),
       ...(opts.sha256 ? { sha256: opts.sha256 } : {}),
       ...(opts.force ? { force: true } : {}),
-      ...(process.env.INFERNO_HF_ENDPOINT ? { hfEndpoint: process.env.INFERNO_HF_ENDPOINT } : {}),
+      hfEndpoint: config.hfEndpoint,
       signal: controller.signal,
       onProgress: (p) => bar.update(p),
     });

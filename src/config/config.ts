@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
+import { DEFAULT_HF_ENDPOINT } from "../pull/model-source.js";
 
 /** Default llama.cpp threads: leave one core to the JS thread, which drives every token and the HTTP I/O. */
 export function defaultThreads(cores = os.availableParallelism()): number {
@@ -43,6 +44,8 @@ export const configSchema = z
     bodyLimit: intFromString(1024, 1 << 30).default(10 * 1024 * 1024),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     logPretty: boolFromString.optional(),
+    /** Where `pull hf:...` downloads from (a Hugging Face mirror, say). */
+    hfEndpoint: z.string().url().default(DEFAULT_HF_ENDPOINT),
   })
   .strict();
 
@@ -104,7 +107,9 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   if (!result.success) {
     const issue = result.error.issues[0]!;
     const key = issue.path.join(".") || (issue.code === "unrecognized_keys" ? issue.keys.join(", ") : "(root)");
-    const origin = key in defined ? "flag" : key in fromEnv ? `env ${envNameOf(key)}` : file && key in fromFile ? `file ${file}` : "config";
+    // Looked up by top-level key: a nested path ("modelRoots.1") or a list of unknown keys matches no source.
+    const top = String(issue.path[0] ?? (issue.code === "unrecognized_keys" ? issue.keys[0] : ""));
+    const origin = top in defined ? "flag" : top in fromEnv ? `env ${envNameOf(top)}` : file && top in fromFile ? `file ${file}` : "config";
     throw new ConfigError(`invalid configuration for "${key}" (${origin}): ${issue.message}`);
   }
   const cfg = result.data;

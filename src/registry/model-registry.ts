@@ -173,26 +173,23 @@ export class ModelRegistry {
   async load(id: string, options: Record<string, unknown> = {}): Promise<LoadedModel> {
     const pending = this.loading.get(id);
     if (pending) return pending;
-    const entry = await this.get(id);
-    const current = this.loaded.get(id);
-    const wanted = { ...entry.options, ...options };
-    if (current) {
-      if (Object.entries(options).every(([k, v]) => current.options[k] === v)) return this.touch(id, current);
-      if (current.inFlight > 0) {
-        throw new InfernoError("MODEL_BUSY", `model '${id}' has requests in flight; unload it later to change its options`, { model: id });
-      }
-      await this.unload(id);
-    }
-    const promise = this.runtimeFor(entry.type)
-      .load(entry.path, wanted)
-      .then((model) => {
-        this.loaded.set(id, model);
-        this.opts.log.info({ model: id, load_ms: Math.round(model.loadTimeMs), options: model.options }, "model loaded");
-        return this.touch(id, model);
-      })
-      .finally(() => this.loading.delete(id));
+    // Registered synchronously, before any await, so concurrent callers share this one load.
+    const promise = this.loadOnce(id, options).finally(() => this.loading.delete(id));
     this.loading.set(id, promise);
     return promise;
+  }
+
+  private async loadOnce(id: string, options: Record<string, unknown>): Promise<LoadedModel> {
+    const entry = await this.get(id);
+    const current = this.loaded.get(id);
+    if (current) {
+      if (Object.entries(options).every(([k, v]) => current.options[k] === v)) return this.touch(id, current);
+      await this.disposeLoaded(id, current);
+    }
+    const model = await this.runtimeFor(entry.type).load(entry.path, { ...entry.options, ...options });
+    this.loaded.set(id, model);
+    this.opts.log.info({ model: id, load_ms: Math.round(model.loadTimeMs), options: model.options }, "model loaded");
+    return this.touch(id, model);
   }
 
   /** The loaded model for a request, loading it on first use. */
@@ -205,13 +202,18 @@ export class ModelRegistry {
     await this.loading.get(id)?.catch(() => undefined);
     const model = this.loaded.get(id);
     if (!model) return false;
+    await this.disposeLoaded(id, model);
+    return true;
+  }
+
+  /** Never unloads a model that is serving requests. */
+  private async disposeLoaded(id: string, model: LoadedModel): Promise<void> {
     if (model.inFlight > 0) {
       throw new InfernoError("MODEL_BUSY", `model '${id}' has ${model.inFlight} request(s) in flight`, { model: id, in_flight: model.inFlight });
     }
     this.loaded.delete(id);
     await model.dispose();
     this.opts.log.info({ model: id }, "model unloaded");
-    return true;
   }
 
   async close(): Promise<void> {

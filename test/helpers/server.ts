@@ -18,7 +18,8 @@ export interface TestServer {
 
 /**
  * A real server on an ephemeral loopback port with its own models and data dirs. `models` maps ids to
- * files to symlink in; `tinyModels` lists ids for generated tiny llama fixtures.
+ * GGUF files to symlink in (their folders become model roots); `tinyModels` lists ids for generated
+ * tiny llama fixtures.
  */
 export async function startTestServer(opts: {
   models?: Record<string, string>;
@@ -34,7 +35,12 @@ export async function startTestServer(opts: {
   for (const id of opts.tinyModels ?? []) await writeTinyLlamaGguf(path.join(modelsDir, `${id}.gguf`));
   const config = loadConfig({
     env: {},
-    flags: { port: 0, threads: 1, parallel: 4, contextSize: 256, logLevel: "silent", modelsDir, dataDir, ...opts.config },
+    flags: {
+      port: 0, threads: 1, parallel: 4, contextSize: 256, logLevel: "silent", modelsDir, dataDir,
+      // Linked model files stay where they are, so their folders are allowed roots.
+      modelRoots: [...new Set(Object.values(opts.models ?? {}).map((f) => path.dirname(f)))],
+      ...opts.config,
+    },
   });
   const app = await buildServer(config);
   await app.listen({ host: "127.0.0.1", port: 0 });

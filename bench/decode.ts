@@ -1,0 +1,211 @@
+/**
+ * Decode throughput of Inferno's /inference/stream against node-llama-cpp driven directly in this
+ * process, on the same model, context and threads, reported as inferno/raw ratios.
+ * Run: `npm run bench`, or `npx tsc -p . && node dist/bench/decode.js --help`.
+ */
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Llama, Token } from "node-llama-cpp";
+import { parseBenchArgs, usage, type BenchOptions } from "./args.js";
+import { startInferno, type BenchServer } from "./inferno-server.js";
+import { openLlama, RawLlama } from "./raw-llama.js";
+import { formatReport, summarize, type BenchReport, type MachineFacts, type RateScenario, type TtftScenario } from "./report.js";
+import { streamConcurrently, streamInference } from "./sse-client.js";
+import { aggregateRate, decodeRate, type StreamTiming } from "./stats.js";
+
+/** Lets the side that just ran finish its cleanup (socket close, sequence release) before the other starts. */
+const SETTLE_MS = 100;
+/** Runs too short to time reliably are not worth having; below this the bench says so and goes on. */
+const MIN_TOKENS = 16;
+
+function nodeLlamaCppVersion(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.resolve("node-llama-cpp")));
+  while (dir !== path.dirname(dir)) {
+    const file = path.join(dir, "package.json");
+    if (existsSync(file)) {
+      const pkg = JSON.parse(readFileSync(file, "utf8")) as { name?: string; version?: string };
+      if (pkg.name === "node-llama-cpp") return pkg.version ?? "unknown";
+    }
+    dir = path.dirname(dir);
+  }
+  return "unknown";
+}
+
+/** Runs the two sides one after the other, `n` times, swapping which goes first so that drift cancels. */
+async function alternate<T>(n: number, raw: () => Promise<T>, inferno: () => Promise<T>): Promise<{ raw: T[]; inferno: T[] }> {
+  const out = { raw: [] as T[], inferno: [] as T[] };
+  for (let i = 0; i < n; i++) {
+    const order = i % 2 === 0 ? (["raw", "inferno"] as const) : (["inferno", "raw"] as const);
+    for (const side of order) {
+      out[side].push(await (side === "raw" ? raw() : inferno()));
+      await sleep(SETTLE_MS);
+    }
+  }
+  return out;
+}
+
+/** Tokens per stream that fit the per-run time budget at the rate measured, capped by --max-tokens. */
+function fitTokens(opts: BenchOptions, tokensPerSecond: number, streams: number, label: string): number {
+  const fit = Math.floor((tokensPerSecond * opts.runSeconds) / streams);
+  const tokens = Math.max(MIN_TOKENS, Math.min(opts.maxTokens, fit));
+  if (tokens < opts.maxTokens) {
+    console.error(`${label}: ${tokensPerSecond.toFixed(1)} tok/s measured, so ${tokens} tokens per stream instead of ${opts.maxTokens} (--run-seconds ${opts.runSeconds})`);
+  }
+  return tokens;
+}
+
+interface Pair {
+  raw: RawLlama;
+  server: BenchServer;
+}
+
+async function openPair(llama: Llama, opts: BenchOptions, parallel: number): Promise<Pair> {
+  const ctx = { contextSize: opts.contextSize, threads: opts.threads, batchSize: opts.batchSize };
+  const raw = await RawLlama.open(llama, opts.model, { ...ctx, sequences: parallel });
+  try {
+    return { raw, server: await startInferno({ ...ctx, modelPath: opts.model, parallel }) };
+  } catch (err) {
+    await raw.dispose();
+    throw err;
+  }
+}
+
+async function closePair(pair: Pair): Promise<void> {
+  await pair.server.close();
+  await pair.raw.dispose();
+}
+
+/** One stream at a time: median decode rate (first to last token) per side. */
+async function singleStream(pair: Pair, opts: BenchOptions, prompt: Token[], name: string, parallel: number): Promise<RateScenario> {
+  await pair.raw.generate(prompt, MIN_TOKENS);
+  const calibration = await pair.raw.generate(prompt, 64);
+  const maxTokens = fitTokens(opts, decodeRate(calibration), 1, name);
+  const req = { model: pair.server.modelId, prompt: opts.prompt, maxTokens };
+  await pair.raw.generate(prompt, maxTokens);
+  await streamInference(pair.server.url, req); // also loads the model
+  const runs = await alternate(opts.runs, () => pair.raw.generate(prompt, maxTokens), () => streamInference(pair.server.url, req));
+  return {
+    name,
+    measures:
+      "tokens/s of one stream from its first to its last generated token, (n − 1) / (t_last − t_first); " +
+      "raw: timed around the evaluate loop; inferno: timed client-side on the SSE token events over loopback, n from usage.completion_tokens",
+    streams: 1,
+    parallel,
+    maxTokens,
+    raw: { rates: runs.raw.map(decodeRate), tokens: runs.raw.map((t) => t.tokens) },
+    inferno: { rates: runs.inferno.map(decodeRate), tokens: runs.inferno.map((t) => t.tokens) },
+  };
+}
+
+/** `streams` streams at once: aggregate tokens/s over the wall time of the whole batch. */
+async function concurrentStreams(pair: Pair, opts: BenchOptions, prompt: Token[], name: string): Promise<RateScenario> {
+  const streams = opts.streams;
+  await pair.raw.generateConcurrently(prompt, MIN_TOKENS, streams);
+  const calibration = await pair.raw.generateConcurrently(prompt, 64, streams);
+  const maxTokens = fitTokens(opts, aggregateRate(calibration), streams, name);
+  const req = { model: pair.server.modelId, prompt: opts.prompt, maxTokens };
+  await pair.raw.generateConcurrently(prompt, maxTokens, streams);
+  await streamConcurrently(pair.server.url, req, streams);
+  const runs = await alternate(
+    opts.runs,
+    () => pair.raw.generateConcurrently(prompt, maxTokens, streams),
+    () => streamConcurrently(pair.server.url, req, streams),
+  );
+  const total = (batch: StreamTiming[]) => batch.reduce((sum, t) => sum + t.tokens, 0);
+  return {
+    name,
+    measures:
+      `aggregate tokens/s of ${streams} concurrent streams: all generated tokens / (last stream's end − first stream's start), ` +
+      "prefill and time to first token included; raw: one context with one sequence per stream, an evaluate loop on each under Promise.all; " +
+      "inferno: concurrent fetches, end = the done event",
+    streams,
+    parallel: streams,
+    maxTokens,
+    raw: { rates: runs.raw.map(aggregateRate), tokens: runs.raw.map(total) },
+    inferno: { rates: runs.inferno.map(aggregateRate), tokens: runs.inferno.map(total) },
+  };
+}
+
+async function timeToFirstToken(pair: Pair, opts: BenchOptions, prompt: Token[]): Promise<TtftScenario> {
+  const req = { model: pair.server.modelId, prompt: opts.prompt, maxTokens: 1 };
+  const ttft = (t: StreamTiming) => t.firstTokenMs - t.startMs;
+  const runs = await alternate(
+    opts.ttftRequests,
+    async () => ttft(await pair.raw.generate(prompt, 1)),
+    async () => ttft(await streamInference(pair.server.url, req)),
+  );
+  return {
+    name: "1 stream, max_tokens 1",
+    measures:
+      "milliseconds to the first generated token, the prompt's prefix already cached on both sides as Inferno reuses it; " +
+      "raw: from the evaluate call; inferno: from fetch() to the first SSE token event, client-side over loopback",
+    requests: opts.ttftRequests,
+    rawMs: runs.raw,
+    infernoMs: runs.inferno,
+  };
+}
+
+async function main(): Promise<void> {
+  const parsed = parseBenchArgs(process.argv.slice(2));
+  if (parsed === "help") {
+    console.log(usage);
+    return;
+  }
+  const opts: BenchOptions = { ...parsed, batchSize: Math.min(parsed.batchSize, parsed.contextSize) };
+  if (!existsSync(opts.model)) throw new Error(`model not found: ${opts.model} (pass --model PATH)`);
+  if (opts.threads > os.availableParallelism()) {
+    console.error(`warning: --threads ${opts.threads} is more than the ${os.availableParallelism()} cores; llama.cpp slows down badly`);
+  }
+  const started = performance.now();
+  const llama = await openLlama(opts.threads);
+  try {
+    const rates: RateScenario[] = [];
+    let pair = await openPair(llama, opts, 1);
+    const prompt = pair.raw.tokenize(opts.prompt);
+    let ttft: TtftScenario;
+    try {
+      rates.push(await singleStream(pair, opts, prompt, "1 stream, parallel 1", 1));
+      ttft = await timeToFirstToken(pair, opts, prompt);
+    } finally {
+      await closePair(pair);
+    }
+    pair = await openPair(llama, opts, opts.streams);
+    try {
+      rates.push(await concurrentStreams(pair, opts, prompt, `${opts.streams} streams, parallel ${opts.streams}`));
+      rates.push(await singleStream(pair, opts, prompt, `1 stream, parallel ${opts.streams}`, opts.streams));
+    } finally {
+      await closePair(pair);
+    }
+    const facts: MachineFacts = {
+      cpu: os.cpus()[0]?.model ?? "unknown",
+      cores: os.availableParallelism(),
+      node: process.version,
+      nodeLlamaCpp: nodeLlamaCppVersion(),
+      model: opts.model,
+      modelBytes: statSync(opts.model).size,
+      threads: opts.threads,
+      contextSize: opts.contextSize,
+      batchSize: opts.batchSize,
+      prompt: opts.prompt,
+      promptTokens: prompt.length,
+    };
+    const report: BenchReport = { facts, runs: opts.runs, rates, ttft };
+    console.log(formatReport(report));
+    console.log(`\nbench took ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    if (opts.json) {
+      await writeFile(opts.json, JSON.stringify({ ...report, summary: summarize(report) }, null, 2) + "\n");
+      console.log(`wrote ${opts.json}`);
+    }
+  } finally {
+    await llama.dispose();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? err.message : err);
+  process.exitCode = 1;
+});

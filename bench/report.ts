@@ -1,0 +1,102 @@
+import { median, quantile } from "./stats.js";
+
+export interface MachineFacts {
+  cpu: string;
+  cores: number;
+  node: string;
+  nodeLlamaCpp: string;
+  model: string;
+  modelBytes: number;
+  threads: number;
+  contextSize: number;
+  batchSize: number;
+  prompt: string;
+  promptTokens: number;
+}
+
+/** One scenario's samples: a rate per run for each side (tok/s), and the token counts they came from. */
+export interface RateScenario {
+  name: string;
+  /** What the rate is, in words, so the JSON stands on its own. */
+  measures: string;
+  streams: number;
+  parallel: number;
+  maxTokens: number;
+  raw: { rates: number[]; tokens: number[] };
+  inferno: { rates: number[]; tokens: number[] };
+}
+
+export interface TtftScenario {
+  name: string;
+  measures: string;
+  requests: number;
+  rawMs: number[];
+  infernoMs: number[];
+}
+
+export interface BenchReport {
+  facts: MachineFacts;
+  runs: number;
+  rates: RateScenario[];
+  ttft: TtftScenario;
+}
+
+const fixed = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : "n/a");
+const range = (xs: number[]) => `${fixed(Math.min(...xs), 0)}–${fixed(Math.max(...xs), 0)}`;
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
+  return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
+}
+
+/** Medians and ratios, computed the same way for the table and the JSON. */
+export function summarize(report: BenchReport) {
+  return {
+    rates: report.rates.map((s) => {
+      const raw = median(s.raw.rates);
+      const inferno = median(s.inferno.rates);
+      return { name: s.name, streams: s.streams, raw_tok_s: raw, inferno_tok_s: inferno, ratio: inferno / raw };
+    }),
+    ttft: {
+      raw_median_ms: median(report.ttft.rawMs),
+      raw_p99_ms: quantile(report.ttft.rawMs, 0.99),
+      inferno_median_ms: median(report.ttft.infernoMs),
+      inferno_p99_ms: quantile(report.ttft.infernoMs, 0.99),
+    },
+  };
+}
+
+export function formatReport(report: BenchReport): string {
+  const f = report.facts;
+  const summary = summarize(report);
+  const rateRows = report.rates.map((s, i) => {
+    const m = summary.rates[i]!;
+    const tokens = (xs: number[]) => `${s.streams > 1 ? `${s.streams}×` : ""}${median(xs) / s.streams}`;
+    return [
+      s.name,
+      tokens(s.raw.tokens),
+      tokens(s.inferno.tokens),
+      `${fixed(m.raw_tok_s)} (${range(s.raw.rates)})`,
+      `${fixed(m.inferno_tok_s)} (${range(s.inferno.rates)})`,
+      `${fixed(m.ratio, 3)}×`,
+    ];
+  });
+  const t = summary.ttft;
+  return [
+    `cpu: ${f.cpu}, ${f.cores} cores; node ${f.node}; node-llama-cpp ${f.nodeLlamaCpp}`,
+    `model: ${f.model} (${f.modelBytes.toLocaleString("en-US")} bytes); threads ${f.threads}; context ${f.contextSize}/sequence; batch ${f.batchSize}`,
+    `prompt: ${JSON.stringify(f.prompt)} (${f.promptTokens} tokens with BOS); greedy; median of ${report.runs} runs per side (min–max in brackets)`,
+    "",
+    table(["scenario", "raw tokens", "inferno tokens", "raw tok/s", "inferno tok/s", "inferno/raw"], rateRows),
+    "",
+    table(
+      ["time to first token", "requests", "raw median", "raw p99", "inferno median", "inferno p99"],
+      [[report.ttft.name, String(report.ttft.requests), `${fixed(t.raw_median_ms, 2)} ms`, `${fixed(t.raw_p99_ms, 2)} ms`,
+        `${fixed(t.inferno_median_ms, 2)} ms`, `${fixed(t.inferno_p99_ms, 2)} ms`]],
+    ),
+    "",
+    ...report.rates.map((s) => `${s.name}: ${s.measures}`),
+    `${report.ttft.name}: ${report.ttft.measures}`,
+  ].join("\n");
+}
