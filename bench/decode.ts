@@ -19,7 +19,8 @@ import { aggregateRate, decodeRate, type StreamTiming } from "./stats.js";
 
 /** Lets the side that just ran finish its cleanup (socket close, sequence release) before the other starts. */
 const SETTLE_MS = 100;
-/** Runs too short to time reliably are not worth having; below this the bench says so and goes on. */
+const TTFT_SETTLE_MS = 10;
+/** Shortest run the bench will size, however slow the backend: fewer tokens time too coarsely. */
 const MIN_TOKENS = 16;
 
 function nodeLlamaCppVersion(): string {
@@ -36,24 +37,28 @@ function nodeLlamaCppVersion(): string {
 }
 
 /** Runs the two sides one after the other, `n` times, swapping which goes first so that drift cancels. */
-async function alternate<T>(n: number, raw: () => Promise<T>, inferno: () => Promise<T>): Promise<{ raw: T[]; inferno: T[] }> {
+async function alternate<T>(n: number, raw: () => Promise<T>, inferno: () => Promise<T>, settleMs = SETTLE_MS): Promise<{ raw: T[]; inferno: T[] }> {
   const out = { raw: [] as T[], inferno: [] as T[] };
   for (let i = 0; i < n; i++) {
     const order = i % 2 === 0 ? (["raw", "inferno"] as const) : (["inferno", "raw"] as const);
     for (const side of order) {
       out[side].push(await (side === "raw" ? raw() : inferno()));
-      await sleep(SETTLE_MS);
+      await sleep(settleMs);
     }
   }
   return out;
 }
 
-/** Tokens per stream that fit the per-run time budget at the rate measured, capped by --max-tokens. */
-function fitTokens(opts: BenchOptions, tokensPerSecond: number, streams: number, label: string): number {
-  const fit = Math.floor((tokensPerSecond * opts.runSeconds) / streams);
-  const tokens = Math.max(MIN_TOKENS, Math.min(opts.maxTokens, fit));
+/**
+ * Warms raw up with a full-length run stopped at --run-seconds, and returns the tokens per stream it
+ * reached: the length of every measured run, so that a slow configuration (threads > 1 on few cores)
+ * still ends in bounded time. Decode slows as the context fills, so a short probe would overestimate it.
+ */
+async function sizeRuns(opts: BenchOptions, label: string, probe: (deadlineMs: number) => Promise<StreamTiming[]>): Promise<number> {
+  const reached = Math.min(...(await probe(performance.now() + opts.runSeconds * 1000)).map((t) => t.tokens));
+  const tokens = Math.max(MIN_TOKENS, Math.min(opts.maxTokens, reached));
   if (tokens < opts.maxTokens) {
-    console.error(`${label}: ${tokensPerSecond.toFixed(1)} tok/s measured, so ${tokens} tokens per stream instead of ${opts.maxTokens} (--run-seconds ${opts.runSeconds})`);
+    console.error(`${label}: ${tokens} tokens per stream instead of ${opts.maxTokens}, to keep a run near ${opts.runSeconds} s (--run-seconds)`);
   }
   return tokens;
 }
@@ -81,11 +86,8 @@ async function closePair(pair: Pair): Promise<void> {
 
 /** One stream at a time: median decode rate (first to last token) per side. */
 async function singleStream(pair: Pair, opts: BenchOptions, prompt: Token[], name: string, parallel: number): Promise<RateScenario> {
-  await pair.raw.generate(prompt, MIN_TOKENS);
-  const calibration = await pair.raw.generate(prompt, 64);
-  const maxTokens = fitTokens(opts, decodeRate(calibration), 1, name);
+  const maxTokens = await sizeRuns(opts, name, async (deadline) => [await pair.raw.generate(prompt, opts.maxTokens, 0, deadline)]);
   const req = { model: pair.server.modelId, prompt: opts.prompt, maxTokens };
-  await pair.raw.generate(prompt, maxTokens);
   await streamInference(pair.server.url, req); // also loads the model
   const runs = await alternate(opts.runs, () => pair.raw.generate(prompt, maxTokens), () => streamInference(pair.server.url, req));
   return {
@@ -104,11 +106,8 @@ async function singleStream(pair: Pair, opts: BenchOptions, prompt: Token[], nam
 /** `streams` streams at once: aggregate tokens/s over the wall time of the whole batch. */
 async function concurrentStreams(pair: Pair, opts: BenchOptions, prompt: Token[], name: string): Promise<RateScenario> {
   const streams = opts.streams;
-  await pair.raw.generateConcurrently(prompt, MIN_TOKENS, streams);
-  const calibration = await pair.raw.generateConcurrently(prompt, 64, streams);
-  const maxTokens = fitTokens(opts, aggregateRate(calibration), streams, name);
+  const maxTokens = await sizeRuns(opts, name, (deadline) => pair.raw.generateConcurrently(prompt, opts.maxTokens, streams, deadline));
   const req = { model: pair.server.modelId, prompt: opts.prompt, maxTokens };
-  await pair.raw.generateConcurrently(prompt, maxTokens, streams);
   await streamConcurrently(pair.server.url, req, streams);
   const runs = await alternate(
     opts.runs,
@@ -137,6 +136,7 @@ async function timeToFirstToken(pair: Pair, opts: BenchOptions, prompt: Token[])
     opts.ttftRequests,
     async () => ttft(await pair.raw.generate(prompt, 1)),
     async () => ttft(await streamInference(pair.server.url, req)),
+    TTFT_SETTLE_MS,
   );
   return {
     name: "1 stream, max_tokens 1",

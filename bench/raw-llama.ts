@@ -54,8 +54,9 @@ export class RawLlama {
   /**
    * Greedy generation of up to maxTokens on one sequence. Like Inferno, it keeps the prompt prefix the
    * sequence already holds and evaluates at least the last prompt token, so both sides do the same work.
+   * A `deadlineMs` (performance.now() time) stops it early; the bench uses that to size its runs.
    */
-  async generate(promptTokens: Token[], maxTokens: number, sequenceIndex = 0): Promise<StreamTiming> {
+  async generate(promptTokens: Token[], maxTokens: number, sequenceIndex = 0, deadlineMs = Infinity): Promise<StreamTiming> {
     const sequence = this.sequences[sequenceIndex];
     if (!sequence) throw new Error(`no sequence ${sequenceIndex} (context has ${this.sequences.length})`);
     const startMs = performance.now();
@@ -73,6 +74,10 @@ export class RawLlama {
           finishReason = "length";
           break;
         }
+        if (lastTokenMs > deadlineMs) {
+          finishReason = "deadline";
+          break;
+        }
         const step = await iterator.next();
         if (step.done) break;
         lastTokenMs = performance.now();
@@ -86,8 +91,8 @@ export class RawLlama {
   }
 
   /** One generation on each of the first `streams` sequences at once; node-llama-cpp batches them. */
-  generateConcurrently(promptTokens: Token[], maxTokens: number, streams: number): Promise<StreamTiming[]> {
-    return Promise.all(Array.from({ length: streams }, (_, i) => this.generate(promptTokens, maxTokens, i)));
+  generateConcurrently(promptTokens: Token[], maxTokens: number, streams: number, deadlineMs = Infinity): Promise<StreamTiming[]> {
+    return Promise.all(Array.from({ length: streams }, (_, i) => this.generate(promptTokens, maxTokens, i, deadlineMs)));
   }
 
   async dispose(): Promise<void> {
