@@ -28,7 +28,7 @@ export const usage = `usage: node dist/bench/decode.js [options]
   --max-tokens N     tokens per stream (default 1000)
   --run-seconds S    lower max-tokens so that one run takes about S seconds on this machine (default 4)
   --streams N        concurrent streams of the batched scenario (default 8)
-  --ttft-requests N  requests per side for time-to-first-token (default 20)
+  --ttft-requests N  requests per side for time to first token (default 100)
   --context-size N   context per sequence on both sides (default 2048)
   --prompt TEXT      prompt (default "Once upon a time")`;
 
@@ -68,7 +68,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | "help" {
     maxTokens: positiveInt("max-tokens", values["max-tokens"], 1000),
     runSeconds,
     streams: positiveInt("streams", values.streams, 8),
-    ttftRequests: positiveInt("ttft-requests", values["ttft-requests"], 20),
+    ttftRequests: positiveInt("ttft-requests", values["ttft-requests"], 100),
     contextSize: positiveInt("context-size", values["context-size"], 2048),
     batchSize: 512,
     prompt: values.prompt ?? "Once upon a time",

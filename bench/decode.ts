@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Llama, Token } from "node-llama-cpp";
 import { parseBenchArgs, usage, type BenchOptions } from "./args.js";
+import { startHttpFloor } from "./http-floor.js";
 import { startInferno, type BenchServer } from "./inferno-server.js";
 import { openLlama, RawLlama } from "./raw-llama.js";
 import { formatReport, summarize, type BenchReport, type MachineFacts, type RateScenario, type TtftScenario } from "./report.js";
@@ -20,6 +21,7 @@ import { aggregateRate, decodeRate, type StreamTiming } from "./stats.js";
 /** Lets the side that just ran finish its cleanup (socket close, sequence release) before the other starts. */
 const SETTLE_MS = 100;
 const TTFT_SETTLE_MS = 10;
+const TTFT_WARMUP = 10;
 /** Shortest run the bench will size, however slow the backend: fewer tokens time too coarsely. */
 const MIN_TOKENS = 16;
 
@@ -132,21 +134,35 @@ async function concurrentStreams(pair: Pair, opts: BenchOptions, prompt: Token[]
 async function timeToFirstToken(pair: Pair, opts: BenchOptions, prompt: Token[]): Promise<TtftScenario> {
   const req = { model: pair.server.modelId, prompt: opts.prompt, maxTokens: 1 };
   const ttft = (t: StreamTiming) => t.firstTokenMs - t.startMs;
-  const runs = await alternate(
-    opts.ttftRequests,
-    async () => ttft(await pair.raw.generate(prompt, 1)),
-    async () => ttft(await streamInference(pair.server.url, req)),
-    TTFT_SETTLE_MS,
-  );
-  return {
-    name: "1 stream, max_tokens 1",
-    measures:
-      "milliseconds to the first generated token, the prompt's prefix already cached on both sides as Inferno reuses it; " +
-      "raw: from the evaluate call; inferno: from fetch() to the first SSE token event, client-side over loopback",
-    requests: opts.ttftRequests,
-    rawMs: runs.raw,
-    infernoMs: runs.inferno,
-  };
+  const floor = await startHttpFloor();
+  try {
+    const sides = {
+      raw: async () => ttft(await pair.raw.generate(prompt, 1)),
+      inferno: async () => ttft(await streamInference(pair.server.url, req)),
+      floor: async () => ttft(await streamInference(floor.url, req)),
+    };
+    // Requests are short, so the first ones would mostly time the JIT and connection setup.
+    for (let i = 0; i < TTFT_WARMUP; i++) for (const side of Object.values(sides)) await side();
+    const runs = await alternate(opts.ttftRequests, sides.raw, sides.inferno, TTFT_SETTLE_MS);
+    const floorMs: number[] = [];
+    for (let i = 0; i < opts.ttftRequests; i++) {
+      floorMs.push(await sides.floor());
+      await sleep(TTFT_SETTLE_MS);
+    }
+    return {
+      name: "1 stream, max_tokens 1",
+      measures:
+        "milliseconds to the first generated token, the prompt's prefix already cached on both sides as Inferno reuses it; " +
+        "raw: from the evaluate call; inferno: from fetch() to the first SSE token event, client-side over loopback; " +
+        "http floor: the same fetch against a bare Fastify route that writes a fixed token event (no model, no validation)",
+      requests: opts.ttftRequests,
+      rawMs: runs.raw,
+      infernoMs: runs.inferno,
+      httpFloorMs: floorMs,
+    };
+  } finally {
+    await floor.close();
+  }
 }
 
 async function main(): Promise<void> {

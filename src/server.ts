@@ -2,12 +2,18 @@ import { randomBytes } from "node:crypto";
 import Fastify, { type FastifyInstance } from "fastify";
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
 import type { Config } from "./config/config.js";
+import { parseKeepAlive } from "./core/duration.js";
 import { registerErrorHandling } from "./errors/error-handler.js";
 import { ModelRegistry } from "./registry/model-registry.js";
 import { embeddingRoutes } from "./routes/embeddings.js";
 import { healthRoutes } from "./routes/health.js";
 import { inferenceRoutes } from "./routes/inference.js";
 import { modelRoutes } from "./routes/models.js";
+import { ollamaRoutes } from "./routes/ollama.js";
+import { openaiChatRoutes } from "./routes/openai-chat.js";
+import { openaiCompletionRoutes } from "./routes/openai-completions.js";
+import { openaiEmbeddingRoutes } from "./routes/openai-embeddings.js";
+import { openaiModelRoutes } from "./routes/openai-models.js";
 import { inspectGguf, LlamaRuntime } from "./runtimes/llama/llama-runtime.js";
 
 declare module "fastify" {
@@ -69,6 +75,7 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
     dataDir: config.dataDir,
     modelRoots: config.modelRoots,
     log: app.log,
+    keepAliveMs: parseKeepAlive(config.keepAlive) ?? null,
     runtimes: {
       gguf: {
         inspect: async (file) => {
@@ -92,5 +99,10 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   await app.register(modelRoutes, { registry });
   await app.register(inferenceRoutes, { registry, limits });
   await app.register(embeddingRoutes, { registry });
+  await app.register(openaiChatRoutes, { registry, limits });
+  await app.register(ollamaRoutes, { registry, limits });
+  await app.register(openaiCompletionRoutes, { registry, limits });
+  await app.register(openaiEmbeddingRoutes, { registry });
+  await app.register(openaiModelRoutes, { registry });
   return app;
 }

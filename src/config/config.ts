@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
+import { parseKeepAlive } from "../core/duration.js";
 import { DEFAULT_HF_ENDPOINT } from "../pull/model-source.js";
 
 /** Default llama.cpp threads: leave one core to the JS thread, which drives every token and the HTTP I/O. */
@@ -39,6 +40,11 @@ export const configSchema = z
     contextSize: intFromString(64, 1 << 20).default(2048),
     batchSize: intFromString(1, 1 << 16).default(512),
     gpuLayers: z.union([z.literal("auto"), z.literal("max"), intFromString(0, 100000)]).default("auto"),
+    /** How long an idle model stays loaded: seconds or a duration ("5m", "1h"); negative keeps it forever. */
+    keepAlive: z
+      .union([z.number(), z.string()])
+      .default("5m")
+      .refine((v) => parseKeepAlive(v) !== undefined, "expected seconds or a duration such as 5m, 1h30m, -1"),
     maxTokensLimit: intFromString(1, 1 << 20).default(4096),
     defaultMaxTokens: intFromString(1, 1 << 20).default(256),
     bodyLimit: intFromString(1024, 1 << 30).default(10 * 1024 * 1024),

@@ -11,13 +11,28 @@ export interface SamplingParams {
   seed?: number;
 }
 
+/** Output constrained by a grammar: any JSON value, or JSON matching a schema. */
+export type OutputFormat = { type: "json" } | { type: "json_schema"; schema: unknown };
+
 /** The one internal text-generation request every API dialect converts to. */
 export interface GenerateRequest {
   model: string;
-  prompt: string;
+  /** Text (tokenized with BOS when the model wants one), or token ids used as they are. */
+  prompt: string | number[];
   maxTokens: number;
   stop: string[];
   sampling: SamplingParams;
+  format?: OutputFormat;
+  /** When set, every chunk carries the chosen tokens' log-probabilities and this many alternatives (0-20). */
+  logprobs?: number;
+}
+
+/** A generated token with its log-probability and the most likely alternatives. */
+export interface TokenLogprob {
+  token: string;
+  bytes: number[];
+  logprob: number;
+  top: Array<{ token: string; bytes: number[]; logprob: number }>;
 }
 
 export type FinishReason = "stop" | "length";
@@ -27,6 +42,8 @@ export interface GenerationChunk {
   text: string;
   /** Position of this chunk in the stream, from 0. */
   index: number;
+  /** The tokens whose text this chunk carries, when the request asked for logprobs. */
+  logprobs?: TokenLogprob[];
 }
 
 export interface GenerationResult {

@@ -3,7 +3,7 @@ import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
 import { errorCatalogue, InfernoError, type ErrorCode } from "./catalogue.js";
 
 /** Which envelope a route answers errors in; set per route (`config.dialect`) or by URL prefix. */
-export type ErrorDialect = "native" | "openai";
+export type ErrorDialect = "native" | "openai" | "ollama";
 
 declare module "fastify" {
   interface FastifyContextConfig {
@@ -48,6 +48,7 @@ export function toInfernoError(err: unknown): InfernoError {
 
 /** The body of an error in the given dialect. */
 export function errorBody(err: InfernoError, dialect: ErrorDialect, requestId: string): Record<string, unknown> {
+  if (dialect === "ollama") return { error: err.message };
   if (dialect === "openai") {
     return {
       error: { message: err.message, type: errorCatalogue[err.code].type, param: err.param ?? null, code: err.code.toLowerCase() },
@@ -61,7 +62,9 @@ export function errorBody(err: InfernoError, dialect: ErrorDialect, requestId: s
 }
 
 export function dialectOf(request: FastifyRequest): ErrorDialect {
-  return request.routeOptions.config?.dialect ?? (request.url.startsWith("/v1/") ? "openai" : "native");
+  const routed = request.routeOptions.config?.dialect;
+  if (routed) return routed;
+  return request.url.startsWith("/v1/") ? "openai" : request.url.startsWith("/api/") ? "ollama" : "native";
 }
 
 export function sendError(request: FastifyRequest, reply: FastifyReply, thrown: unknown): FastifyReply {

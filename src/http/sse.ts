@@ -1,15 +1,10 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
-import type { GenerationChunk, GenerationResult, GenerationStream } from "../core/generation.js";
-import { toInfernoError } from "../errors/error-handler.js";
 import type { InfernoError } from "../errors/catalogue.js";
+import { toInfernoError } from "../errors/error-handler.js";
 
-/** How one dialect frames a generation as Server-Sent Events. */
-export interface SseFormat {
-  chunk(chunk: GenerationChunk): unknown;
-  done(result: GenerationResult): unknown;
-  error(err: InfernoError): unknown;
-  /** A last raw line after the done event (OpenAI's `[DONE]`). */
-  trailer?: string;
+/** A line written as-is (`data: [DONE]`) rather than JSON-encoded. */
+export class RawEvent {
+  constructor(readonly data: string) {}
 }
 
 /** An AbortSignal that fires when the client goes away before the response is complete. */
@@ -21,19 +16,17 @@ export function abortOnDisconnect(reply: FastifyReply): AbortController {
   return controller;
 }
 
-const frame = (payload: unknown) => `data: ${JSON.stringify(payload)}\n\n`;
-
 /**
- * Streams a generation as SSE. The headers go out with the first event; a slow reader pauses generation
- * (we wait for 'drain'), and a reader that leaves aborts it through the controller.
+ * Streams events as SSE (`data: <json>\n\n`). A slow reader pauses the producer (we wait for 'drain');
+ * a reader that leaves ends the loop, which returns the event iterator and so stops generation.
+ * An error after the headers went out becomes a last event made by `errorEvent`.
  */
 export async function sendSse(
   request: FastifyRequest,
   reply: FastifyReply,
-  stream: GenerationStream,
-  format: SseFormat,
-  controller: AbortController,
-): Promise<GenerationResult | undefined> {
+  events: AsyncIterable<unknown>,
+  errorEvent: (err: InfernoError) => unknown,
+): Promise<void> {
   const res = reply.raw;
   reply.hijack();
   res.writeHead(200, {
@@ -43,41 +36,39 @@ export async function sendSse(
     connection: "keep-alive",
     "x-accel-buffering": "no",
   });
+  await writeEvents(request, res, events, (e) => `data: ${e instanceof RawEvent ? e.data : JSON.stringify(e)}\n\n`, errorEvent);
+}
+
+/** Shared by SSE and NDJSON: write each framed event with backpressure, end the response whatever happens. */
+export async function writeEvents(
+  request: FastifyRequest,
+  res: FastifyReply["raw"],
+  events: AsyncIterable<unknown>,
+  frame: (event: unknown) => string,
+  errorEvent: (err: InfernoError) => unknown,
+): Promise<void> {
   const write = async (text: string) => {
-    if (!res.write(text) && !res.destroyed) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          res.off("drain", done);
-          res.off("close", done);
-          resolve();
-        };
-        res.on("drain", done);
-        res.on("close", done);
-      });
-    }
+    if (res.write(text) || res.destroyed) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        res.off("drain", done);
+        res.off("close", done);
+        resolve();
+      };
+      res.on("drain", done);
+      res.on("close", done);
+    });
   };
-  let result: GenerationResult | undefined;
   try {
-    for (;;) {
-      const step = await stream.next();
-      if (step.done) {
-        result = step.value;
-        break;
-      }
+    for await (const event of events) {
       if (res.destroyed) break;
-      await write(frame(format.chunk(step.value)));
-    }
-    if (result && !controller.signal.aborted) {
-      await write(frame(format.done(result)));
-      if (format.trailer) await write(format.trailer);
+      await write(frame(event));
     }
   } catch (err) {
     const coded = toInfernoError(err);
     request.log.error({ err, code: coded.code }, "generation failed mid-stream");
-    if (!res.destroyed) await write(frame(format.error(coded)));
+    if (!res.destroyed) await write(frame(errorEvent(coded)));
   } finally {
-    await stream.return(undefined as never).catch(() => undefined);
     res.end();
   }
-  return result;
 }

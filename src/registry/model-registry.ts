@@ -35,7 +35,12 @@ export interface RegistryOptions {
   modelRoots: readonly string[];
   runtimes: Partial<Record<ModelType, ModelRuntime>>;
   log: Logger;
+  /** Idle time after which a loaded model is unloaded (ms); null keeps models loaded. */
+  keepAliveMs?: number | null;
 }
+
+/** Re-check period for a model whose keep-alive ran out while it was still serving. */
+const BUSY_RECHECK_MS = 1000;
 
 /** Knows every model (discovered in the models dir or registered by path) and which are loaded. */
 export class ModelRegistry {
@@ -44,6 +49,9 @@ export class ModelRegistry {
   private readonly loaded = new Map<string, LoadedModel>();
   private readonly loading = new Map<string, Promise<LoadedModel>>();
   private readonly lastUsed = new Map<string, number>();
+  /** Per-model keep-alive set by a request (Ollama's keep_alive), overriding the default. */
+  private readonly keepAliveOverride = new Map<string, number | null>();
+  private readonly expiry = new Map<string, { timer: NodeJS.Timeout; at: number }>();
   private readonly store: RegistrationStore;
   private readonly factsCache = new Map<string, { key: string; facts: ModelFacts }>();
 
@@ -212,20 +220,56 @@ export class ModelRegistry {
       throw new InfernoError("MODEL_BUSY", `model '${id}' has ${model.inFlight} request(s) in flight`, { model: id, in_flight: model.inFlight });
     }
     this.loaded.delete(id);
+    const timer = this.expiry.get(id)?.timer;
+    if (timer) clearTimeout(timer);
+    this.expiry.delete(id);
     await model.dispose();
     this.opts.log.info({ model: id }, "model unloaded");
   }
 
   async close(): Promise<void> {
+    for (const { timer } of this.expiry.values()) clearTimeout(timer);
+    this.expiry.clear();
     await Promise.allSettled([...this.loading.values()]);
     const models = [...this.loaded.values()];
     this.loaded.clear();
     await Promise.allSettled(models.map((m) => m.dispose()));
   }
 
+  /**
+   * Sets how long this model stays loaded once idle (null: forever, 0: unload as soon as it is idle),
+   * and restarts its countdown, as Ollama's keep_alive does.
+   */
+  setKeepAlive(id: string, ms: number | null): void {
+    this.keepAliveOverride.set(id, ms);
+    if (this.loaded.has(id)) this.arm(id, ms);
+  }
+
+  /** When the model will be unloaded if nothing uses it (null: never). */
+  expiresAt(id: string): number | null {
+    return this.expiry.get(id)?.at ?? null;
+  }
+
   private touch(id: string, model: LoadedModel): LoadedModel {
     this.lastUsed.set(id, Date.now());
+    this.arm(id, this.keepAliveOverride.has(id) ? this.keepAliveOverride.get(id)! : (this.opts.keepAliveMs ?? null));
     return model;
+  }
+
+  private arm(id: string, ms: number | null): void {
+    const prev = this.expiry.get(id);
+    if (prev) clearTimeout(prev.timer);
+    this.expiry.delete(id);
+    if (ms === null) return;
+    const timer = setTimeout(() => {
+      this.expiry.delete(id);
+      const model = this.loaded.get(id);
+      if (!model) return;
+      if (model.inFlight > 0 || this.loading.has(id)) return this.arm(id, Math.min(ms, BUSY_RECHECK_MS) || BUSY_RECHECK_MS);
+      this.unload(id).catch((err: unknown) => this.opts.log.warn({ err, model: id }, "keep-alive unload failed"));
+    }, ms);
+    timer.unref();
+    this.expiry.set(id, { timer, at: Date.now() + ms });
   }
 
   private runtimeFor(type: ModelType): ModelRuntime {

@@ -7,15 +7,11 @@ import {
   inferenceBody, inferenceResponse, modelInferenceResponse, nativeSse, promptBody, toGenerateRequest, type GenerationLimits,
 } from "../dialects/native.js";
 import { errorBody } from "../errors/error-handler.js";
-import { abortOnDisconnect, sendSse, type SseFormat } from "../http/sse.js";
+import { mapGeneration } from "../core/stream-utils.js";
+import { abortOnDisconnect, sendSse } from "../http/sse.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
 import { startGeneration } from "../scheduler/text-generation.js";
 
-const nativeFormat = (requestId: string): SseFormat => ({
-  chunk: (c) => nativeSse.chunk(c.text, c.index),
-  done: nativeSse.done,
-  error: (err) => ({ done: true, finish_reason: "error", ...errorBody(err, "native", requestId) }),
-});
 
 export const inferenceRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limits: GenerationLimits }> = async (
   app,
@@ -26,7 +22,8 @@ export const inferenceRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; l
     const controller = abortOnDisconnect(reply);
     const generation = await startGeneration(registry, gen, controller.signal);
     if (stream) {
-      await sendSse(request, reply, generation, nativeFormat(request.id), controller);
+      const events = mapGeneration<object>(generation, (c) => nativeSse.chunk(c.text, c.index), (r) => [nativeSse.done(r)]);
+      await sendSse(request, reply, events, (err) => ({ done: true, finish_reason: "error", ...errorBody(err, "native", request.id) }));
       return reply;
     }
     return whole(await collectGeneration(generation));

@@ -11,6 +11,8 @@ export const loadOptionsSchema = z
     context_size: z.number().int().min(64).max(1 << 20).optional(),
     batch_size: z.number().int().min(1).max(1 << 16).optional(),
     parallel: z.number().int().min(1).max(256).optional(),
+    /** "auto", a node-llama-cpp chat wrapper name (e.g. "llama3.1", "chatML"), or Jinja template source. */
+    chat_template: z.string().min(1).max(65536).optional(),
   })
   .strict();
 

@@ -21,6 +21,7 @@ export interface LlamaLoadOptions {
   context_size?: number;
   batch_size?: number;
   parallel?: number;
+  chat_template?: string;
 }
 
 /** Validates the GGUF header in JS so that a corrupt file is refused before native code trusts it. */
@@ -83,13 +84,24 @@ export class LlamaRuntime {
         threads: this.config.threads,
         ...(signal ? { createSignal: signal } : {}),
       });
-      return new LlamaTextModel(model, context, {
+      const loaded = new LlamaTextModel(model, context, {
         threads: this.config.threads,
         loadTimeMs: performance.now() - started,
-        options: { gpu_layers: model.gpuLayers, context_size: context.contextSize, batch_size: context.batchSize, parallel },
+        options: {
+          gpu_layers: model.gpuLayers, context_size: context.contextSize, batch_size: context.batchSize, parallel,
+          ...(options.chat_template ? { chat_template: options.chat_template } : {}),
+        },
       });
+      try {
+        void loaded.chat; // a bad chat_template fails the load, not the first chat
+      } catch (err) {
+        await loaded.dispose();
+        throw err;
+      }
+      return loaded;
     } catch (err) {
       await model.dispose();
+      if (err instanceof InfernoError) throw err;
       const message = (err as Error).message;
       const code = /memory|VRAM|RAM/i.test(message) ? "INSUFFICIENT_MEMORY" : "MODEL_LOAD_FAILED";
       throw new InfernoError(code, `could not create a context: ${message}`, { context_size: contextSize, parallel }, { cause: err });

@@ -1,13 +1,11 @@
 import type { LlamaContext, LlamaContextSequence, LlamaEmbeddingContext, LlamaModel, Token } from "node-llama-cpp";
 import { ResourcePool } from "../../core/async-queue.js";
-import type { GenerateRequest, GenerationResult, GenerationStream, FinishReason } from "../../core/generation.js";
-import { StopMatcher } from "../../core/stop-matcher.js";
+import type { GenerateRequest, GenerationStream } from "../../core/generation.js";
 import { InfernoError } from "../../errors/catalogue.js";
 import type { LoadedModel } from "../loaded-model.js";
-import { TokenTextDecoder } from "./token-text-decoder.js";
-
-/** How many recent tokens the repeat/presence/frequency penalties look at (llama.cpp's default). */
-const PENALTY_WINDOW = 64;
+import { ChatRenderer } from "./chat-renderer.js";
+import { generationLoop, type LoopInput } from "./generation-loop.js";
+import { GrammarCache } from "./grammar-cache.js";
 
 export interface LlamaTextModelOptions {
   threads: number;
@@ -27,6 +25,8 @@ export class LlamaTextModel implements LoadedModel {
   private embedding: Promise<LlamaEmbeddingContext> | undefined;
   private embedChain: Promise<unknown> = Promise.resolve();
   private disposed = false;
+  private renderer: ChatRenderer | undefined;
+  private readonly grammars: GrammarCache;
 
   constructor(
     readonly model: LlamaModel,
@@ -38,6 +38,7 @@ export class LlamaTextModel implements LoadedModel {
     const sequences: LlamaContextSequence[] = [];
     while (context.sequencesLeft > 0) sequences.push(context.getSequence());
     this.pool = new ResourcePool(sequences);
+    this.grammars = new GrammarCache(model.llama);
   }
 
   get contextSize(): number {
@@ -69,9 +70,67 @@ export class LlamaTextModel implements LoadedModel {
 
   /** Prompt tokens as the model will see them (with BOS when the model wants one). */
   tokenize(text: string): Token[] {
-    const tokens = this.model.tokenize(text, false);
+    return [...this.bosTokens, ...this.model.tokenize(text, false)];
+  }
+
+  /** Number of tokens in the vocabulary (the token list in the GGUF metadata, else the embedding rows). */
+  get vocabularySize(): number {
+    const list = (this.model.fileInfo.metadata as { tokenizer?: { ggml?: { tokens?: unknown } } }).tokenizer?.ggml?.tokens;
+    if (Array.isArray(list)) return list.length;
+    const embd = this.model.fileInfo.fullTensorInfo?.find((t) => t.name === "token_embd.weight");
+    return Number(embd?.dimensions[1] ?? Number.MAX_SAFE_INTEGER);
+  }
+
+  /** Token ids given by a client, checked against the vocabulary. */
+  private checkTokens(ids: number[]): Token[] {
+    const vocab = this.vocabularySize;
+    const bad = ids.findIndex((t) => !Number.isInteger(t) || t < 0 || t >= vocab);
+    if (bad !== -1) {
+      throw new InfernoError("INVALID_REQUEST", `token id ${ids[bad]} at position ${bad} is not in the vocabulary (0-${vocab - 1})`, undefined, {
+        param: "prompt",
+      });
+    }
+    return ids as Token[];
+  }
+
+  /** Tokens of text as it appears inside a prompt (no BOS). */
+  tokenizePlain(text: string): Token[] {
+    return this.model.tokenize(text, false);
+  }
+
+  /** Text of client-given token ids (checked); a leading BOS is skipped so SentencePiece drops its space prefix as for text. */
+  detokenize(ids: number[]): string {
+    const tokens = this.checkTokens(ids);
     const bos = this.model.tokens.bos;
-    return bos != null && this.model.tokens.shouldPrependBosToken ? [bos, ...tokens] : tokens;
+    return this.model.detokenize(bos != null && tokens[0] === bos ? tokens.slice(1) : tokens);
+  }
+
+  /** BOS as the model wants it at the start of a prompt ([] when it wants none). */
+  get bosTokens(): Token[] {
+    const bos = this.model.tokens.bos;
+    return bos != null && this.model.tokens.shouldPrependBosToken ? [bos] : [];
+  }
+
+  /** The model's fill-in-the-middle markers, when it has all three. */
+  get infillTokens(): { prefix: Token; suffix: Token; middle: Token } | undefined {
+    const { prefix, suffix, middle } = this.model.tokens.infill;
+    return prefix != null && suffix != null && middle != null ? { prefix, suffix, middle } : undefined;
+  }
+
+  /** Length of the vectors `embed` returns. */
+  get embeddingSize(): number {
+    return this.model.embeddingVectorSize;
+  }
+
+  /** Longest input `embed` accepts, in tokens. */
+  get embeddingContextSize(): number {
+    return Math.min(this.contextSize, this.model.trainContextSize);
+  }
+
+  /** The model's chat template, resolved once per model (a registration may choose another). */
+  get chat(): ChatRenderer {
+    this.renderer ??= new ChatRenderer(this.model, typeof this.options.chat_template === "string" ? this.options.chat_template : "auto");
+    return this.renderer;
   }
 
   /**
@@ -81,7 +140,7 @@ export class LlamaTextModel implements LoadedModel {
   async start(req: GenerateRequest, signal: AbortSignal): Promise<GenerationStream> {
     if (this.disposed) throw new InfernoError("MODEL_NOT_LOADED", `model ${req.model} was unloaded`);
     const started = performance.now();
-    const promptTokens = this.tokenize(req.prompt);
+    const promptTokens = typeof req.prompt === "string" ? this.tokenize(req.prompt) : this.checkTokens(req.prompt);
     if (promptTokens.length === 0) throw new InfernoError("INVALID_REQUEST", "prompt is empty", undefined, { param: "prompt" });
     if (promptTokens.length >= this.contextSize) {
       throw new InfernoError(
@@ -91,6 +150,7 @@ export class LlamaTextModel implements LoadedModel {
         { param: "prompt" },
       );
     }
+    const grammar = req.format ? await this.grammars.get(req.format) : undefined;
     this.active++;
     let sequence: LlamaContextSequence;
     try {
@@ -99,109 +159,31 @@ export class LlamaTextModel implements LoadedModel {
       this.active--;
       throw err;
     }
-    return this.run(req, sequence, promptTokens, signal, started);
+    const input: LoopInput = {
+      model: this.model, sequence, req, promptTokens, grammar, signal, started,
+      budget: Math.min(req.maxTokens, this.contextSize - promptTokens.length),
+      onToken: () => this.generated++,
+    };
+    return this.run(input);
   }
 
-  private async *run(
-    req: GenerateRequest,
-    sequence: LlamaContextSequence,
-    promptTokens: Token[],
-    signal: AbortSignal,
-    started: number,
-  ): GenerationStream {
-    let iterator: AsyncGenerator<Token, void, void> | undefined;
+  private async *run(input: LoopInput): GenerationStream {
+    const { sequence, promptTokens } = input;
     try {
       // Reuse the part of the prompt this sequence already holds; at least one token is evaluated to sample from.
       const keep = Math.min(sequence.compareContextTokens(promptTokens).firstDifferentIndex, promptTokens.length - 1);
       if (sequence.nextTokenIndex > keep) {
         await sequence.eraseContextTokenRanges([{ start: keep, end: sequence.nextTokenIndex }]);
       }
-      const budget = Math.min(req.maxTokens, this.contextSize - promptTokens.length);
-      const { sampling } = req;
-      const history = promptTokens.slice(-PENALTY_WINDOW);
-      const penalize = sampling.repeatPenalty !== 1 || sampling.presencePenalty !== 0 || sampling.frequencyPenalty !== 0;
-      iterator = sequence.evaluate(promptTokens.slice(keep), {
-        temperature: sampling.temperature,
-        topK: sampling.topK,
-        topP: sampling.topP,
-        minP: sampling.minP,
-        ...(sampling.seed !== undefined ? { seed: sampling.seed } : {}),
-        ...(penalize
-          ? {
-              repeatPenalty: {
-                punishTokens: () => history,
-                maxPunishTokens: PENALTY_WINDOW,
-                penalty: sampling.repeatPenalty,
-                presencePenalty: sampling.presencePenalty,
-                frequencyPenalty: sampling.frequencyPenalty,
-              },
-            }
-          : {}),
-      });
-      const decoder = new TokenTextDecoder(this.model, promptTokens);
-      const stops = new StopMatcher(req.stop);
-      let text = "";
-      let index = 0;
-      let completionTokens = 0;
-      let firstTokenAt = 0;
-      let finishReason: FinishReason = "stop";
-      let stopped = false;
-      for (;;) {
-        if (signal.aborted) break;
-        if (completionTokens >= budget) {
-          finishReason = "length";
-          break;
-        }
-        const step = await iterator.next();
-        if (step.done) break; // end-of-generation token
-        if (completionTokens === 0) firstTokenAt = performance.now();
-        completionTokens++;
-        this.generated++;
-        history.push(step.value);
-        if (history.length > PENALTY_WINDOW * 2) history.splice(0, history.length - PENALTY_WINDOW);
-        const piece = stops.push(decoder.push(step.value));
-        if (piece.emit) {
-          text += piece.emit;
-          yield { text: piece.emit, index: index++ };
-        }
-        if (piece.stopped) {
-          stopped = true;
-          break;
-        }
-      }
-      if (!stopped) {
-        const tail = stops.push(decoder.flush());
-        const rest = tail.emit + (tail.stopped ? "" : stops.flush());
-        if (rest) {
-          text += rest;
-          yield { text: rest, index: index++ };
-        }
-      }
-      const cachedPromptTokens = keep;
-      const now = performance.now();
-      const result: GenerationResult = {
-        text,
-        finishReason,
-        promptTokens: promptTokens.length,
-        completionTokens,
-        cachedPromptTokens,
-        timeToFirstTokenMs: firstTokenAt ? firstTokenAt - started : now - started,
-        totalMs: now - started,
-      };
-      return result;
+      return yield* generationLoop(input, keep);
     } finally {
-      await iterator?.return();
       this.pool.release(sequence);
       this.active--;
     }
   }
 
-  private get embeddingContextSize(): number {
-    return Math.min(this.contextSize, this.model.trainContextSize);
-  }
-
   /** One embedding per input, computed one at a time on a lazily created embedding context. */
-  async embed(inputs: string[], signal?: AbortSignal): Promise<{ vectors: number[][]; promptTokens: number }> {
+  async embed(inputs: Array<string | number[]>, signal?: AbortSignal): Promise<{ vectors: number[][]; promptTokens: number }> {
     if (this.disposed) throw new InfernoError("MODEL_NOT_LOADED", "model was unloaded");
     this.active++;
     const run = this.embedChain.then(async () => {
@@ -214,7 +196,7 @@ export class LlamaTextModel implements LoadedModel {
       let promptTokens = 0;
       for (const [i, input] of inputs.entries()) {
         signal?.throwIfAborted();
-        const tokens = this.tokenize(input);
+        const tokens = typeof input === "string" ? this.tokenize(input) : this.checkTokens(input);
         if (tokens.length > this.embeddingContextSize) {
           throw new InfernoError(
             "CONTEXT_LENGTH_EXCEEDED",

@@ -1,0 +1,89 @@
+import { randomBytes } from "node:crypto";
+import { z } from "zod";
+import { defaultSampling, type GenerationResult, type OutputFormat, type SamplingParams, type TokenLogprob } from "../../core/generation.js";
+import { InfernoError } from "../../errors/catalogue.js";
+import type { GenerationLimits } from "../native.js";
+
+export const openaiId = (prefix: string) => `${prefix}-${randomBytes(12).toString("base64url")}`;
+export const nowSeconds = () => Math.floor(Date.now() / 1000);
+
+/** Sampling fields OpenAI defines, plus llama.cpp's extras that llama-server also accepts. */
+export const openaiSamplingFields = {
+  model: z.string().min(1).max(256),
+  max_tokens: z.number().int().min(1).nullish(),
+  temperature: z.number().min(0).max(2).nullish(),
+  top_p: z.number().gt(0).max(1).nullish(),
+  stop: z.union([z.string().max(256), z.array(z.string().min(1).max(256)).max(16)]).nullish(),
+  seed: z.number().int().nullish(),
+  presence_penalty: z.number().min(-2).max(2).nullish(),
+  frequency_penalty: z.number().min(-2).max(2).nullish(),
+  n: z.number().int().min(1).max(16).nullish(),
+  stream: z.boolean().nullish(),
+  stream_options: z.object({ include_usage: z.boolean().optional() }).nullish(),
+  user: z.string().max(256).nullish(),
+  top_k: z.number().int().min(0).max(1000).nullish(),
+  min_p: z.number().min(0).max(1).nullish(),
+  repeat_penalty: z.number().gt(0).max(10).nullish(),
+};
+
+type SamplingBody = {
+  [K in keyof typeof openaiSamplingFields]?: z.infer<(typeof openaiSamplingFields)[K]>;
+};
+
+export function maxTokensOf(requested: number | null | undefined, limits: GenerationLimits): number {
+  const maxTokens = requested ?? limits.defaultMaxTokens;
+  if (maxTokens > limits.maxTokensLimit) {
+    throw new InfernoError("INVALID_REQUEST", `max_tokens ${maxTokens} is above this server's limit of ${limits.maxTokensLimit}`, undefined, {
+      param: "max_tokens",
+    });
+  }
+  return maxTokens;
+}
+
+export function samplingOf(body: SamplingBody, choice = 0): SamplingParams {
+  // Several choices from one seed must still differ, so each choice gets its own seed.
+  const seed = body.seed == null ? undefined : (body.seed + choice) >>> 0;
+  // Unset fields take the server's defaults, as llama-server does, rather than OpenAI's (temperature 1, no top-k).
+  return {
+    temperature: body.temperature ?? defaultSampling.temperature,
+    topP: body.top_p ?? defaultSampling.topP,
+    topK: body.top_k ?? defaultSampling.topK,
+    minP: body.min_p ?? defaultSampling.minP,
+    repeatPenalty: body.repeat_penalty ?? defaultSampling.repeatPenalty,
+    presencePenalty: body.presence_penalty ?? defaultSampling.presencePenalty,
+    frequencyPenalty: body.frequency_penalty ?? defaultSampling.frequencyPenalty,
+    ...(seed !== undefined ? { seed } : {}),
+  };
+}
+
+export const stopsOf = (stop: string | string[] | null | undefined) => (stop == null ? [] : Array.isArray(stop) ? stop : stop ? [stop] : []);
+
+export const responseFormatField = z
+  .discriminatedUnion("type", [
+    z.object({ type: z.literal("text") }),
+    z.object({ type: z.literal("json_object") }),
+    z.object({
+      type: z.literal("json_schema"),
+      json_schema: z.object({ name: z.string().max(64).optional(), schema: z.record(z.string(), z.unknown()).optional(), strict: z.boolean().nullish() }),
+    }),
+  ])
+  .nullish();
+
+export function formatOf(rf: z.infer<typeof responseFormatField>): OutputFormat | undefined {
+  if (!rf || rf.type === "text") return undefined;
+  if (rf.type === "json_object") return { type: "json" };
+  return rf.json_schema.schema ? { type: "json_schema", schema: rf.json_schema.schema } : { type: "json" };
+}
+
+export const usageOf = (promptTokens: number, results: GenerationResult[]) => {
+  const completion = results.reduce((n, r) => n + r.completionTokens, 0);
+  return { prompt_tokens: promptTokens, completion_tokens: completion, total_tokens: promptTokens + completion };
+};
+
+/** OpenAI's chat logprobs item for one token. */
+export const chatLogprob = (t: TokenLogprob) => ({
+  token: t.token,
+  logprob: t.logprob,
+  bytes: t.bytes,
+  top_logprobs: t.top.map((a) => ({ token: a.token, logprob: a.logprob, bytes: a.bytes })),
+});

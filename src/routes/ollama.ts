@@ -1,0 +1,187 @@
+import type { FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { z } from "zod";
+import { collectGeneration } from "../core/generation.js";
+import { mapGeneration } from "../core/stream-utils.js";
+import type { GenerationLimits } from "../dialects/native.js";
+import { chatBody, chatEvents, chatStatus, collectChat, toChatRequest } from "../dialects/ollama/chat.js";
+import { generateBody, generateOut, startPlan, toGeneratePlan, type Timing } from "../dialects/ollama/generate.js";
+import {
+  applyKeepAlive, keepAliveOf, modelIdOf, ns, prepareTextModel, psEntry, showModel, tagEntry,
+} from "../dialects/ollama/models.js";
+import { keepAliveField, ollamaOptions } from "../dialects/ollama/options.js";
+import { InfernoError } from "../errors/catalogue.js";
+import { errorBody } from "../errors/error-handler.js";
+import { sendNdjson } from "../http/ndjson.js";
+import { abortOnDisconnect } from "../http/sse.js";
+import type { ModelRegistry } from "../registry/model-registry.js";
+import { startChat } from "../scheduler/chat.js";
+import { textModel } from "../scheduler/text-generation.js";
+import { VERSION } from "../version.js";
+
+/** The Ollama API level we answer as: one that current clients accept. */
+const OLLAMA_VERSION = "0.12.0";
+const ollama = { dialect: "ollama" as const };
+const modelName = z.string().min(1).max(256);
+const longText = z.string().max(1_000_000);
+
+const showBody = z.object({ model: modelName.nullish(), name: modelName.nullish(), verbose: z.boolean().nullish() });
+const embedBody = z.object({
+  model: modelName,
+  input: z.union([longText, z.array(longText).max(2048)]).nullish(),
+  truncate: z.boolean().nullish(),
+  dimensions: z.number().int().min(1).nullish(),
+  options: ollamaOptions,
+  keep_alive: keepAliveField,
+});
+const embeddingsBody = z.object({ model: modelName, prompt: longText.nullish(), options: ollamaOptions, keep_alive: keepAliveField });
+
+/** Unit length, as Ollama's /api/embed returns (the legacy /api/embeddings does not normalise). */
+function normalize(v: number[]): number[] {
+  const norm = Math.sqrt(v.reduce((s, x) => s + x * x, 0));
+  return norm > 0 ? v.map((x) => x / norm) : v;
+}
+
+export const ollamaRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limits: GenerationLimits }> = async (app, { registry, limits }) => {
+  /** No prompt / no messages: load the model, or unload it with keep_alive 0 (once idle). */
+  async function loadOrUnload(id: string, keepAlive: number | null | undefined, numCtx: number | null | undefined) {
+    const startedAt = performance.now();
+    if (keepAlive === 0) {
+      await registry.get(id);
+      // Unloaded now when idle; a busy model goes once its requests end (keep-alive 0 re-checks until then).
+      await registry.unload(id).catch((err: unknown) => {
+        if (!(err instanceof InfernoError && err.code === "MODEL_BUSY")) throw err;
+        registry.setKeepAlive(id, 0);
+      });
+      return { reason: "unload" as const, timing: { startedAt, loadMs: 0 } };
+    }
+    const loadMs = await prepareTextModel(registry, id, numCtx, keepAlive);
+    return { reason: "load" as const, timing: { startedAt, loadMs } };
+  }
+
+  /** Sends a generation as NDJSON; the error line is Ollama's `{"error": "..."}`, which its clients throw. */
+  async function stream(req: FastifyRequest, reply: FastifyReply, events: AsyncIterable<unknown>) {
+    await sendNdjson(req, reply, events, (err) => errorBody(err, "ollama", req.id));
+    return reply;
+  }
+
+  app.get("/api/version", { config: ollama }, async () => ({ version: OLLAMA_VERSION, inferno_version: VERSION }));
+
+  app.get("/api/tags", { config: ollama }, async () => {
+    await registry.scan();
+    return { models: await Promise.all(registry.list().map((entry) => tagEntry(registry, entry))) };
+  });
+
+  app.post("/api/show", { schema: { body: showBody }, config: ollama }, async (req) => {
+    const name = req.body.model ?? req.body.name;
+    if (!name) throw new InfernoError("INVALID_REQUEST", "model is required", undefined, { param: "model" });
+    return showModel(registry, await registry.get(modelIdOf(name)));
+  });
+
+  app.get("/api/ps", { config: ollama }, async () => ({
+    models: await Promise.all(registry.loadedModels().map(([id, model]) => psEntry(registry, id, model))),
+  }));
+
+  app.post("/api/generate", { schema: { body: generateBody }, config: ollama }, async (req, reply) => {
+    const body = req.body;
+    const id = modelIdOf(body.model);
+    const keepAlive = keepAliveOf(body.keep_alive);
+    if (!body.prompt && !body.suffix) {
+      const { reason, timing } = await loadOrUnload(id, keepAlive, body.options?.num_ctx);
+      return generateOut.status(body.model, reason, timing);
+    }
+    const plan = toGeneratePlan(id, body, limits);
+    const startedAt = performance.now();
+    const timing: Timing = { startedAt, loadMs: await prepareTextModel(registry, id, body.options?.num_ctx, keepAlive) };
+    const controller = abortOnDisconnect(reply);
+    try {
+      const generation = await startPlan(registry, plan, controller.signal);
+      if (body.stream === false) {
+        const r = await collectGeneration(generation);
+        return generateOut.done(body.model, r, timing, r.text);
+      }
+      const events = mapGeneration<object>(
+        generation,
+        (c) => generateOut.chunk(body.model, c.text),
+        (r) => [generateOut.done(body.model, r, timing)],
+      );
+      return await stream(req, reply, events);
+    } finally {
+      applyKeepAlive(registry, id, keepAlive);
+    }
+  });
+
+  app.post("/api/chat", { schema: { body: chatBody }, config: ollama }, async (req, reply) => {
+    const body = req.body;
+    const id = modelIdOf(body.model);
+    const keepAlive = keepAliveOf(body.keep_alive);
+    const chat = toChatRequest(id, body, limits);
+    if (chat.messages.length === 0) {
+      const { reason } = await loadOrUnload(id, keepAlive, body.options?.num_ctx);
+      return chatStatus(body.model, reason);
+    }
+    const startedAt = performance.now();
+    const timing: Timing = { startedAt, loadMs: await prepareTextModel(registry, id, body.options?.num_ctx, keepAlive) };
+    const controller = abortOnDisconnect(reply);
+    try {
+      const gen = await startChat(registry, chat, controller.signal);
+      if (body.stream === false) return await collectChat(gen, body.model, timing);
+      return await stream(req, reply, chatEvents(gen, body.model, timing));
+    } finally {
+      applyKeepAlive(registry, id, keepAlive);
+    }
+  });
+
+  /** Embeds texts; `truncate` (Ollama's default) cuts an input to the embedding context instead of refusing it. */
+  async function embed(id: string, inputs: string[], truncate: boolean, signal: AbortSignal) {
+    const model = await textModel(registry, id);
+    const limit = Math.min(model.contextSize, model.model.trainContextSize);
+    // A text of n UTF-8 bytes is at most n + 2 tokens (BOS and a leading-space token), so short ones skip tokenizing.
+    const prepared = inputs.map((s) => {
+      if (!truncate || Buffer.byteLength(s) + 2 <= limit) return s;
+      const tokens = model.tokenize(s);
+      return tokens.length > limit ? tokens.slice(0, limit) : s;
+    });
+    return model.embed(prepared, signal);
+  }
+
+  app.post("/api/embed", { schema: { body: embedBody }, config: ollama }, async (req, reply) => {
+    const body = req.body;
+    const id = modelIdOf(body.model);
+    const keepAlive = keepAliveOf(body.keep_alive);
+    const startedAt = performance.now();
+    const loadMs = await prepareTextModel(registry, id, body.options?.num_ctx, keepAlive);
+    const inputs = body.input == null ? [] : Array.isArray(body.input) ? body.input : [body.input];
+    try {
+      const { vectors, promptTokens } =
+        inputs.length === 0 ? { vectors: [], promptTokens: 0 } : await embed(id, inputs, body.truncate !== false, abortOnDisconnect(reply).signal);
+      const dims = body.dimensions;
+      if (dims != null && vectors[0] && dims > vectors[0].length) {
+        throw new InfernoError("INVALID_REQUEST", `dimensions ${dims} is above the model's ${vectors[0].length}`, undefined, { param: "dimensions" });
+      }
+      return {
+        model: body.model,
+        embeddings: vectors.map((v) => normalize(dims == null ? v : v.slice(0, dims))),
+        total_duration: ns(performance.now() - startedAt),
+        load_duration: ns(loadMs),
+        prompt_eval_count: promptTokens,
+      };
+    } finally {
+      applyKeepAlive(registry, id, keepAlive);
+    }
+  });
+
+  app.post("/api/embeddings", { schema: { body: embeddingsBody }, config: ollama }, async (req, reply) => {
+    const body = req.body;
+    const id = modelIdOf(body.model);
+    const keepAlive = keepAliveOf(body.keep_alive);
+    await prepareTextModel(registry, id, body.options?.num_ctx, keepAlive);
+    try {
+      if (!body.prompt) return { embedding: [] };
+      const { vectors } = await embed(id, [body.prompt], true, abortOnDisconnect(reply).signal);
+      return { embedding: vectors[0] ?? [] };
+    } finally {
+      applyKeepAlive(registry, id, keepAlive);
+    }
+  });
+};

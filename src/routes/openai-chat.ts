@@ -1,0 +1,59 @@
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import type { GenerationResult } from "../core/generation.js";
+import { mergeAsync } from "../core/stream-utils.js";
+import { chatCompletionBody, toChatRequest } from "../dialects/openai/chat.js";
+import { choiceDeltas, collectChoice } from "../dialects/openai/chat-response.js";
+import { nowSeconds, openaiId, usageOf } from "../dialects/openai/common.js";
+import type { GenerationLimits } from "../dialects/native.js";
+import { errorBody } from "../errors/error-handler.js";
+import { abortOnDisconnect, RawEvent, sendSse } from "../http/sse.js";
+import type { ModelRegistry } from "../registry/model-registry.js";
+import { startChat, type ChatGeneration } from "../scheduler/chat.js";
+
+export const openaiChatRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limits: GenerationLimits }> = async (app, { registry, limits }) => {
+  app.post("/v1/chat/completions", { schema: { body: chatCompletionBody }, config: { dialect: "openai" } }, async (req, reply) => {
+    const body = req.body;
+    const n = body.n ?? 1;
+    const controller = abortOnDisconnect(reply);
+    const start = (i: number) => startChat(registry, toChatRequest(body, limits, i), controller.signal);
+    // The first choice is started here so a bad request fails as a plain HTTP error; the others start as
+    // they are consumed (starting all first could wait forever for sequences the first ones hold).
+    const first = await start(0);
+    const lazy = (i: number): Promise<ChatGeneration> => (i === 0 ? Promise.resolve(first) : start(i));
+    const id = openaiId("chatcmpl");
+    const created = nowSeconds();
+    const withLogprobs = body.logprobs === true;
+
+    if (!body.stream) {
+      const outs = await Promise.all(Array.from({ length: n }, (_, i) => lazy(i).then((g) => collectChoice(g, i, withLogprobs))));
+      return {
+        id,
+        object: "chat.completion",
+        created,
+        model: body.model,
+        system_fingerprint: null,
+        choices: outs.map((o) => o.choice),
+        usage: usageOf(outs[0]!.result.promptTokens, outs.map((o) => o.result)),
+      };
+    }
+
+    const includeUsage = body.stream_options?.include_usage === true;
+    const results: GenerationResult[] = [];
+    const envelope = (choices: unknown[]) => ({
+      id, object: "chat.completion.chunk", created, model: body.model, system_fingerprint: null, choices,
+      ...(includeUsage ? { usage: null } : {}),
+    });
+    async function* choiceStream(i: number) {
+      yield* choiceDeltas(await lazy(i), i, withLogprobs, (r) => results.push(r));
+    }
+    async function* events() {
+      for await (const delta of mergeAsync(Array.from({ length: n }, (_, i) => choiceStream(i)))) yield envelope([delta]);
+      if (includeUsage && results.length === n) {
+        yield { ...envelope([]), usage: usageOf(results[0]!.promptTokens, results) };
+      }
+      yield new RawEvent("[DONE]");
+    }
+    await sendSse(req, reply, events(), (err) => errorBody(err, "openai", req.id));
+    return reply;
+  });
+};

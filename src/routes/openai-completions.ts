@@ -1,0 +1,87 @@
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import type { GenerationResult, GenerationStream } from "../core/generation.js";
+import { mergeAsync } from "../core/stream-utils.js";
+import { nowSeconds, openaiId, usageOf } from "../dialects/openai/common.js";
+import {
+  checkCompletionBody, collectCompletion, completionBody, completionPieces, needsPromptTools, preparePrompts, toGenerateRequest,
+  type PromptTools,
+} from "../dialects/openai/completions.js";
+import type { GenerationLimits } from "../dialects/native.js";
+import { errorBody } from "../errors/error-handler.js";
+import { abortOnDisconnect, RawEvent, sendSse } from "../http/sse.js";
+import type { ModelRegistry } from "../registry/model-registry.js";
+import type { LlamaTextModel } from "../runtimes/llama/llama-text-model.js";
+import { startGeneration, textModel } from "../scheduler/text-generation.js";
+
+/** Tokenizer pieces the completions dialect needs, from the loaded model. */
+const promptTools = (model: LlamaTextModel): PromptTools => ({
+  tokenize: (text) => model.tokenizePlain(text),
+  detokenize: (ids) => model.detokenize(ids),
+  bos: model.bosTokens,
+  infill: model.infillTokens,
+});
+
+export const openaiCompletionRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limits: GenerationLimits }> = async (
+  app,
+  { registry, limits },
+) => {
+  app.post("/v1/completions", { schema: { body: completionBody }, config: { dialect: "openai" } }, async (req, reply) => {
+    const body = req.body;
+    checkCompletionBody(body, limits);
+    const n = body.n ?? 1;
+    const prompts = preparePrompts(body, needsPromptTools(body) ? promptTools(await textModel(registry, body.model)) : undefined);
+    const total = prompts.length * n;
+    const controller = abortOnDisconnect(reply);
+    // Choice i is choice i % n of prompt i / n: OpenAI numbers choices prompt by prompt.
+    const promptOf = (i: number) => prompts[Math.floor(i / n)]!;
+    const start = (i: number) => startGeneration(registry, toGenerateRequest(body, limits, promptOf(i), i % n), controller.signal);
+    // The first choice is started here so a bad request fails as a plain HTTP error; the others start as
+    // they are consumed (starting all first could wait forever for sequences the first ones hold).
+    const first = await start(0);
+    const lazy = (i: number): Promise<GenerationStream> => (i === 0 ? Promise.resolve(first) : start(i));
+    const id = openaiId("cmpl");
+    const created = nowSeconds();
+    const withLogprobs = body.logprobs != null;
+    // Each distinct prompt is counted once, however many choices it has.
+    const usage = (results: GenerationResult[]) =>
+      usageOf(prompts.reduce((sum, _, p) => sum + results[p * n]!.promptTokens, 0), results);
+
+    if (!body.stream) {
+      let outs;
+      try {
+        outs = await Promise.all(
+          Array.from({ length: total }, (_, i) => lazy(i).then((g) => collectCompletion(g, i, promptOf(i).echo, withLogprobs))),
+        );
+      } catch (err) {
+        controller.abort(err); // stop the choices that did start
+        throw err;
+      }
+      return {
+        id,
+        object: "text_completion",
+        created,
+        model: body.model,
+        system_fingerprint: null,
+        choices: outs.map((o) => o.choice),
+        usage: usage(outs.map((o) => o.result)),
+      };
+    }
+
+    const includeUsage = body.stream_options?.include_usage === true;
+    const results: GenerationResult[] = [];
+    const envelope = (choices: unknown[]) => ({
+      id, object: "text_completion", created, model: body.model, system_fingerprint: null, choices,
+      ...(includeUsage ? { usage: null } : {}),
+    });
+    async function* choiceStream(i: number) {
+      yield* completionPieces(await lazy(i), i, promptOf(i).echo, withLogprobs, (r) => (results[i] = r));
+    }
+    async function* events() {
+      for await (const piece of mergeAsync(Array.from({ length: total }, (_, i) => choiceStream(i)))) yield envelope([piece]);
+      if (includeUsage && results.filter(Boolean).length === total) yield { ...envelope([]), usage: usage(results) };
+      yield new RawEvent("[DONE]");
+    }
+    await sendSse(req, reply, events(), (err) => errorBody(err, "openai", req.id));
+    return reply;
+  });
+};

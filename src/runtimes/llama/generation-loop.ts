@@ -1,0 +1,156 @@
+import {
+  LlamaGrammarEvaluationState, LlamaText,
+  type LlamaContextSequence, type LlamaGrammar, type LlamaModel, type SequenceEvaluateOptions, type Token,
+} from "node-llama-cpp";
+import type { FinishReason, GenerateRequest, GenerationResult, GenerationStream, TokenLogprob } from "../../core/generation.js";
+import { LogprobQueue } from "../../core/logprob-queue.js";
+import { StopMatcher } from "../../core/stop-matcher.js";
+import { TokenTextDecoder } from "./token-text-decoder.js";
+
+/** How many recent tokens the repeat/presence/frequency penalties look at (llama.cpp's default). */
+const PENALTY_WINDOW = 64;
+/** Floor for log(0), which JSON cannot carry. */
+const MIN_LOGPROB = -9999;
+
+export interface LoopInput {
+  model: LlamaModel;
+  sequence: LlamaContextSequence;
+  req: GenerateRequest;
+  promptTokens: Token[];
+  /** Generation may not go past this many tokens (the rest of the context). */
+  budget: number;
+  grammar: LlamaGrammar | undefined;
+  signal: AbortSignal;
+  started: number;
+  /** Called for every generated token (lifetime counters). */
+  onToken: () => void;
+}
+
+type Step = { token: Token; probabilities?: Map<Token, number> };
+
+function evaluateOptions(input: LoopInput, history: Token[]): SequenceEvaluateOptions {
+  const { sampling } = input.req;
+  const penalize = sampling.repeatPenalty !== 1 || sampling.presencePenalty !== 0 || sampling.frequencyPenalty !== 0;
+  return {
+    temperature: sampling.temperature,
+    topK: sampling.topK,
+    topP: sampling.topP,
+    minP: sampling.minP,
+    ...(sampling.seed !== undefined ? { seed: sampling.seed } : {}),
+    ...(input.grammar ? { grammarEvaluationState: new LlamaGrammarEvaluationState({ model: input.model, grammar: input.grammar }) } : {}),
+    ...(penalize
+      ? {
+          repeatPenalty: {
+            punishTokens: () => history,
+            maxPunishTokens: PENALTY_WINDOW,
+            penalty: sampling.repeatPenalty,
+            presencePenalty: sampling.presencePenalty,
+            frequencyPenalty: sampling.frequencyPenalty,
+          },
+        }
+      : {}),
+  };
+}
+
+/** Text of grammar stop triggers that are plain strings (the JSON grammars end in "\n\n\n\n"). */
+function grammarStops(grammar: LlamaGrammar | undefined): string[] {
+  return (grammar?.stopGenerationTriggers ?? [])
+    .map((t) => (typeof t === "string" ? t : t instanceof LlamaText ? t.toString() : undefined))
+    .filter((t): t is string => !!t);
+}
+
+/**
+ * Samples tokens on a sequence that already holds the prompt prefix `keep`, turning them into text
+ * chunks: whole characters only, nothing of a stop string, logprobs attached to the chunk that carries
+ * their text. Ends at an end-of-generation token, a stop string, the budget, or the abort signal.
+ */
+export async function* generationLoop(input: LoopInput, keep: number): GenerationStream {
+  const { model, sequence, req, promptTokens, signal } = input;
+  const history = promptTokens.slice(-PENALTY_WINDOW);
+  const options = evaluateOptions(input, history);
+  const toEvaluate = promptTokens.slice(keep);
+  const wantLogprobs = req.logprobs !== undefined;
+  const iterator: AsyncGenerator<Step, void, void> = wantLogprobs
+    ? sequence.evaluateWithMetadata(toEvaluate, { probabilities: true }, options)
+    : (async function* () {
+        for await (const token of sequence.evaluate(toEvaluate, options)) yield { token };
+      })();
+  const decoder = new TokenTextDecoder(model, promptTokens);
+  const stops = new StopMatcher([...req.stop, ...grammarStops(input.grammar)]);
+  const logprobs = wantLogprobs ? new LogprobQueue() : undefined;
+  let text = "";
+  let index = 0;
+  let completionTokens = 0;
+  let firstTokenAt = 0;
+  let finishReason: FinishReason = "stop";
+  let stopped = false;
+  const chunk = (emit: string) => {
+    text += emit;
+    const lp = logprobs?.take(emit.length);
+    return { text: emit, index: index++, ...(lp ? { logprobs: lp } : {}) };
+  };
+  try {
+    for (;;) {
+      if (signal.aborted) break;
+      if (completionTokens >= input.budget) {
+        finishReason = "length";
+        break;
+      }
+      const step = await iterator.next();
+      if (step.done) break; // end-of-generation token
+      if (completionTokens === 0) firstTokenAt = performance.now();
+      completionTokens++;
+      input.onToken();
+      const { token } = step.value;
+      history.push(token);
+      if (history.length > PENALTY_WINDOW * 2) history.splice(0, history.length - PENALTY_WINDOW);
+      const decoded = decoder.push(token);
+      if (logprobs) logprobs.push(tokenLogprob(model, token, decoded, step.value.probabilities, req.logprobs!, history), decoded.length);
+      const piece = stops.push(decoded);
+      if (piece.emit) yield chunk(piece.emit);
+      if (piece.stopped) {
+        stopped = true;
+        break;
+      }
+    }
+    if (!stopped) {
+      const tail = stops.push(decoder.flush());
+      const rest = tail.emit + (tail.stopped ? "" : stops.flush());
+      if (rest) yield chunk(rest);
+    }
+  } finally {
+    await iterator.return();
+  }
+  const now = performance.now();
+  const result: GenerationResult = {
+    text,
+    finishReason,
+    promptTokens: promptTokens.length,
+    completionTokens,
+    cachedPromptTokens: keep,
+    timeToFirstTokenMs: (firstTokenAt || now) - input.started,
+    totalMs: now - input.started,
+  };
+  return result;
+}
+
+function tokenLogprob(
+  model: LlamaModel,
+  token: Token,
+  text: string,
+  probabilities: Map<Token, number> | undefined,
+  top: number,
+  history: Token[],
+): TokenLogprob {
+  const log = (p: number | undefined) => (p && p > 0 ? Math.max(Math.log(p), MIN_LOGPROB) : MIN_LOGPROB);
+  const context = history.slice(-5, -1);
+  const alternatives: TokenLogprob["top"] = [];
+  if (probabilities && top > 0) {
+    for (const [alt, p] of probabilities) {
+      if (alternatives.length >= top) break;
+      const altText = model.detokenize([alt], false, context);
+      alternatives.push({ token: altText, bytes: [...Buffer.from(altText, "utf8")], logprob: log(p) });
+    }
+  }
+  return { token: text, bytes: [...Buffer.from(text, "utf8")], logprob: log(probabilities?.get(token)), top: alternatives };
+}
