@@ -49,8 +49,6 @@ export class ModelRegistry {
   private readonly loaded = new Map<string, LoadedModel>();
   private readonly loading = new Map<string, Promise<LoadedModel>>();
   private readonly lastUsed = new Map<string, number>();
-  /** Per-model keep-alive set by a request (Ollama's keep_alive), overriding the default. */
-  private readonly keepAliveOverride = new Map<string, number | null>();
   private readonly expiry = new Map<string, { timer: NodeJS.Timeout; at: number }>();
   private readonly store: RegistrationStore;
   private readonly factsCache = new Map<string, { key: string; facts: ModelFacts }>();
@@ -237,11 +235,10 @@ export class ModelRegistry {
   }
 
   /**
-   * Sets how long this model stays loaded once idle (null: forever, 0: unload as soon as it is idle),
-   * and restarts its countdown, as Ollama's keep_alive does.
+   * Restarts this model's idle countdown with a request's own keep-alive (null: forever, 0: unload as
+   * soon as it is idle). As in Ollama it lasts until the next request, which brings the default back.
    */
   setKeepAlive(id: string, ms: number | null): void {
-    this.keepAliveOverride.set(id, ms);
     if (this.loaded.has(id)) this.arm(id, ms);
   }
 
@@ -252,7 +249,7 @@ export class ModelRegistry {
 
   private touch(id: string, model: LoadedModel): LoadedModel {
     this.lastUsed.set(id, Date.now());
-    this.arm(id, this.keepAliveOverride.has(id) ? this.keepAliveOverride.get(id)! : (this.opts.keepAliveMs ?? null));
+    this.arm(id, this.opts.keepAliveMs ?? null);
     return model;
   }
 
@@ -265,7 +262,8 @@ export class ModelRegistry {
       this.expiry.delete(id);
       const model = this.loaded.get(id);
       if (!model) return;
-      if (model.inFlight > 0 || this.loading.has(id)) return this.arm(id, Math.min(ms, BUSY_RECHECK_MS) || BUSY_RECHECK_MS);
+      // Still serving: count the idle time again from now.
+      if (model.inFlight > 0 || this.loading.has(id)) return this.arm(id, Math.max(ms, BUSY_RECHECK_MS));
       this.unload(id).catch((err: unknown) => this.opts.log.warn({ err, model: id }, "keep-alive unload failed"));
     }, ms);
     timer.unref();

@@ -87,3 +87,15 @@ test("a request waiting for a sequence is dropped from the queue when its client
   await waitIdle(model);
   assert.equal(model.inFlight, 0);
 });
+
+test("a stream that is returned before anyone reads it gives its sequence back", async () => {
+  const model = srv.app.registry.getLoaded("long") as LlamaTextModel;
+  const req = { model: "long", prompt: "hello", maxTokens: 4, stop: [], sampling: { temperature: 0, topP: 1, topK: 0, minP: 0, repeatPenalty: 1, presencePenalty: 0, frequencyPenalty: 0 } };
+  const unread = await model.start(req, new AbortController().signal);
+  assert.equal(model.inFlight, 1);
+  await unread.return(undefined as never);
+  assert.equal(model.inFlight, 0);
+  // With one sequence, the next request would wait forever had it leaked.
+  const next = await postJson(`${srv.url}/inference`, { model: "long", prompt: "hello", max_tokens: 2 });
+  assert.equal(next.status, 200);
+});

@@ -161,6 +161,11 @@ test("embed returns one unit vector per input; the legacy route one raw vector",
   assert.equal(legacy.embedding.length, 16);
   const scale = Math.hypot(...legacy.embedding);
   legacy.embedding.forEach((x, i) => assert.ok(Math.abs(x / scale - r.embeddings[0]![i]!) < 1e-4));
+
+  // Too long for the 256-token context: cut to fit by default (as Ollama), refused with truncate: false.
+  const long = "word ".repeat(400);
+  assert.equal((await ollama.embed({ model: "tiny", input: long })).embeddings[0]!.length, 16);
+  assert.equal((await failure(ollama.embed({ model: "tiny", input: long, truncate: false }))).status, 400);
 });
 
 test("num_ctx reloads the model with that context size", async () => {

@@ -115,6 +115,9 @@ test("objects: properties, required and additionalProperties", () => {
   refused({ type: "object", properties: { a: true }, minProperties: 2, additionalProperties: false }, "schema.minProperties:");
   refused({ type: "object", properties: { a: false }, required: ["a"] }, 'schema.properties.a: property "a" is required');
   refused({ type: "object", properties: [] }, "schema.properties: properties must be an object");
+  const proto = toGrammarSchema(JSON.parse('{"properties": {"__proto__": {"type": "null"}}, "required": ["constructor"]}'));
+  assert.deepEqual(Object.keys(proto.properties as object), ["__proto__", "constructor"]);
+  assert.equal(Object.getPrototypeOf(proto.properties), Object.prototype);
 });
 
 test("arrays: items, prefixItems and draft-07 tuples", () => {

@@ -43,6 +43,10 @@ const isObject = (v: unknown): v is Json =>
   typeof v === "object" && v !== null && !Array.isArray(v) && [Object.prototype, null].includes(Object.getPrototypeOf(v));
 const child = (path: string, key: string | number): string =>
   typeof key === "number" ? `${path}[${key}]` : /^[A-Za-z_$][\w$]*$/.test(key) ? `${path}.${key}` : `${path}[${JSON.stringify(key)}]`;
+// Defines rather than assigns, so a client key "__proto__" stays a key instead of replacing the prototype.
+const put = (target: Json, key: string, value: unknown): void => {
+  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+};
 const kindOf = (v: unknown): string => (v === null ? "null" : typeof v);
 const anyValue = (): Json => ({
   oneOf: [{ type: ["string", "number", "boolean", "null"] }, { type: "array" }, { type: "object", additionalProperties: true }],
@@ -61,7 +65,7 @@ class Translator {
   run(): Json {
     let out = this.translate(this.root, this.where, 0);
     for (let job = this.pending.shift(); job; job = this.pending.shift()) {
-      this.defs[job.name] = this.translate(job.target, job.path, 0);
+      put(this.defs, job.name, this.translate(job.target, job.path, 0));
     }
     this.checkTermination();
     if (Object.keys(this.defs).length > 0 && !("$ref" in out || "oneOf" in out || out.type === "object" || out.type === "array")) {
@@ -130,14 +134,7 @@ class Translator {
   }
 
   private kinds(node: Json, path: string): string[] {
-    if (node.type === undefined) {
-      const has = (...keys: string[]): boolean => keys.some((k) => node[k] !== undefined);
-      return [
-        ...(has("properties", "required", "additionalProperties", "minProperties", "maxProperties") ? ["object"] : []),
-        ...(has("items", "prefixItems", "additionalItems", "minItems", "maxItems", "uniqueItems") ? ["array"] : []),
-        ...(has("minLength", "maxLength") ? ["string"] : []),
-      ];
-    }
+    if (node.type === undefined) return inferKinds(node);
     const types = Array.isArray(node.type) ? node.type : [node.type];
     if (types.length === 0) this.fail(child(path, "type"), "type", "type must not be an empty array");
     for (const t of types) {
@@ -208,7 +205,7 @@ class Translator {
         if (required.includes(key)) this.fail(at, "required", `property "${key}" is required but its schema is false`);
         continue; // node-llama-cpp always emits every property, so a forbidden one is left out
       }
-      out[key] = this.translate(schema, at, depth + 1);
+      put(out, key, this.translate(schema, at, depth + 1));
     }
     let additional: boolean | Json = extra === undefined ? Object.keys(props).length === 0 : typeof extra === "boolean" ? extra
       : this.translate(extra, child(path, "additionalProperties"), depth + 1);
@@ -216,7 +213,7 @@ class Translator {
       if (Object.hasOwn(out, name)) continue;
       if (extra === false) this.fail(child(path, "required"), "required", `"${name}" is required but not in properties, and additionalProperties is false`);
       this.checkText(name, child(path, "required"), "required");
-      out[name] = isObject(additional) ? additional : this.translate(true, child(path, "required"), depth + 1);
+      put(out, name, isObject(additional) ? additional : this.translate(true, child(path, "required"), depth + 1));
     }
     const n = Object.keys(out).length;
     const [min, max] = this.range(node, path, "minProperties", "maxProperties");
@@ -369,6 +366,16 @@ class Translator {
   }
 }
 
+// Without "type", the keywords present say which kinds to generate (a narrowing: the schema accepts all kinds).
+function inferKinds(node: Json): string[] {
+  const has = (...keys: string[]): boolean => keys.some((k) => node[k] !== undefined);
+  return [
+    ...(has("properties", "required", "additionalProperties", "minProperties", "maxProperties") ? ["object"] : []),
+    ...(has("items", "prefixItems", "additionalItems", "minItems", "maxItems", "uniqueItems") ? ["array"] : []),
+    ...(has("minLength", "maxLength") ? ["string"] : []),
+  ];
+}
+
 function literalsOf(s: Json): unknown[] | undefined {
   const values = s.const !== undefined ? [s.const] : Array.isArray(s.enum) ? s.enum : undefined;
   return values && s.nullable === true ? [...values, null] : values;
@@ -379,12 +386,7 @@ function kindsOf(s: Json, gen: boolean): string[] {
   const values = literalsOf(s);
   const types = Array.isArray(s.type) ? s.type : typeof s.type === "string" ? [s.type] : undefined;
   let kinds = values ? values.map(kindOf) : types ? types.map((t) => (t === "integer" ? "number" : String(t))) : ALL_KINDS;
-  if (!values && !types && gen && s.oneOf === undefined && s.anyOf === undefined) {
-    const has = (...keys: string[]): boolean => keys.some((k) => s[k] !== undefined);
-    const inferred = [...(has("properties", "required", "additionalProperties") ? ["object"] : []),
-      ...(has("items", "prefixItems", "minItems", "maxItems") ? ["array"] : []), ...(has("minLength", "maxLength") ? ["string"] : [])];
-    if (inferred.length > 0) kinds = inferred;
-  }
+  if (!values && !types && gen && s.oneOf === undefined && s.anyOf === undefined && inferKinds(s).length > 0) kinds = inferKinds(s);
   return s.nullable === true ? [...kinds, "null"] : kinds;
 }
 
@@ -407,7 +409,7 @@ function translateWithDefs(schema: unknown, where: string, prefix: string, defs?
   }
   const t = new Translator(schema, where, prefix);
   const out = t.run();
-  if (defs) Object.assign(defs, t.defs);
+  if (defs) for (const [name, def] of Object.entries(t.defs)) put(defs, name, def);
   else if (Object.keys(t.defs).length > 0) out.$defs = t.defs;
   return out;
 }

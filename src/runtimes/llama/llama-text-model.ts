@@ -139,35 +139,63 @@ export class LlamaTextModel implements LoadedModel {
    */
   async start(req: GenerateRequest, signal: AbortSignal): Promise<GenerationStream> {
     if (this.disposed) throw new InfernoError("MODEL_NOT_LOADED", `model ${req.model} was unloaded`);
-    const started = performance.now();
-    const promptTokens = typeof req.prompt === "string" ? this.tokenize(req.prompt) : this.checkTokens(req.prompt);
-    if (promptTokens.length === 0) throw new InfernoError("INVALID_REQUEST", "prompt is empty", undefined, { param: "prompt" });
-    if (promptTokens.length >= this.contextSize) {
-      throw new InfernoError(
-        "CONTEXT_LENGTH_EXCEEDED",
-        `prompt is ${promptTokens.length} tokens; the context holds ${this.contextSize}`,
-        { prompt_tokens: promptTokens.length, context_size: this.contextSize },
-        { param: "prompt" },
-      );
-    }
-    const grammar = req.format ? await this.grammars.get(req.format) : undefined;
+    // Counted from the first await on, so an idle timer never unloads a model a request is about to use.
     this.active++;
-    let sequence: LlamaContextSequence;
     try {
-      sequence = await this.pool.acquire(signal, (free) => longestPrefixIndex(free, promptTokens));
+      const started = performance.now();
+      const promptTokens = typeof req.prompt === "string" ? this.tokenize(req.prompt) : this.checkTokens(req.prompt);
+      if (promptTokens.length === 0) throw new InfernoError("INVALID_REQUEST", "prompt is empty", undefined, { param: "prompt" });
+      if (promptTokens.length >= this.contextSize) {
+        throw new InfernoError(
+          "CONTEXT_LENGTH_EXCEEDED",
+          `prompt is ${promptTokens.length} tokens; the context holds ${this.contextSize}`,
+          { prompt_tokens: promptTokens.length, context_size: this.contextSize },
+          { param: "prompt" },
+        );
+      }
+      const grammar = req.format ? await this.grammars.get(req.format) : undefined;
+      const sequence = await this.pool.acquire(signal, (free) => longestPrefixIndex(free, promptTokens));
+      const input: LoopInput = {
+        model: this.model, sequence, req, promptTokens, grammar, signal, started,
+        budget: Math.min(req.maxTokens, this.contextSize - promptTokens.length),
+        onToken: () => this.generated++,
+      };
+      return this.run(input, this.releaser(sequence));
     } catch (err) {
       this.active--;
       throw err;
     }
-    const input: LoopInput = {
-      model: this.model, sequence, req, promptTokens, grammar, signal, started,
-      budget: Math.min(req.maxTokens, this.contextSize - promptTokens.length),
-      onToken: () => this.generated++,
-    };
-    return this.run(input);
   }
 
-  private async *run(input: LoopInput): GenerationStream {
+  /** Gives the sequence back exactly once, whichever of the stream's ends gets there first. */
+  private releaser(sequence: LlamaContextSequence): () => void {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.pool.release(sequence);
+      this.active--;
+    };
+  }
+
+  /**
+   * The stream for a request holding a sequence. A generator's `finally` only runs once it has started,
+   * so `return()` on a stream nobody read releases the sequence too.
+   */
+  private run(input: LoopInput, release: () => void): GenerationStream {
+    const gen = this.generate(input, release);
+    const ret = gen.return.bind(gen);
+    gen.return = async (value) => {
+      try {
+        return await ret(value);
+      } finally {
+        release();
+      }
+    };
+    return gen;
+  }
+
+  private async *generate(input: LoopInput, release: () => void): GenerationStream {
     const { sequence, promptTokens } = input;
     try {
       // Reuse the part of the prompt this sequence already holds; at least one token is evaluated to sample from.
@@ -177,8 +205,7 @@ export class LlamaTextModel implements LoadedModel {
       }
       return yield* generationLoop(input, keep);
     } finally {
-      this.pool.release(sequence);
-      this.active--;
+      release();
     }
   }
 
@@ -197,7 +224,8 @@ export class LlamaTextModel implements LoadedModel {
       for (const [i, input] of inputs.entries()) {
         signal?.throwIfAborted();
         const tokens = typeof input === "string" ? this.tokenize(input) : this.checkTokens(input);
-        if (tokens.length > this.embeddingContextSize) {
+        // llama.cpp appends an end token to an embedding input, so the input must leave room for it.
+        if (tokens.length >= this.embeddingContextSize) {
           throw new InfernoError(
             "CONTEXT_LENGTH_EXCEEDED",
             `input ${i} is ${tokens.length} tokens; the embedding context holds ${this.embeddingContextSize}`,
