@@ -44,3 +44,13 @@ export async function* mergeAsync<T>(sources: AsyncIterable<T>[]): AsyncGenerato
     await Promise.allSettled(iterators.map((it) => it.return?.()));
   }
 }
+
+/**
+ * Starts choice 0 now, so a bad request fails as a plain HTTP error before any streaming, and the
+ * others only when they are consumed: starting every choice first could wait forever for sequences
+ * that the unconsumed first choices hold.
+ */
+export async function firstEager<T>(start: (i: number) => Promise<T>): Promise<(i: number) => Promise<T>> {
+  const first = await start(0);
+  return (i) => (i === 0 ? Promise.resolve(first) : start(i));
+}

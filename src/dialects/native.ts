@@ -1,6 +1,7 @@
 import { z } from "zod";
-import { defaultSampling, type GenerateRequest, type GenerationResult } from "../core/generation.js";
+import type { GenerateRequest, GenerationResult } from "../core/generation.js";
 import { InfernoError } from "../errors/catalogue.js";
+import { samplingFrom, stopList } from "./sampling.js";
 
 /** Sampling fields accepted by the native routes (snake_case, as in the API reference). */
 export const samplingFields = {
@@ -41,17 +42,8 @@ export function toGenerateRequest(model: string, body: PromptBody, limits: Gener
     model,
     prompt: body.prompt,
     maxTokens,
-    stop: body.stop === undefined ? [] : Array.isArray(body.stop) ? body.stop : [body.stop],
-    sampling: {
-      temperature: body.temperature ?? defaultSampling.temperature,
-      topP: body.top_p ?? defaultSampling.topP,
-      topK: body.top_k ?? defaultSampling.topK,
-      minP: body.min_p ?? defaultSampling.minP,
-      repeatPenalty: body.repeat_penalty ?? defaultSampling.repeatPenalty,
-      presencePenalty: body.presence_penalty ?? defaultSampling.presencePenalty,
-      frequencyPenalty: body.frequency_penalty ?? defaultSampling.frequencyPenalty,
-      ...(body.seed !== undefined ? { seed: body.seed } : {}),
-    },
+    stop: stopList(body.stop),
+    sampling: samplingFrom(body, body.seed),
   };
 }
 

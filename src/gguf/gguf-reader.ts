@@ -1,4 +1,8 @@
 import { open, type FileHandle } from "node:fs/promises";
+import { GGML_TYPES, ggmlTypeName } from "./ggml-types.js";
+
+export { ggmlTypeName } from "./ggml-types.js";
+export { ggufArrayLength, summarizeGguf, type GgufSummary } from "./gguf-summary.js";
 
 // Everything here runs before a file reaches llama.cpp: the native loader trusts counts, lengths,
 // types and offsets, and a hostile or truncated file can abort the whole process there.
@@ -65,26 +69,6 @@ const T_ARRAY = 9;
 // Fixed byte sizes per value type; strings and arrays are their smallest encoding (length prefixes).
 const VALUE_MIN_SIZE: readonly number[] = [1, 1, 2, 2, 4, 4, 4, 1, 8, 12, 8, 8, 8];
 const minSize = (type: number): number => VALUE_MIN_SIZE[type] ?? 1;
-
-// [name, block size in elements, bytes per block], indexed by ggml type id. Ids 4, 5 and 31..33,
-// 36..38 were removed from ggml (old Q4_2/Q4_3 and repacked types) and are refused.
-// Checked against the bundled binding's getBlockSizeForGgmlType / getTypeSizeForGgmlType.
-const GGML_TYPES: ReadonlyArray<readonly [string, number, number] | undefined> = [
-  ["F32", 1, 4], ["F16", 1, 2], ["Q4_0", 32, 18], ["Q4_1", 32, 20], undefined, undefined,
-  ["Q5_0", 32, 22], ["Q5_1", 32, 24], ["Q8_0", 32, 34], ["Q8_1", 32, 36],
-  ["Q2_K", 256, 84], ["Q3_K", 256, 110], ["Q4_K", 256, 144], ["Q5_K", 256, 176],
-  ["Q6_K", 256, 210], ["Q8_K", 256, 292], ["IQ2_XXS", 256, 66], ["IQ2_XS", 256, 74],
-  ["IQ3_XXS", 256, 98], ["IQ1_S", 256, 50], ["IQ4_NL", 32, 18], ["IQ3_S", 256, 110],
-  ["IQ2_S", 256, 82], ["IQ4_XS", 256, 136], ["I8", 1, 1], ["I16", 1, 2], ["I32", 1, 4],
-  ["I64", 1, 8], ["F64", 1, 8], ["IQ1_M", 256, 56], ["BF16", 1, 2], undefined, undefined,
-  undefined, ["TQ1_0", 256, 54], ["TQ2_0", 256, 66], undefined, undefined, undefined,
-  ["MXFP4", 32, 17], ["NVFP4", 64, 36], ["Q1_0", 128, 18], ["Q2_0", 64, 18],
-];
-
-/** The ggml type name for an id, or undefined when ggml no longer knows it. */
-export function ggmlTypeName(id: number): string | undefined {
-  return GGML_TYPES[id]?.[0];
-}
 
 const GGML_MAX_DIMS = 4;
 const GGML_MAX_NAME = 64; // includes the NUL terminator in ggml's fixed-size name field
@@ -337,89 +321,4 @@ export async function readGgufHeader(filePath: string, opts: ReadGgufOptions = {
   } finally {
     await fh.close();
   }
-}
-
-/** What a model listing shows about a GGUF file. */
-export interface GgufSummary {
-  architecture: string;
-  name?: string;
-  /** Sum of tensor element counts. */
-  parameters: number;
-  context_length?: number;
-  embedding_length?: number;
-  block_count?: number;
-  vocab_size?: number;
-  /** llama.cpp file-type name (e.g. "Q4_K_M"), or the dominant tensor type when absent. */
-  quantization: string;
-  size_bytes: number;
-  has_chat_template: boolean;
-  chat_template?: string;
-  bos_token_id?: number;
-  eos_token_id?: number;
-  pooling_type?: string;
-}
-
-// llama.cpp's LLAMA_FTYPE_MOSTLY_* names by general.file_type; gaps are ids llama.cpp retired.
-const FILE_TYPES: Record<number, string> = {
-  0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 4: "Q4_1_SOME_F16", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1",
-  10: "Q2_K", 11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
-  17: "Q5_K_M", 18: "Q6_K", 19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS",
-  24: "IQ1_S", 25: "IQ4_NL", 26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS",
-  31: "IQ1_M", 32: "BF16", 33: "Q4_0_4_4", 34: "Q4_0_4_8", 35: "Q4_0_8_8", 36: "TQ1_0", 37: "TQ2_0",
-  38: "MXFP4_MOE", 39: "NVFP4", 40: "Q1_0", 41: "Q2_0",
-};
-const POOLING_TYPES = ["none", "mean", "cls", "last", "rank"];
-
-function asNumber(v: GgufValue | undefined): number | undefined {
-  return typeof v === "number" ? v : undefined;
-}
-
-function asString(v: GgufValue | undefined): string | undefined {
-  return typeof v === "string" ? v : undefined;
-}
-
-/** Element count of an array value, whether materialised or summarised. */
-export function ggufArrayLength(v: GgufValue | undefined): number | undefined {
-  if (Array.isArray(v)) return v.length;
-  if (typeof v === "object") return v.length;
-  return undefined;
-}
-
-function dominantTensorType(tensors: GgufTensorInfo[]): string {
-  const bytes = new Map<string, number>();
-  for (const t of tensors) bytes.set(t.type, (bytes.get(t.type) ?? 0) + t.nbytes);
-  let best = "unknown";
-  let most = -1;
-  for (const [type, n] of bytes) if (n > most) [best, most] = [type, n];
-  return best;
-}
-
-/** Condenses a header into the facts a model listing needs. */
-export function summarizeGguf(h: GgufHeader): GgufSummary {
-  const m = h.metadata;
-  const arch = asString(m["general.architecture"]) ?? "unknown";
-  const fileType = asNumber(m["general.file_type"]);
-  const chatTemplate = asString(m["tokenizer.chat_template"]);
-  const pooling = asNumber(m[`${arch}.pooling_type`]);
-  const summary: GgufSummary = {
-    architecture: arch,
-    parameters: h.tensors.reduce((sum, t) => sum + t.elements, 0),
-    quantization: (fileType === undefined ? undefined : FILE_TYPES[fileType]) ?? dominantTensorType(h.tensors),
-    size_bytes: h.fileSize,
-    has_chat_template: chatTemplate !== undefined,
-  };
-  const optional = {
-    name: asString(m["general.name"]),
-    context_length: asNumber(m[`${arch}.context_length`]),
-    embedding_length: asNumber(m[`${arch}.embedding_length`]),
-    block_count: asNumber(m[`${arch}.block_count`]),
-    vocab_size: ggufArrayLength(m["tokenizer.ggml.tokens"]) ?? asNumber(m[`${arch}.vocab_size`]),
-    chat_template: chatTemplate,
-    bos_token_id: asNumber(m["tokenizer.ggml.bos_token_id"]),
-    eos_token_id: asNumber(m["tokenizer.ggml.eos_token_id"]),
-    pooling_type: pooling === undefined ? undefined : POOLING_TYPES[pooling],
-  };
-  // Absent facts are left out rather than set to undefined, so the summary serialises cleanly.
-  for (const [k, v] of Object.entries(optional)) if (v !== undefined) Object.assign(summary, { [k]: v });
-  return summary;
 }

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { InfernoError } from "../errors/catalogue.js";
-import { writeEvents } from "./sse.js";
+import { streamEvents } from "./sse.js";
 
 /**
  * Streams events as newline-delimited JSON (one object per line, as Ollama does). JSON.stringify
@@ -13,13 +13,5 @@ export async function sendNdjson(
   events: AsyncIterable<unknown>,
   errorEvent: (err: InfernoError) => unknown,
 ): Promise<void> {
-  const res = reply.raw;
-  reply.hijack();
-  res.writeHead(200, {
-    ...(reply.getHeaders() as Record<string, string>),
-    "content-type": "application/x-ndjson",
-    "cache-control": "no-cache",
-    "x-accel-buffering": "no",
-  });
-  await writeEvents(request, res, events, (e) => `${JSON.stringify(e)}\n`, errorEvent);
+  await streamEvents(request, reply, "application/x-ndjson", events, (e) => `${JSON.stringify(e)}\n`, errorEvent);
 }

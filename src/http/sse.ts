@@ -27,26 +27,31 @@ export async function sendSse(
   events: AsyncIterable<unknown>,
   errorEvent: (err: InfernoError) => unknown,
 ): Promise<void> {
-  const res = reply.raw;
-  reply.hijack();
-  res.writeHead(200, {
-    ...(reply.getHeaders() as Record<string, string>),
-    "content-type": "text/event-stream; charset=utf-8",
-    "cache-control": "no-cache",
-    connection: "keep-alive",
-    "x-accel-buffering": "no",
-  });
-  await writeEvents(request, res, events, (e) => `data: ${e instanceof RawEvent ? e.data : JSON.stringify(e)}\n\n`, errorEvent);
+  const frame = (e: unknown) => `data: ${e instanceof RawEvent ? e.data : JSON.stringify(e)}\n\n`;
+  await streamEvents(request, reply, "text/event-stream; charset=utf-8", events, frame, errorEvent);
 }
 
-/** Shared by SSE and NDJSON: write each framed event with backpressure, end the response whatever happens. */
-export async function writeEvents(
+/**
+ * Shared by SSE and NDJSON: takes the response over from Fastify (keeping the headers hooks set), then
+ * writes each framed event with backpressure and ends the response whatever happens.
+ */
+export async function streamEvents(
   request: FastifyRequest,
-  res: FastifyReply["raw"],
+  reply: FastifyReply,
+  contentType: string,
   events: AsyncIterable<unknown>,
   frame: (event: unknown) => string,
   errorEvent: (err: InfernoError) => unknown,
 ): Promise<void> {
+  const res = reply.raw;
+  reply.hijack();
+  res.writeHead(200, {
+    ...(reply.getHeaders() as Record<string, string>),
+    "content-type": contentType,
+    "cache-control": "no-cache",
+    connection: "keep-alive",
+    "x-accel-buffering": "no",
+  });
   const write = async (text: string) => {
     if (res.write(text) || res.destroyed) return;
     await new Promise<void>((resolve) => {

@@ -135,8 +135,8 @@ export const ollamaRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limi
   /** Embeds texts; `truncate` (Ollama's default) cuts an input to the embedding context instead of refusing it. */
   async function embed(id: string, inputs: string[], truncate: boolean, signal: AbortSignal) {
     const model = await textModel(registry, id);
-    // node-llama-cpp appends an end token and wants the input strictly shorter than the context: 2 tokens of room.
-    const limit = Math.min(model.contextSize, model.model.trainContextSize) - 2;
+    // The input must be strictly shorter than the embedding context (llama.cpp adds an end token).
+    const limit = model.embeddingContextSize - 1;
     // A text of n UTF-8 bytes is at most n + 2 tokens (BOS and a leading-space token), so short ones skip tokenizing.
     const prepared = inputs.map((s) => {
       if (!truncate || Buffer.byteLength(s) + 2 <= limit) return s;

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import type { GenerationResult } from "../core/generation.js";
-import { mergeAsync } from "../core/stream-utils.js";
+import { firstEager, mergeAsync } from "../core/stream-utils.js";
 import { chatCompletionBody, toChatRequest } from "../dialects/openai/chat.js";
 import { choiceDeltas, collectChoice } from "../dialects/openai/chat-response.js";
 import { nowSeconds, openaiId, usageOf } from "../dialects/openai/common.js";
@@ -8,7 +8,7 @@ import type { GenerationLimits } from "../dialects/native.js";
 import { errorBody } from "../errors/error-handler.js";
 import { abortOnDisconnect, RawEvent, sendSse } from "../http/sse.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
-import { startChat, type ChatGeneration } from "../scheduler/chat.js";
+import { startChat } from "../scheduler/chat.js";
 
 export const openaiChatRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limits: GenerationLimits }> = async (app, { registry, limits }) => {
   app.post("/v1/chat/completions", { schema: { body: chatCompletionBody }, config: { dialect: "openai" } }, async (req, reply) => {
@@ -16,10 +16,7 @@ export const openaiChatRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; 
     const n = body.n ?? 1;
     const controller = abortOnDisconnect(reply);
     const start = (i: number) => startChat(registry, toChatRequest(body, limits, i), controller.signal);
-    // The first choice is started here so a bad request fails as a plain HTTP error; the others start as
-    // they are consumed (starting all first could wait forever for sequences the first ones hold).
-    const first = await start(0);
-    const lazy = (i: number): Promise<ChatGeneration> => (i === 0 ? Promise.resolve(first) : start(i));
+    const lazy = await firstEager(start);
     const id = openaiId("chatcmpl");
     const created = nowSeconds();
     const withLogprobs = body.logprobs === true;

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
-import type { GenerationResult, GenerationStream } from "../core/generation.js";
-import { mergeAsync } from "../core/stream-utils.js";
+import type { GenerationResult } from "../core/generation.js";
+import { firstEager, mergeAsync } from "../core/stream-utils.js";
 import { nowSeconds, openaiId, usageOf } from "../dialects/openai/common.js";
 import {
   checkCompletionBody, collectCompletion, completionBody, completionPieces, needsPromptTools, preparePrompts, toGenerateRequest,
@@ -35,10 +35,7 @@ export const openaiCompletionRoutes: FastifyPluginAsyncZod<{ registry: ModelRegi
     // Choice i is choice i % n of prompt i / n: OpenAI numbers choices prompt by prompt.
     const promptOf = (i: number) => prompts[Math.floor(i / n)]!;
     const start = (i: number) => startGeneration(registry, toGenerateRequest(body, limits, promptOf(i), i % n), controller.signal);
-    // The first choice is started here so a bad request fails as a plain HTTP error; the others start as
-    // they are consumed (starting all first could wait forever for sequences the first ones hold).
-    const first = await start(0);
-    const lazy = (i: number): Promise<GenerationStream> => (i === 0 ? Promise.resolve(first) : start(i));
+    const lazy = await firstEager(start);
     const id = openaiId("cmpl");
     const created = nowSeconds();
     const withLogprobs = body.logprobs != null;

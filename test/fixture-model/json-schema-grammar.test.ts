@@ -10,7 +10,8 @@ import {
   type LlamaContext, type LlamaGrammar, type LlamaModel, type Token,
 } from "node-llama-cpp";
 import { writeTinyLlamaGguf } from "../fixtures/gguf-writer.js";
-import { createJsonSchemaGrammar, toGrammarSchema, toolCallSchema } from "../../src/runtimes/llama/json-schema-subset.js";
+import { createJsonSchemaGrammar } from "../../src/runtimes/llama/json-schema-grammar.js";
+import { toGrammarSchema, toolCallSchema } from "../../src/runtimes/llama/json-schema-subset.js";
 
 type Schema = Record<string, unknown> | boolean;
 const MAX_TOKENS = 400;

@@ -214,6 +214,17 @@ test("hostile schemas are refused fast, without stack overflows", () => {
   refused({ $ref: "#" }, "schema: this schema refers to itself");
   const branches = Array.from({ length: 600 }, (_, i) => ({ type: "object", properties: { k: { const: i } } }));
   refused({ oneOf: branches }, "schema.oneOf: oneOf is too large to prove that its branches never overlap");
+  // alike alternatives multiply llama.cpp's parse stacks through nesting: 2^8 is allowed, 2^9 is not
+  const nest = (depth: number): Record<string, unknown> => {
+    const $defs: Record<string, unknown> = { d0: { type: "string" } };
+    for (let i = 1; i <= depth; i++) {
+      const items = { $ref: `#/$defs/d${i - 1}` };
+      $defs[`d${i}`] = { anyOf: [{ type: "array", items, maxItems: 2 }, { type: "array", items, minItems: 1 }] };
+    }
+    return { $defs, $ref: `#/$defs/d${depth}` };
+  };
+  assert.ok(toGrammarSchema(nest(8)));
+  refused(nest(9), "schema: alternatives that start alike (anyOf/oneOf/type arrays of the same kind) are nested too deeply");
   // shared definitions are translated once, so a doubling chain stays small
   const defs: Record<string, unknown> = { d30: { type: "null" } };
   for (let i = 0; i < 30; i++) defs[`d${i}`] = { type: "array", prefixItems: [{ $ref: `#/$defs/d${i + 1}` }, { $ref: `#/$defs/d${i + 1}` }] };
@@ -238,6 +249,11 @@ test("toolCallSchema forces one call of a named tool or of any tool", () => {
   assert.deepEqual(toolCallSchema(tools, { name: "get_weather" }), { ...weather, $defs: { t0_City: { type: "string" } } });
   assert.deepEqual(toolCallSchema(tools, { name: "now" }), now);
   assert.deepEqual(toolCallSchema(tools, "required"), { oneOf: [weather, now], $defs: { t0_City: { type: "string" } } });
+  // a result is returned as is, so the tool-call schema can go through the json_schema path unchanged
+  const loose = toolCallSchema([{ name: "f", parameters: { properties: { n: { anyOf: [{ type: "number" }, { type: "integer" }] } } } }], "required");
+  assert.equal(toGrammarSchema(loose), loose);
+  const once = toGrammarSchema({ anyOf: [{ type: "number" }, { type: "integer" }] });
+  assert.equal(toGrammarSchema(once), once);
   assert.throws(() => toolCallSchema(tools, { name: "nope" }), (err: unknown) =>
     err instanceof InfernoError && err.status === 400 && err.param === "tool_choice" && /unknown tool "nope"/.test(err.message));
   assert.throws(() => toolCallSchema([], "required"), (err: unknown) => err instanceof InfernoError && err.param === "tool_choice");

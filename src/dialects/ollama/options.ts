@@ -1,7 +1,8 @@
 import { z } from "zod";
-import { defaultSampling, type OutputFormat, type SamplingParams } from "../../core/generation.js";
+import type { OutputFormat, SamplingParams } from "../../core/generation.js";
 import { InfernoError } from "../../errors/catalogue.js";
 import type { GenerationLimits } from "../native.js";
+import { samplingFrom, stopList } from "../sampling.js";
 
 // Ollama converts JSON numbers into integer options by truncation and skips null values; we do the same.
 const int = z.number().transform(Math.trunc).nullish();
@@ -64,20 +65,10 @@ export function maxTokensOf(numPredict: number | null | undefined, limits: Gener
  */
 export function settingsOf(options: OllamaOptions, limits: GenerationLimits): OllamaSettings {
   const o = options ?? {};
-  const stop = o.stop == null ? [] : (Array.isArray(o.stop) ? o.stop : [o.stop]).filter((s) => s.length > 0);
   return {
     maxTokens: maxTokensOf(o.num_predict, limits),
-    stop,
-    sampling: {
-      temperature: o.temperature ?? defaultSampling.temperature,
-      topP: o.top_p ?? defaultSampling.topP,
-      topK: o.top_k ?? defaultSampling.topK,
-      minP: o.min_p ?? defaultSampling.minP,
-      repeatPenalty: o.repeat_penalty ?? defaultSampling.repeatPenalty,
-      presencePenalty: o.presence_penalty ?? defaultSampling.presencePenalty,
-      frequencyPenalty: o.frequency_penalty ?? defaultSampling.frequencyPenalty,
-      ...(o.seed != null && o.seed >= 0 ? { seed: o.seed % 2 ** 32 } : {}),
-    },
+    stop: stopList(o.stop),
+    sampling: samplingFrom(o, o.seed != null && o.seed >= 0 ? o.seed % 2 ** 32 : undefined),
   };
 }
 

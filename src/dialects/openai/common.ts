@@ -1,8 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
-import { defaultSampling, type GenerationResult, type OutputFormat, type SamplingParams, type TokenLogprob } from "../../core/generation.js";
+import type { GenerationResult, OutputFormat, SamplingParams, TokenLogprob } from "../../core/generation.js";
 import { InfernoError } from "../../errors/catalogue.js";
 import type { GenerationLimits } from "../native.js";
+import { samplingFrom, stopList } from "../sampling.js";
 
 export const openaiId = (prefix: string) => `${prefix}-${randomBytes(12).toString("base64url")}`;
 export const nowSeconds = () => Math.floor(Date.now() / 1000);
@@ -44,19 +45,10 @@ export function samplingOf(body: SamplingBody, choice = 0): SamplingParams {
   // Several choices from one seed must still differ, so each choice gets its own seed.
   const seed = body.seed == null ? undefined : (body.seed + choice) >>> 0;
   // Unset fields take the server's defaults, as llama-server does, rather than OpenAI's (temperature 1, no top-k).
-  return {
-    temperature: body.temperature ?? defaultSampling.temperature,
-    topP: body.top_p ?? defaultSampling.topP,
-    topK: body.top_k ?? defaultSampling.topK,
-    minP: body.min_p ?? defaultSampling.minP,
-    repeatPenalty: body.repeat_penalty ?? defaultSampling.repeatPenalty,
-    presencePenalty: body.presence_penalty ?? defaultSampling.presencePenalty,
-    frequencyPenalty: body.frequency_penalty ?? defaultSampling.frequencyPenalty,
-    ...(seed !== undefined ? { seed } : {}),
-  };
+  return samplingFrom(body, seed);
 }
 
-export const stopsOf = (stop: string | string[] | null | undefined) => (stop == null ? [] : Array.isArray(stop) ? stop : stop ? [stop] : []);
+export const stopsOf = stopList;
 
 export const responseFormatField = z
   .discriminatedUnion("type", [

@@ -1,12 +1,10 @@
 import type { Llama, LlamaGrammar } from "node-llama-cpp";
 import type { OutputFormat } from "../../core/generation.js";
 import { InfernoError } from "../../errors/catalogue.js";
+import { createJsonSchemaGrammar } from "./json-schema-grammar.js";
 import { toGrammarSchema } from "./json-schema-subset.js";
 
 const MAX_ENTRIES = 64;
-/** node-llama-cpp's integer rule admits exponents ("7e-6"), which are not integers: drop them. */
-const INTEGER_RULE = /^integer-number-rule ::= .*$/m;
-const STRICT_INTEGER_RULE = 'integer-number-rule ::= "-"? ("0" | [1-9] [0-9]{0,15})';
 
 /** Compiled grammars by format, least recently used dropped first: clients resend the same schema. */
 export class GrammarCache {
@@ -21,7 +19,7 @@ export class GrammarCache {
     if (grammar) {
       this.cache.delete(key);
     } else {
-      grammar = (schema ? this.fromSchema(schema) : this.llama.getGrammarFor("json")).catch((err: unknown) => {
+      grammar = (schema ? createJsonSchemaGrammar(this.llama, schema) : this.llama.getGrammarFor("json")).catch((err: unknown) => {
         this.cache.delete(key);
         throw new InfernoError("INVALID_REQUEST", `schema cannot be turned into a grammar: ${(err as Error).message}`, undefined, {
           param: "response_format",
@@ -31,15 +29,5 @@ export class GrammarCache {
     this.cache.set(key, grammar);
     if (this.cache.size > MAX_ENTRIES) this.cache.delete(this.cache.keys().next().value!);
     return grammar;
-  }
-
-  private async fromSchema(schema: Record<string, unknown>): Promise<LlamaGrammar> {
-    const generated = await this.llama.createGrammarForJsonSchema(schema as never);
-    if (!INTEGER_RULE.test(generated.grammar)) return generated;
-    return this.llama.createGrammar({
-      grammar: generated.grammar.replace(INTEGER_RULE, STRICT_INTEGER_RULE),
-      stopGenerationTriggers: generated.stopGenerationTriggers,
-      trimWhitespaceSuffix: generated.trimWhitespaceSuffix,
-    });
   }
 }

@@ -1,5 +1,5 @@
-import type { Llama, LlamaGrammar } from "node-llama-cpp";
 import { InfernoError } from "../../errors/catalogue.js";
+import { SchemaChecks, child, inferKinds, isObject, kindOf, type Json } from "./json-schema-checks.js";
 
 // Client JSON Schemas (OpenAI response_format, Ollama format, tool parameters) -> the subset that
 // node-llama-cpp's grammar builder understands. It silently ignores what it does not know, so every
@@ -19,35 +19,22 @@ import { InfernoError } from "../../errors/catalogue.js";
 //             unevaluatedItems; also a user oneOf whose branches could match the same value, since the
 //             grammar may generate a value matching two branches.
 
-type Json = Record<string, unknown>;
-
 const ANNOTATIONS = new Set(["title", "description", "default", "examples", "example", "$schema", "$comment",
   "deprecated", "readOnly", "writeOnly", "contentEncoding", "contentMediaType", "strict", "discriminator"]);
 const KEYWORDS = new Set(["type", "enum", "const", "properties", "required", "additionalProperties", "minProperties",
   "maxProperties", "items", "prefixItems", "additionalItems", "minItems", "maxItems", "uniqueItems", "minLength",
   "maxLength", "format", "oneOf", "anyOf", "allOf", "$ref", "$defs", "definitions", "nullable"]);
 const TYPES = new Set(["string", "number", "integer", "boolean", "null", "object", "array"]);
-const ALL_KINDS = ["string", "number", "boolean", "null", "object", "array"];
 // Lengths of what node-llama-cpp's format grammars emit (time always carries an offset, millis optional).
 const FORMAT_LENGTHS: Record<string, [number, number]> = { date: [10, 10], time: [9, 18], "date-time": [20, 29] };
 const MAX_DEPTH = 32;
 const MAX_NODES = 2000;
-// llama.cpp refuses a {m,n} repetition once m or n times the repeated symbols (up to 3 for array items and
-// extra properties) nears 2000, and past 2000 silently stops enforcing it.
-const MAX_LENGTH = 1000;
-const MAX_COUNT = 500;
-const MAX_ONEOF_CHECKS = 20_000;
 const BAD_CHARS = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\ud800-\udfff]/u;
 
-const isObject = (v: unknown): v is Json =>
-  typeof v === "object" && v !== null && !Array.isArray(v) && [Object.prototype, null].includes(Object.getPrototypeOf(v));
-const child = (path: string, key: string | number): string =>
-  typeof key === "number" ? `${path}[${key}]` : /^[A-Za-z_$][\w$]*$/.test(key) ? `${path}.${key}` : `${path}[${JSON.stringify(key)}]`;
 // Defines rather than assigns, so a client key "__proto__" stays a key instead of replacing the prototype.
 const put = (target: Json, key: string, value: unknown): void => {
   Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
 };
-const kindOf = (v: unknown): string => (v === null ? "null" : typeof v);
 const anyValue = (): Json => ({
   oneOf: [{ type: ["string", "number", "boolean", "null"] }, { type: "array" }, { type: "object", additionalProperties: true }],
 });
@@ -55,19 +42,20 @@ const anyValue = (): Json => ({
 class Translator {
   defs: Json = {};
   private nodes = 0;
-  private checks = 0;
   private refs = new Map<string, string>();
   private pending: Array<{ name: string; target: unknown; path: string }> = [];
-  private defPaths = new Map<string, string>();
+  readonly defPaths = new Map<string, string>();
+  private readonly checker = new SchemaChecks(this);
 
-  constructor(private readonly root: unknown, private readonly where: string, private readonly prefix: string) {}
+  constructor(private readonly root: unknown, readonly where: string, private readonly prefix: string) {}
 
   run(): Json {
     let out = this.translate(this.root, this.where, 0);
     for (let job = this.pending.shift(); job; job = this.pending.shift()) {
       put(this.defs, job.name, this.translate(job.target, job.path, 0));
     }
-    this.checkTermination();
+    this.checker.checkTermination();
+    this.checker.checkAmbiguity(out);
     if (Object.keys(this.defs).length > 0 && !("$ref" in out || "oneOf" in out || out.type === "object" || out.type === "array")) {
       out = { oneOf: [out] }; // only these node-llama-cpp node kinds read $defs
     }
@@ -116,7 +104,7 @@ class Translator {
       const at = child(path, keyword);
       if (!Array.isArray(branches) || branches.length === 0) this.fail(at, keyword, `${keyword} must be a non-empty array`);
       const out = branches.map((b, i) => this.translate(b, child(at, i), depth + 1));
-      if (keyword === "oneOf") this.checkDisjoint(branches, at);
+      if (keyword === "oneOf") this.checker.checkDisjoint(branches, at);
       return out.length === 1 ? (out[0] as Json) : { oneOf: out };
     }
     if (node.const !== undefined || node.enum !== undefined) return this.literals(node, path);
@@ -166,24 +154,8 @@ class Translator {
     return kept.length === 1 ? { const: kept[0] } : { enum: kept };
   }
 
-  private count(node: Json, keyword: string, path: string): number | undefined {
-    const cap = keyword.endsWith("Length") ? MAX_LENGTH : MAX_COUNT;
-    const v = node[keyword];
-    if (v === undefined) return undefined;
-    if (typeof v !== "number" || !Number.isInteger(v) || v < 0) this.fail(child(path, keyword), keyword, `${keyword} must be a non-negative integer`);
-    if (v > cap) this.fail(child(path, keyword), keyword, `${keyword} above ${cap} is not supported`);
-    return v;
-  }
-
-  private range(node: Json, path: string, minKey: string, maxKey: string): [number, number | undefined] {
-    const min = this.count(node, minKey, path) ?? 0;
-    const max = this.count(node, maxKey, path);
-    if (max !== undefined && min > max) this.fail(child(path, minKey), minKey, `${minKey} is greater than ${maxKey}`);
-    return [min, max];
-  }
-
   private string(node: Json, path: string): Json {
-    const [min, max] = this.range(node, path, "minLength", "maxLength");
+    const [min, max] = this.checker.range(node, path, "minLength", "maxLength");
     if (node.format !== undefined && typeof node.format !== "string") this.fail(child(path, "format"), "format", "format must be a string");
     // format is an annotation in JSON Schema 2020-12: other formats (or ones the lengths rule out) are dropped.
     const lengths = typeof node.format === "string" ? FORMAT_LENGTHS[node.format] : undefined;
@@ -216,7 +188,7 @@ class Translator {
       put(out, name, isObject(additional) ? additional : this.translate(true, child(path, "required"), depth + 1));
     }
     const n = Object.keys(out).length;
-    const [min, max] = this.range(node, path, "minProperties", "maxProperties");
+    const [min, max] = this.checker.range(node, path, "minProperties", "maxProperties");
     if (max !== undefined && max < n) this.fail(child(path, "maxProperties"), "maxProperties", `maxProperties is less than the ${n} properties, which are always generated`);
     if (min > n && additional === false) {
       if (extra === false) this.fail(child(path, "minProperties"), "minProperties", "minProperties needs more properties than additionalProperties false allows");
@@ -233,7 +205,7 @@ class Translator {
     const prefix = node[prefixKey];
     let items = tuple ? node.additionalItems : node.items;
     if (prefix !== undefined && !Array.isArray(prefix)) this.fail(child(path, prefixKey), prefixKey, `${prefixKey} must be an array`);
-    let [min, max] = this.range(node, path, "minItems", "maxItems");
+    let [min, max] = this.checker.range(node, path, "minItems", "maxItems");
     let outPrefix = ((prefix ?? []) as unknown[]).map((p, i) => this.translate(p, child(child(path, prefixKey), i), depth + 1));
     if (items === false) {
       max = Math.min(max ?? Infinity, outPrefix.length);
@@ -285,109 +257,6 @@ class Translator {
   private checkText(text: string, path: string, keyword: string): void {
     if (BAD_CHARS.test(text)) this.fail(path, keyword, "control characters and lone surrogates are not supported in property names and values");
   }
-
-  // A recursive $ref the model could enter but never leave (e.g. an object whose property refers to the object).
-  private checkTermination(): void {
-    const ends = new Set<string>();
-    const finite = (s: unknown): boolean => {
-      if (!isObject(s)) return true;
-      if (typeof s.$ref === "string") return ends.has(s.$ref.slice("#/$defs/".length));
-      if (Array.isArray(s.oneOf)) return s.oneOf.some(finite);
-      if (s.type === "object") {
-        const props = Object.values(s.properties as Json);
-        return props.every(finite) && !((s.minProperties as number ?? 0) > props.length && !finite(s.additionalProperties));
-      }
-      if (s.type === "array") {
-        const prefix = (s.prefixItems ?? []) as unknown[];
-        return prefix.every(finite) && !((s.minItems as number ?? 0) > prefix.length && !finite(s.items));
-      }
-      return true;
-    };
-    for (let before = -1; before !== ends.size;) {
-      before = ends.size;
-      for (const [name, def] of Object.entries(this.defs)) if (finite(def)) ends.add(name);
-    }
-    const stuck = Object.keys(this.defs).find((name) => !ends.has(name));
-    if (stuck !== undefined) this.fail(this.defPaths.get(stuck) ?? this.where, "$ref", "this schema refers to itself with no way to end (every property is always generated, so recursion must go through an array, anyOf or nullable)");
-  }
-
-  // oneOf needs exactly one branch to match; prove that no generated value can match two of them.
-  private checkDisjoint(branches: unknown[], path: string): void {
-    const values = branches.map((b) => this.deref(b)).map((b) => (isObject(b) ? literalsOf(b) : undefined));
-    if (values.every((v) => v?.length === 1)) { // oneOf of consts (an enum with a description per value)
-      const flat = values.map((v) => v?.[0]);
-      if (new Set(flat).size === flat.length) return;
-    }
-    for (let i = 0; i < branches.length; i++) {
-      for (let j = i + 1; j < branches.length; j++) {
-        const apart = this.disjoint(branches[i], branches[j], 0);
-        if (this.checks > MAX_ONEOF_CHECKS) this.fail(path, "oneOf", "oneOf is too large to prove that its branches never overlap; use anyOf");
-        if (!apart) {
-          this.fail(path, "oneOf", `branches ${i} and ${j} may match the same value, which "oneOf" forbids; use "anyOf" if that is intended`);
-        }
-      }
-    }
-  }
-
-  private deref(s: unknown): unknown {
-    for (let i = 0; i < 8; i++) {
-      if (!isObject(s)) return s;
-      if (typeof s.$ref === "string") s = this.resolve(s.$ref, this.where).target;
-      else if (Array.isArray(s.allOf) && s.allOf.length === 1) s = s.allOf[0];
-      else return s;
-    }
-    return true; // a chain of refs too long to follow: treat as "anything"
-  }
-
-  private disjoint(a: unknown, b: unknown, depth: number): boolean {
-    if (++this.checks > MAX_ONEOF_CHECKS || depth > 8) return false;
-    a = this.deref(a);
-    b = this.deref(b);
-    for (const [x, y] of [[a, b], [b, a]]) {
-      const branches = isObject(x) ? x.oneOf ?? x.anyOf : undefined;
-      if (Array.isArray(branches)) return branches.every((br) => this.disjoint(br, y, depth + 1));
-    }
-    return this.cannotAccept(a, b, depth) && this.cannotAccept(b, a, depth);
-  }
-
-  // True when nothing generated from `gen` is accepted by `acc` (conservative: false when unsure).
-  private cannotAccept(gen: unknown, acc: unknown, depth: number): boolean {
-    if (!isObject(gen) || !isObject(acc)) return false;
-    const genKinds = kindsOf(gen, true);
-    const accKinds = kindsOf(acc, false);
-    if (!genKinds.some((k) => accKinds.includes(k))) return true;
-    const genValues = literalsOf(gen);
-    const accValues = literalsOf(acc);
-    if (genValues && accValues) return !genValues.some((v) => accValues.includes(v));
-    if (genKinds.length !== 1 || genKinds[0] !== "object" || !isObject(gen.properties) || !isObject(acc.properties)) return false;
-    const accProps = acc.properties;
-    return Object.entries(gen.properties).some(([key, schema]) =>
-      schema !== false && Object.hasOwn(accProps, key) && this.disjoint(schema, accProps[key], depth + 1));
-  }
-}
-
-// Without "type", the keywords present say which kinds to generate (a narrowing: the schema accepts all kinds).
-function inferKinds(node: Json): string[] {
-  const has = (...keys: string[]): boolean => keys.some((k) => node[k] !== undefined);
-  return [
-    ...(has("properties", "required", "additionalProperties", "minProperties", "maxProperties") ? ["object"] : []),
-    ...(has("items", "prefixItems", "additionalItems", "minItems", "maxItems", "uniqueItems") ? ["array"] : []),
-    ...(has("minLength", "maxLength") ? ["string"] : []),
-  ];
-}
-
-function literalsOf(s: Json): unknown[] | undefined {
-  const values = s.const !== undefined ? [s.const] : Array.isArray(s.enum) ? s.enum : undefined;
-  return values && s.nullable === true ? [...values, null] : values;
-}
-
-// Kinds of JSON value a schema accepts or (gen) that its translation generates.
-function kindsOf(s: Json, gen: boolean): string[] {
-  const values = literalsOf(s);
-  const types = Array.isArray(s.type) ? s.type : typeof s.type === "string" ? [s.type] : undefined;
-  let kinds = values ? values.map(kindOf) : types ? types.map((t) => (t === "integer" ? "number" : String(t))) : ALL_KINDS;
-  if (!values && !types && gen && s.oneOf === undefined && s.anyOf === undefined && inferKinds(s).length > 0) kinds = inferKinds(s);
-  return s.nullable === true ? [...kinds, "null"] : kinds;
 }
 
 function withNull(s: Json): Json {
@@ -398,9 +267,17 @@ function withNull(s: Json): Json {
   return { oneOf: [s, { type: "null" }] };
 }
 
+// Results pass through untranslated: translating again would read anyOf-made oneOfs as the client's own oneOf.
+const translated = new WeakSet<object>();
+const done = (schema: Json): Json => {
+  translated.add(schema);
+  return schema;
+};
+
 /** Translates a client JSON Schema into node-llama-cpp's grammar subset, or throws a 400 InfernoError naming the path. */
 export function toGrammarSchema(schema: unknown, where = "schema"): Record<string, unknown> {
-  return translateWithDefs(schema, where, "");
+  if (isObject(schema) && translated.has(schema)) return schema;
+  return done(translateWithDefs(schema, where, ""));
 }
 
 function translateWithDefs(schema: unknown, where: string, prefix: string, defs?: Json): Json {
@@ -435,20 +312,5 @@ export function toolCallSchema(tools: Array<{ name: string; parameters?: unknown
     if (index < 0) throw new InfernoError("INVALID_REQUEST", `tool_choice names an unknown tool "${choice.name}"`, { keyword: "tool_choice", path: "tool_choice" }, { param: "tool_choice" });
     out = call(index);
   }
-  return Object.keys(defs).length > 0 ? { ...out, $defs: defs } : out;
-}
-
-// node-llama-cpp's number rules allow 16-digit exponents ("1e999999" parses to Infinity) and exponents on
-// integers ("5e-3"); these keep numbers finite and integers whole.
-const NUMBER_RULES: Array<[RegExp, string]> = [
-  [/^integer-number-rule ::= .*$/m, 'integer-number-rule ::= "-"? ("0" | [1-9] [0-9]{0,15})'],
-  [/^fractional-number-rule ::= .*$/m, 'fractional-number-rule ::= "-"? ("0" | [1-9] [0-9]{0,15}) ("." [0-9]{1,16})? ([eE] [-+]? [0-9]{1,2})?'],
-];
-
-/** Builds the grammar for a toGrammarSchema() result, with number rules that only produce finite numbers. */
-export async function createJsonSchemaGrammar(llama: Llama, grammarSchema: Record<string, unknown>): Promise<LlamaGrammar> {
-  const base = await llama.createGrammarForJsonSchema(grammarSchema as never);
-  const text = NUMBER_RULES.reduce((g, [rule, fixed]) => g.replace(rule, fixed), base.grammar);
-  if (text === base.grammar) return base;
-  return llama.createGrammar({ grammar: text, stopGenerationTriggers: base.stopGenerationTriggers, trimWhitespaceSuffix: base.trimWhitespaceSuffix });
+  return done(Object.keys(defs).length > 0 ? { ...out, $defs: defs } : out);
 }
