@@ -8,6 +8,7 @@ import { ModelRegistry } from "./registry/model-registry.js";
 import { embeddingRoutes } from "./routes/embeddings.js";
 import { healthRoutes } from "./routes/health.js";
 import { inferenceRoutes } from "./routes/inference.js";
+import { kserveRoutes } from "./routes/kserve.js";
 import { modelRoutes } from "./routes/models.js";
 import { ollamaRoutes } from "./routes/ollama.js";
 import { openaiChatRoutes } from "./routes/openai-chat.js";
@@ -15,6 +16,7 @@ import { openaiCompletionRoutes } from "./routes/openai-completions.js";
 import { openaiEmbeddingRoutes } from "./routes/openai-embeddings.js";
 import { openaiModelRoutes } from "./routes/openai-models.js";
 import { inspectGguf, LlamaRuntime } from "./runtimes/llama/llama-runtime.js";
+import { inspectOnnx, OnnxRuntime } from "./runtimes/onnx/onnx-runtime.js";
 
 declare module "fastify" {
   interface FastifyInstance {
@@ -70,6 +72,14 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
     },
     app.log,
   );
+  const onnxRuntime = new OnnxRuntime({
+    provider: config.onnxProvider,
+    intraOpThreads: config.onnxIntraOpThreads,
+    interOpThreads: config.onnxInterOpThreads,
+    graphOptimization: config.onnxGraphOptimization,
+    maxBatchSize: config.onnxMaxBatchSize,
+    maxQueueDelayMicros: config.onnxMaxQueueDelayUs,
+  });
   const registry = new ModelRegistry({
     modelsDir: config.modelsDir,
     dataDir: config.dataDir,
@@ -83,6 +93,12 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
           return { ...s, contextLength: s.context_length ?? undefined };
         },
         load: (file, options, signal) => llamaRuntime.load(file, options, signal),
+        optionKeys: ["gpu_layers", "context_size", "batch_size", "parallel", "chat_template"],
+      },
+      onnx: {
+        inspect: async (file) => ({ ...(await inspectOnnx(file)) }),
+        load: (file, options) => onnxRuntime.load(file, options),
+        optionKeys: ["max_batch_size", "max_queue_delay_us"],
       },
     },
   });
@@ -94,12 +110,13 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
     await llamaRuntime.dispose();
   });
 
-  const limits = { defaultMaxTokens: config.defaultMaxTokens, maxTokensLimit: config.maxTokensLimit };
+  const limits = { defaultMaxTokens: config.defaultMaxTokens, maxTokensLimit: config.maxTokensLimit, maxTensorElements: config.maxTensorElements };
   await app.register(healthRoutes, { registry, startedAt: Date.now() });
   await app.register(modelRoutes, { registry });
   await app.register(inferenceRoutes, { registry, limits });
   await app.register(embeddingRoutes, { registry });
   await app.register(openaiChatRoutes, { registry, limits });
+  await app.register(kserveRoutes, { registry, limits });
   await app.register(ollamaRoutes, { registry, limits });
   await app.register(openaiCompletionRoutes, { registry, limits });
   await app.register(openaiEmbeddingRoutes, { registry });

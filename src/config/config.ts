@@ -45,6 +45,17 @@ export const configSchema = z
       .union([z.number(), z.string()])
       .default("5m")
       .refine((v) => parseKeepAlive(v) !== undefined, "expected seconds or a duration such as 5m, 1h30m, -1"),
+    /** onnxruntime execution provider: cpu (default), cuda, or auto (cuda when it loads, else cpu). */
+    onnxProvider: z.enum(["cpu", "cuda", "auto"]).default("cpu"),
+    onnxIntraOpThreads: intFromString(1, 1024).default(defaultThreads()),
+    onnxInterOpThreads: intFromString(1, 1024).default(1),
+    onnxGraphOptimization: z.enum(["disabled", "basic", "extended", "all"]).default("all"),
+    /** Rows per merged ONNX run (dynamic batching); 1 turns batching off. */
+    onnxMaxBatchSize: intFromString(1, 4096).default(16),
+    /** How long a queued ONNX request waits for others to batch with, in microseconds. */
+    onnxMaxQueueDelayUs: intFromString(0, 10_000_000).default(0),
+    /** Largest tensor a request may send, in elements. */
+    maxTensorElements: intFromString(1, 1 << 30).default(1 << 24),
     maxTokensLimit: intFromString(1, 1 << 20).default(4096),
     defaultMaxTokens: intFromString(1, 1 << 20).default(256),
     bodyLimit: intFromString(1024, 1 << 30).default(10 * 1024 * 1024),

@@ -1,9 +1,10 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
+import type { ZodType } from "zod";
 import { errorCatalogue, InfernoError, type ErrorCode } from "./catalogue.js";
 
 /** Which envelope a route answers errors in; set per route (`config.dialect`) or by URL prefix. */
-export type ErrorDialect = "native" | "openai" | "ollama";
+export type ErrorDialect = "native" | "openai" | "ollama" | "kserve";
 
 declare module "fastify" {
   interface FastifyContextConfig {
@@ -46,9 +47,19 @@ export function toInfernoError(err: unknown): InfernoError {
   return new InfernoError("INTERNAL_ERROR", "internal server error", undefined, { cause: err });
 }
 
+/** Validates a body against a schema chosen at run time, failing like a route schema would. */
+export function parseBody<T>(schema: ZodType<T>, body: unknown): T {
+  const result = schema.safeParse(body);
+  if (result.success) return result.data;
+  const issues = result.error.issues.map((i) => ({ path: i.path.join(".") || "(body)", message: i.message }));
+  const first = issues[0]!;
+  throw new InfernoError("INVALID_REQUEST", `invalid body: ${first.path}: ${first.message}`, { issues }, { param: first.path });
+}
+
 /** The body of an error in the given dialect. */
 export function errorBody(err: InfernoError, dialect: ErrorDialect, requestId: string): Record<string, unknown> {
-  if (dialect === "ollama") return { error: err.message };
+  // Ollama and the Open Inference Protocol both answer {"error": "message"}.
+  if (dialect === "ollama" || dialect === "kserve") return { error: err.message };
   if (dialect === "openai") {
     return {
       error: { message: err.message, type: errorCatalogue[err.code].type, param: err.param ?? null, code: err.code.toLowerCase() },
@@ -64,7 +75,8 @@ export function errorBody(err: InfernoError, dialect: ErrorDialect, requestId: s
 export function dialectOf(request: FastifyRequest): ErrorDialect {
   const routed = request.routeOptions.config?.dialect;
   if (routed) return routed;
-  return request.url.startsWith("/v1/") ? "openai" : request.url.startsWith("/api/") ? "ollama" : "native";
+  const url = request.url;
+  return url.startsWith("/v1/") ? "openai" : url.startsWith("/api/") ? "ollama" : url.startsWith("/v2/") || url === "/v2" ? "kserve" : "native";
 }
 
 export function sendError(request: FastifyRequest, reply: FastifyReply, thrown: unknown): FastifyReply {

@@ -11,6 +11,8 @@ export interface ModelRuntime {
   /** Checks the file without loading it; throws INVALID_MODEL_FILE. Returns facts shown in model info. */
   inspect(filePath: string): Promise<ModelFacts>;
   load(filePath: string, options: Record<string, unknown>, signal?: AbortSignal): Promise<LoadedModel>;
+  /** Load options this runtime understands; others are refused rather than silently ignored. */
+  optionKeys: readonly string[];
 }
 
 export interface ModelFacts {
@@ -131,6 +133,7 @@ export class ModelRegistry {
     if (this.registered.has(input.name) || this.discovered.has(input.name)) {
       throw new InfernoError("MODEL_EXISTS", `a model named '${input.name}' already exists`, { model: input.name });
     }
+    this.checkOptions(resolved.type, input.options ?? {});
     await this.runtimeFor(resolved.type).inspect(resolved.path);
     const entry: ModelEntry = {
       id: input.name, name: input.name, type: resolved.type, path: resolved.path, source: "registered",
@@ -187,6 +190,7 @@ export class ModelRegistry {
 
   private async loadOnce(id: string, options: Record<string, unknown>): Promise<LoadedModel> {
     const entry = await this.get(id);
+    this.checkOptions(entry.type, options);
     const current = this.loaded.get(id);
     if (current) {
       if (Object.entries(options).every(([k, v]) => current.options[k] === v)) return this.touch(id, current);
@@ -268,6 +272,17 @@ export class ModelRegistry {
     }, ms);
     timer.unref();
     this.expiry.set(id, { timer, at: Date.now() + ms });
+  }
+
+  private checkOptions(type: ModelType, options: Record<string, unknown>): void {
+    const allowed = this.runtimeFor(type).optionKeys;
+    const wrong = Object.keys(options).filter((k) => !allowed.includes(k));
+    if (wrong.length) {
+      throw new InfernoError("INVALID_REQUEST", `option(s) ${wrong.join(", ")} do not apply to ${type} models (allowed: ${allowed.join(", ")})`, {
+        options: wrong,
+        allowed,
+      }, { param: "options" });
+    }
   }
 
   private runtimeFor(type: ModelType): ModelRuntime {

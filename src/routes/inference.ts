@@ -6,14 +6,15 @@ import { collectGeneration, type GenerateRequest } from "../core/generation.js";
 import {
   inferenceBody, inferenceResponse, modelInferenceResponse, nativeSse, promptBody, toGenerateRequest, type GenerationLimits,
 } from "../dialects/native.js";
-import { errorBody } from "../errors/error-handler.js";
+import { tensorBody } from "../dialects/tensor.js";
+import { errorBody, parseBody } from "../errors/error-handler.js";
 import { mapGeneration } from "../core/stream-utils.js";
 import { abortOnDisconnect, sendSse } from "../http/sse.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
 import { startGeneration } from "../scheduler/text-generation.js";
+import { tensorInference, type TensorLimits } from "./tensor-inference.js";
 
-
-export const inferenceRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limits: GenerationLimits }> = async (
+export const inferenceRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limits: GenerationLimits & TensorLimits }> = async (
   app,
   { registry, limits },
 ) => {
@@ -40,12 +41,16 @@ export const inferenceRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; l
     return run(req, reply, gen, true, () => undefined);
   });
 
+  // One route for both kinds of model (as in the product's API): a GGUF takes {prompt, ...}, an ONNX
+  // model {inputs, ...}; which body applies depends on the model, so it is checked after the lookup.
   app.post(
     "/models/:id/inference",
-    { schema: { params: z.object({ id: z.string().min(1).max(256) }), body: promptBody } },
+    { schema: { params: z.object({ id: z.string().min(1).max(256) }), body: z.record(z.string(), z.unknown()) } },
     async (req, reply) => {
-      const gen = toGenerateRequest(req.params.id, req.body, limits);
-      return run(req, reply, gen, req.body.stream === true, modelInferenceResponse);
+      const entry = await registry.get(req.params.id);
+      if (entry.type === "onnx") return tensorInference(registry, limits, req.params.id, parseBody(tensorBody, req.body), abortOnDisconnect(reply).signal);
+      const body = parseBody(promptBody, req.body);
+      return run(req, reply, toGenerateRequest(req.params.id, body, limits), body.stream === true, modelInferenceResponse);
     },
   );
 };

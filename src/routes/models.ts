@@ -1,6 +1,8 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
-import type { ModelEntry, ModelRegistry } from "../registry/model-registry.js";
+import type { ModelEntry, ModelFacts, ModelRegistry } from "../registry/model-registry.js";
+import type { LoadedModel } from "../runtimes/loaded-model.js";
+import { OnnxModel } from "../runtimes/onnx/onnx-model.js";
 
 const idParams = z.object({ id: z.string().min(1).max(256) });
 
@@ -13,6 +15,8 @@ export const loadOptionsSchema = z
     parallel: z.number().int().min(1).max(256).optional(),
     /** "auto", a node-llama-cpp chat wrapper name (e.g. "llama3.1", "chatML"), or Jinja template source. */
     chat_template: z.string().min(1).max(65536).optional(),
+    max_batch_size: z.number().int().min(1).max(4096).optional(),
+    max_queue_delay_us: z.number().int().min(0).max(10_000_000).optional(),
   })
   .strict();
 
@@ -23,6 +27,12 @@ const registerBody = z.object({
 }).strict();
 
 const capabilitiesOf = (type: ModelEntry["type"]) => (type === "gguf" ? ["text-generation", "embeddings"] : ["tensor-inference"]);
+
+/** A tensor model's inputs and outputs (dynamic dims by their symbolic name, or -1), loaded or read from the file. */
+function signatureOf(loaded: LoadedModel | undefined, facts: ModelFacts | undefined) {
+  if (loaded instanceof OnnxModel) return { inputs: loaded.inputs, outputs: loaded.outputs };
+  return { inputs: facts?.inputs ?? null, outputs: facts?.outputs ?? null };
+}
 
 /** A model as `GET /models` shows it (fields of the API reference plus a few of Inferno's). */
 export async function describeModel(registry: ModelRegistry, entry: ModelEntry, detailed = false) {
@@ -40,6 +50,7 @@ export async function describeModel(registry: ModelRegistry, entry: ModelEntry, 
     source: entry.source,
     created: entry.created,
     ...(loaded ? { memory_usage_bytes: loaded.memoryUsageBytes(), options: loaded.options } : {}),
+    ...(entry.type === "onnx" ? signatureOf(loaded, facts) : {}),
     ...(detailed ? { details: facts ?? null, registration_options: entry.options } : {}),
   };
 }

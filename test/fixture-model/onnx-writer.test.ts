@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import ort from "onnxruntime-node";
 import { encodeVarint } from "../fixtures/protobuf-writer.js";
 import {
-  dynamicImageOnnx, linearClassifierForward, linearClassifierOnnx, linearClassifierWeights,
+  buildOnnx, dynamicImageOnnx, linearClassifierForward, linearClassifierOnnx, linearClassifierWeights,
   SLOW_DEFAULTS, slowOnnx, typesZooOnnx,
 } from "../fixtures/onnx-writer.js";
 
@@ -47,6 +47,38 @@ test("protobuf varints match the wire format, negatives as 10-byte two's complem
   assert.deepEqual([...encodeVarint(1)], [0x01]);
   assert.deepEqual([...encodeVarint(300)], [0xac, 0x02]);
   assert.deepEqual([...encodeVarint(-1)], [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+});
+
+test("every attribute kind decodes as written (negative ints, floats, strings, tensors)", async (t) => {
+  const session = await open(t, buildOnnx({
+    nodes: [
+      // axis -2 differs from Softmax's default (-1), so a dropped attribute would show.
+      { opType: "Softmax", inputs: ["x"], outputs: ["sm"], attributes: { axis: { i: -2 } } },
+      { opType: "LeakyRelu", inputs: ["x"], outputs: ["lr"], attributes: { alpha: { f: 0.25 } } },
+      { opType: "Constant", inputs: [], outputs: ["cf"], attributes: { value_floats: { floats: [1.5, -2] } } },
+      { opType: "Constant", inputs: [], outputs: ["ci"], attributes: { value_ints: { ints: [-3, 4] } } },
+      { opType: "Constant", inputs: [], outputs: ["cs"], attributes: { value_string: { s: "héllo" } } },
+      {
+        opType: "Constant", inputs: [], outputs: ["ct"],
+        attributes: { value: { t: { name: "c", type: "int32", dims: [2], data: Int32Array.from([5, -6]) } } },
+      },
+    ],
+    inputs: [{ name: "x", type: "float32", shape: [2, 2] }],
+    outputs: [
+      { name: "sm", type: "float32", shape: [2, 2] }, { name: "lr", type: "float32", shape: [2, 2] },
+      { name: "cf", type: "float32", shape: [2] }, { name: "ci", type: "int64", shape: [2] },
+      { name: "cs", type: "string", shape: [] }, { name: "ct", type: "int32", shape: [2] },
+    ],
+  }));
+  const r = await session.run({ x: new ort.Tensor("float32", Float32Array.from([0, 0, -4, 2]), [2, 2]) });
+  // Softmax down each column of [[0, 0], [-4, 2]].
+  const sigmoid = (v: number): number => 1 / (1 + Math.exp(-v));
+  assertClose(output(r, "sm").data as Float32Array, [sigmoid(4), sigmoid(-2), sigmoid(-4), sigmoid(2)], 1e-6);
+  assert.deepEqual([...(output(r, "lr").data as Float32Array)], [0, 0, -1, 2]);
+  assert.deepEqual([...(output(r, "cf").data as Float32Array)], [1.5, -2]);
+  assert.deepEqual([...(output(r, "ci").data as BigInt64Array)], [-3n, 4n]);
+  assert.deepEqual(output(r, "cs").data, ["héllo"]);
+  assert.deepEqual([...(output(r, "ct").data as Int32Array)], [5, -6]);
 });
 
 test("linear classifier: dynamic batch, softmax(xW + b) matches JS", async (t) => {

@@ -1,4 +1,4 @@
-import { mkdir, symlink } from "node:fs/promises";
+import { mkdir, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { FastifyInstance } from "fastify";
 import { loadConfig, type ConfigInput } from "../../src/config/config.js";
@@ -18,12 +18,14 @@ export interface TestServer {
 
 /**
  * A real server on an ephemeral loopback port with its own models and data dirs. `models` maps ids to
- * GGUF files to symlink in (their folders become model roots); `tinyModels` lists ids for generated
+ * model files to symlink in (their folders become model roots); `tinyModels` lists ids for generated
  * tiny llama fixtures.
  */
 export async function startTestServer(opts: {
   models?: Record<string, string>;
   tinyModels?: string[];
+  /** Files written into the models dir by name (e.g. generated ONNX fixtures). */
+  files?: Record<string, Buffer>;
   config?: Partial<ConfigInput>;
   dirs?: { modelsDir: string; dataDir: string };
 } = {}): Promise<TestServer> {
@@ -31,8 +33,11 @@ export async function startTestServer(opts: {
   const modelsDir = opts.dirs?.modelsDir ?? path.join(tmp!.dir, "models");
   const dataDir = opts.dirs?.dataDir ?? path.join(tmp!.dir, "data");
   await mkdir(modelsDir, { recursive: true });
-  for (const [id, file] of Object.entries(opts.models ?? {})) await symlink(file, path.join(modelsDir, `${id}.gguf`)).catch(() => {});
+  for (const [id, file] of Object.entries(opts.models ?? {})) {
+    await symlink(file, path.join(modelsDir, `${id}${path.extname(file)}`)).catch(() => {});
+  }
   for (const id of opts.tinyModels ?? []) await writeTinyLlamaGguf(path.join(modelsDir, `${id}.gguf`));
+  for (const [id, buf] of Object.entries(opts.files ?? {})) await writeFile(path.join(modelsDir, id), buf);
   const config = loadConfig({
     env: {},
     flags: {

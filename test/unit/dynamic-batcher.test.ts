@@ -104,12 +104,11 @@ describe("DynamicBatcher", () => {
   it("runs an oversize item alone and at once", async () => {
     const { calls, batcher } = setup({ auto: true });
     const big = batcher.submit(item(6, 0));
-    const small = batcher.submit(item(1, 50));
+    void batcher.submit(item(1, 50));
     await flush();
     assert.deepEqual(calls.map(sizes), [[6]]);
     assert.deepEqual(await big, [0, 10, 20, 30, 40, 50]);
     assert.equal(batcher.queued, 1);
-    void small;
   });
 
   it("never mixes keys, and serves the key with the oldest head first", async () => {
@@ -164,16 +163,6 @@ describe("DynamicBatcher", () => {
     assert.equal(calls[0]!.signal!.aborted, false);
     calls[0]!.finish();
     assert.deepEqual(await b, [100]);
-
-    const c = batcher.submit(item(1, 0));
-    const ac = new AbortController();
-    const d = batcher.submit(item(1, 1), ac.signal);
-    await flush();
-    ac.abort(new Error("d gone"));
-    await assert.rejects(d, /d gone/);
-    assert.equal(calls[1]!.signal!.aborted, false, "c still wants the result");
-    calls[1]!.finish();
-    assert.deepEqual(await c, [0]);
   });
 
   it("aborts run's signal only when every item of the batch has aborted", async () => {
@@ -220,7 +209,7 @@ describe("DynamicBatcher", () => {
     await flush();
     assert.equal(calls.length, 3);
     assert.equal(batcher.running, 2);
-    for (const c of calls.slice(0)) c.finish();
+    for (const c of calls) c.finish();
     await flush();
     for (const c of calls.slice(3)) c.finish();
     assert.deepEqual(await Promise.all(ps), [[0], [10], [20], [30], [40]]);
@@ -275,6 +264,7 @@ describe("DynamicBatcher", () => {
     let seen = 0;
     let peak = 0;
     const dispatched = new Set<Item>();
+    const lastOfKey = new Map<number, number>();
     const check = (): void => {
       for (const c of calls.slice(seen)) {
         const rows = sizes(c).reduce((a, b) => a + b, 0);
@@ -283,6 +273,9 @@ describe("DynamicBatcher", () => {
         for (const i of c.items) {
           assert.ok(!dispatched.has(i), "item run twice");
           dispatched.add(i);
+          const k = i.inputs.k![0]!;
+          assert.ok((lastOfKey.get(k) ?? -1) < i.inputs.x![0]!, "FIFO broken within a key");
+          lastOfKey.set(k, i.inputs.x![0]!);
         }
         open.push(c);
       }
@@ -291,22 +284,23 @@ describe("DynamicBatcher", () => {
     };
     for (let n = 0; n < 500 || open.length > 0 || batcher.queued > 0; ) {
       const r = rand();
-      if (n < 500 && r < 0.45) {
-        const t: Track = { it: item(1 + pick(max + 2), n * 100, pick(3)), seq: n++, ac: new AbortController() };
+      if (n < 500 && r < 0.5) {
+        const t: Track = { it: item(1 + pick(rand() < 0.1 ? max + 2 : 3), n * 100, pick(3)), seq: n++, ac: new AbortController() };
         tracks.push(t);
         batcher.submit(t.it, t.ac.signal).then(
           (value) => (t.outcome = { ok: true, value }),
           (value) => (t.outcome = { ok: false, value }),
         );
-      } else if (r < 0.55 && tracks.length > 0) {
-        const t = tracks[pick(tracks.length)]!;
+      } else if (r < 0.57 && tracks.length > 0) {
+        const t = tracks[tracks.length - 1 - pick(Math.min(tracks.length, 20))]!;
         if (!t.outcome && !t.aborted) t.aborted = dispatched.has(t.it) ? "running" : "queued";
         t.ac.abort(new Error(`abort ${t.seq}`));
-      } else if (r < 0.8 && open.length > 0) {
+      } else if (r < 0.72 && open.length > 0) {
         const c = open.splice(pick(open.length), 1)[0]!;
-        if (rand() < 0.05) {
-          failed.set(c, new Error("run failed"));
-          c.fail(failed.get(c));
+        const err = rand() < 0.05 ? new Error("run failed") : undefined;
+        if (err) {
+          failed.set(c, err);
+          c.fail(err);
         } else c.finish();
       } else {
         await clock.advance(pick(3));
@@ -318,14 +312,6 @@ describe("DynamicBatcher", () => {
     assert.ok(peak <= limit && peak > 1, `peak concurrency ${peak}`);
     assert.equal(batcher.queued, 0);
     assert.equal(batcher.running, 0);
-    const byKey = new Map<number, number>();
-    for (const c of calls) {
-      for (const i of c.items) {
-        const k = i.inputs.k![0]!;
-        assert.ok((byKey.get(k) ?? -1) < i.inputs.x![0]!, "FIFO broken within a key");
-        byKey.set(k, i.inputs.x![0]!);
-      }
-    }
     const callOf = new Map(calls.flatMap((c) => c.items.map((i) => [i, c] as const)));
     for (const t of tracks) {
       assert.ok(t.outcome, `item ${t.seq} never settled`);

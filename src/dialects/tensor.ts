@@ -1,0 +1,100 @@
+import { z } from "zod";
+import { InfernoError } from "../errors/catalogue.js";
+import type { OnnxModel, TensorMap } from "../runtimes/onnx/onnx-model.js";
+import {
+  decodeBinaryTensor, decodeJsonTensor, decodeKserveTensor, encodeKserveOutput, encodeTensor,
+  type DecodedTensor, type DecodeLimits, type TensorSpec,
+} from "../runtimes/onnx/tensor-codec.js";
+
+const binaryInput = z.object({ data_b64: z.string(), shape: z.array(z.number().int().min(0)).max(8), dtype: z.string().max(16) }).strict();
+
+/** `POST /models/{id}/inference` for tensor models: inputs by name, as nested JSON or `{data_b64, shape, dtype}`. */
+export const tensorBody = z
+  .object({
+    inputs: z.record(z.string().max(256), z.unknown()),
+    outputs: z.array(z.string().max(256)).max(256).optional(),
+    /** "nested" (default) returns nested arrays; "flat" returns row-major element lists. */
+    layout: z.enum(["nested", "flat"]).optional(),
+  })
+  .strict();
+export type TensorBody = z.infer<typeof tensorBody>;
+
+const names = (specs: TensorSpec[]) => specs.map((s) => s.name);
+
+/** Every model input present once and nothing else; `param` names the field in the client's terms. */
+export function matchInputs<T>(model: OnnxModel, given: Map<string, T>, param: string): Array<[TensorSpec, T]> {
+  const unknown = [...given.keys()].filter((n) => !model.inputs.some((s) => s.name === n));
+  if (unknown.length) {
+    throw new InfernoError("INVALID_REQUEST", `unknown input(s) ${unknown.join(", ")}; the model takes ${names(model.inputs).join(", ")}`, {
+      unknown, expected: names(model.inputs),
+    }, { param });
+  }
+  const missing = model.inputs.filter((s) => !given.has(s.name)).map((s) => s.name);
+  if (missing.length) {
+    throw new InfernoError("INVALID_REQUEST", `missing input(s) ${missing.join(", ")}`, { missing, expected: names(model.inputs) }, { param });
+  }
+  return model.inputs.map((spec) => [spec, given.get(spec.name)!]);
+}
+
+/** Requested outputs (all by default), checked against the model's. */
+export function outputNames(model: OnnxModel, requested: string[] | undefined, param: string): string[] {
+  if (!requested || requested.length === 0) return names(model.outputs);
+  const unknown = requested.filter((n) => !model.outputs.some((o) => o.name === n));
+  if (unknown.length) {
+    throw new InfernoError("INVALID_REQUEST", `unknown output(s) ${unknown.join(", ")}; the model has ${names(model.outputs).join(", ")}`, {
+      unknown, expected: names(model.outputs),
+    }, { param });
+  }
+  return [...new Set(requested)];
+}
+
+/** Decodes the native body's inputs: nested JSON arrays, or the binary form. */
+export function decodeNativeInputs(model: OnnxModel, body: TensorBody, limits: DecodeLimits): Record<string, DecodedTensor> {
+  const out: Record<string, DecodedTensor> = {};
+  for (const [spec, value] of matchInputs(model, new Map(Object.entries(body.inputs)), "inputs")) {
+    const binary = value !== null && typeof value === "object" && !Array.isArray(value) ? binaryInput.safeParse(value) : undefined;
+    if (binary && !binary.success) {
+      throw new InfernoError("INVALID_REQUEST", `input ${spec.name}: an object input must be {data_b64, shape, dtype}`, { input: spec.name }, {
+        param: `inputs.${spec.name}`,
+      });
+    }
+    out[spec.name] = binary?.success ? decodeBinaryTensor(spec, binary.data, limits) : decodeJsonTensor(spec, value, limits);
+  }
+  return out;
+}
+
+export const nativeOutputs = (outputs: TensorMap, layout: "nested" | "flat") =>
+  Object.fromEntries(Object.entries(outputs).map(([name, t]) => [name, encodeTensor(t, layout)]));
+
+/** Open Inference Protocol (KServe v2) request. */
+export const kserveInferBody = z.object({
+  id: z.string().max(256).optional(),
+  parameters: z.record(z.string(), z.unknown()).optional(),
+  inputs: z
+    .array(
+      z.object({
+        name: z.string().max(256),
+        shape: z.array(z.number().int().min(0)).max(8),
+        datatype: z.string().max(16),
+        data: z.unknown(),
+        parameters: z.record(z.string(), z.unknown()).optional(),
+      }),
+    )
+    .min(1)
+    .max(256),
+  outputs: z.array(z.object({ name: z.string().max(256), parameters: z.record(z.string(), z.unknown()).optional() })).max(256).optional(),
+});
+export type KserveInferBody = z.infer<typeof kserveInferBody>;
+
+export function decodeKserveInputs(model: OnnxModel, body: KserveInferBody, limits: DecodeLimits): Record<string, DecodedTensor> {
+  const given = new Map<string, KserveInferBody["inputs"][number]>();
+  for (const input of body.inputs) {
+    if (given.has(input.name)) throw new InfernoError("INVALID_REQUEST", `input ${input.name} given twice`, { input: input.name }, { param: "inputs" });
+    given.set(input.name, input);
+  }
+  const out: Record<string, DecodedTensor> = {};
+  for (const [spec, input] of matchInputs(model, given, "inputs")) out[spec.name] = decodeKserveTensor(spec, input, limits);
+  return out;
+}
+
+export const kserveOutputs = (outputs: TensorMap) => Object.entries(outputs).map(([name, t]) => encodeKserveOutput(name, t));

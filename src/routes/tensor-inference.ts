@@ -1,0 +1,30 @@
+import { decodeNativeInputs, nativeOutputs, outputNames, type TensorBody } from "../dialects/tensor.js";
+import { InfernoError } from "../errors/catalogue.js";
+import type { ModelRegistry } from "../registry/model-registry.js";
+import { OnnxModel } from "../runtimes/onnx/onnx-model.js";
+
+export interface TensorLimits {
+  maxTensorElements: number;
+}
+
+/** The loaded tensor model for an id (loading it on first use), or a coded error for a model that is not one. */
+export async function tensorModel(registry: ModelRegistry, id: string): Promise<OnnxModel> {
+  const loaded = await registry.acquire(id);
+  if (!(loaded instanceof OnnxModel)) {
+    throw new InfernoError("UNSUPPORTED_OPERATION", `model '${id}' is a ${loaded.type} model and does not take tensors`, { model: id });
+  }
+  return loaded;
+}
+
+/** `POST /models/{id}/inference` on an ONNX model: `{inputs}` → `{outputs: {name: {shape, dtype, data}}, latency_ms}`. */
+export async function tensorInference(registry: ModelRegistry, limits: TensorLimits, id: string, body: TensorBody, signal: AbortSignal) {
+  const started = performance.now();
+  const model = await tensorModel(registry, id);
+  const inputs = decodeNativeInputs(model, body, { maxElements: limits.maxTensorElements });
+  const outputs = await model.infer(inputs, outputNames(model, body.outputs, "outputs"), signal);
+  return {
+    model: id,
+    outputs: nativeOutputs(outputs, body.layout ?? "nested"),
+    latency_ms: Math.round((performance.now() - started) * 1000) / 1000,
+  };
+}

@@ -1,0 +1,75 @@
+import { InfernoError } from "../../errors/catalogue.js";
+import { OnnxFormatError, readOnnxHeader, type OnnxHeader } from "../../onnx/onnx-reader.js";
+import { OnnxModel } from "./onnx-model.js";
+import { SessionClient } from "./session-client.js";
+
+export type OnnxProvider = "cpu" | "cuda" | "auto";
+export type GraphOptimization = "disabled" | "basic" | "extended" | "all";
+
+export interface OnnxRuntimeConfig {
+  provider: OnnxProvider;
+  intraOpThreads: number;
+  interOpThreads: number;
+  graphOptimization: GraphOptimization;
+  maxBatchSize: number;
+  maxQueueDelayMicros: number;
+}
+
+/** Options an ONNX load accepts, from `POST /models/{id}/load` or a registration. */
+export interface OnnxLoadOptions {
+  max_batch_size?: number;
+  max_queue_delay_us?: number;
+}
+
+/** Reads and checks the file's protobuf structure in JS, so a malformed file is refused before onnxruntime parses it. */
+export async function inspectOnnx(filePath: string): Promise<OnnxHeader> {
+  try {
+    return await readOnnxHeader(filePath);
+  } catch (err) {
+    if (err instanceof OnnxFormatError) {
+      throw new InfernoError("INVALID_MODEL_FILE", `not a valid ONNX file: ${err.message}`, { reason: err.reason });
+    }
+    throw err;
+  }
+}
+
+/** Loads `.onnx` files into sessions on worker threads, with the configured execution provider and threads. */
+export class OnnxRuntime {
+  constructor(private readonly config: OnnxRuntimeConfig) {}
+
+  async load(filePath: string, options: OnnxLoadOptions): Promise<OnnxModel> {
+    const header = await inspectOnnx(filePath);
+    const started = performance.now();
+    const providers = this.config.provider === "cpu" ? ["cpu"] : ["cuda", "cpu"];
+    const sessionOptions = {
+      executionProviders: providers,
+      intraOpNumThreads: this.config.intraOpThreads,
+      interOpNumThreads: this.config.interOpThreads,
+      graphOptimizationLevel: this.config.graphOptimization,
+    };
+    let opened;
+    try {
+      opened = await SessionClient.open(filePath, sessionOptions);
+    } catch (err) {
+      const message = (err as Error).message;
+      if (this.config.provider === "cuda" || !/cuda/i.test(message)) {
+        const code = /protobuf|invalid|parse|load model/i.test(message) ? "INVALID_MODEL_FILE" : "MODEL_LOAD_FAILED";
+        throw new InfernoError(code, `onnxruntime could not load the model: ${message}`, undefined, { cause: err });
+      }
+      // "auto": no CUDA provider on this host; fall back to the CPU.
+      opened = await SessionClient.open(filePath, { ...sessionOptions, executionProviders: ["cpu"] });
+    }
+    return new OnnxModel(opened.client, opened, {
+      maxBatchSize: options.max_batch_size ?? this.config.maxBatchSize,
+      maxQueueDelayMicros: options.max_queue_delay_us ?? this.config.maxQueueDelayMicros,
+      fileSize: header.fileSize,
+      loadTimeMs: performance.now() - started,
+      options: {
+        provider: this.config.provider,
+        intra_op_threads: this.config.intraOpThreads,
+        max_batch_size: options.max_batch_size ?? this.config.maxBatchSize,
+        max_queue_delay_us: options.max_queue_delay_us ?? this.config.maxQueueDelayMicros,
+      },
+    });
+  }
+}

@@ -1,0 +1,199 @@
+// Tensors between HTTP and onnxruntime: nested JSON arrays, base64 little-endian bytes and KServe v2 tensors in,
+// JSON (nested or flat) and KServe v2 outputs back. Decoding validates everything against the model's input spec,
+// so onnxruntime only ever sees data of the type and shape it declared.
+// Element rules (see tensor-elements.ts): bool takes only true/false (not 0/1), integers must be whole and in
+// range, 64-bit integers past ±(2^53 - 1) come and go as decimal strings, non-finite floats as "NaN"/"Infinity".
+import { Buffer } from "node:buffer";
+import { InfernoError } from "../../errors/catalogue.js";
+import { elementWriter, jsonElements, jsonKind } from "./tensor-elements.js";
+import { checkCount, elementError, fillNested, invalidInput, nestedShape, parseShape, unravel } from "./tensor-shape.js";
+import type { DecodeLimits } from "./tensor-shape.js";
+import { elementCount, elementSize, elementTypeFromKserve, isElementType, kserveDatatype, viewData } from "./tensor-types.js";
+import type { DecodedTensor, ElementType, TensorSpec } from "./tensor-types.js";
+
+export type { DecodeLimits } from "./tensor-shape.js";
+export type { DecodedTensor, ElementType, NumericData, TensorData, TensorSpec } from "./tensor-types.js";
+export {
+  ELEMENT_TYPES,
+  elementSize,
+  elementTypeFromKserve,
+  float16Bits,
+  float16Value,
+  isElementType,
+  kserveDatatype,
+  MAX_TENSOR_RANK,
+} from "./tensor-types.js";
+export { canBatchTogether, concatBatch, splitBatch } from "./tensor-batch.js";
+
+/** A tensor sent as raw bytes: row-major, little-endian, `dtype` an element type or KServe name ("float32" or "FP32"). */
+export interface BinaryTensorInput {
+  data_b64: string;
+  shape: readonly number[];
+  dtype: string;
+}
+
+/** A KServe v2 request input; `data` is row-major, flat or nested to match `shape`. `name` isn't read: the caller matched it to the spec. */
+export interface KserveTensorInput {
+  name?: string;
+  shape: readonly number[];
+  datatype: string;
+  data: unknown;
+}
+
+/** Anything laid out like a CPU tensor: an `ort.Tensor` output or a DecodedTensor. */
+export interface TensorLike {
+  readonly type: string;
+  readonly dims: readonly number[];
+  readonly data: unknown;
+}
+
+/** A tensor as a JSON response carries it. */
+export interface EncodedTensor {
+  shape: number[];
+  dtype: ElementType;
+  /** Nested arrays (a bare value for rank 0), or the elements in row-major order. */
+  data: unknown;
+}
+
+/** A KServe v2 response output. */
+export interface KserveOutput {
+  name: string;
+  shape: number[];
+  datatype: string;
+  data: unknown[];
+}
+
+/** A tensor from nested JSON arrays (a bare value for rank 0): the shape is read from the nesting. */
+export function decodeJsonTensor(spec: TensorSpec, value: unknown, limits: DecodeLimits): DecodedTensor {
+  const dims = nestedShape(spec, value);
+  const { data, write } = elementWriter(spec.type, checkCount(spec, dims, limits));
+  fillNested(spec, value, dims, write);
+  return { type: spec.type, dims, data };
+}
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/** Bytes that standard base64 text decodes to, or undefined when it isn't standard base64. */
+function base64Length(text: string): number | undefined {
+  if (!BASE64.test(text)) return undefined;
+  const padding = text.endsWith("==") ? 2 : text.endsWith("=") ? 1 : 0;
+  const digits = text.length - padding;
+  if (digits % 4 === 1 || (padding > 0 && text.length % 4 !== 0)) return undefined;
+  return Math.floor((digits * 3) / 4);
+}
+
+/** A tensor from base64 bytes; byte length must be exactly product(shape) × element size. Not for string tensors. */
+export function decodeBinaryTensor(spec: TensorSpec, input: BinaryTensorInput, limits: DecodeLimits): DecodedTensor {
+  const { dtype, data_b64: text } = input;
+  const type = isElementType(dtype) ? dtype : typeof dtype === "string" ? elementTypeFromKserve(dtype) : undefined;
+  if (type !== spec.type) {
+    throw invalidInput(spec, `.dtype: expected "${spec.type}", got ${JSON.stringify(dtype)}`, { expected: spec.type, got: dtype });
+  }
+  if (type === "string") {
+    throw invalidInput(spec, ": string tensors can't be sent as data_b64; send the strings as a JSON array", {
+      expected: "JSON array of strings",
+      got: "data_b64",
+    });
+  }
+  const dims = parseShape(spec, input.shape);
+  const count = checkCount(spec, dims, limits);
+  const size = elementSize(type) ?? 1;
+  const byteLength = count * size;
+  const got = typeof text === "string" ? base64Length(text) : undefined;
+  if (got === undefined) {
+    const kind = typeof text === "string" ? "invalid base64" : jsonKind(text);
+    throw invalidInput(spec, `.data_b64: expected standard base64, got ${kind}`, { expected: "base64 string", got: kind });
+  }
+  if (got !== byteLength) {
+    throw invalidInput(spec, `.data_b64: expected ${byteLength} bytes (${count} × ${size}-byte ${type}), got ${got}`, {
+      expected: byteLength,
+      got,
+    });
+  }
+  const buffer = new ArrayBuffer(byteLength);
+  // Every platform onnxruntime-node ships for is little-endian, so the bytes go in as they came.
+  Buffer.from(buffer).write(text, "base64");
+  const data = viewData(type, buffer, count);
+  if (type === "bool") {
+    const bytes = data as Uint8Array;
+    const bad = bytes.findIndex((b) => b > 1);
+    if (bad >= 0) {
+      const problem = { expected: "byte 0 or 1", got: bytes[bad], gotText: String(bytes[bad]) };
+      throw elementError(spec, problem, unravel(bad, dims), ` (byte ${bad})`);
+    }
+  }
+  return { type, dims, data };
+}
+
+/** A tensor from a KServe v2 input: `datatype` must be the spec's, `data` flat (row-major) or nested to match `shape`. */
+export function decodeKserveTensor(spec: TensorSpec, input: KserveTensorInput, limits: DecodeLimits): DecodedTensor {
+  const { datatype, data: values } = input;
+  if ((typeof datatype === "string" ? elementTypeFromKserve(datatype) : undefined) !== spec.type) {
+    const expected = kserveDatatype(spec.type);
+    throw invalidInput(spec, `.datatype: expected "${expected}", got ${JSON.stringify(datatype)}`, { expected, got: datatype });
+  }
+  const dims = parseShape(spec, input.shape);
+  const count = checkCount(spec, dims, limits);
+  if (!Array.isArray(values)) {
+    throw invalidInput(spec, `.data: expected an array, got ${jsonKind(values)}`, { expected: "array", got: jsonKind(values) });
+  }
+  const { data, write } = elementWriter(spec.type, count);
+  if (dims.length > 1 && Array.isArray(values[0])) {
+    fillNested(spec, values, dims, write);
+    return { type: spec.type, dims, data };
+  }
+  if (values.length !== count) {
+    throw invalidInput(spec, `.data: expected ${count} elements for shape [${dims.join(", ")}], got ${values.length}`, {
+      expected: count,
+      got: values.length,
+    });
+  }
+  for (let i = 0; i < count; i++) {
+    const problem = write(values[i], i);
+    if (problem) throw elementError(spec, problem, unravel(i, dims), ` (data[${i}])`);
+  }
+  return { type: spec.type, dims, data };
+}
+
+/** Row-major elements grouped into nested arrays of `dims`, innermost axis first; iterative. */
+function nest(flat: unknown[], dims: readonly number[]): unknown {
+  if (dims.length === 0) return flat[0];
+  let level = flat;
+  for (let axis = dims.length - 1; axis >= 1; axis--) {
+    const size = dims[axis] ?? 0;
+    const next = new Array<unknown>(elementCount(dims.slice(0, axis)));
+    for (let g = 0; g < next.length; g++) next[g] = level.slice(g * size, (g + 1) * size);
+    level = next;
+  }
+  return level;
+}
+
+function checkedElements(tensor: TensorLike): { type: ElementType; dims: number[]; flat: unknown[] } {
+  const { type, data } = tensor;
+  if (!isElementType(type)) {
+    throw new InfernoError("UNSUPPORTED_OPERATION", `output tensors of type ${type} can't be returned as JSON`, { dtype: type });
+  }
+  const dims = [...tensor.dims];
+  const count = elementCount(dims);
+  const length = (data as ArrayLike<unknown> | null | undefined)?.length;
+  if (length !== count) {
+    throw new InfernoError("INTERNAL_ERROR", `tensor of shape [${dims.join(", ")}] holds ${String(length)} elements, not ${count}`);
+  }
+  return { type, dims, flat: jsonElements(type, data as ArrayLike<unknown>) };
+}
+
+/**
+ * A tensor as JSON: nested arrays (a bare value for rank 0) or flat row-major. 64-bit integers are numbers while
+ * within ±(2^53 - 1) and decimal strings beyond; float16 bits become numbers; bool becomes true/false; non-finite
+ * floats become "NaN", "Infinity" or "-Infinity".
+ */
+export function encodeTensor(tensor: TensorLike, layout: "nested" | "flat"): EncodedTensor {
+  const { type, dims, flat } = checkedElements(tensor);
+  return { shape: dims, dtype: type, data: layout === "flat" ? flat : nest(flat, dims) };
+}
+
+/** A tensor as a KServe v2 output: flat row-major data, elements as in encodeTensor. */
+export function encodeKserveOutput(name: string, tensor: TensorLike): KserveOutput {
+  const { type, dims, flat } = checkedElements(tensor);
+  return { name, shape: dims, datatype: kserveDatatype(type), data: flat };
+}
