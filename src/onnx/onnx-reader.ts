@@ -27,9 +27,12 @@ export interface OnnxHeader {
   opsets: OnnxOpset[];
   inputs: OnnxValueInfo[];
   outputs: OnnxValueInfo[];
+  /** metadata_props; a null-prototype object, so a key like "__proto__" is just a key. */
   metadata: Record<string, string>;
   fileSize: number;
+  /** Nodes of the main graph (not of subgraphs). */
   nodeCount: number;
+  /** Dense and sparse initializers of the main graph. */
   initializerCount: number;
 }
 
@@ -54,6 +57,7 @@ const MAX_METADATA = 10_000;
 const MAX_RANK = 1024;
 
 interface Graph {
+  maxValueInfos: number;
   nodeCount: number;
   initializerCount: number;
   initializerNames: Set<string>;
@@ -62,8 +66,6 @@ interface Graph {
 }
 
 type ValueType = Omit<OnnxValueInfo, "name">;
-
-interface Walk { r: ProtoReader; maxValueInfos: number }
 
 function tooMany(what: string, limit: number): OnnxFormatError {
   return new OnnxFormatError("too_large", `more than ${limit} ${what}`);
@@ -134,10 +136,8 @@ async function readType(r: ProtoReader, end: number, depth: number): Promise<Val
         if (f === inner && w === WIRE_LEN) await readType(r, r.message(holderEnd, depth + 1, "element type"), depth + 2);
         else r.skip(w, holderEnd, f);
       }
-    } else if (wire === WIRE_LEN && (field === 7 || field === 8)) {
-      result = { type: "unknown", shape: null }; // opaque and sparse tensor types
-      r.skip(wire, end, field);
     } else {
+      if (wire === WIRE_LEN && (field === 7 || field === 8)) result = { type: "unknown", shape: null }; // opaque, sparse tensor
       r.skip(wire, end, field);
     }
   }
@@ -181,8 +181,7 @@ async function readSparseName(r: ProtoReader, end: number, depth: number): Promi
   return name;
 }
 
-async function readGraph(w: Walk, end: number, depth: number, g: Graph): Promise<void> {
-  const { r } = w;
+async function readGraph(r: ProtoReader, end: number, depth: number, g: Graph): Promise<void> {
   while (r.pos < end) {
     if (!r.ready(end)) await r.fill(end);
     const [field, wire] = r.tag(end);
@@ -195,10 +194,9 @@ async function readGraph(w: Walk, end: number, depth: number, g: Graph): Promise
       const tensorEnd = r.message(end, depth, "initializer");
       const name = field === 5 ? await readTensorName(r, tensorEnd) : await readSparseName(r, tensorEnd, depth + 1);
       if (name !== undefined) g.initializerNames.add(name);
-      r.pos = tensorEnd;
     } else if (field === 11 || field === 12) {
       const list = field === 11 ? g.inputs : g.outputs;
-      if (list.length >= w.maxValueInfos) throw tooMany(field === 11 ? "graph inputs" : "graph outputs", w.maxValueInfos);
+      if (list.length >= g.maxValueInfos) throw tooMany(field === 11 ? "graph inputs" : "graph outputs", g.maxValueInfos);
       list.push(await readValueInfo(r, r.message(end, depth, "value info"), depth + 1));
     } else {
       r.skip(wire, end, field);
@@ -235,11 +233,12 @@ async function readOpset(r: ProtoReader, end: number): Promise<OnnxOpset> {
 // level is what makes a file look like protobuf at all.
 const MODEL_FIELDS: Readonly<Record<number, number>> = { 1: WIRE_VARINT, 2: WIRE_LEN, 3: WIRE_LEN, 7: WIRE_LEN, 8: WIRE_LEN, 14: WIRE_LEN };
 
-async function readModel(w: Walk): Promise<Omit<OnnxHeader, "fileSize">> {
-  const { r } = w;
+async function readModel(r: ProtoReader, maxValueInfos: number): Promise<Omit<OnnxHeader, "fileSize">> {
   const end = r.fileSize;
-  const g: Graph = { nodeCount: 0, initializerCount: 0, initializerNames: new Set(), inputs: [], outputs: [] };
-  const model = { irVersion: undefined as number | undefined, producerName: undefined as string | undefined, producerVersion: undefined as string | undefined };
+  const g: Graph = { maxValueInfos, nodeCount: 0, initializerCount: 0, initializerNames: new Set(), inputs: [], outputs: [] };
+  let irVersion: number | undefined;
+  let producerName: string | undefined;
+  let producerVersion: string | undefined;
   const opsets: OnnxOpset[] = [];
   const metadata = Object.create(null) as Record<string, string>;
   let metadataCount = 0;
@@ -252,14 +251,14 @@ async function readModel(w: Walk): Promise<Omit<OnnxHeader, "fileSize">> {
       if (MODEL_FIELDS[field] !== wire) { r.skip(wire, end, field); continue; }
       recognized = true;
       if (field === 1) {
-        model.irVersion = r.int64(end, "ir_version");
+        irVersion = r.int64(end, "ir_version");
       } else if (field === 2) {
-        model.producerName = await r.string(end, "producer_name");
+        producerName = await r.string(end, "producer_name");
       } else if (field === 3) {
-        model.producerVersion = await r.string(end, "producer_version");
+        producerVersion = await r.string(end, "producer_version");
       } else if (field === 7) {
         sawGraph = true; // a repeated graph field merges into one, as protobuf does
-        await readGraph(w, r.message(end, 1, "graph"), 2, g);
+        await readGraph(r, r.message(end, 1, "graph"), 2, g);
       } else if (field === 8) {
         if (opsets.length >= MAX_OPSETS) throw tooMany("opset imports", MAX_OPSETS);
         opsets.push(await readOpset(r, r.message(end, 1, "opset_import")));
@@ -276,18 +275,17 @@ async function readModel(w: Walk): Promise<Omit<OnnxHeader, "fileSize">> {
   if (!recognized) throw new OnnxFormatError("not_protobuf", "not an ONNX model: no ModelProto field found");
   if (!sawGraph) throw new OnnxFormatError("no_graph", "the model has no graph");
   // onnxruntime refuses both of these too ("Missing model IR version", "Missing opset in the model").
-  if (model.irVersion === undefined) throw new OnnxFormatError("no_ir_version", "the model has no ir_version");
+  if (irVersion === undefined) throw new OnnxFormatError("no_ir_version", "the model has no ir_version");
   if (opsets.length === 0) throw new OnnxFormatError("no_opset", "the model imports no opset");
   // Graph inputs that are also initializers are overridable constants, not inputs a caller must
   // feed (old IR versions list every initializer as an input); onnxruntime leaves them out too.
   const inputs = g.inputs.filter((v) => !g.initializerNames.has(v.name));
-  const header: Omit<OnnxHeader, "fileSize"> = {
-    irVersion: model.irVersion, opsets, inputs, outputs: g.outputs, metadata,
-    nodeCount: g.nodeCount, initializerCount: g.initializerCount,
+  return {
+    irVersion,
+    ...(producerName === undefined ? {} : { producerName }),
+    ...(producerVersion === undefined ? {} : { producerVersion }),
+    opsets, inputs, outputs: g.outputs, metadata, nodeCount: g.nodeCount, initializerCount: g.initializerCount,
   };
-  if (model.producerName !== undefined) header.producerName = model.producerName;
-  if (model.producerVersion !== undefined) header.producerVersion = model.producerVersion;
-  return header;
 }
 
 /** Reads an ONNX model's signature without its weights; throws OnnxFormatError on a malformed file. */
@@ -297,7 +295,7 @@ export async function readOnnxHeader(filePath: string, opts: ReadOnnxOptions = {
     const { size } = await fh.stat();
     if (size === 0) throw new OnnxFormatError("empty_file", "file is empty");
     const r = new ProtoReader(fh, size, opts.maxStringBytes ?? 64 * 1024 * 1024);
-    const header = await readModel({ r, maxValueInfos: opts.maxValueInfos ?? 10_000 });
+    const header = await readModel(r, opts.maxValueInfos ?? 10_000);
     return { ...header, fileSize: size };
   } finally {
     await fh.close();

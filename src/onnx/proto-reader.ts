@@ -8,7 +8,11 @@ import type { FileHandle } from "node:fs/promises";
 // `if (!r.ready(end)) await r.fill(end)` once per field, so a run of thousands of small fields
 // costs no promises (which matters under async_hooks, where each promise is tracked).
 
-/** An .onnx file that cannot be read safely; `reason` is short and stable. */
+/**
+ * An .onnx file that cannot be read safely; `reason` is short and stable: empty_file, not_protobuf,
+ * truncated, bad_tag, bad_wire_type, bad_varint, length_out_of_bounds, too_deep, too_large,
+ * no_graph, no_ir_version, no_opset.
+ */
 export class OnnxFormatError extends Error {
   readonly reason: string;
   constructor(reason: string, message: string) {
