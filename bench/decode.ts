@@ -14,13 +14,15 @@ import { parseBenchArgs, usage, type BenchOptions } from "./args.js";
 import { startHttpFloor } from "./http-floor.js";
 import { startInferno, type BenchServer } from "./inferno-server.js";
 import { openLlama, RawLlama } from "./raw-llama.js";
-import { formatReport, summarize, type BenchReport, type MachineFacts, type RateScenario, type TtftScenario } from "./report.js";
+import { formatReport, summarize, type BenchReport, type MachineFacts, type RateScenario, type SideSamples, type TtftScenario } from "./report.js";
 import { streamConcurrently, streamInference } from "./sse-client.js";
 import { aggregateRate, decodeRate, type StreamTiming } from "./stats.js";
 
 /** Lets the side that just ran finish its cleanup (socket close, sequence release) before the other starts. */
 const SETTLE_MS = 100;
+/** A max_tokens 1 request leaves little to clean up. */
 const TTFT_SETTLE_MS = 10;
+/** Requests per side before TTFT is timed: short requests would otherwise time the JIT and connection setup. */
 const TTFT_WARMUP = 10;
 /** Shortest run the bench will size, however slow the backend: fewer tokens time too coarsely. */
 const MIN_TOKENS = 16;
@@ -38,17 +40,41 @@ function nodeLlamaCppVersion(): string {
   return "unknown";
 }
 
+interface Measured<T> {
+  value: T;
+  /** Process CPU time (all threads, user + system) the run took, in microseconds. */
+  cpuUs: number;
+}
+
 /** Runs the two sides one after the other, `n` times, swapping which goes first so that drift cancels. */
-async function alternate<T>(n: number, raw: () => Promise<T>, inferno: () => Promise<T>, settleMs = SETTLE_MS): Promise<{ raw: T[]; inferno: T[] }> {
-  const out = { raw: [] as T[], inferno: [] as T[] };
+async function alternate<T>(
+  n: number,
+  raw: () => Promise<T>,
+  inferno: () => Promise<T>,
+  settleMs = SETTLE_MS,
+): Promise<{ raw: Measured<T>[]; inferno: Measured<T>[] }> {
+  const out = { raw: [] as Measured<T>[], inferno: [] as Measured<T>[] };
   for (let i = 0; i < n; i++) {
     const order = i % 2 === 0 ? (["raw", "inferno"] as const) : (["inferno", "raw"] as const);
     for (const side of order) {
-      out[side].push(await (side === "raw" ? raw() : inferno()));
+      const before = process.cpuUsage();
+      const value = await (side === "raw" ? raw() : inferno());
+      const cpu = process.cpuUsage(before);
+      out[side].push({ value, cpuUs: cpu.user + cpu.system });
       await sleep(settleMs);
     }
   }
   return out;
+}
+
+/** Rates, token counts and CPU per token of one side's runs. */
+function sideSamples(runs: Measured<StreamTiming[]>[], rate: (batch: StreamTiming[]) => number): SideSamples {
+  const tokens = runs.map((r) => r.value.reduce((sum, t) => sum + t.tokens, 0));
+  return {
+    rates: runs.map((r) => rate(r.value)),
+    tokens,
+    cpuUsPerToken: runs.map((r, i) => r.cpuUs / tokens[i]!),
+  };
 }
 
 /**
@@ -91,7 +117,12 @@ async function singleStream(pair: Pair, opts: BenchOptions, prompt: Token[], nam
   const maxTokens = await sizeRuns(opts, name, async (deadline) => [await pair.raw.generate(prompt, opts.maxTokens, 0, deadline)]);
   const req = { model: pair.server.modelId, prompt: opts.prompt, maxTokens };
   await streamInference(pair.server.url, req); // also loads the model
-  const runs = await alternate(opts.runs, () => pair.raw.generate(prompt, maxTokens), () => streamInference(pair.server.url, req));
+  const runs = await alternate(
+    opts.runs,
+    async () => [await pair.raw.generate(prompt, maxTokens)],
+    async () => [await streamInference(pair.server.url, req)],
+  );
+  const rate = (batch: StreamTiming[]) => decodeRate(batch[0]!);
   return {
     name,
     measures:
@@ -100,8 +131,8 @@ async function singleStream(pair: Pair, opts: BenchOptions, prompt: Token[], nam
     streams: 1,
     parallel,
     maxTokens,
-    raw: { rates: runs.raw.map(decodeRate), tokens: runs.raw.map((t) => t.tokens) },
-    inferno: { rates: runs.inferno.map(decodeRate), tokens: runs.inferno.map((t) => t.tokens) },
+    raw: sideSamples(runs.raw, rate),
+    inferno: sideSamples(runs.inferno, rate),
   };
 }
 
@@ -116,7 +147,6 @@ async function concurrentStreams(pair: Pair, opts: BenchOptions, prompt: Token[]
     () => pair.raw.generateConcurrently(prompt, maxTokens, streams),
     () => streamConcurrently(pair.server.url, req, streams),
   );
-  const total = (batch: StreamTiming[]) => batch.reduce((sum, t) => sum + t.tokens, 0);
   return {
     name,
     measures:
@@ -126,8 +156,8 @@ async function concurrentStreams(pair: Pair, opts: BenchOptions, prompt: Token[]
     streams,
     parallel: streams,
     maxTokens,
-    raw: { rates: runs.raw.map(aggregateRate), tokens: runs.raw.map(total) },
-    inferno: { rates: runs.inferno.map(aggregateRate), tokens: runs.inferno.map(total) },
+    raw: sideSamples(runs.raw, aggregateRate),
+    inferno: sideSamples(runs.inferno, aggregateRate),
   };
 }
 
@@ -141,7 +171,6 @@ async function timeToFirstToken(pair: Pair, opts: BenchOptions, prompt: Token[])
       inferno: async () => ttft(await streamInference(pair.server.url, req)),
       floor: async () => ttft(await streamInference(floor.url, req)),
     };
-    // Requests are short, so the first ones would mostly time the JIT and connection setup.
     for (let i = 0; i < TTFT_WARMUP; i++) for (const side of Object.values(sides)) await side();
     const runs = await alternate(opts.ttftRequests, sides.raw, sides.inferno, TTFT_SETTLE_MS);
     const floorMs: number[] = [];
@@ -156,8 +185,8 @@ async function timeToFirstToken(pair: Pair, opts: BenchOptions, prompt: Token[])
         "raw: from the evaluate call; inferno: from fetch() to the first SSE token event, client-side over loopback; " +
         "http floor: the same fetch against a bare Fastify route that writes a fixed token event (no model, no validation)",
       requests: opts.ttftRequests,
-      rawMs: runs.raw,
-      infernoMs: runs.inferno,
+      rawMs: runs.raw.map((r) => r.value),
+      infernoMs: runs.inferno.map((r) => r.value),
       httpFloorMs: floorMs,
     };
   } finally {
@@ -177,6 +206,7 @@ async function main(): Promise<void> {
     console.error(`warning: --threads ${opts.threads} is more than the ${os.availableParallelism()} cores; llama.cpp slows down badly`);
   }
   const started = performance.now();
+  const loadAtStart = os.loadavg()[0] ?? 0;
   const llama = await openLlama(opts.threads);
   try {
     const rates: RateScenario[] = [];
@@ -208,6 +238,7 @@ async function main(): Promise<void> {
       batchSize: opts.batchSize,
       prompt: opts.prompt,
       promptTokens: prompt.length,
+      loadAverage: { start: loadAtStart, end: os.loadavg()[0] ?? 0 },
     };
     const report: BenchReport = { facts, runs: opts.runs, rates, ttft };
     console.log(formatReport(report));

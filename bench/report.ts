@@ -12,9 +12,19 @@ export interface MachineFacts {
   batchSize: number;
   prompt: string;
   promptTokens: number;
+  /** 1-minute load average when the bench started and ended: other work on the machine shows up here. */
+  loadAverage: { start: number; end: number };
 }
 
-/** One scenario's samples: a rate per run for each side (tok/s), and the token counts they came from. */
+/** One side's runs in a scenario: a rate (tok/s), the tokens generated and the process CPU per token, per run. */
+export interface SideSamples {
+  rates: number[];
+  tokens: number[];
+  /** Process CPU (every thread; on the Inferno side this includes the in-process HTTP client) per token. */
+  cpuUsPerToken: number[];
+}
+
+/** One scenario's samples for both sides. */
 export interface RateScenario {
   name: string;
   /** What the rate is, in words, so the JSON stands on its own. */
@@ -22,8 +32,8 @@ export interface RateScenario {
   streams: number;
   parallel: number;
   maxTokens: number;
-  raw: { rates: number[]; tokens: number[] };
-  inferno: { rates: number[]; tokens: number[] };
+  raw: SideSamples;
+  inferno: SideSamples;
 }
 
 export interface TtftScenario {
@@ -62,7 +72,15 @@ export function summarize(report: BenchReport) {
       const paired = median(s.inferno.rates.map((r, i) => r / s.raw.rates[i]!));
       // Other load on the machine only ever slows a run down, so the best runs are the least disturbed.
       const best = Math.max(...s.inferno.rates) / Math.max(...s.raw.rates);
-      return { name: s.name, streams: s.streams, raw_tok_s: raw, inferno_tok_s: inferno, ratio: inferno / raw, paired_ratio: paired, best_ratio: best };
+      const rawCpu = median(s.raw.cpuUsPerToken);
+      const infernoCpu = median(s.inferno.cpuUsPerToken);
+      return {
+        name: s.name, streams: s.streams, raw_tok_s: raw, inferno_tok_s: inferno,
+        ratio: inferno / raw, paired_ratio: paired, best_ratio: best,
+        raw_cpu_us_per_token: rawCpu, inferno_cpu_us_per_token: infernoCpu,
+        // The throughput ratio to expect when the CPUs, not latency, are the limit (a busy or saturated machine).
+        cpu_ratio: rawCpu / infernoCpu,
+      };
     }),
     ttft: {
       raw_median_ms: median(report.ttft.rawMs),
@@ -82,16 +100,17 @@ export function formatReport(report: BenchReport): string {
   const summary = summarize(report);
   const rateRows = report.rates.map((s, i) => {
     const m = summary.rates[i]!;
-    const tokens = (xs: number[]) => `${s.streams > 1 ? `${s.streams}×` : ""}${median(xs) / s.streams}`;
+    const tokens = (xs: number[]) => `${s.streams > 1 ? `${s.streams}×` : ""}${Math.round(median(xs) / s.streams)}`;
     return [
       s.name,
       tokens(s.raw.tokens),
-      tokens(s.inferno.tokens),
       `${fixed(m.raw_tok_s)} (${range(s.raw.rates)})`,
       `${fixed(m.inferno_tok_s)} (${range(s.inferno.rates)})`,
       `${fixed(m.ratio, 3)}×`,
       `${fixed(m.paired_ratio, 3)}×`,
       `${fixed(m.best_ratio, 3)}×`,
+      `${fixed(m.raw_cpu_us_per_token, 0)} / ${fixed(m.inferno_cpu_us_per_token, 0)}`,
+      `${fixed(m.cpu_ratio, 3)}×`,
     ];
   });
   const t = summary.ttft;
@@ -99,8 +118,13 @@ export function formatReport(report: BenchReport): string {
     `cpu: ${f.cpu}, ${f.cores} cores; node ${f.node}; node-llama-cpp ${f.nodeLlamaCpp}`,
     `model: ${f.model} (${f.modelBytes.toLocaleString("en-US")} bytes); threads ${f.threads}; context ${f.contextSize}/sequence; batch ${f.batchSize}`,
     `prompt: ${JSON.stringify(f.prompt)} (${f.promptTokens} tokens with BOS); greedy; median of ${report.runs} runs per side (min–max in brackets)`,
+    `load average (1 min): ${fixed(f.loadAverage.start, 2)} at start, ${fixed(f.loadAverage.end, 2)} at end` +
+      (Math.max(f.loadAverage.start, f.loadAverage.end) > 0.5 * f.cores ? " (busy machine: expect noise)" : ""),
     "",
-    table(["scenario", "raw tokens", "inferno tokens", "raw tok/s", "inferno tok/s", "inferno/raw", "paired", "best"], rateRows),
+    table(
+      ["scenario", "tokens/stream", "raw tok/s", "inferno tok/s", "inferno/raw", "paired", "best", "CPU µs/token raw / inferno", "cpu"],
+      rateRows,
+    ),
     "",
     table(
       ["time to first token", "requests", "median", "p99"],
@@ -114,7 +138,11 @@ export function formatReport(report: BenchReport): string {
     "",
     "inferno/raw = median inferno / median raw; paired = median over runs of inferno run i / raw run i (adjacent in time);",
     "best = fastest inferno run / fastest raw run. Load from other processes only slows runs down, so on a busy machine",
-    "trust best and paired over the medians; on a quiet one the three agree.",
+    "trust best and paired over the medians; on a quiet one the three agree. cpu = raw CPU per token / Inferno CPU per token",
+    "(process CPU, all threads, Inferno's including the in-process client): the ratio to expect when the cores are saturated.",
+    ...report.rates
+      .filter((s) => median(s.raw.tokens) !== median(s.inferno.tokens))
+      .map((s) => `note: ${s.name}: the sides generated different token counts (one stopped early), so their rates cover different spans`),
     ...report.rates.map((s) => `${s.name}: ${s.measures}`),
     `${report.ttft.name}: ${report.ttft.measures}`,
   ].join("\n");

@@ -20,6 +20,8 @@ const boolFromString = z.preprocess((v) => {
   return v;
 }, z.boolean());
 
+const boolBool = (fallback: boolean) => boolFromString.default(fallback);
+
 const listFromString = z.preprocess(
   (v) => (typeof v === "string" ? v.split(path.delimiter).filter(Boolean) : v),
   z.array(z.string().min(1)),
@@ -61,6 +63,28 @@ export const configSchema = z
     bodyLimit: intFromString(1024, 1 << 30).default(10 * 1024 * 1024),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     logPretty: boolFromString.optional(),
+    /** Require credentials (API key or JWT) on every route but the public ones. */
+    auth: boolBool(false),
+    /** Allow a non-loopback bind without auth (an explicit operator decision). */
+    insecure: boolBool(false),
+    /** HMAC secret for JWTs; generated once and kept in the data dir when absent. */
+    jwtSecret: z.string().min(32).optional(),
+    /** JWT lifetime: seconds or a duration such as 1h. */
+    jwtExpiresIn: z.union([z.number(), z.string()]).default("1h"),
+    /** Origins allowed by CORS; none by default. */
+    corsOrigins: z.preprocess((v) => (typeof v === "string" ? v.split(",").map((o) => o.trim()).filter(Boolean) : v), z.array(z.string().url())).default([]),
+    /** Serve /metrics without credentials (for a scraper on a trusted network). */
+    metricsPublic: boolBool(false),
+    /** Rate limits apply per API key, or per IP without one; on by default when auth is on. */
+    rateLimit: boolFromString.optional(),
+    requestsPerMinute: intFromString(1, 1_000_000).default(60),
+    requestsPerHour: intFromString(1, 100_000_000).default(1000),
+    tokensPerMinute: intFromString(1, 1_000_000_000).default(10000),
+    concurrentRequests: intFromString(1, 100_000).default(10),
+    /** Per-request time limit in milliseconds (TIMEOUT after it); streams count until their last token. */
+    requestTimeoutMs: intFromString(1000, 24 * 3600 * 1000).default(600_000),
+    /** Largest request header block in bytes. */
+    maxHeaderBytes: intFromString(1024, 1 << 20).default(16 * 1024),
     /** Where `pull hf:...` downloads from (a Hugging Face mirror, say). */
     hfEndpoint: z.string().url().default(DEFAULT_HF_ENDPOINT),
   })

@@ -50,7 +50,6 @@ export class ModelRegistry {
   private registered = new Map<string, ModelEntry>();
   private readonly loaded = new Map<string, LoadedModel>();
   private readonly loading = new Map<string, Promise<LoadedModel>>();
-  private readonly lastUsed = new Map<string, number>();
   private readonly expiry = new Map<string, { timer: NodeJS.Timeout; at: number }>();
   private readonly store: RegistrationStore;
   private readonly factsCache = new Map<string, { key: string; facts: ModelFacts }>();
@@ -252,7 +251,6 @@ export class ModelRegistry {
   }
 
   private touch(id: string, model: LoadedModel): LoadedModel {
-    this.lastUsed.set(id, Date.now());
     this.arm(id, this.opts.keepAliveMs ?? null);
     return model;
   }
