@@ -202,8 +202,11 @@ async function main(): Promise<void> {
   }
   const opts: BenchOptions = { ...parsed, batchSize: Math.min(parsed.batchSize, parsed.contextSize) };
   if (!existsSync(opts.model)) throw new Error(`model not found: ${opts.model} (pass --model PATH)`);
-  if (opts.threads > os.availableParallelism()) {
-    console.error(`warning: --threads ${opts.threads} is more than the ${os.availableParallelism()} cores; llama.cpp slows down badly`);
+  if (opts.threads >= os.availableParallelism()) {
+    console.error(
+      `warning: --threads ${opts.threads} on ${os.availableParallelism()} cores leaves none for the JS thread that drives each token; ` +
+        "llama.cpp slows down badly (runs are shortened to --run-seconds)",
+    );
   }
   const started = performance.now();
   const loadAtStart = os.loadavg()[0] ?? 0;

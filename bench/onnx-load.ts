@@ -13,6 +13,9 @@ export interface LoadSpec {
   durationMs: number;
 }
 
+/** The window opening and closing, reported as they happen so that the server side can sample over the same span. */
+export type WindowMark = "open" | "close";
+
 export interface LoadResult {
   /** Requests that completed inside the window. */
   completed: number;
@@ -21,21 +24,25 @@ export interface LoadResult {
   latenciesMs: number[];
   errors: number;
   firstError: string | undefined;
-  /** CPU time of the process the clients ran in, over the window (user + system, all threads). */
+  /** CPU time of the process the clients ran in over `cpuWindowMs`, the window as its timers saw it (user + system, all threads). */
   cpuMs: number;
+  cpuWindowMs: number;
 }
 
-/** CPU time of this process (all threads) at `startMs` and at `endMs` of performance.now(), taken by timers. */
-export async function cpuOverWindow(startMs: number, endMs: number): Promise<number> {
+/** CPU time of this process (all threads) between `startMs` and `endMs` of performance.now(); marks each end. */
+async function cpuOverWindow(startMs: number, endMs: number, onMark: (mark: WindowMark) => void): Promise<{ cpuMs: number; ms: number }> {
   await sleep(Math.max(0, startMs - performance.now()));
   const before = process.cpuUsage();
+  const opened = performance.now();
+  onMark("open");
   await sleep(Math.max(0, endMs - performance.now()));
+  onMark("close");
   const used = process.cpuUsage(before);
-  return (used.user + used.system) / 1000;
+  return { cpuMs: (used.user + used.system) / 1000, ms: performance.now() - opened };
 }
 
 /** Runs the load and counts only what completes between warm-up's end and the window's end (no ramp, no drain). */
-export async function generateLoad(spec: LoadSpec): Promise<LoadResult> {
+export async function generateLoad(spec: LoadSpec, onMark: (mark: WindowMark) => void = () => {}): Promise<LoadResult> {
   const body = Buffer.from(spec.body);
   const start = performance.now();
   const windowStart = start + spec.warmupMs;
@@ -61,14 +68,14 @@ export async function generateLoad(spec: LoadSpec): Promise<LoadResult> {
       }
     }
   };
-  const [cpuMs] = await Promise.all([cpuOverWindow(windowStart, windowEnd), ...Array.from({ length: spec.clients }, client)]);
-  return { completed: latenciesMs.length, windowMs: spec.durationMs, latenciesMs, errors, firstError, cpuMs };
+  const [cpu] = await Promise.all([cpuOverWindow(windowStart, windowEnd, onMark), ...Array.from({ length: spec.clients }, client)]);
+  return { completed: latenciesMs.length, windowMs: spec.durationMs, latenciesMs, errors, firstError, cpuMs: cpu.cpuMs, cpuWindowMs: cpu.ms };
 }
 
 /** Where the load runs: a forked child process, so that the server's process does only server work, or this process. */
 export interface LoadClient {
   readonly where: "child" | "inprocess";
-  run(spec: LoadSpec): Promise<LoadResult>;
+  run(spec: LoadSpec, onMark: (mark: WindowMark) => void): Promise<LoadResult>;
   close(): Promise<void>;
 }
 
@@ -76,7 +83,7 @@ export function inProcessLoadClient(): LoadClient {
   return { where: "inprocess", run: generateLoad, close: async () => {} };
 }
 
-/** A child process running `onnx-load-child.js`: one message in (a LoadSpec), one message back (a LoadResult). */
+/** A child process running `onnx-load-child.js`: a LoadSpec in; the window's marks, then the LoadResult, back. */
 export async function childLoadClient(): Promise<LoadClient> {
   const child: ChildProcess = fork(new URL("./onnx-load-child.js", import.meta.url), [], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
   await new Promise<void>((resolve, reject) => {
@@ -88,14 +95,17 @@ export async function childLoadClient(): Promise<LoadClient> {
   child.removeAllListeners("error");
   return {
     where: "child",
-    run: (spec) =>
+    run: (spec, onMark) =>
       new Promise<LoadResult>((resolve, reject) => {
         const onExit = (code: number | null) => reject(new Error(`load client exited (code ${code})`));
-        child.once("exit", onExit);
-        child.once("message", (msg) => {
+        const onMessage = (msg: { mark: WindowMark } | LoadResult) => {
+          if ("mark" in msg) return onMark(msg.mark);
           child.off("exit", onExit);
-          resolve(msg as LoadResult);
-        });
+          child.off("message", onMessage);
+          resolve(msg);
+        };
+        child.once("exit", onExit);
+        child.on("message", onMessage);
         child.send(spec);
       }),
     close: async () => {

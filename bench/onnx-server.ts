@@ -18,8 +18,8 @@ export interface OnnxBenchServer {
   app: FastifyInstance;
   /** Loads (or reloads) a model with these options and returns the options it reports. */
   load(id: string, options: OnnxLoadOptions): Promise<Record<string, unknown>>;
-  /** Session runs of a loaded model so far; a merged batch counts once. */
-  sessionRuns(id: string): Promise<number>;
+  /** A reader of a loaded model's session runs so far (a merged batch counts once), cheap enough to call anywhere. */
+  sessionRunCounter(id: string): Promise<() => number>;
   close(): Promise<void>;
 }
 
@@ -77,10 +77,10 @@ export async function startOnnxInferno(opts: { models: Record<string, string>; t
       if (!res.ok) throw new Error(`loading ${id} failed: ${res.status} ${text}`);
       return (JSON.parse(text) as { options: Record<string, unknown> }).options;
     },
-    sessionRuns: async (id) => {
+    sessionRunCounter: async (id) => {
       const model = await registry.acquire(id);
       if (!(model instanceof OnnxModel)) throw new Error(`${id} is not an ONNX model`);
-      return model.sessionRuns;
+      return () => model.sessionRuns;
     },
     close: async () => {
       await app.close();
