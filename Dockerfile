@@ -3,6 +3,7 @@
 #                         --build-arg RUNTIME_BASE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04 \
 #                         --build-arg ORT_INSTALL=cuda12 .
 # Run:  docker run --rm -p 8080:8080 -v $PWD/models:/models -v inferno-data:/data [--gpus all] inferno
+# Key:  docker run --rm -v inferno-data:/data inferno security api-key create --user me --name laptop --role admin
 ARG RUNTIME_BASE=node:20-bookworm-slim
 
 FROM node:20-bookworm-slim AS build
@@ -26,6 +27,7 @@ ENV NODE_ENV=production \
     INFERNO_MODELS_DIR=/models \
     INFERNO_DATA_DIR=/data \
     INFERNO_GPU=auto \
+    INFERNO_AUTH=true \
     INFERNO_LOG_PRETTY=false
 VOLUME ["/models", "/data"]
 EXPOSE 8080

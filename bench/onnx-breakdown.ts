@@ -9,6 +9,7 @@ import type { OnnxModel, TensorMap } from "../src/runtimes/onnx/onnx-model.js";
 import { SessionClient } from "../src/runtimes/onnx/session-client.js";
 import type { TensorSpec } from "../src/runtimes/onnx/tensor-codec.js";
 import type { BenchModel, InputForm, PreparedRequest } from "./onnx-inputs.js";
+import { httpPost, keepAliveAgent } from "./onnx-http.js";
 import { sessionOptions } from "./onnx-raw.js";
 import { median } from "./stats.js";
 
@@ -17,6 +18,8 @@ export interface StageCosts {
   form: InputForm;
   /** fetch → bare Fastify route that neither parses the body nor computes, answering Inferno's response bytes → body read. */
   httpFloorUs: number;
+  /** The same round trip with node:http and a keep-alive agent instead of fetch. */
+  httpFloorNodeUs: number;
   /** Fastify's default JSON body parser (secure-json-parse) on the request text, as Inferno's content-type parser runs it. */
   jsonParseUs: number;
   /** Inferno's zod body schema and tensor decode (validation included) into a typed array. */
@@ -132,6 +135,9 @@ export async function breakdown(opts: {
       const text = req.body.toString();
       floor.setResponse(await post(`${opts.serverUrl}${req.path}`, req.body));
       const httpFloorUs = await medianUs(samples, () => post(floor.url, req.body));
+      const agent = keepAliveAgent(1);
+      const httpFloorNodeUs = await medianUs(samples, () => httpPost(agent, floor.url, req.body));
+      agent.destroy();
       const jsonParseUs = await medianUs(samples, () => floor.parseJson(text));
       const parsed = floor.parseJson(text);
       const decodeUs =
@@ -148,7 +154,7 @@ export async function breakdown(opts: {
       };
       const infernoInjectUs = await medianUs(samples, inject(opts.app, req.path));
       const floorInjectUs = await medianUs(samples, inject(floor.app, "/floor"));
-      stages.push({ form: req.form, httpFloorUs, jsonParseUs, decodeUs, encodeUs, infernoInjectUs, floorInjectUs });
+      stages.push({ form: req.form, httpFloorUs, httpFloorNodeUs, jsonParseUs, decodeUs, encodeUs, infernoInjectUs, floorInjectUs });
     }
   } finally {
     await floor.close();

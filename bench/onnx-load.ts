@@ -1,8 +1,9 @@
 import { Buffer } from "node:buffer";
 import { fork, type ChildProcess } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
+import { httpPost, keepAliveAgent } from "./onnx-http.js";
 
-/** One closed-loop load: `clients` clients, each sending the same request back to back. */
+/** One closed-loop load: `clients` clients (one keep-alive connection each), each sending the same request back to back. */
 export interface LoadSpec {
   url: string;
   /** JSON text of the request body (a string, so that it crosses the IPC channel cheaply). */
@@ -44,6 +45,7 @@ async function cpuOverWindow(startMs: number, endMs: number, onMark: (mark: Wind
 /** Runs the load and counts only what completes between warm-up's end and the window's end (no ramp, no drain). */
 export async function generateLoad(spec: LoadSpec, onMark: (mark: WindowMark) => void = () => {}): Promise<LoadResult> {
   const body = Buffer.from(spec.body);
+  const agent = keepAliveAgent(spec.clients);
   const start = performance.now();
   const windowStart = start + spec.warmupMs;
   const windowEnd = windowStart + spec.durationMs;
@@ -58,10 +60,9 @@ export async function generateLoad(spec: LoadSpec, onMark: (mark: WindowMark) =>
     while (performance.now() < windowEnd && errors < 100) {
       const sent = performance.now();
       try {
-        const res = await fetch(spec.url, { method: "POST", headers: { "content-type": "application/json" }, body });
-        const text = await res.text();
+        const res = await httpPost(agent, spec.url, body);
         const done = performance.now();
-        if (!res.ok) fail(`HTTP ${res.status}: ${text.slice(0, 200)}`);
+        if (res.status !== 200) fail(`HTTP ${res.status}: ${res.text.slice(0, 200)}`);
         else if (done >= windowStart && done <= windowEnd) latenciesMs.push(done - sent);
       } catch (err) {
         fail((err as Error).message);
@@ -69,6 +70,7 @@ export async function generateLoad(spec: LoadSpec, onMark: (mark: WindowMark) =>
     }
   };
   const [cpu] = await Promise.all([cpuOverWindow(windowStart, windowEnd, onMark), ...Array.from({ length: spec.clients }, client)]);
+  agent.destroy();
   return { completed: latenciesMs.length, windowMs: spec.durationMs, latenciesMs, errors, firstError, cpuMs: cpu.cpuMs, cpuWindowMs: cpu.ms };
 }
 

@@ -15,7 +15,8 @@ export interface OnnxFacts {
   loadAverage: { start: number; end: number };
 }
 
-export type Side = "raw" | InputForm;
+/** A latency side: raw session.run, an Inferno input form sent with fetch, or data_b64 sent with node:http. */
+export type Side = "raw" | InputForm | "b64-node-http";
 
 export interface LatencySide {
   side: Side;
@@ -70,7 +71,8 @@ export interface OnnxBenchReport {
 }
 
 const us = (ms: number) => ms * 1000;
-const sideLabel = (s: Side) => (s === "raw" ? "raw session.run (bench main thread)" : FORM_LABELS[s]);
+const sideLabel = (s: Side) =>
+  s === "raw" ? "raw session.run (bench main thread)" : s === "b64-node-http" ? `${FORM_LABELS.b64} (node:http, not fetch)` : FORM_LABELS[s];
 
 /** Percentiles and ratios, computed the same way for the table and the JSON. */
 export function summarize(report: OnnxBenchReport) {
@@ -133,6 +135,7 @@ function breakdownTable(b: Breakdown, measured: Map<Side, number>): string {
     [`${b.model}: median µs per stage, each timed alone (${b.samples} samples)`, ...cols],
     [
       row("1 fetch + HTTP round trip of the same bytes (bare Fastify, body unparsed)", (i) => stage(i).httpFloorUs),
+      row("  (1 with node:http instead of fetch)", (i) => stage(i).httpFloorNodeUs),
       row("2 Fastify JSON body parse", (i) => stage(i).jsonParseUs),
       row("3 Inferno body schema + tensor decode/validation", (i) => stage(i).decodeUs),
       row("4 worker hop (SessionClient.run − session.run inside the worker)", () => b.workerHopUs),
@@ -195,7 +198,9 @@ export function formatReport(report: OnnxBenchReport): string {
   out.push(
     "",
     "raw = onnxruntime-node in the bench's main thread, same file and session options; a fresh ort.Tensor per run.",
-    "Inferno latency is client-side (fetch in the bench process → last response byte, body read as text, not parsed).",
+    "Inferno latency is client-side (fetch in the bench process → last response byte, body read as text, not parsed);",
+    "the node:http row sends the data_b64 body with a keep-alive http.Agent, to show how much of the overhead is fetch's.",
+    "Throughput clients use node:http with one keep-alive connection each.",
     "CPU % = process CPU time over the window / window length (100% = one core); the server's process includes its",
     "onnxruntime worker threads. ELU = event-loop utilization of the server's main thread. req/run = requests per",
     "session.run (dynamic batching merges same-shaped requests; mnist-8 has a fixed batch dim of 1, so it can't batch).",

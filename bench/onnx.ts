@@ -14,10 +14,12 @@ import type { TensorSpec } from "../src/runtimes/onnx/tensor-codec.js";
 import { onnxUsage, parseOnnxBenchArgs, type OnnxBenchOptions } from "./onnx-args.js";
 import { breakdown, type Breakdown } from "./onnx-breakdown.js";
 import { MNIST, MOBILENET, prepareRequest, responseOutput, sampleInput, type BenchModel, type InputForm, type PreparedRequest } from "./onnx-inputs.js";
+import { httpPost, keepAliveAgent } from "./onnx-http.js";
 import { childLoadClient, inProcessLoadClient, type LoadClient, type WindowMark } from "./onnx-load.js";
 import { RawSession } from "./onnx-raw.js";
 import { formatReport, summarize, type LatencyScenario, type OnnxBenchReport, type Side, type ThroughputRun, type ThroughputScenario } from "./onnx-report.js";
 import { startOnnxInferno, type OnnxBenchServer } from "./onnx-server.js";
+import { quantile } from "./stats.js";
 
 const FORMS: InputForm[] = ["json", "b64", "kserve"];
 /** Model ids the server serves: the mobilenet file is also linked under two more ids, each loaded with its own batching. */
@@ -52,6 +54,15 @@ async function timePost(url: string, body: Buffer): Promise<number> {
   return performance.now() - started;
 }
 
+const agent = keepAliveAgent(1);
+
+async function timeNodeHttp(url: string, body: Buffer): Promise<number> {
+  const started = performance.now();
+  const res = await httpPost(agent, url, body);
+  if (res.status !== 200) throw new Error(`POST ${url}: HTTP ${res.status}: ${res.text.slice(0, 300)}`);
+  return performance.now() - started;
+}
+
 const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
   if (a.length !== b.length) return Number.POSITIVE_INFINITY;
   let max = 0;
@@ -71,9 +82,11 @@ async function latency(model: BenchModel, raw: RawSession, server: OnnxBenchServ
     diff[req.form] = maxAbsDiff(responseOutput(model, req.form, text), expected);
     responseBytes.set(req.form, Buffer.byteLength(text));
   }
+  const b64 = requests.find((r) => r.form === "b64")!;
   const sides: Array<[Side, () => Promise<number>]> = [
     ["raw", () => raw.time(input, model.dims)],
     ...requests.map((r): [Side, () => Promise<number>] => [r.form, () => timePost(server.url + r.path, r.body)]),
+    ["b64-node-http", () => timeNodeHttp(server.url + b64.path, b64.body)],
   ];
   for (let i = 0; i < Math.min(LATENCY_WARMUP, n); i++) for (const [, fn] of sides) await fn();
   const samples = new Map<Side, number[]>(sides.map(([side]) => [side, []]));
@@ -88,8 +101,8 @@ async function latency(model: BenchModel, raw: RawSession, server: OnnxBenchServ
     requests: n,
     sides: sides.map(([side]) => ({
       side,
-      requestBytes: requests.find((r) => r.form === side)?.body.length ?? null,
-      responseBytes: responseBytes.get(side) ?? null,
+      requestBytes: requests.find((r) => r.form === (side === "b64-node-http" ? "b64" : side))?.body.length ?? null,
+      responseBytes: responseBytes.get(side === "b64-node-http" ? "b64" : side) ?? null,
       samplesMs: samples.get(side)!,
     })),
     maxAbsDiff: diff,
@@ -266,10 +279,18 @@ async function main(): Promise<void> {
     console.log(formatReport(report));
     console.log(`\nbench took ${((performance.now() - started) / 1000).toFixed(1)} s`);
     if (opts.json) {
-      await writeFile(opts.json, JSON.stringify({ ...report, summary: summarize(report) }, null, 2) + "\n");
+      // Throughput runs hold thousands of latencies each: the JSON keeps their count and percentiles instead.
+      const throughputRuns = report.throughput.map((t) => ({
+        ...t,
+        runs: t.runs.map(({ latenciesMs, ...run }) => ({
+          ...run, requests: latenciesMs.length, p50_ms: quantile(latenciesMs, 0.5), p99_ms: quantile(latenciesMs, 0.99),
+        })),
+      }));
+      await writeFile(opts.json, JSON.stringify({ ...report, throughput: throughputRuns, summary: summarize(report) }, null, 2) + "\n");
       console.log(`wrote ${opts.json}`);
     }
   } finally {
+    agent.destroy();
     await client?.close();
     await server?.close();
     await raws.mnist.release();

@@ -16,6 +16,12 @@ Usage:
   inferno models info FILE [--json]    show a model file's header facts without loading it
   inferno pull URL|hf:OWNER/REPO[@REV]/FILE [--name ID] [--sha256 HEX] [--force] [--json]
                                        download a model into the models dir (resumable)
+  inferno security api-key create --user USER --name NAME [--role admin|user] [--expires-in DURATION] [--json]
+                                       create an API key; the key is printed once
+  inferno security api-key list [--json] | api-key revoke ID
+  inferno security user create --username U --password P|- [--role admin|user]
+                                       a login user (--password - reads it from stdin)
+  inferno security user list [--json] | user delete USERNAME
   inferno --help | --version
 
 Options (each also from env INFERNO_<KEY> or a JSON --config file; flag > env > file > default):
@@ -32,6 +38,14 @@ Options (each also from env INFERNO_<KEY> or a JSON --config file; flag > env > 
   --gpu-layers N       layers on the GPU: auto|max|N (default auto)
   --max-tokens-limit N largest max_tokens a request may ask for (default 4096)
   --body-limit BYTES   request body cap (default 10485760)
+  --keep-alive D       unload a model idle this long (default 5m; -1 never)  INFERNO_KEEP_ALIVE
+  --auth               require an API key or JWT on every route but /health  INFERNO_AUTH
+  --insecure           allow a non-loopback --host without --auth           INFERNO_INSECURE
+  --cors-origins LIST  comma-separated origins allowed by CORS (none by default)
+  --metrics-public     serve /metrics without credentials
+  --rate-limit         per-key/IP rate limits (default: on when --auth is)
+  --request-timeout-ms N  per-request time limit (default 600000)
+  --onnx-provider P    cpu|cuda|auto (default cpu)                  INFERNO_ONNX_PROVIDER
   --config FILE        JSON config file with the same keys in camelCase   INFERNO_CONFIG
   --log-level L        fatal|error|warn|info|debug|trace|silent (default info)
 
@@ -52,18 +66,33 @@ const serveOptions = {
   "gpu-layers": { type: "string" },
   "max-tokens-limit": { type: "string" },
   "body-limit": { type: "string" },
+  "keep-alive": { type: "string" },
+  auth: { type: "boolean" },
+  insecure: { type: "boolean" },
+  "cors-origins": { type: "string" },
+  "metrics-public": { type: "boolean" },
+  "rate-limit": { type: "boolean" },
+  "request-timeout-ms": { type: "string" },
+  "onnx-provider": { type: "string" },
+  "onnx-max-batch-size": { type: "string" },
+  "onnx-max-queue-delay-us": { type: "string" },
   config: { type: "string" },
   "log-level": { type: "string" },
   json: { type: "boolean" },
   name: { type: "string" },
   sha256: { type: "string" },
   force: { type: "boolean" },
+  user: { type: "string" },
+  role: { type: "string" },
+  "expires-in": { type: "string" },
+  username: { type: "string" },
+  password: { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "v" },
 } as const;
 
 const camel = (s: string) => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
-const COMMAND_ONLY = new Set(["json", "name", "sha256", "force", "help", "version"]);
+const COMMAND_ONLY = new Set(["json", "name", "sha256", "force", "user", "role", "expires-in", "username", "password", "help", "version"]);
 
 class UsageError extends Error {}
 
@@ -115,6 +144,16 @@ export async function main(argv: string[]): Promise<number> {
         force: values.force === true,
         json: values.json === true,
       });
+      return EXIT.ok;
+    }
+    case "security": {
+      const { security, SecurityUsageError } = await import("./cli/security-command.js");
+      const { json, user, name, role, "expires-in": expiresIn, username, password } = values;
+      try {
+        await security(positionals.slice(1), { json, user, name, role, expiresIn, username, password }, flags);
+      } catch (err) {
+        throw err instanceof SecurityUsageError ? new UsageError(err.message) : err;
+      }
       return EXIT.ok;
     }
     default:

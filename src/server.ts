@@ -1,13 +1,24 @@
 import { randomBytes } from "node:crypto";
 import Fastify, { type FastifyInstance } from "fastify";
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
+import cors from "@fastify/cors";
+import { ApiKeyStore } from "./auth/api-keys.js";
+import authPlugin from "./auth/auth-plugin.js";
+import { JwtIssuer } from "./auth/jwt.js";
+import { UserStore } from "./auth/users.js";
 import type { Config } from "./config/config.js";
 import { parseKeepAlive } from "./core/duration.js";
 import { registerErrorHandling } from "./errors/error-handler.js";
+import { rateLimitPlugin, rateLimitSettings } from "./limits/rate-limit.js";
+import { requestTimeoutPlugin } from "./limits/request-timeout.js";
+import { metricsPlugin } from "./observability/metrics.js";
+import { tracesPlugin } from "./observability/traces.js";
 import { ModelRegistry } from "./registry/model-registry.js";
+import { openDatabase } from "./store/database.js";
 import { embeddingRoutes } from "./routes/embeddings.js";
 import { healthRoutes } from "./routes/health.js";
 import { inferenceRoutes } from "./routes/inference.js";
+import { authRoutes } from "./routes/auth.js";
 import { kserveRoutes } from "./routes/kserve.js";
 import { modelRoutes } from "./routes/models.js";
 import { ollamaRoutes } from "./routes/ollama.js";
@@ -22,6 +33,7 @@ declare module "fastify" {
   interface FastifyInstance {
     registry: ModelRegistry;
     llamaRuntime: LlamaRuntime;
+    routeTable: ReadonlyArray<{ method: string; url: string }>;
   }
 }
 
@@ -41,6 +53,8 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   const app = Fastify({
     logger: loggerOptions(config),
     bodyLimit: config.bodyLimit,
+    // An oversized header block is refused by Node's parser (431) before it reaches a route.
+    http: { maxHeaderSize: config.maxHeaderBytes },
     genReqId: (req) => {
       const given = req.headers["x-request-id"];
       return typeof given === "string" && REQUEST_ID.test(given) ? given : `req_${randomBytes(9).toString("base64url")}`;
@@ -52,6 +66,13 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   registerErrorHandling(app);
+  if (config.corsOrigins.length > 0) await app.register(cors, { origin: config.corsOrigins, credentials: false });
+  // Every route as registered (method and URL pattern), so tests can check policies on all of them.
+  const routeTable: Array<{ method: string; url: string }> = [];
+  app.decorate("routeTable", routeTable);
+  app.addHook("onRoute", (route) => {
+    for (const method of [route.method].flat()) if (method !== "HEAD") routeTable.push({ method, url: route.url });
+  });
   // `curl -d '{...}'` sends form-urlencoded and some clients send text/plain: every body is read as JSON.
   app.removeContentTypeParser("text/plain");
   app.addContentTypeParser("*", { parseAs: "string" }, (request, body, done) => {
@@ -109,6 +130,25 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
     await registry.close();
     await llamaRuntime.dispose();
   });
+
+  // Before the first route, so every route gets their hooks; rate-limit checks are route hooks and so
+  // run after every app-level onRequest hook, auth's included, whatever the registration order.
+  await app.register(requestTimeoutPlugin, { timeoutMs: config.requestTimeoutMs });
+  await app.register(rateLimitPlugin, { ...rateLimitSettings(config), generations: registry });
+  await app.register(metricsPlugin, { registry, public: config.metricsPublic });
+  await app.register(tracesPlugin, { registry });
+  const db = openDatabase(config.dataDir);
+  const keys = new ApiKeyStore(db);
+  const users = new UserStore(db);
+  const jwt = new JwtIssuer({ secret: config.jwtSecret, dataDir: config.dataDir, expiresIn: config.jwtExpiresIn });
+  app.addHook("onClose", async () => db.close());
+  await app.register(authPlugin, {
+    enabled: config.auth,
+    metricsPublic: config.metricsPublic,
+    verifyApiKey: (key) => keys.verify(key),
+    verifyJwt: (token) => jwt.verify(token),
+  });
+  await app.register(authRoutes, { keys, users, jwt });
 
   const limits = { defaultMaxTokens: config.defaultMaxTokens, maxTokensLimit: config.maxTokensLimit, maxTensorElements: config.maxTensorElements };
   await app.register(healthRoutes, { registry, startedAt: Date.now() });

@@ -1,4 +1,5 @@
-import { loadConfig } from "../config/config.js";
+import { isIP } from "node:net";
+import { ConfigError, loadConfig } from "../config/config.js";
 import { buildServer } from "../server.js";
 
 /** Grace period for in-flight requests on SIGTERM/SIGINT before the process exits anyway. */
@@ -7,6 +8,12 @@ const SHUTDOWN_GRACE_MS = 10_000;
 /** Starts the server and closes it gracefully on SIGTERM/SIGINT. Resolves once listening. */
 export async function serve(flags: Record<string, unknown>): Promise<void> {
   const config = loadConfig({ flags });
+  if (!config.auth && !config.insecure && !isLoopback(config.host)) {
+    throw new ConfigError(
+      `refusing to listen on ${config.host} without authentication: turn auth on (--auth, INFERNO_AUTH=true) ` +
+        "and create a key with 'inferno security api-key create', or pass --insecure if something else protects this address",
+    );
+  }
   const app = await buildServer(config);
   let closing = false;
   const shutdown = (signal: NodeJS.Signals) => {
@@ -37,4 +44,12 @@ export async function serve(flags: Record<string, unknown>): Promise<void> {
   }
   // Warm the llama.cpp backend now so the first request does not pay for it; a failure shows at first load.
   app.llamaRuntime.getLlama().catch((err: unknown) => app.log.error({ err }, "llama.cpp backend failed to start"));
+}
+
+/** Loopback addresses only: 127.0.0.0/8, ::1 and "localhost". 0.0.0.0 and :: listen everywhere. */
+export function isLoopback(host: string): boolean {
+  const h = host.trim().toLowerCase().replace(/^\[|\]$/g, "");
+  if (h === "localhost" || h === "::1") return true;
+  if (isIP(h) === 4) return h.startsWith("127.");
+  return h.startsWith("::ffff:127.");
 }

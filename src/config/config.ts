@@ -70,7 +70,10 @@ export const configSchema = z
     /** HMAC secret for JWTs; generated once and kept in the data dir when absent. */
     jwtSecret: z.string().min(32).optional(),
     /** JWT lifetime: seconds or a duration such as 1h. */
-    jwtExpiresIn: z.union([z.number(), z.string()]).default("1h"),
+    jwtExpiresIn: z
+      .union([z.number(), z.string()])
+      .default("1h")
+      .refine((v) => (parseKeepAlive(v) ?? 0) >= 1000, "expected a positive duration such as 3600, 1h or 30m"),
     /** Origins allowed by CORS; none by default. */
     corsOrigins: z.preprocess((v) => (typeof v === "string" ? v.split(",").map((o) => o.trim()).filter(Boolean) : v), z.array(z.string().url())).default([]),
     /** Serve /metrics without credentials (for a scraper on a trusted network). */

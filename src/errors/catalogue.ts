@@ -11,6 +11,7 @@ export const errorCatalogue = {
   MODEL_EXISTS: { status: 409, type: "conflict_error" },
   MODEL_BUSY: { status: 409, type: "conflict_error" },
   MODEL_NOT_LOADED: { status: 409, type: "conflict_error" },
+  USER_EXISTS: { status: 409, type: "conflict_error" },
   PAYLOAD_TOO_LARGE: { status: 413, type: "invalid_request_error" },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, type: "invalid_request_error" },
   INVALID_MODEL_FILE: { status: 422, type: "invalid_request_error" },

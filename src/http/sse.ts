@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
-import type { InfernoError } from "../errors/catalogue.js";
+import { isInfernoError, type InfernoError } from "../errors/catalogue.js";
 import { toInfernoError } from "../errors/error-handler.js";
 
 /** A line written as-is (`data: [DONE]`) rather than JSON-encoded. */
@@ -7,9 +7,16 @@ export class RawEvent {
   constructor(readonly data: string) {}
 }
 
-/** An AbortSignal that fires when the client goes away before the response is complete. */
+/** An AbortSignal that fires when the client goes away before the response is complete, or the request times out. */
 export function abortOnDisconnect(reply: FastifyReply): AbortController {
   const controller = new AbortController();
+  // The request's own signal (request-timeout plugin) aborts on disconnect and on timeout: follow it.
+  const own = reply.request.abortSignal;
+  if (own) {
+    if (own.aborted) controller.abort(own.reason);
+    else own.addEventListener("abort", () => controller.abort(own.reason), { once: true });
+    return controller;
+  }
   reply.raw.once("close", () => {
     if (!reply.raw.writableFinished) controller.abort(new Error("client disconnected"));
   });
@@ -67,6 +74,9 @@ export async function streamEvents(
   try {
     for await (const event of events) {
       if (res.destroyed) break;
+      // Aborted for a coded reason (TIMEOUT): end with that error, not with what the stopped generation still yields.
+      const reason = request.abortSignal?.reason;
+      if (isInfernoError(reason)) throw reason;
       await write(frame(event));
     }
   } catch (err) {

@@ -1,5 +1,6 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
+import type { GenerationResult } from "../core/generation.js";
 import type { Logger } from "../core/logger.js";
 import { InfernoError } from "../errors/catalogue.js";
 import type { LoadedModel } from "../runtimes/loaded-model.js";
@@ -41,6 +42,16 @@ export interface RegistryOptions {
   keepAliveMs?: number | null;
 }
 
+/**
+ * What the registry tells its observers (metrics, traces), so the runtime and scheduler layers never
+ * import Fastify or metrics. Durations are in milliseconds; `queue` is the wait for a free sequence.
+ */
+export type RegistryEvent =
+  | { kind: "generation"; model: string; route?: string; result: GenerationResult }
+  | { kind: "queue"; model: string; ms: number }
+  | { kind: "load"; model: string; ms: number }
+  | { kind: "tensor-run"; model: string; ms: number; batch: number };
+
 /** Re-check period for a model whose keep-alive ran out while it was still serving. */
 const BUSY_RECHECK_MS = 1000;
 
@@ -53,6 +64,7 @@ export class ModelRegistry {
   private readonly expiry = new Map<string, { timer: NodeJS.Timeout; at: number }>();
   private readonly store: RegistrationStore;
   private readonly factsCache = new Map<string, { key: string; facts: ModelFacts }>();
+  private readonly listeners = new Set<(event: RegistryEvent) => void>();
 
   constructor(private readonly opts: RegistryOptions) {
     this.store = new RegistrationStore(opts.dataDir);
@@ -166,6 +178,23 @@ export class ModelRegistry {
     return facts;
   }
 
+  /** Calls `listener` synchronously with every event (in the emitter's async context); returns the unsubscribe. */
+  observe(listener: (event: RegistryEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** An observer that throws is logged; it never fails the request that emitted the event. */
+  emit(event: RegistryEvent): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(event);
+      } catch (err) {
+        this.opts.log.warn({ err, event: event.kind }, "registry observer failed");
+      }
+    }
+  }
+
   getLoaded(id: string): LoadedModel | undefined {
     return this.loaded.get(id);
   }
@@ -198,6 +227,7 @@ export class ModelRegistry {
     const model = await this.runtimeFor(entry.type).load(entry.path, { ...entry.options, ...options });
     this.loaded.set(id, model);
     this.opts.log.info({ model: id, load_ms: Math.round(model.loadTimeMs), options: model.options }, "model loaded");
+    this.emit({ kind: "load", model: id, ms: model.loadTimeMs });
     return this.touch(id, model);
   }
 

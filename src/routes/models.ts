@@ -65,12 +65,14 @@ export const modelRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry }> = a
     describeModel(registry, await registry.get(req.params.id), true),
   );
 
-  app.post("/models", { schema: { body: registerBody } }, async (req, reply) => {
+  const admin = { role: "admin" as const };
+
+  app.post("/models", { schema: { body: registerBody }, config: admin }, async (req, reply) => {
     const entry = await registry.register(req.body);
     return reply.code(201).send(await describeModel(registry, entry, true));
   });
 
-  app.post("/models/:id/load", { schema: { params: idParams, body: loadOptionsSchema.optional() } }, async (req) => {
+  app.post("/models/:id/load", { schema: { params: idParams, body: loadOptionsSchema.optional() }, config: admin }, async (req) => {
     const model = await registry.load(req.params.id, req.body ?? {});
     return {
       status: "loaded",
@@ -82,13 +84,13 @@ export const modelRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry }> = a
     };
   });
 
-  app.post("/models/:id/unload", { schema: { params: idParams } }, async (req) => {
+  app.post("/models/:id/unload", { schema: { params: idParams }, config: admin }, async (req) => {
     await registry.get(req.params.id);
     const wasLoaded = await registry.unload(req.params.id);
     return { status: "unloaded", model_id: req.params.id, was_loaded: wasLoaded };
   });
 
-  app.delete("/models/:id", { schema: { params: idParams } }, async (req) => {
+  app.delete("/models/:id", { schema: { params: idParams }, config: admin }, async (req) => {
     await registry.unregister(req.params.id);
     return { status: "deleted", model_id: req.params.id };
   });

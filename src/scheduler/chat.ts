@@ -3,7 +3,7 @@ import type { GenerateRequest, GenerationStream } from "../core/generation.js";
 import { InfernoError } from "../errors/catalogue.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
 import { toolCallSchema } from "../runtimes/llama/json-schema-subset.js";
-import { textModel } from "./text-generation.js";
+import { startObserved, textModel } from "./text-generation.js";
 
 /** A chat request: the generation settings of GenerateRequest with messages instead of a prompt. */
 export interface ChatRequest extends Omit<GenerateRequest, "prompt"> {
@@ -54,7 +54,9 @@ export async function startChat(registry: ModelRegistry, req: ChatRequest, signa
     });
   }
   const { messages: _m, tools: _t, toolChoice: _c, ...settings } = req;
-  const stream = await model.start(
+  const stream = await startObserved(
+    registry,
+    model,
     // Under a grammar the grammar decides where the reply ends; the template's stop texts (often "\n")
     // could otherwise cut valid JSON short.
     { ...settings, prompt: rendered.tokens, stop: format ? req.stop : [...req.stop, ...rendered.stops], ...(format ? { format } : {}) },

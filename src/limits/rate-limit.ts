@@ -1,0 +1,196 @@
+import { AsyncLocalStorage } from "node:async_hooks";
+import fastifyRateLimit, { normalizeIP } from "@fastify/rate-limit";
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from "fastify";
+import fp from "fastify-plugin";
+import type { RateLimits } from "../auth/principal.js";
+import type { Config } from "../config/config.js";
+import { InfernoError } from "../errors/catalogue.js";
+import type { RegistryEvent } from "../registry/model-registry.js";
+import type { LimitStore } from "./store/limit-store.js";
+import { LocalStore } from "./store/local-store.js";
+
+/** Which limit refused a request: the `limit` label of inferno_rate_limited_total and `details.limit`. */
+export type LimitName = "requests_per_minute" | "requests_per_hour" | "tokens_per_minute" | "concurrent_requests";
+
+export interface RateLimitPluginOptions {
+  /** Off: nothing is counted and no headers are added. */
+  enabled: boolean;
+  /** Limits of a key without overrides, and of every IP. */
+  defaults: RateLimits;
+  /** Finished generations (the model registry's events), charged to tokens per minute. */
+  generations: { observe(listener: (event: RegistryEvent) => void): () => void };
+  /** Where the windows are counted; a LocalStore by default. */
+  store?: LimitStore;
+  /** The clock of the windows (tests move it). */
+  now?: () => number;
+}
+
+const MINUTE_MS = 60_000;
+const HOUR_MS = 3_600_000;
+/** Concurrency has no window to wait for; a client refused by it is told to retry this much later. */
+const CONCURRENCY_RETRY_MS = 1000;
+const RESET = "x-ratelimit-reset";
+const RESET_AFTER = "x-ratelimit-reset-after";
+
+/** The plugin's options from the config: on when `rateLimit` says so, else when auth is on. */
+export function rateLimitSettings(config: Config): Pick<RateLimitPluginOptions, "enabled" | "defaults"> {
+  const { requestsPerMinute, requestsPerHour, tokensPerMinute, concurrentRequests } = config;
+  return { enabled: config.rateLimit ?? config.auth, defaults: { requestsPerMinute, requestsPerHour, tokensPerMinute, concurrentRequests } };
+}
+
+/** Health checks are for load balancers and orchestrators, which must never be refused. */
+const isExempt = (url: string) => url === "/health" || url.startsWith("/v2/health/");
+
+/** Limits apply per API key, or per client IP (IPv6 by /64, as @fastify/rate-limit does) without one. */
+export function limitKey(request: FastifyRequest): string {
+  const keyId = request.principal?.keyId;
+  return keyId ? `key:${keyId}` : `ip:${normalizeIP(request.ip)}`;
+}
+
+function limitsOf(request: FastifyRequest, defaults: RateLimits): RateLimits {
+  const own = request.principal?.limits;
+  return {
+    requestsPerMinute: own?.requestsPerMinute ?? defaults.requestsPerMinute,
+    requestsPerHour: own?.requestsPerHour ?? defaults.requestsPerHour,
+    tokensPerMinute: own?.tokensPerMinute ?? defaults.tokensPerMinute,
+    concurrentRequests: own?.concurrentRequests ?? defaults.concurrentRequests,
+  };
+}
+
+/**
+ * @fastify/rate-limit's store contract over a LimitStore, so its per-minute counts live in the same
+ * (swappable) store as the windows this plugin adds. The plugin constructs it with its options.
+ */
+function pluginStore(store: LimitStore, now: () => number): fastifyRateLimit.FastifyRateLimitStoreCtor {
+  class Adapter implements fastifyRateLimit.FastifyRateLimitStore {
+    constructor(_options?: unknown, private readonly prefix = "rpm:") {}
+    incr(key: string, callback: (error: Error | null, result?: { current: number; ttl: number }) => void, timeWindow: number): void {
+      store.incr(this.prefix + key, timeWindow).then(
+        (w) => callback(null, { current: w.count, ttl: Math.max(0, w.resetAt - now()) }),
+        (err: Error) => callback(err),
+      );
+    }
+    // A route with its own `config.rateLimit` object counts apart from the others.
+    child(route: RouteOptions): fastifyRateLimit.FastifyRateLimitStore {
+      return new Adapter(undefined, `rpm:${String(route.method)} ${route.url}:`);
+    }
+  }
+  return Adapter;
+}
+
+/**
+ * @fastify/rate-limit writes seconds until the reset in X-RateLimit-Reset; the API reference gives that
+ * as X-RateLimit-Reset-After and X-RateLimit-Reset as the epoch second of the reset.
+ */
+function epochReset(reply: FastifyReply, now: number): void {
+  const after = reply.getHeader(RESET);
+  if (after === undefined || reply.hasHeader(RESET_AFTER)) return;
+  const seconds = Number(after);
+  reply.header(RESET_AFTER, seconds).header(RESET, Math.ceil(now / 1000) + seconds);
+}
+
+type Hook = NonNullable<RouteOptions["onRequest"]>;
+
+/** Adds a route-level hook after the ones the route (or an earlier onRoute hook) has; a new array, as HEAD routes share options. */
+function appendHook(route: RouteOptions, name: "onRequest" | "preHandler", hook: unknown): void {
+  const existing = route[name] as Hook | undefined;
+  const list = existing === undefined ? [] : Array.isArray(existing) ? existing : [existing];
+  (route as { [k in typeof name]?: unknown })[name] = [...list, hook];
+}
+
+async function rateLimit(app: FastifyInstance, opts: RateLimitPluginOptions): Promise<void> {
+  if (!opts.enabled) return;
+  const now = opts.now ?? Date.now;
+  const store = opts.store ?? new LocalStore(now);
+  const limits = (request: FastifyRequest) => limitsOf(request, opts.defaults);
+  const inFlight = new Map<string, number>();
+  // Finished generations are charged to the key whose request ran them: the registry's events carry no
+  // request, but they are emitted in the handler's async context, which this storage ties to the key.
+  const generationKey = new AsyncLocalStorage<string>();
+
+  const exceeded = (limit: LimitName, waitMs: number) => {
+    const retryAfter = Math.max(1, Math.ceil(waitMs / 1000));
+    const counter = app.hasDecorator("metrics") ? (app as { metrics?: { rateLimited?: { inc(labels: { limit: string }): void } } }).metrics : undefined;
+    counter?.rateLimited?.inc({ limit });
+    return new InfernoError("RATE_LIMIT_EXCEEDED", `Rate limit exceeded. Please retry after ${retryAfter} seconds.`, {
+      retry_after: retryAfter,
+      limit,
+    });
+  };
+  const refuse = (reply: FastifyReply, limit: LimitName, waitMs: number) => {
+    const err = exceeded(limit, waitMs);
+    reply.header("retry-after", err.details!.retry_after);
+    return err;
+  };
+
+  // Runs after @fastify/rate-limit's per-minute hook (both are route hooks, added in this order).
+  const enforce = async (request: FastifyRequest, reply: FastifyReply) => {
+    const started = now();
+    epochReset(reply, started);
+    const key = limitKey(request);
+    const limit = limits(request);
+    const hour = await store.incr(`rph:${key}`, HOUR_MS);
+    if (hour.count > limit.requestsPerHour) throw refuse(reply, "requests_per_hour", hour.resetAt - started);
+    const tokens = await store.get(`tpm:${key}`);
+    if (tokens && tokens.count >= limit.tokensPerMinute) throw refuse(reply, "tokens_per_minute", tokens.resetAt - started);
+    const running = inFlight.get(key) ?? 0;
+    if (running >= limit.concurrentRequests) throw refuse(reply, "concurrent_requests", CONCURRENCY_RETRY_MS);
+    inFlight.set(key, running + 1);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      const left = (inFlight.get(key) ?? 1) - 1;
+      if (left > 0) inFlight.set(key, left);
+      else inFlight.delete(key);
+    };
+    // 'close' comes once for every response, streams (hijacked) included; it may have come already.
+    reply.raw.once("close", release);
+    if (reply.raw.destroyed) release();
+  };
+
+  const unobserve = opts.generations.observe((event) => {
+    if (event.kind !== "generation") return;
+    const key = generationKey.getStore();
+    if (key === undefined) return;
+    store.incr(`tpm:${key}`, MINUTE_MS, event.result.promptTokens + event.result.completionTokens).catch((err: unknown) => {
+      app.log.warn({ err }, "could not count tokens against the rate limit");
+    });
+  });
+  app.addHook("onClose", async () => unobserve());
+
+  // Exempt routes get `config.rateLimit: false` before @fastify/rate-limit sees them, so a route's
+  // policy reads the same whether it came from here or from the route itself.
+  app.addHook("onRoute", (route) => {
+    if (isExempt(route.url)) route.config = { ...route.config, rateLimit: false } as typeof route.config;
+  });
+  await app.register(fastifyRateLimit, {
+    global: true,
+    hook: "onRequest",
+    timeWindow: MINUTE_MS,
+    max: (request) => limits(request).requestsPerMinute,
+    keyGenerator: limitKey,
+    store: pluginStore(store, now),
+    addHeadersOnExceeding: { "x-ratelimit-limit": true, "x-ratelimit-remaining": true, "x-ratelimit-reset": true },
+    addHeaders: { "x-ratelimit-limit": true, "x-ratelimit-remaining": true, "x-ratelimit-reset": true, "retry-after": true },
+    errorResponseBuilder: (_request, context) => exceeded("requests_per_minute", context.ttl),
+  });
+  app.addHook("onRoute", (route) => {
+    if (route.config?.rateLimit === false) return;
+    appendHook(route, "onRequest", enforce);
+    appendHook(route, "preHandler", (request: FastifyRequest, _reply: FastifyReply, done: () => void) =>
+      generationKey.run(limitKey(request), done),
+    );
+  });
+  // A refusal by the per-minute limit is thrown before `enforce` runs; its headers are fixed on the way out.
+  app.addHook("onSend", async (_request, reply, payload) => {
+    epochReset(reply, now());
+    return payload;
+  });
+}
+
+/**
+ * Rate limits per API key (or per IP): requests per minute (@fastify/rate-limit), and what it lacks,
+ * requests per hour, tokens per minute and concurrent requests, all answered with 429 RATE_LIMIT_EXCEEDED.
+ */
+export const rateLimitPlugin = fp(rateLimit, { name: "inferno-rate-limit", fastify: "5.x" });
