@@ -1,0 +1,243 @@
+// Rate limits and request limits on the real server. Needs no external model: tiny llama GGUFs are
+// generated at test time ("tiny", and "long" with an 8192-token context for generations that run for seconds).
+// Windows are a minute or an hour here, so this file checks counting, headers and refusals; window
+// resets under a fake clock are in test/unit/rate-limit.test.ts. Auth is off, so every request is
+// counted by its IP (127.0.0.1); per-key counting is tested on a bare app in the unit test.
+import assert from "node:assert/strict";
+import http from "node:http";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { after, before, describe, it } from "node:test";
+import type { ConfigInput } from "../../src/config/config.js";
+import type { LlamaTextModel } from "../../src/runtimes/llama/llama-text-model.js";
+import { writeTinyLlamaGguf } from "../fixtures/gguf-writer.js";
+import { tempDir } from "../helpers/paths.js";
+import { postJson, readSse, startTestServer, type TestServer } from "../helpers/server.js";
+
+const LONG = 8000;
+let longFile: string;
+let cleanupFixture: () => Promise<void>;
+const servers: TestServer[] = [];
+
+before(async () => {
+  const tmp = await tempDir();
+  cleanupFixture = tmp.cleanup;
+  longFile = path.join(tmp.dir, "long.gguf");
+  await writeTinyLlamaGguf(longFile, { contextLength: 8192 });
+});
+after(async () => {
+  for (const s of servers) await s.cleanup();
+  await cleanupFixture();
+});
+
+async function server(config: Partial<ConfigInput>, long = false): Promise<TestServer> {
+  const s = await startTestServer(
+    long
+      ? { models: { long: longFile }, config: { contextSize: 8192, parallel: 1, maxTokensLimit: LONG, ...config } }
+      : { tinyModels: ["tiny"], config },
+  );
+  servers.push(s);
+  return s;
+}
+
+async function get(url: string): Promise<{ status: number; body: any; headers: Headers }> {
+  const res = await fetch(url);
+  return { status: res.status, body: await res.json(), headers: res.headers };
+}
+
+async function waitIdle(model: LlamaTextModel): Promise<void> {
+  for (let i = 0; i < 300 && model.inFlight > 0; i++) await sleep(10);
+}
+
+const short = { model: "tiny", prompt: "hello", max_tokens: 16, temperature: 0 };
+
+describe("requests per minute", () => {
+  let srv: TestServer;
+  before(async () => {
+    srv = await server({ rateLimit: true, requestsPerMinute: 3 });
+  });
+
+  it("counts down in the headers, then refuses with 429 in each dialect's envelope", async () => {
+    for (const remaining of ["2", "1", "0"]) {
+      const before = Math.floor(Date.now() / 1000);
+      const res = await get(`${srv.url}/models`);
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get("x-ratelimit-limit"), "3");
+      assert.equal(res.headers.get("x-ratelimit-remaining"), remaining);
+      const resetAfter = Number(res.headers.get("x-ratelimit-reset-after"));
+      const reset = Number(res.headers.get("x-ratelimit-reset"));
+      assert.ok(resetAfter > 0 && resetAfter <= 60, `reset-after ${resetAfter}`);
+      assert.ok(reset >= before + resetAfter && reset <= before + resetAfter + 2, `reset ${reset} is an epoch second`);
+    }
+    const native = await get(`${srv.url}/models`);
+    assert.equal(native.status, 429);
+    const retryAfter = Number(native.headers.get("retry-after"));
+    assert.ok(retryAfter > 0 && retryAfter <= 60);
+    assert.equal(native.headers.get("x-ratelimit-remaining"), "0");
+    assert.ok(native.headers.get("x-ratelimit-reset-after"));
+    assert.equal(native.body.error.code, "RATE_LIMIT_EXCEEDED");
+    assert.equal(native.body.error.details.retry_after, retryAfter);
+    assert.equal(native.body.error.details.limit, "requests_per_minute");
+    assert.match(native.body.request_id, /^req_/);
+
+    const openai = await postJson(`${srv.url}/v1/chat/completions`, { model: "tiny", messages: [{ role: "user", content: "hi" }] });
+    assert.equal(openai.status, 429);
+    assert.ok(openai.headers.get("retry-after"));
+    assert.equal(openai.body.error.type, "rate_limit_error");
+    assert.equal(openai.body.error.code, "rate_limit_exceeded");
+
+    const ollama = await get(`${srv.url}/api/tags`);
+    assert.equal(ollama.status, 429);
+    assert.match(ollama.body.error, /^Rate limit exceeded/);
+  });
+
+  it("never counts nor refuses health checks", async () => {
+    for (const url of ["/health", "/v2/health/live", "/v2/health/ready"]) {
+      const res = await get(`${srv.url}${url}`);
+      assert.equal(res.status, 200, url);
+      assert.equal(res.headers.get("x-ratelimit-limit"), null, url);
+    }
+  });
+});
+
+describe("tokens per minute", () => {
+  for (const streamed of [false, true]) {
+    it(`a ${streamed ? "streamed chat" : "whole"} generation over the budget refuses the next request`, async () => {
+      const srv = await server({ rateLimit: true, tokensPerMinute: 10 });
+      let used: number;
+      if (streamed) {
+        const res = await fetch(`${srv.url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ model: "tiny", messages: [{ role: "user", content: "hi" }], max_tokens: 16, stream: true, stream_options: { include_usage: true } }),
+        });
+        assert.equal(res.status, 200);
+        const events = await readSse(res);
+        used = events.at(-2).usage.total_tokens;
+      } else {
+        const res = await postJson(`${srv.url}/inference`, short);
+        assert.equal(res.status, 200);
+        used = res.body.usage.total_tokens;
+      }
+      assert.ok(used >= 10, `the generation used ${used} tokens, more than the budget`);
+      const refused = await postJson(`${srv.url}/inference`, short);
+      assert.equal(refused.status, 429);
+      assert.equal(refused.body.error.code, "RATE_LIMIT_EXCEEDED");
+      assert.equal(refused.body.error.details.limit, "tokens_per_minute");
+      assert.ok(refused.body.error.details.retry_after > 0 && refused.body.error.details.retry_after <= 60);
+    });
+  }
+});
+
+describe("concurrent requests", () => {
+  it("refuses a second request while a stream is open, and serves the next once it has ended", async () => {
+    const srv = await server({ rateLimit: true, concurrentRequests: 1 }, true);
+    const stream = (maxTokens: number, signal?: AbortSignal) =>
+      fetch(`${srv.url}/inference/stream`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "long", prompt: "hello", max_tokens: maxTokens, temperature: 0 }),
+        ...(signal ? { signal } : {}),
+      });
+    const leaving = new AbortController();
+    const open = await stream(LONG, leaving.signal);
+    await open.body!.getReader().read(); // generation is running
+    const refused = await postJson(`${srv.url}/inference`, { model: "long", prompt: "hi", max_tokens: 2 });
+    assert.equal(refused.status, 429);
+    assert.equal(refused.headers.get("retry-after"), "1");
+    assert.equal(refused.body.error.details.limit, "concurrent_requests");
+    leaving.abort();
+    const model = srv.app.registry.getLoaded("long") as LlamaTextModel;
+    await waitIdle(model);
+    assert.equal((await postJson(`${srv.url}/inference`, { model: "long", prompt: "hi", max_tokens: 2 })).status, 200, "a client that left frees its slot");
+
+    const events = await readSse(await stream(4));
+    assert.equal(events.at(-1).done, true);
+    assert.equal((await postJson(`${srv.url}/inference`, { model: "long", prompt: "hi", max_tokens: 2 })).status, 200, "a stream that ended frees its slot");
+  });
+});
+
+describe("request timeout", () => {
+  let srv: TestServer;
+  let model: LlamaTextModel;
+  const body = { model: "long", prompt: "hello", max_tokens: LONG, temperature: 0 };
+  before(async () => {
+    srv = await server({ requestTimeoutMs: 1000 }, true);
+    await postJson(`${srv.url}/models/long/load`, {});
+    model = srv.app.registry.getLoaded("long") as LlamaTextModel;
+  });
+
+  it("answers a non-streamed generation still running after the limit with 504 TIMEOUT and stops it", async () => {
+    const generated = model.generatedTokens;
+    const started = performance.now();
+    const res = await postJson(`${srv.url}/inference`, body);
+    assert.equal(res.status, 504);
+    assert.equal(res.body.error.code, "TIMEOUT");
+    assert.ok(performance.now() - started < 3000, "answered at the limit, not when generation would have ended");
+    await waitIdle(model);
+    assert.equal(model.inFlight, 0);
+    assert.ok(model.generatedTokens - generated < LONG, "generation stopped early");
+
+    const openai = await postJson(`${srv.url}/v1/completions`, { ...body, prompt: "hi" });
+    assert.equal(openai.status, 504);
+    assert.equal(openai.body.error.type, "server_error");
+    assert.equal(openai.body.error.code, "timeout");
+    await waitIdle(model);
+  });
+
+  it("ends a stream still running after the limit with the dialect's error event", async () => {
+    const res = await fetch(`${srv.url}/inference/stream`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    assert.equal(res.status, 200);
+    const events = await readSse(res);
+    const last = events.at(-1);
+    assert.equal(last.finish_reason, "error");
+    assert.equal(last.error.code, "TIMEOUT");
+    assert.ok(events.slice(0, -1).every((e) => e.done !== true), "no done event before the error");
+    await waitIdle(model);
+    assert.equal(model.inFlight, 0);
+    const next = await postJson(`${srv.url}/inference`, { model: "long", prompt: "hi", max_tokens: 2 });
+    assert.equal(next.status, 200, "the sequence is free again");
+  });
+});
+
+describe("request size limits, rate limiting off", () => {
+  let srv: TestServer;
+  before(async () => {
+    srv = await server({ bodyLimit: 2048, maxHeaderBytes: 4096 });
+  });
+
+  it("adds no rate-limit header when rate limiting is off", async () => {
+    const res = await postJson(`${srv.url}/inference`, short);
+    assert.equal(res.status, 200);
+    for (const name of ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "x-ratelimit-reset-after"]) {
+      assert.equal(res.headers.get(name), null, name);
+    }
+  });
+
+  it("refuses a body over bodyLimit with 413 PAYLOAD_TOO_LARGE", async () => {
+    const big = { ...short, prompt: "x".repeat(4096) };
+    const native = await postJson(`${srv.url}/inference`, big);
+    assert.equal(native.status, 413);
+    assert.equal(native.body.error.code, "PAYLOAD_TOO_LARGE");
+    const openai = await postJson(`${srv.url}/v1/completions`, big);
+    assert.equal(openai.status, 413);
+    assert.equal(openai.body.error.code, "payload_too_large");
+  });
+
+  it("refuses a header block over maxHeaderBytes with 431 and keeps serving", async () => {
+    const { port } = new URL(srv.url);
+    const status = await new Promise<number | undefined>((resolve, reject) => {
+      const req = http.get({ host: "127.0.0.1", port, path: "/health", headers: { "x-padding": "a".repeat(8192) } }, (res) => {
+        res.resume();
+        resolve(res.statusCode);
+      });
+      req.on("error", reject);
+    });
+    assert.equal(status, 431);
+    assert.equal((await get(`${srv.url}/health`)).status, 200);
+  });
+});
