@@ -13,19 +13,16 @@ import type { EventLoopUtilization } from "node:perf_hooks";
 import type { TensorSpec } from "../src/runtimes/onnx/tensor-codec.js";
 import { onnxUsage, parseOnnxBenchArgs, type OnnxBenchOptions } from "./onnx-args.js";
 import { breakdown, type Breakdown } from "./onnx-breakdown.js";
-import { MNIST, MOBILENET, prepareRequest, responseOutput, sampleInput, type BenchModel, type InputForm, type PreparedRequest } from "./onnx-inputs.js";
-import { httpPost, keepAliveAgent } from "./onnx-http.js";
+import { MNIST, MOBILENET, prepareRequest, sampleInput, type BenchModel, type InputForm, type PreparedRequest } from "./onnx-inputs.js";
+import { latency } from "./onnx-latency.js";
 import { childLoadClient, inProcessLoadClient, type LoadClient, type WindowMark } from "./onnx-load.js";
 import { RawSession } from "./onnx-raw.js";
-import { formatReport, summarize, type LatencyScenario, type OnnxBenchReport, type Side, type ThroughputRun, type ThroughputScenario } from "./onnx-report.js";
+import { formatReport, summarize, type OnnxBenchReport, type ThroughputRun, type ThroughputScenario } from "./onnx-report.js";
 import { startOnnxInferno, type OnnxBenchServer } from "./onnx-server.js";
 import { quantile } from "./stats.js";
 
-const FORMS: InputForm[] = ["json", "b64", "kserve"];
 /** Model ids the server serves: the mobilenet file is also linked under two more ids, each loaded with its own batching. */
 const IDS = { mnist: MNIST.name, mobilenet: MOBILENET.name, noBatch: `${MOBILENET.name}-nobatch`, delayed: `${MOBILENET.name}-delay2000` };
-/** Untimed requests per side before latency is timed (JIT, connection setup, onnxruntime's first runs). */
-const LATENCY_WARMUP = 20;
 const SETTLE_MS = 100;
 
 function packageVersion(name: string): string {
@@ -39,75 +36,6 @@ function packageVersion(name: string): string {
     dir = path.dirname(dir);
   }
   return "unknown";
-}
-
-async function post(url: string, body: Buffer): Promise<string> {
-  const res = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`POST ${url}: HTTP ${res.status}: ${text.slice(0, 300)}`);
-  return text;
-}
-
-async function timePost(url: string, body: Buffer): Promise<number> {
-  const started = performance.now();
-  await post(url, body);
-  return performance.now() - started;
-}
-
-const agent = keepAliveAgent(1);
-
-async function timeNodeHttp(url: string, body: Buffer): Promise<number> {
-  const started = performance.now();
-  const res = await httpPost(agent, url, body);
-  if (res.status !== 200) throw new Error(`POST ${url}: HTTP ${res.status}: ${res.text.slice(0, 300)}`);
-  return performance.now() - started;
-}
-
-const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
-  if (a.length !== b.length) return Number.POSITIVE_INFINITY;
-  let max = 0;
-  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
-  return max;
-};
-
-/** Sequential requests, the sides interleaved (and their order rotated) so that drift hits them all alike. */
-async function latency(model: BenchModel, raw: RawSession, server: OnnxBenchServer, n: number): Promise<{ scenario: LatencyScenario; requests: PreparedRequest[]; input: Float32Array }> {
-  const input = sampleInput(model);
-  const expected = await raw.run(input, model.dims);
-  const requests = FORMS.map((form) => prepareRequest(model, model.name, input, form));
-  const diff: LatencyScenario["maxAbsDiff"] = {};
-  const responseBytes = new Map<Side, number>();
-  for (const req of requests) {
-    const text = await post(server.url + req.path, req.body);
-    diff[req.form] = maxAbsDiff(responseOutput(model, req.form, text), expected);
-    responseBytes.set(req.form, Buffer.byteLength(text));
-  }
-  const b64 = requests.find((r) => r.form === "b64")!;
-  const sides: Array<[Side, () => Promise<number>]> = [
-    ["raw", () => raw.time(input, model.dims)],
-    ...requests.map((r): [Side, () => Promise<number>] => [r.form, () => timePost(server.url + r.path, r.body)]),
-    ["b64-node-http", () => timeNodeHttp(server.url + b64.path, b64.body)],
-  ];
-  for (let i = 0; i < Math.min(LATENCY_WARMUP, n); i++) for (const [, fn] of sides) await fn();
-  const samples = new Map<Side, number[]>(sides.map(([side]) => [side, []]));
-  for (let i = 0; i < n; i++) {
-    for (let k = 0; k < sides.length; k++) {
-      const [side, fn] = sides[(i + k) % sides.length]!;
-      samples.get(side)!.push(await fn());
-    }
-  }
-  const scenario: LatencyScenario = {
-    model: model.name,
-    requests: n,
-    sides: sides.map(([side]) => ({
-      side,
-      requestBytes: requests.find((r) => r.form === (side === "b64-node-http" ? "b64" : side))?.body.length ?? null,
-      responseBytes: responseBytes.get(side === "b64-node-http" ? "b64" : side) ?? null,
-      samplesMs: samples.get(side)!,
-    })),
-    maxAbsDiff: diff,
-  };
-  return { scenario, requests, input };
 }
 
 /** Samples of the server's process between the load's window marks: CPU time, main-thread event-loop use, session runs. */
@@ -290,7 +218,6 @@ async function main(): Promise<void> {
       console.log(`wrote ${opts.json}`);
     }
   } finally {
-    agent.destroy();
     await client?.close();
     await server?.close();
     await raws.mnist.release();

@@ -88,6 +88,10 @@ export const configSchema = z
     requestTimeoutMs: intFromString(1000, 24 * 3600 * 1000).default(600_000),
     /** Largest request header block in bytes. */
     maxHeaderBytes: intFromString(1024, 1 << 20).default(16 * 1024),
+    /** Batch items run at once (each holds one sequence; never the last free one of a model, see src/batch). */
+    batchConcurrency: intFromString(1, 256).default(1),
+    /** Let webhooks target private, loopback and link-local addresses (off: only public addresses). */
+    webhookAllowPrivate: boolBool(false),
     /** Where `pull hf:...` downloads from (a Hugging Face mirror, say). */
     hfEndpoint: z.string().url().default(DEFAULT_HF_ENDPOINT),
   })

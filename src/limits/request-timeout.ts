@@ -39,7 +39,7 @@ async function requestTimeout(app: FastifyInstance, opts: RequestTimeoutOptions)
     request.abortSignal = controller.signal;
     const res = reply.raw;
     let fallback: NodeJS.Timeout | undefined;
-    const timer = setTimeout(() => {
+    const expire = () => {
       const err = new InfernoError("TIMEOUT", `the request did not complete within ${opts.timeoutMs} ms`, { timeout_ms: opts.timeoutMs });
       request.log.warn({ timeout_ms: opts.timeoutMs }, "request timed out");
       controller.abort(err);
@@ -47,7 +47,9 @@ async function requestTimeout(app: FastifyInstance, opts: RequestTimeoutOptions)
       fallback = setTimeout(() => {
         if (!reply.sent && !res.headersSent) sendError(request, reply, err);
       }, graceMs);
-    }, opts.timeoutMs);
+    };
+    // A WebSocket lives as long as its client uses it: the limit is for HTTP requests.
+    const timer = request.headers.upgrade?.toLowerCase() === "websocket" ? undefined : setTimeout(expire, opts.timeoutMs);
     // 'close' comes once for every response: sent, hijacked, or cut short by the client.
     res.once("close", () => {
       clearTimeout(timer);

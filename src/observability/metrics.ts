@@ -155,8 +155,9 @@ async function metrics(app: FastifyInstance, opts: MetricsPluginOptions): Promis
   app.addHook("onClose", async () => unobserve());
 
   // Counted when the raw response closes: that happens exactly once for every response, whether
-  // Fastify sent it, a streaming route hijacked it (onResponse would also fire then, on 'finish'), or
-  // the client left first (no 'finish', so no onResponse; only onRequestAbort, and only sometimes).
+  // Fastify sent it, a streaming route hijacked it (Fastify 5 runs onResponse then too, on 'finish'),
+  // or the client left first (no 'finish', so no onResponse: onRequestAbort instead). One listener
+  // covers all three without double counting.
   app.addHook("onRequest", (request, reply, done) => {
     if (request.routeOptions.url === SCRAPE_ROUTE) return done();
     const started = performance.now();

@@ -6,7 +6,7 @@ import { abortOnDisconnect } from "../http/sse.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
 import { kserveDatatype } from "../runtimes/onnx/tensor-types.js";
 import { VERSION } from "../version.js";
-import { tensorModel, type TensorLimits } from "./tensor-inference.js";
+import { runTensors, tensorModel, type TensorLimits } from "./tensor-inference.js";
 
 const kserve = { dialect: "kserve" as const };
 const modelParams = z.object({ name: z.string().min(1).max(256), version: z.string().max(64).optional() });
@@ -53,7 +53,7 @@ export const kserveRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limi
       const body = req.body;
       const inputs = decodeKserveInputs(model, body, { maxElements: limits.maxTensorElements });
       const fetches = outputNames(model, body.outputs?.map((o) => o.name), "outputs");
-      const outputs = await model.infer(inputs, fetches, abortOnDisconnect(reply).signal);
+      const outputs = await runTensors(registry, req.params.name, model, inputs, fetches, abortOnDisconnect(reply).signal);
       return {
         model_name: req.params.name,
         model_version: "1",

@@ -2,6 +2,7 @@ import { decodeNativeInputs, nativeOutputs, outputNames, type TensorBody } from 
 import { InfernoError } from "../errors/catalogue.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
 import { OnnxModel } from "../runtimes/onnx/onnx-model.js";
+import type { DecodedTensor } from "../runtimes/onnx/tensor-codec.js";
 
 export interface TensorLimits {
   maxTensorElements: number;
@@ -16,12 +17,20 @@ export async function tensorModel(registry: ModelRegistry, id: string): Promise<
   return loaded;
 }
 
+/** Runs a decoded request on a tensor model and reports the run to the registry's observers (traces). */
+export async function runTensors(registry: ModelRegistry, id: string, model: OnnxModel, inputs: Record<string, DecodedTensor>, fetches: string[], signal: AbortSignal) {
+  const started = performance.now();
+  const outputs = await model.infer(inputs, fetches, signal);
+  registry.emit({ kind: "tensor-run", model: id, ms: performance.now() - started, batch: Object.values(inputs)[0]?.dims[0] ?? 1 });
+  return outputs;
+}
+
 /** `POST /models/{id}/inference` on an ONNX model: `{inputs}` → `{outputs: {name: {shape, dtype, data}}, latency_ms}`. */
 export async function tensorInference(registry: ModelRegistry, limits: TensorLimits, id: string, body: TensorBody, signal: AbortSignal) {
   const started = performance.now();
   const model = await tensorModel(registry, id);
   const inputs = decodeNativeInputs(model, body, { maxElements: limits.maxTensorElements });
-  const outputs = await model.infer(inputs, outputNames(model, body.outputs, "outputs"), signal);
+  const outputs = await runTensors(registry, id, model, inputs, outputNames(model, body.outputs, "outputs"), signal);
   return {
     model: id,
     outputs: nativeOutputs(outputs, body.layout ?? "nested"),

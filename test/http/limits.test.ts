@@ -89,6 +89,11 @@ describe("requests per minute", () => {
     const ollama = await get(`${srv.url}/api/tags`);
     assert.equal(ollama.status, 429);
     assert.match(ollama.body.error, /^Rate limit exceeded/);
+
+    // Read from the app (GET /metrics is itself rate limited, and this client is over its limit).
+    if (srv.app.hasDecorator("metrics")) {
+      assert.match(await srv.app.metrics.registry.metrics(), /inferno_rate_limited_total\{limit="requests_per_minute"\} 3/);
+    }
   });
 
   it("never counts nor refuses health checks", async () => {
