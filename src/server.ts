@@ -3,7 +3,7 @@ import Fastify, { type FastifyInstance } from "fastify";
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
 import cors from "@fastify/cors";
 import { ApiKeyStore } from "./auth/api-keys.js";
-import authPlugin from "./auth/auth-plugin.js";
+import authPlugin, { type CredentialCheckers } from "./auth/auth-plugin.js";
 import { JwtIssuer } from "./auth/jwt.js";
 import { UserStore } from "./auth/users.js";
 import type { Config } from "./config/config.js";
@@ -19,6 +19,7 @@ import { embeddingRoutes } from "./routes/embeddings.js";
 import { healthRoutes } from "./routes/health.js";
 import { inferenceRoutes } from "./routes/inference.js";
 import { authRoutes } from "./routes/auth.js";
+import { batchRoutes } from "./routes/batch.js";
 import { kserveRoutes } from "./routes/kserve.js";
 import { modelRoutes } from "./routes/models.js";
 import { ollamaRoutes } from "./routes/ollama.js";
@@ -26,8 +27,10 @@ import { openaiChatRoutes } from "./routes/openai-chat.js";
 import { openaiCompletionRoutes } from "./routes/openai-completions.js";
 import { openaiEmbeddingRoutes } from "./routes/openai-embeddings.js";
 import { openaiModelRoutes } from "./routes/openai-models.js";
+import { websocketRoutes, websocketSupport } from "./routes/websocket.js";
 import { inspectGguf, LlamaRuntime } from "./runtimes/llama/llama-runtime.js";
 import { inspectOnnx, OnnxRuntime } from "./runtimes/onnx/onnx-runtime.js";
+import webhooksPlugin from "./webhooks/webhooks.js";
 
 declare module "fastify" {
   interface FastifyInstance {
@@ -67,6 +70,7 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   app.setSerializerCompiler(serializerCompiler);
   registerErrorHandling(app);
   if (config.corsOrigins.length > 0) await app.register(cors, { origin: config.corsOrigins, credentials: false });
+  await app.register(websocketSupport);
   // Every route as registered (method and URL pattern), so tests can check policies on all of them.
   const routeTable: Array<{ method: string; url: string }> = [];
   app.decorate("routeTable", routeTable);
@@ -142,13 +146,11 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   const users = new UserStore(db);
   const jwt = new JwtIssuer({ secret: config.jwtSecret, dataDir: config.dataDir, expiresIn: config.jwtExpiresIn });
   app.addHook("onClose", async () => db.close());
-  await app.register(authPlugin, {
-    enabled: config.auth,
-    metricsPublic: config.metricsPublic,
-    verifyApiKey: (key) => keys.verify(key),
-    verifyJwt: (token) => jwt.verify(token),
-  });
+  const checkers: CredentialCheckers = { verifyApiKey: (key) => keys.verify(key), verifyJwt: (token) => jwt.verify(token) };
+  await app.register(authPlugin, { enabled: config.auth, metricsPublic: config.metricsPublic, ...checkers });
   await app.register(authRoutes, { keys, users, jwt });
+  // Before the inference routes: its preHandler ties generations to their request for inference.complete.
+  await app.register(webhooksPlugin, { db, registry, allowPrivate: config.webhookAllowPrivate });
 
   const limits = { defaultMaxTokens: config.defaultMaxTokens, maxTokensLimit: config.maxTokensLimit, maxTensorElements: config.maxTensorElements };
   await app.register(healthRoutes, { registry, startedAt: Date.now() });
@@ -161,5 +163,7 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   await app.register(openaiCompletionRoutes, { registry, limits });
   await app.register(openaiEmbeddingRoutes, { registry });
   await app.register(openaiModelRoutes, { registry });
+  await app.register(batchRoutes, { db, registry, limits, concurrency: config.batchConcurrency, webhooks: app.webhooks });
+  await app.register(websocketRoutes, { registry, limits, auth: { enabled: config.auth, checkers } });
   return app;
 }

@@ -22,9 +22,22 @@ export const ANONYMOUS: Principal = Object.freeze({ user: "anonymous", role: "ad
  * The only routes reachable without credentials when auth is on, as "METHOD /route-pattern". Every other
  * route, including any added later and the not-found handler, needs a valid credential: deny by default.
  */
-const PUBLIC_ROUTES = ["GET /health", "GET /v2/health/live", "GET /v2/health/ready", "POST /auth/login"];
+const PUBLIC_ROUTES = [
+  "GET /health",
+  "GET /v2/health/live",
+  "GET /v2/health/ready",
+  "POST /auth/login",
+  // The WebSocket API authenticates with its first message (browsers cannot set headers on an upgrade),
+  // so the upgrade itself gets through; the socket enforces auth before anything else (src/routes/websocket.ts).
+  "GET /ws",
+];
 
 const API_KEY_PREFIX = "inf_";
+
+/** The principal a bearer credential (API key or JWT) stands for, or undefined when it is not valid. */
+export function authenticateToken(token: string, checkers: CredentialCheckers): Principal | undefined {
+  return token.startsWith(API_KEY_PREFIX) ? checkers.verifyApiKey(token) : checkers.verifyJwt(token);
+}
 
 function bearer(request: FastifyRequest): string | undefined {
   const header = request.headers.authorization;
@@ -48,7 +61,7 @@ async function authPlugin(app: FastifyInstance, opts: AuthPluginOptions): Promis
     }
     const route = `${request.method} ${request.routeOptions.url ?? ""}`;
     const token = bearer(request);
-    const principal = token ? (token.startsWith(API_KEY_PREFIX) ? opts.verifyApiKey(token) : opts.verifyJwt(token)) : undefined;
+    const principal = token ? authenticateToken(token, opts) : undefined;
     if (principal) request.principal = principal;
     if (publicRoutes.has(route)) return;
     if (!principal) {

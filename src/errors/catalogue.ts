@@ -8,6 +8,8 @@ export const errorCatalogue = {
   PATH_NOT_ALLOWED: { status: 403, type: "permission_error" },
   MODEL_NOT_FOUND: { status: 404, type: "not_found_error" },
   NOT_FOUND: { status: 404, type: "not_found_error" },
+  /** A WebSocket client that stopped reading its messages (the server does not buffer for it without bound). */
+  SLOW_CONSUMER: { status: 408, type: "invalid_request_error" },
   MODEL_EXISTS: { status: 409, type: "conflict_error" },
   MODEL_BUSY: { status: 409, type: "conflict_error" },
   MODEL_NOT_LOADED: { status: 409, type: "conflict_error" },

@@ -65,8 +65,10 @@ export function errorBody(err: InfernoError, dialect: ErrorDialect, requestId: s
       error: { message: err.message, type: errorCatalogue[err.code].type, param: err.param ?? null, code: err.code.toLowerCase() },
     };
   }
+  const retryAfter = err.details?.retry_after;
   return {
-    error: { code: err.code, message: err.message, details: err.details ?? {} },
+    // The API reference puts retry_after beside the code on a 429, as well as in details.
+    error: { code: err.code, message: err.message, details: err.details ?? {}, ...(retryAfter !== undefined ? { retry_after: retryAfter } : {}) },
     request_id: requestId,
     timestamp: new Date().toISOString(),
   };

@@ -42,9 +42,12 @@ export function rateLimitSettings(config: Config): Pick<RateLimitPluginOptions, 
 const isExempt = (url: string) => url === "/health" || url.startsWith("/v2/health/");
 
 /** Limits apply per API key, or per client IP (IPv6 by /64, as @fastify/rate-limit does) without one. */
-export function limitKey(request: FastifyRequest): string {
-  const keyId = request.principal?.keyId;
-  return keyId ? `key:${keyId}` : `ip:${normalizeIP(request.ip)}`;
+function limitKey(request: FastifyRequest): string {
+  const p = request.principal;
+  if (p?.keyId) return `key:${p.keyId}`;
+  // A JWT user is counted as that user wherever they connect from.
+  if (p?.via === "jwt") return `user:${p.user}`;
+  return `ip:${normalizeIP(request.ip)}`;
 }
 
 function limitsOf(request: FastifyRequest, defaults: RateLimits): RateLimits {
@@ -70,8 +73,10 @@ function pluginStore(store: LimitStore, now: () => number): fastifyRateLimit.Fas
         (err: Error) => callback(err),
       );
     }
-    // A route with its own `config.rateLimit` object counts apart from the others.
-    child(route: RouteOptions): fastifyRateLimit.FastifyRateLimitStore {
+    // A route with its own `config.rateLimit` object counts apart from the others. The plugin passes
+    // that route's merged options, with the route itself under `routeInfo` (not what its typings say).
+    child(options: RouteOptions): fastifyRateLimit.FastifyRateLimitStore {
+      const route = (options as { routeInfo?: Partial<RouteOptions> }).routeInfo ?? options;
       return new Adapter(undefined, `rpm:${String(route.method)} ${route.url}:`);
     }
   }
@@ -110,8 +115,9 @@ async function rateLimit(app: FastifyInstance, opts: RateLimitPluginOptions): Pr
 
   const exceeded = (limit: LimitName, waitMs: number) => {
     const retryAfter = Math.max(1, Math.ceil(waitMs / 1000));
-    const counter = app.hasDecorator("metrics") ? (app as { metrics?: { rateLimited?: { inc(labels: { limit: string }): void } } }).metrics : undefined;
-    counter?.rateLimited?.inc({ limit });
+    // The metrics plugin is optional here (and may be registered after this one): looked up per refusal.
+    const metrics = app.hasDecorator("metrics") ? (app as { metrics?: { rateLimited?: { inc(labels: { limit: string }): void } } }).metrics : undefined;
+    metrics?.rateLimited?.inc({ limit });
     return new InfernoError("RATE_LIMIT_EXCEEDED", `Rate limit exceeded. Please retry after ${retryAfter} seconds.`, {
       retry_after: retryAfter,
       limit,

@@ -39,6 +39,7 @@ async function build(t: TestContext, opts: { limits?: Partial<RateLimits>; enabl
   let hold: Promise<void> = Promise.resolve();
   app.get("/work", async () => ({ ok: true }));
   app.get("/v1/work", async () => ({ ok: true }));
+  app.get("/own", { config: { rateLimit: { max: 1 } } }, async () => ({ ok: true }));
   app.get("/health", async () => ({ status: "healthy" }));
   app.get("/v2/health/live", async () => ({ live: true }));
   app.get("/slow", async () => {
@@ -175,6 +176,15 @@ describe("what @fastify/rate-limit lacks", () => {
 });
 
 describe("scope", () => {
+  it("a route with its own per-minute policy in its config counts apart", async (t) => {
+    const s = await build(t, { limits: { requestsPerMinute: 2 } });
+    assert.equal((await s.get("/own")).headers["x-ratelimit-limit"], "1");
+    assert.equal((await s.get("/own")).statusCode, 429);
+    assert.equal((await s.get("/work")).statusCode, 200);
+    assert.equal((await s.get("/work")).statusCode, 200);
+  });
+
+
   it("health checks are never counted nor refused", async (t) => {
     const s = await build(t, { limits: { requestsPerMinute: 1 } });
     for (let i = 0; i < 3; i++) {

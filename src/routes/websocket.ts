@@ -1,0 +1,344 @@
+import { AsyncResource } from "node:async_hooks";
+import { setTimeout as sleep } from "node:timers/promises";
+import websocket from "@fastify/websocket";
+import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyRequest } from "fastify";
+import fp from "fastify-plugin";
+import { ANONYMOUS, authenticateToken, type CredentialCheckers } from "../auth/auth-plugin.js";
+import type { Principal } from "../auth/principal.js";
+import type { GenerateRequest } from "../core/generation.js";
+import { mapGeneration } from "../core/stream-utils.js";
+import { toGenerateRequest, type GenerationLimits } from "../dialects/native.js";
+import { parseClientMessage, wsOut, type InferenceMessage, type ServerMessage } from "../dialects/websocket.js";
+import { InfernoError } from "../errors/catalogue.js";
+import { toInfernoError } from "../errors/error-handler.js";
+import type { ModelRegistry } from "../registry/model-registry.js";
+import { startGeneration } from "../scheduler/text-generation.js";
+
+/** Connection policy of `/ws`. */
+export interface WebsocketSettings {
+  /** A larger message is answered with PAYLOAD_TOO_LARGE and the socket stays open. */
+  maxMessageBytes: number;
+  /** Without a valid `auth` message (or Authorization header) by then, the socket is closed with 4401. */
+  authTimeoutMs: number;
+  /** A ping frame every interval; a client that has not answered the previous one by then is dropped. */
+  pingIntervalMs: number;
+  /** Inferences one socket may have in flight (queued ones included). */
+  maxInFlight: number;
+  /** Above this many unsent bytes generation pauses, until they fall below `lowWaterBytes`. */
+  highWaterBytes: number;
+  lowWaterBytes: number;
+  /** A client that stays above the low-water mark this long is dropped (SLOW_CONSUMER, close 1008). */
+  stallLimitMs: number;
+}
+
+export const WS_DEFAULTS: Readonly<WebsocketSettings & { maxFrameBytes: number }> = Object.freeze({
+  /** A larger frame is refused by the ws library itself: it closes with 1009 before any handler sees it. */
+  maxFrameBytes: 4 << 20,
+  maxMessageBytes: 1 << 20,
+  authTimeoutMs: 5000,
+  pingIntervalMs: 30_000,
+  maxInFlight: 16,
+  highWaterBytes: 1 << 20,
+  lowWaterBytes: 256 << 10,
+  stallLimitMs: 30_000,
+});
+
+export interface WebsocketRoutesOptions {
+  registry: ModelRegistry;
+  limits: GenerationLimits;
+  /** When enabled, a socket must authenticate (header on the upgrade or first `auth` message) before anything else. */
+  auth: { enabled: boolean; checkers: CredentialCheckers };
+  settings?: Partial<WebsocketSettings>;
+}
+
+/** The parts of a `ws` WebSocket used here (the package ships no types). */
+interface Socket {
+  readonly readyState: number;
+  readonly bufferedAmount: number;
+  send(data: string): void;
+  ping(): void;
+  pause(): void;
+  resume(): void;
+  close(code?: number, reason?: string): void;
+  terminate(): void;
+  on(event: "message", listener: (data: Buffer) => void): void;
+  on(event: "close" | "pong", listener: () => void): void;
+}
+
+const OPEN = 1;
+const CLOSED = 3;
+/** Private-range close codes echo HTTP: 4401 is "unauthenticated". */
+const CLOSE_UNAUTHENTICATED = 4401;
+const CLOSE_POLICY_VIOLATION = 1008;
+/** How often a paused generation looks at the send buffer again. */
+const DRAIN_POLL_MS = 10;
+/** A dropped slow consumer gets this long to read its last messages before the TCP connection is cut. */
+const TERMINATE_GRACE_MS = 1000;
+/** The abort reason of a `cancel` message, told apart from a closed socket. */
+const CANCELLED = Symbol("cancelled");
+
+interface Context extends Omit<WebsocketRoutesOptions, "settings"> {
+  settings: WebsocketSettings;
+  onAuthFailure: (reason: string) => void;
+}
+
+/** One connected client: its auth state, its inferences by id, keep-alive and flow control. */
+class Session {
+  private principal: Principal | undefined;
+  private readonly running = new Map<string, AbortController>();
+  private alive = true;
+  /** Set while generation is paused for a full send buffer. */
+  private draining: Promise<void> | undefined;
+  private authTimer: NodeJS.Timeout | undefined;
+  private readonly pingTimer: NodeJS.Timeout;
+  private readonly s: WebsocketSettings;
+  private readonly log: FastifyBaseLogger;
+
+  constructor(private readonly socket: Socket, request: FastifyRequest, private readonly ctx: Context) {
+    this.s = ctx.settings;
+    this.log = request.log;
+    // The auth hook sets the principal for a valid Authorization header on the upgrade.
+    this.principal = ctx.auth.enabled ? request.principal : (request.principal ?? ANONYMOUS);
+    // Messages run in the upgrade's async context, so per-request bookkeeping (the rate limiter's token
+    // count per key) follows them there.
+    socket.on("message", AsyncResource.bind((data: Buffer) => this.onMessage(data)));
+    socket.on("pong", () => (this.alive = true));
+    socket.on("close", () => this.onClose());
+    this.pingTimer = setInterval(() => this.heartbeat(), this.s.pingIntervalMs);
+    if (this.principal) return;
+    if (request.headers.authorization !== undefined) {
+      this.refuse("invalid_credentials", "the API key or token of the Authorization header is invalid, expired or revoked");
+      return;
+    }
+    this.authTimer = setTimeout(
+      () => this.refuse("auth_timeout", `no valid 'auth' message within ${this.s.authTimeoutMs} ms`),
+      this.s.authTimeoutMs,
+    );
+  }
+
+  private onMessage(data: Buffer): void {
+    this.alive = true;
+    if (this.socket.readyState !== OPEN) return;
+    if (data.length > this.s.maxMessageBytes) {
+      const limit = this.s.maxMessageBytes;
+      this.send(wsOut.error(new InfernoError("PAYLOAD_TOO_LARGE", `a message may hold at most ${limit} bytes; this one has ${data.length}`, { max_bytes: limit })));
+      return;
+    }
+    const parsed = parseClientMessage(data.toString("utf8"));
+    if (!parsed.ok) return this.send(wsOut.error(parsed.error, parsed.id));
+    const message = parsed.message;
+    if (message.type === "auth") return this.authenticate(message.token);
+    if (!this.principal) {
+      const err = new InfernoError("AUTHENTICATION_FAILED", `authenticate first: {"type":"auth","token":"<API key or JWT>"}`, { reason: "missing_credentials" });
+      return this.send(wsOut.error(err, "id" in message ? message.id : undefined));
+    }
+    if (message.type === "ping") return this.send(wsOut.pong());
+    if (message.type === "cancel") return this.cancel(message.id);
+    this.start(message);
+  }
+
+  private authenticate(token: string): void {
+    // With auth off every socket acts as the anonymous admin and tokens are not looked at, as over HTTP.
+    if (!this.ctx.auth.enabled) return this.send(wsOut.authOk(this.principal ?? ANONYMOUS));
+    const principal = authenticateToken(token, this.ctx.auth.checkers);
+    if (!principal) return this.refuse("invalid_credentials", "the API key or token is invalid, expired or revoked");
+    this.principal = principal;
+    clearTimeout(this.authTimer);
+    this.send(wsOut.authOk(principal));
+  }
+
+  /** A failed or missing authentication: a last error, then close 4401 (its inferences stop too). */
+  private refuse(reason: string, message: string): void {
+    this.ctx.onAuthFailure(reason);
+    this.log.info({ reason }, "websocket authentication failed");
+    this.send(wsOut.error(new InfernoError("AUTHENTICATION_FAILED", message, { reason })));
+    this.stopAll(new Error("socket closing"));
+    this.socket.close(CLOSE_UNAUTHENTICATED, "authentication failed");
+  }
+
+  private cancel(id: string): void {
+    const controller = this.running.get(id);
+    if (!controller) {
+      return this.send(wsOut.error(new InfernoError("NOT_FOUND", `no inference with id '${id}' is in flight on this socket`), id));
+    }
+    controller.abort(CANCELLED);
+  }
+
+  private start(message: InferenceMessage): void {
+    const { id } = message;
+    if (this.running.has(id)) {
+      const err = new InfernoError("INVALID_REQUEST", `an inference with id '${id}' is already in flight on this socket`, { reason: "duplicate_id" }, { param: "id" });
+      return this.send(wsOut.error(err, id));
+    }
+    if (this.running.size >= this.s.maxInFlight) {
+      const max = this.s.maxInFlight;
+      const err = new InfernoError("RATE_LIMIT_EXCEEDED", `at most ${max} inferences may be in flight on one socket`, { limit: "socket_in_flight", max_in_flight: max });
+      return this.send(wsOut.error(err, id));
+    }
+    let request: GenerateRequest;
+    try {
+      request = toGenerateRequest(message.model, message, this.ctx.limits);
+    } catch (err) {
+      return this.send(wsOut.error(toInfernoError(err), id));
+    }
+    const controller = new AbortController();
+    this.running.set(id, controller);
+    void this.run(id, request, message.stream !== false, controller);
+  }
+
+  /** One inference through the shared generation path; its last message is `complete` or `error`. */
+  private async run(id: string, request: GenerateRequest, streamTokens: boolean, controller: AbortController): Promise<void> {
+    const { signal } = controller;
+    let sentText = "";
+    // The id is free again before its last message goes out, so a client may reuse it right away.
+    const finish = (message: ServerMessage) => {
+      if (this.running.get(id) === controller) this.running.delete(id);
+      this.send(message);
+    };
+    try {
+      const stream = await startGeneration(this.ctx.registry, request, signal);
+      // A cancel aborts the signal: the loop stops at its next token and still returns the usage so far.
+      const events = mapGeneration<ServerMessage>(
+        stream,
+        (chunk) => (signal.aborted || !streamTokens ? undefined : wsOut.token(id, chunk)),
+        (result) => [signal.aborted ? wsOut.cancelled(id, sentText, result) : wsOut.complete(id, result)],
+      );
+      // Leaving the loop early returns `events`, which returns the stream and frees its sequence.
+      for await (const event of events) {
+        if (this.socket.readyState !== OPEN) break;
+        if (event.type !== "token") {
+          finish(event);
+          break;
+        }
+        sentText += event.token;
+        this.send(event);
+        if (this.draining) await this.draining;
+      }
+    } catch (err) {
+      if (this.socket.readyState !== OPEN) return;
+      if (signal.reason === CANCELLED) return finish(wsOut.cancelled(id, sentText));
+      const coded = toInfernoError(err);
+      if (coded.status >= 500) this.log.error({ err, code: coded.code }, "websocket inference failed");
+      finish(wsOut.error(coded, id));
+    } finally {
+      if (this.running.get(id) === controller) this.running.delete(id);
+    }
+  }
+
+  private send(message: ServerMessage): void {
+    if (this.socket.readyState !== OPEN) return;
+    this.socket.send(JSON.stringify(message));
+    if (!this.draining && this.socket.bufferedAmount > this.s.highWaterBytes) {
+      this.draining = this.waitForDrain().finally(() => (this.draining = undefined));
+    }
+  }
+
+  /**
+   * Backpressure by pausing: every generation on this socket awaits this before pulling its next token,
+   * and reading from the client pauses too, so a client that sends without reading cannot grow the buffer
+   * with replies either. Unsent data stays under the high-water mark plus one message per inference. A
+   * client that reads nothing for `stallLimitMs` is dropped.
+   */
+  private async waitForDrain(): Promise<void> {
+    const since = Date.now();
+    this.socket.pause();
+    try {
+      while (this.socket.readyState === OPEN && this.socket.bufferedAmount > this.s.lowWaterBytes) {
+        if (Date.now() - since >= this.s.stallLimitMs) return this.dropSlowConsumer();
+        await sleep(DRAIN_POLL_MS);
+      }
+    } finally {
+      this.socket.resume();
+    }
+  }
+
+  private dropSlowConsumer(): void {
+    const buffered = this.socket.bufferedAmount;
+    this.log.info({ buffered_bytes: buffered, stall_limit_ms: this.s.stallLimitMs }, "websocket client stopped reading; dropping it");
+    const err = new InfernoError("SLOW_CONSUMER", `the client read nothing for ${this.s.stallLimitMs} ms with ${buffered} bytes waiting`, {
+      buffered_bytes: buffered,
+      stall_limit_ms: this.s.stallLimitMs,
+    });
+    this.send(wsOut.error(err));
+    this.stopAll(new Error("slow consumer"));
+    this.socket.close(CLOSE_POLICY_VIOLATION, "slow consumer");
+    // It is not reading, so it would not answer the closing handshake either.
+    setTimeout(() => this.socket.terminate(), TERMINATE_GRACE_MS).unref();
+  }
+
+  private heartbeat(): void {
+    // While reading is paused for backpressure, pongs wait unread: the stall limit judges the client then.
+    if (this.draining) return;
+    if (!this.alive) {
+      this.log.info("websocket client did not answer a ping; dropping it");
+      this.socket.terminate();
+      return;
+    }
+    this.alive = false;
+    this.socket.ping();
+  }
+
+  private stopAll(reason: Error): void {
+    for (const controller of this.running.values()) controller.abort(reason);
+  }
+
+  private onClose(): void {
+    clearInterval(this.pingTimer);
+    clearTimeout(this.authTimer);
+    this.stopAll(new Error("socket closed"));
+  }
+}
+
+/**
+ * @fastify/websocket for the whole app. Registered before any route: its hooks then also close an upgrade
+ * sent to any other route, which would otherwise hold its socket (and the server's shutdown) forever.
+ */
+export const websocketSupport = fp(
+  async (app: FastifyInstance, opts: { maxFrameBytes?: number }) => {
+    await app.register(websocket, {
+      options: { maxPayload: opts.maxFrameBytes ?? WS_DEFAULTS.maxFrameBytes },
+      // Protocol errors (an oversized or malformed frame) have already made ws start the closing handshake.
+      errorHandler: (err, socket, request) => {
+        request.log.info({ err }, "websocket error");
+        if ((socket as Socket).readyState === OPEN) (socket as Socket).terminate();
+      },
+      // Going away (1001), then cut whoever has not finished the closing handshake a moment later.
+      preClose: async function (this: FastifyInstance) {
+        const clients = [...this.websocketServer.clients] as Socket[];
+        for (const client of clients) client.close(1001, "server shutting down");
+        for (let waited = 0; waited < TERMINATE_GRACE_MS && clients.some((c) => c.readyState !== CLOSED); waited += DRAIN_POLL_MS) {
+          await sleep(DRAIN_POLL_MS);
+        }
+        for (const client of clients) client.terminate();
+      },
+    });
+  },
+  { name: "inferno-websocket", fastify: "5.x" },
+);
+
+/**
+ * `GET /ws`: the WebSocket API (auth, inference, cancel, ping); needs `websocketSupport`. Inferences run
+ * through the same generation path as the HTTP dialects; many may be in flight per socket, told apart by id.
+ */
+export const websocketRoutes: FastifyPluginAsync<WebsocketRoutesOptions> = async (app, opts) => {
+  const settings = { ...WS_DEFAULTS, ...opts.settings };
+  const metrics = (app as { metrics?: { authFailures?: { inc(labels: Record<string, string>): void } } }).metrics;
+  const ctx: Context = { ...opts, settings, onAuthFailure: (reason) => metrics?.authFailures?.inc({ reason }) };
+  app.route({
+    method: "GET",
+    url: "/ws",
+    // The auth hook lets GET /ws through for the upgrade's sake; a plain GET is refused as any
+    // protected route would refuse it, and otherwise told to upgrade.
+    handler: async (request, reply) => {
+      if (opts.auth.enabled && !request.principal) {
+        reply.header("www-authenticate", 'Bearer realm="inferno"');
+        const reason = request.headers.authorization === undefined ? "missing_credentials" : "invalid_credentials";
+        throw new InfernoError("AUTHENTICATION_FAILED", "this route needs 'Authorization: Bearer <API key or JWT>'", { reason });
+      }
+      throw new InfernoError("INVALID_REQUEST", "GET /ws is the WebSocket API: connect with 'Upgrade: websocket'");
+    },
+    wsHandler: (socket, request) => {
+      new Session(socket as Socket, request, ctx);
+    },
+  });
+};

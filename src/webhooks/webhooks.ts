@@ -1,0 +1,182 @@
+// Webhooks: registrations (admin only), event fan-out, and the delivery queue's lifecycle.
+//
+// Events and where they come from:
+// - `model.loaded`: the registry's "load" event, `{model, load_time_ms}`;
+// - `inference.complete`: the registry's "generation" event for a live request (one per generated
+//   choice), `{request_id, model, prompt_tokens, tokens_generated, duration_ms, finish_reason}`, the
+//   request id being the response's X-Request-Id. Batch items are reported by the batch worker instead,
+//   with `batch_id` and `item_id` too, in the transaction that stores their result, so an item
+//   re-run after a crash is not reported twice. Nothing is written when no webhook wants the event;
+// - `batch.complete`: the batch worker, when a batch's last item finishes, to every registered
+//   webhook that wants it and to the batch's own `webhook_url` (signed with the batch's secret).
+// Signing and retries: see webhook-dispatcher.ts; target checks: webhook-target.ts.
+import { AsyncLocalStorage } from "node:async_hooks";
+import type Database from "better-sqlite3";
+import type { FastifyInstance } from "fastify";
+import fp from "fastify-plugin";
+import type { ZodTypeProvider } from "fastify-type-provider-zod";
+import { z } from "zod";
+import type { Logger } from "../core/logger.js";
+import { InfernoError } from "../errors/catalogue.js";
+import type { ModelRegistry } from "../registry/model-registry.js";
+import { signPayload, WebhookDispatcher, type DispatcherOptions } from "./webhook-dispatcher.js";
+import { WEBHOOK_EVENTS, WebhookStore, type Delivery, type Webhook, type WebhookEvent } from "./webhook-store.js";
+import { validateTarget } from "./webhook-target.js";
+
+declare module "fastify" {
+  interface FastifyInstance {
+    webhooks: Webhooks;
+  }
+}
+
+/** A single destination with its own secret (a batch's `webhook_url`). */
+export interface WebhookTarget {
+  url: string;
+  secret: string;
+}
+
+export type WebhooksOptions = { log: Logger; allowPrivate: boolean } & Pick<DispatcherOptions, "maxAttempts" | "backoffMs">;
+
+/** Registered webhooks, the events sent to them, and their delivery queue. */
+export class Webhooks {
+  readonly store: WebhookStore;
+  readonly dispatcher: WebhookDispatcher;
+  private hooks: Webhook[];
+
+  constructor(db: Database.Database, private readonly opts: WebhooksOptions) {
+    this.store = new WebhookStore(db);
+    this.dispatcher = new WebhookDispatcher(this.store, opts);
+    this.hooks = this.store.webhooks();
+  }
+
+  /** Refuses a URL a delivery could not (or must not) be sent to; see webhook-target.ts. */
+  async checkTarget(url: string): Promise<void> {
+    await validateTarget(url, this.opts.allowPrivate);
+  }
+
+  async register(input: { url: string; events: WebhookEvent[]; secret: string; owner: string }): Promise<Webhook> {
+    await this.checkTarget(input.url);
+    const hook = this.store.addWebhook({ ...input, events: [...new Set(input.events)] });
+    this.hooks = this.store.webhooks();
+    return hook;
+  }
+
+  remove(id: string): boolean {
+    const removed = this.store.deleteWebhook(id);
+    this.hooks = this.store.webhooks();
+    return removed;
+  }
+
+  list(): Webhook[] {
+    return [...this.hooks];
+  }
+
+  /** Whether anything would be sent for this event (to skip building data nobody wants). */
+  wants(event: WebhookEvent): boolean {
+    return this.hooks.some((h) => h.events.includes(event));
+  }
+
+  /**
+   * Queues the event for every webhook that wants it, and for `target` when given. Synchronous, so it
+   * joins the caller's SQLite transaction when there is one; sending starts once that has committed.
+   */
+  emit(event: WebhookEvent, data: Record<string, unknown>, opts: { target?: WebhookTarget | undefined; batchId?: string } = {}): void {
+    let queued = false;
+    const at = new Date();
+    for (const hook of this.hooks) {
+      if (!hook.events.includes(event)) continue;
+      this.store.enqueue({ webhookId: hook.id, batchId: opts.batchId ?? null, url: hook.url, event, ...signPayload(hook.secret, event, data, at) });
+      queued = true;
+    }
+    if (opts.target) {
+      const { url, secret } = opts.target;
+      this.store.enqueue({ webhookId: null, batchId: opts.batchId ?? null, url, event, ...signPayload(secret, event, data, at) });
+      queued = true;
+    }
+    if (queued) this.dispatcher.wake();
+  }
+}
+
+const unix = (ms: number | null) => (ms === null ? null : Math.floor(ms / 1000));
+
+/** A delivery as the API shows it. */
+export function deliveryView(d: Delivery, maxAttempts: number) {
+  return {
+    id: d.id,
+    event: d.event,
+    status: d.status,
+    attempts: d.attempts,
+    max_attempts: maxAttempts,
+    last_status_code: d.lastStatusCode,
+    last_error: d.lastError,
+    created: unix(d.createdMs),
+    next_attempt_at: d.status === "pending" ? unix(d.nextAttemptMs) : null,
+    finished_at: unix(d.finishedMs),
+  };
+}
+
+const hookView = (h: Webhook) => ({ id: h.id, webhook_url: h.url, events: h.events, created: unix(h.createdMs) });
+
+const registerBody = z.object({
+  webhook_url: z.string().min(1).max(2048),
+  events: z.array(z.enum(WEBHOOK_EVENTS)).min(1).max(WEBHOOK_EVENTS.length * 4),
+  secret: z.string().min(16, "secret must be at least 16 characters").max(256),
+});
+const idParams = z.object({ id: z.string().min(1).max(64) });
+
+export interface WebhooksPluginOptions {
+  db: Database.Database;
+  registry: ModelRegistry;
+  allowPrivate: boolean;
+}
+
+async function webhooksPlugin(app: FastifyInstance, opts: WebhooksPluginOptions): Promise<void> {
+  const webhooks = new Webhooks(opts.db, { log: app.log, allowPrivate: opts.allowPrivate });
+  app.decorate("webhooks", webhooks);
+  webhooks.dispatcher.start();
+  app.addHook("preClose", async () => webhooks.dispatcher.stop());
+
+  // Registry events carry no request: this storage links a generation back to the request it ran for.
+  const requestIds = new AsyncLocalStorage<string>();
+  app.addHook("preHandler", (request, _reply, done) => requestIds.run(request.id, done));
+  const unobserve = opts.registry.observe((event) => {
+    if (event.kind === "load") {
+      if (webhooks.wants("model.loaded")) webhooks.emit("model.loaded", { model: event.model, load_time_ms: Math.round(event.ms) });
+    } else if (event.kind === "generation") {
+      const requestId = requestIds.getStore();
+      if (requestId === undefined || !webhooks.wants("inference.complete")) return;
+      const r = event.result;
+      webhooks.emit("inference.complete", {
+        request_id: requestId, model: event.model, prompt_tokens: r.promptTokens, tokens_generated: r.completionTokens,
+        duration_ms: Math.round(r.totalMs), finish_reason: r.finishReason,
+      });
+    }
+  });
+  app.addHook("onClose", async () => unobserve());
+
+  const admin = { role: "admin" as const };
+  const routes = app.withTypeProvider<ZodTypeProvider>();
+  routes.post("/webhooks", { schema: { body: registerBody }, config: admin }, async (request, reply) => {
+    const { webhook_url, events, secret } = request.body;
+    const hook = await webhooks.register({ url: webhook_url, events, secret, owner: request.principal?.user ?? "anonymous" });
+    return reply.code(201).send(hookView(hook));
+  });
+  routes.get("/webhooks", { config: admin }, async () => ({ webhooks: webhooks.list().map(hookView) }));
+  routes.delete("/webhooks/:id", { schema: { params: idParams }, config: admin }, async (request) => {
+    if (!webhooks.remove(request.params.id)) throw new InfernoError("NOT_FOUND", `webhook '${request.params.id}' not found`);
+    return { id: request.params.id, deleted: true };
+  });
+  routes.get(
+    "/webhooks/:id/deliveries",
+    { schema: { params: idParams, querystring: z.object({ limit: z.coerce.number().int().min(1).max(1000).optional() }) }, config: admin },
+    async (request) => {
+      const { id } = request.params;
+      if (!webhooks.list().some((h) => h.id === id)) throw new InfernoError("NOT_FOUND", `webhook '${id}' not found`);
+      const deliveries = webhooks.store.deliveriesOf(id, request.query.limit ?? 100);
+      return { webhook_id: id, deliveries: deliveries.map((d) => deliveryView(d, webhooks.dispatcher.maxAttempts)) };
+    },
+  );
+}
+
+/** Webhook registrations (`/webhooks`, admin), live events, and the persistent delivery queue (as `app.webhooks`). */
+export default fp(webhooksPlugin, { name: "inferno-webhooks", fastify: "5.x" });
