@@ -2,6 +2,7 @@
 import { Buffer } from "node:buffer";
 import type http from "node:http";
 import { httpPost, keepAliveAgent } from "./onnx-http.js";
+import { machineBusyMs } from "./onnx-machine.js";
 import { prepareRequest, responseOutput, sampleInput, type BenchModel, type InputForm, type PreparedRequest } from "./onnx-inputs.js";
 import type { RawSession } from "./onnx-raw.js";
 import type { LatencyScenario, Side } from "./onnx-report.js";
@@ -58,6 +59,7 @@ export async function latency(model: BenchModel, raw: RawSession, server: OnnxBe
     ["b64-node-http", () => timeNodeHttp(agent, server.url + b64.path, b64.body)],
   ];
   const samples = new Map<Side, number[]>(sides.map(([side]) => [side, []]));
+  const started = { at: performance.now(), cpu: process.cpuUsage(), busy: machineBusyMs() };
   try {
     for (let i = 0; i < Math.min(LATENCY_WARMUP, n); i++) for (const [, fn] of sides) await fn();
     for (let i = 0; i < n; i++) {
@@ -69,6 +71,12 @@ export async function latency(model: BenchModel, raw: RawSession, server: OnnxBe
   } finally {
     agent.destroy();
   }
+  const used = process.cpuUsage(started.cpu);
+  const busy = machineBusyMs();
+  const otherCpuPct =
+    started.busy === null || busy === null
+      ? null
+      : ((busy - started.busy - (used.user + used.system) / 1000) / (performance.now() - started.at)) * 100;
   const scenario: LatencyScenario = {
     model: model.name,
     requests: n,
@@ -79,6 +87,7 @@ export async function latency(model: BenchModel, raw: RawSession, server: OnnxBe
       samplesMs: samples.get(side)!,
     })),
     maxAbsDiff: diff,
+    otherCpuPct,
   };
   return { scenario, requests, input };
 }

@@ -1,4 +1,5 @@
 import ort from "onnxruntime-node";
+import { machineBusyMs } from "./onnx-machine.js";
 
 /** What Inferno passes to InferenceSession.create (see OnnxRuntime.load), so both sides run the same graph the same way. */
 export const sessionOptions = (threads: number): ort.InferenceSession.SessionOptions => ({
@@ -14,6 +15,8 @@ export interface LoopResult {
   windowMs: number;
   latenciesMs: number[];
   cpuMs: number;
+  /** CPU time all processes on the machine used over the window (null off Linux). */
+  machineBusyMs: number | null;
 }
 
 /** onnxruntime-node driven directly on this thread: the ceiling Inferno is measured against. */
@@ -47,6 +50,7 @@ export class RawSession {
     while (performance.now() < warmEnd) await this.run(data, dims);
     const latenciesMs: number[] = [];
     const cpu = process.cpuUsage();
+    const busy = machineBusyMs();
     const start = performance.now();
     const end = start + durationMs;
     let now = start;
@@ -56,7 +60,14 @@ export class RawSession {
       latenciesMs.push(t);
     }
     const used = process.cpuUsage(cpu);
-    return { runs: latenciesMs.length, windowMs: now - start, latenciesMs, cpuMs: (used.user + used.system) / 1000 };
+    const busyNow = machineBusyMs();
+    return {
+      runs: latenciesMs.length,
+      windowMs: now - start,
+      latenciesMs,
+      cpuMs: (used.user + used.system) / 1000,
+      machineBusyMs: busy === null || busyNow === null ? null : busyNow - busy,
+    };
   }
 
   release(): Promise<void> {

@@ -31,6 +31,8 @@ export interface LatencyScenario {
   sides: LatencySide[];
   /** Largest |Inferno output − raw output| per form on the same input: 0 means the same numbers came back. */
   maxAbsDiff: Partial<Record<InputForm, number>>;
+  /** CPU that other processes on the machine used while this scenario ran, % of one core (null off Linux). */
+  otherCpuPct: number | null;
 }
 
 export interface ThroughputRun {
@@ -40,6 +42,8 @@ export interface ThroughputRun {
   /** CPU time of the server's process over the window, as % of one core (raw: the bench process). */
   serverCpuPct: number;
   clientCpuPct: number | null;
+  /** CPU that other processes on the machine used over the window, % of one core (null off Linux). */
+  otherCpuPct: number | null;
   /** Event-loop utilization of the server's main thread over the window (Inferno only). */
   serverElu: number | null;
   /** Requests per session run (Inferno): how many requests the dynamic batcher merged on average. */
@@ -93,6 +97,7 @@ export function summarize(report: OnnxBenchReport) {
           };
         }),
         max_abs_diff_vs_raw: l.maxAbsDiff,
+        other_cpu_pct: l.otherCpuPct,
       };
     }),
     throughput: report.throughput.map((t) => {
@@ -107,6 +112,7 @@ export function summarize(report: OnnxBenchReport) {
         requests_per_run: med(t.runs.map((r) => r.requestsPerRun)),
         server_cpu_pct: median(t.runs.map((r) => r.serverCpuPct)),
         client_cpu_pct: med(t.runs.map((r) => r.clientCpuPct)),
+        other_cpu_pct: med(t.runs.map((r) => r.otherCpuPct)),
         server_elu: med(t.runs.map((r) => r.serverElu)),
         errors: t.runs.reduce((n, r) => n + r.errors, 0),
         first_error: t.runs.find((r) => r.firstError)?.firstError,
@@ -164,7 +170,8 @@ export function formatReport(report: OnnxBenchReport): string {
   for (const l of s.latency) {
     out.push(
       "",
-      `${l.model}: latency, ${l.requests} sequential requests per side (one client, keep-alive, sides interleaved)`,
+      `${l.model}: latency, ${l.requests} sequential requests per side (one client, keep-alive, sides interleaved); ` +
+        `other processes used ${l.other_cpu_pct === null ? "n/a" : `${fixed(l.other_cpu_pct)}% CPU`} meanwhile`,
       table(
         ["side", "req bytes", "resp bytes", "p50 µs", "p99 µs", "overhead p50 µs", "overhead p99 µs", "p50 ×raw"],
         l.sides.map((x) => [
@@ -180,12 +187,13 @@ export function formatReport(report: OnnxBenchReport): string {
     `throughput: median of ${report.runs} runs of ${report.durationS} s (after ${report.warmupS} s of load each); ` +
       `latency percentiles over all runs; load generator: ${f.client === "child" ? "a forked child process" : "the server's own process"}`,
     table(
-      ["scenario", "batching", "clients", "req/s (min–max)", "images/s", "p50 ms", "p99 ms", "req/run", "server CPU", "client CPU", "server ELU"],
+      ["scenario", "batching", "clients", "req/s (min–max)", "images/s", "p50 ms", "p99 ms", "req/run", "server CPU", "client CPU", "server ELU", "other CPU"],
       s.throughput.map((t) => [
         t.name, t.batching, t.side === "raw" ? "loop" : String(t.clients),
         `${int(t.per_second)} (${int(t.per_second_min)}–${int(t.per_second_max)})`, int(t.images_per_second),
         fixed(t.p50_ms, 2), fixed(t.p99_ms, 2), fixed(t.requests_per_run, 2),
         `${fixed(t.server_cpu_pct)}%`, t.client_cpu_pct === null ? "—" : `${fixed(t.client_cpu_pct)}%`, fixed(t.server_elu, 2),
+        t.other_cpu_pct === null ? "—" : `${fixed(t.other_cpu_pct)}%`,
       ]),
     ),
     ...s.throughput.filter((t) => t.errors > 0).map((t) => `errors: ${t.name}: ${t.errors} (first: ${t.first_error})`),
@@ -202,8 +210,10 @@ export function formatReport(report: OnnxBenchReport): string {
     "the node:http row sends the data_b64 body with a keep-alive http.Agent, to show how much of the overhead is fetch's.",
     "Throughput clients use node:http with one keep-alive connection each.",
     "CPU % = process CPU time over the window / window length (100% = one core); the server's process includes its",
-    "onnxruntime worker threads. ELU = event-loop utilization of the server's main thread. req/run = requests per",
-    "session.run (dynamic batching merges same-shaped requests; mnist-8 has a fixed batch dim of 1, so it can't batch).",
+    "onnxruntime worker threads. other CPU = what the rest of the machine used meanwhile (/proc/stat less the bench's",
+    "processes): well above 0 means the figures were taken on a busy machine. ELU = event-loop utilization of the",
+    "server's main thread. req/run = requests per session.run (dynamic batching merges same-shaped requests;",
+    "mnist-8 has a fixed batch dim of 1, so it can't batch).",
   );
   return out.join("\n");
 }

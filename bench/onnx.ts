@@ -3,11 +3,10 @@
  * process (the overhead in µs), and throughput with concurrent clients, with and without dynamic batching, on
  * mnist-8.onnx and mobilenetv2-12-int8.onnx. Run: `npx tsc -p . && node dist/bench/onnx.js --help`.
  */
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { EventLoopUtilization } from "node:perf_hooks";
 import type { TensorSpec } from "../src/runtimes/onnx/tensor-codec.js";
@@ -15,6 +14,7 @@ import { onnxUsage, parseOnnxBenchArgs, type OnnxBenchOptions } from "./onnx-arg
 import { breakdown, type Breakdown } from "./onnx-breakdown.js";
 import { MNIST, MOBILENET, prepareRequest, sampleInput, type BenchModel, type InputForm, type PreparedRequest } from "./onnx-inputs.js";
 import { latency } from "./onnx-latency.js";
+import { machineBusyMs, packageVersion } from "./onnx-machine.js";
 import { childLoadClient, inProcessLoadClient, type LoadClient, type WindowMark } from "./onnx-load.js";
 import { RawSession } from "./onnx-raw.js";
 import { formatReport, summarize, type OnnxBenchReport, type ThroughputRun, type ThroughputScenario } from "./onnx-report.js";
@@ -25,27 +25,19 @@ import { quantile } from "./stats.js";
 const IDS = { mnist: MNIST.name, mobilenet: MOBILENET.name, noBatch: `${MOBILENET.name}-nobatch`, delayed: `${MOBILENET.name}-delay2000` };
 const SETTLE_MS = 100;
 
-function packageVersion(name: string): string {
-  let dir = path.dirname(fileURLToPath(import.meta.resolve(name)));
-  while (dir !== path.dirname(dir)) {
-    const file = path.join(dir, "package.json");
-    if (existsSync(file)) {
-      const pkg = JSON.parse(readFileSync(file, "utf8")) as { name?: string; version?: string };
-      if (pkg.name === name) return pkg.version ?? "unknown";
-    }
-    dir = path.dirname(dir);
-  }
-  return "unknown";
-}
+const busyDelta = (since: number | null): number | null => {
+  const now = machineBusyMs();
+  return since === null || now === null ? null : now - since;
+};
 
 /** Samples of the server's process between the load's window marks: CPU time, main-thread event-loop use, session runs. */
 function serverSampler(sessionRuns: () => number) {
-  let open: { cpu: NodeJS.CpuUsage; elu: EventLoopUtilization; runs: number; at: number } | undefined;
-  let result: { cpuMs: number; elu: number; runs: number; windowMs: number } | undefined;
+  let open: { cpu: NodeJS.CpuUsage; elu: EventLoopUtilization; runs: number; at: number; busy: number | null } | undefined;
+  let result: { cpuMs: number; elu: number; runs: number; windowMs: number; busyMs: number | null } | undefined;
   return {
     onMark: (mark: WindowMark) => {
       if (mark === "open") {
-        open = { cpu: process.cpuUsage(), elu: performance.eventLoopUtilization(), runs: sessionRuns(), at: performance.now() };
+        open = { cpu: process.cpuUsage(), elu: performance.eventLoopUtilization(), runs: sessionRuns(), at: performance.now(), busy: machineBusyMs() };
       } else if (open) {
         const used = process.cpuUsage(open.cpu);
         result = {
@@ -53,6 +45,7 @@ function serverSampler(sessionRuns: () => number) {
           elu: performance.eventLoopUtilization(open.elu).utilization,
           runs: sessionRuns() - open.runs,
           windowMs: performance.now() - open.at,
+          busyMs: busyDelta(open.busy),
         };
       }
     },
@@ -73,6 +66,7 @@ async function infernoRun(server: OnnxBenchServer, client: LoadClient, id: strin
     latenciesMs: load.latenciesMs,
     serverCpuPct: (srv.cpuMs / srv.windowMs) * 100,
     clientCpuPct: client.where === "child" ? (load.cpuMs / load.cpuWindowMs) * 100 : null,
+    otherCpuPct: srv.busyMs === null ? null : ((srv.busyMs - srv.cpuMs - (client.where === "child" ? load.cpuMs : 0)) / srv.windowMs) * 100,
     serverElu: srv.elu,
     requestsPerRun: srv.runs > 0 ? load.completed / srv.runs : null,
     errors: load.errors,
@@ -87,6 +81,7 @@ async function rawRun(raw: RawSession, data: Float32Array, dims: readonly number
     latenciesMs: r.latenciesMs,
     serverCpuPct: (r.cpuMs / r.windowMs) * 100,
     clientCpuPct: null,
+    otherCpuPct: r.machineBusyMs === null ? null : ((r.machineBusyMs - r.cpuMs) / r.windowMs) * 100,
     serverElu: null,
     requestsPerRun: null,
     errors: 0,

@@ -234,6 +234,11 @@ export class ModelRegistry {
   /** The loaded model for a request, loading it on first use. */
   async acquire(id: string): Promise<LoadedModel> {
     const model = this.loaded.get(id);
+    if (model?.broken && model.inFlight === 0) {
+      this.opts.log.warn({ model: id }, "model stopped working; loading it again");
+      await this.disposeLoaded(id, model).catch(() => undefined);
+      return this.load(id);
+    }
     return model ? this.touch(id, model) : this.load(id);
   }
 

@@ -1,8 +1,8 @@
 // Batch jobs: `POST /batch`, `GET /batch`, `GET /batch/{id}`, `GET /batch/{id}/results`, `DELETE /batch/{id}`.
 // Requests are `{id, prompt}`; the native sampling fields (`max_tokens`, `temperature`, ...) at the top
 // level apply to every item. A batch is visible to the user who submitted it and to admins (others get
-// 404). `webhook_url` gets `batch.complete` signed with `webhook_secret`; when the client gives none,
-// one is generated and returned once, in the submit response. Statuses: `queued` (nothing started),
+// 404). `webhook_url` gets `batch.complete` (not sent for a cancelled batch) signed with `webhook_secret`;
+// when the client gives none, one is generated and returned once, in the submit response. Statuses: `queued` (nothing started),
 // `running`, `completed` (every item finished, at least one succeeded), `failed` (every item failed),
 // `cancelled`. Cancelling a finished batch changes nothing and answers its status. Storage, exactly-once
 // results and crash recovery: src/batch/batch-store.ts; scheduling beside live traffic: batch-worker.ts.

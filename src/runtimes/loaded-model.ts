@@ -12,5 +12,7 @@ export interface LoadedModel {
   /** The options it was loaded with, normalised. */
   readonly options: Readonly<Record<string, unknown>>;
   memoryUsageBytes(): number;
+  /** True when the model can no longer serve (its worker died): the registry loads it again. */
+  readonly broken?: boolean;
   dispose(): Promise<void>;
 }

@@ -119,7 +119,7 @@ const hookView = (h: Webhook) => ({ id: h.id, webhook_url: h.url, events: h.even
 
 const registerBody = z.object({
   webhook_url: z.string().min(1).max(2048),
-  events: z.array(z.enum(WEBHOOK_EVENTS)).min(1).max(WEBHOOK_EVENTS.length * 4),
+  events: z.array(z.enum(WEBHOOK_EVENTS)).min(1).max(16),
   secret: z.string().min(16, "secret must be at least 16 characters").max(256),
 });
 const idParams = z.object({ id: z.string().min(1).max(64) });

@@ -205,3 +205,15 @@ test("a slow model does not block the event loop: /health answers while it runs"
   assert.equal(result.status, 200);
   assert.ok(healthDone < inferenceDone, `health answered before the ${result.body.latency_ms} ms inference finished`);
 });
+
+test("a model whose worker thread died is loaded again on the next request", async () => {
+  await postJson(`${srv.url}/models/lin/inference`, { inputs: { x: rows } });
+  const model = srv.app.registry.getLoaded("lin") as OnnxModel;
+  // Reach into the session client: nothing public kills a worker, which is the point.
+  await (model as unknown as { session: { worker: { terminate(): Promise<number> } } }).session.worker.terminate();
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(model.broken, true);
+  const r = await postJson(`${srv.url}/models/lin/inference`, { inputs: { x: rows } });
+  assert.equal(r.status, 200);
+  assert.notEqual(srv.app.registry.getLoaded("lin"), model, "a fresh session serves");
+});

@@ -70,6 +70,10 @@ export class OnnxModel implements LoadedModel {
     return this.active;
   }
 
+  get broken(): boolean {
+    return !this.session.alive;
+  }
+
   /** Session runs so far (a merged batch counts once): shows batching at work. */
   get sessionRuns(): number {
     return this.runs;

@@ -31,8 +31,16 @@ export class SessionClient {
     this.worker.on("exit", (code) => fail(new Error(`onnxruntime worker exited (code ${code})`)));
   }
 
-  /** Starts a worker and creates the session in it. */
-  static async open(path: string, options: Record<string, unknown>): Promise<{ client: SessionClient; inputs: WireValueMetadata[]; outputs: WireValueMetadata[] }> {
+  /** False once the worker has died; the model must then be loaded again. */
+  get alive(): boolean {
+    return this.dead === undefined;
+  }
+
+  /**
+   * Starts a worker and creates the session in it. A worker that vanishes during the load (seen once
+   * under heavy load, exiting with code 0 before answering) is given one more try.
+   */
+  static async open(path: string, options: Record<string, unknown>, attempt = 1): Promise<{ client: SessionClient; inputs: WireValueMetadata[]; outputs: WireValueMetadata[] }> {
     const client = new SessionClient();
     try {
       const r = await client.call({ kind: "load", path, options });
@@ -40,6 +48,7 @@ export class SessionClient {
       return { client, inputs: r.inputs, outputs: r.outputs };
     } catch (err) {
       await client.worker.terminate();
+      if (client.dead && attempt < 2) return SessionClient.open(path, options, attempt + 1);
       throw err;
     }
   }
