@@ -9,7 +9,7 @@ import type { GenerateRequest } from "../core/generation.js";
 import { mapGeneration } from "../core/stream-utils.js";
 import { toGenerateRequest, type GenerationLimits } from "../dialects/native.js";
 import { parseClientMessage, wsOut, type InferenceMessage, type ServerMessage } from "../dialects/websocket.js";
-import { InfernoError } from "../errors/catalogue.js";
+import { InfernoError, type ErrorCode } from "../errors/catalogue.js";
 import { toInfernoError } from "../errors/error-handler.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
 import { startGeneration } from "../scheduler/text-generation.js";
@@ -119,18 +119,15 @@ class Session {
   private onMessage(data: Buffer): void {
     this.alive = true;
     if (this.socket.readyState !== OPEN) return;
-    if (data.length > this.s.maxMessageBytes) {
-      const limit = this.s.maxMessageBytes;
-      this.send(wsOut.error(new InfernoError("PAYLOAD_TOO_LARGE", `a message may hold at most ${limit} bytes; this one has ${data.length}`, { max_bytes: limit })));
-      return;
-    }
+    const limit = this.s.maxMessageBytes;
+    if (data.length > limit) return this.fail("PAYLOAD_TOO_LARGE", `a message may hold at most ${limit} bytes; this one has ${data.length}`, { max_bytes: limit });
     const parsed = parseClientMessage(data.toString("utf8"));
     if (!parsed.ok) return this.send(wsOut.error(parsed.error, parsed.id));
     const message = parsed.message;
     if (message.type === "auth") return this.authenticate(message.token);
     if (!this.principal) {
-      const err = new InfernoError("AUTHENTICATION_FAILED", `authenticate first: {"type":"auth","token":"<API key or JWT>"}`, { reason: "missing_credentials" });
-      return this.send(wsOut.error(err, "id" in message ? message.id : undefined));
+      const hint = `authenticate first: {"type":"auth","token":"<API key or JWT>"}`;
+      return this.fail("AUTHENTICATION_FAILED", hint, { reason: "missing_credentials" }, "id" in message ? message.id : undefined);
     }
     if (message.type === "ping") return this.send(wsOut.pong());
     if (message.type === "cancel") return this.cancel(message.id);
@@ -149,31 +146,28 @@ class Session {
 
   /** A failed or missing authentication: a last error, then close 4401 (its inferences stop too). */
   private refuse(reason: string, message: string): void {
+    if (this.socket.readyState !== OPEN) return;
     this.ctx.onAuthFailure(reason);
     this.log.info({ reason }, "websocket authentication failed");
-    this.send(wsOut.error(new InfernoError("AUTHENTICATION_FAILED", message, { reason })));
+    this.fail("AUTHENTICATION_FAILED", message, { reason });
     this.stopAll(new Error("socket closing"));
     this.socket.close(CLOSE_UNAUTHENTICATED, "authentication failed");
   }
 
   private cancel(id: string): void {
     const controller = this.running.get(id);
-    if (!controller) {
-      return this.send(wsOut.error(new InfernoError("NOT_FOUND", `no inference with id '${id}' is in flight on this socket`), id));
-    }
+    if (!controller) return this.fail("NOT_FOUND", `no inference with id '${id}' is in flight on this socket`, undefined, id);
     controller.abort(CANCELLED);
   }
 
   private start(message: InferenceMessage): void {
     const { id } = message;
     if (this.running.has(id)) {
-      const err = new InfernoError("INVALID_REQUEST", `an inference with id '${id}' is already in flight on this socket`, { reason: "duplicate_id" }, { param: "id" });
-      return this.send(wsOut.error(err, id));
+      return this.fail("INVALID_REQUEST", `an inference with id '${id}' is already in flight on this socket`, { reason: "duplicate_id" }, id);
     }
-    if (this.running.size >= this.s.maxInFlight) {
-      const max = this.s.maxInFlight;
-      const err = new InfernoError("RATE_LIMIT_EXCEEDED", `at most ${max} inferences may be in flight on one socket`, { limit: "socket_in_flight", max_in_flight: max });
-      return this.send(wsOut.error(err, id));
+    const max = this.s.maxInFlight;
+    if (this.running.size >= max) {
+      return this.fail("RATE_LIMIT_EXCEEDED", `at most ${max} inferences may be in flight on one socket`, { limit: "socket_in_flight", max_in_flight: max }, id);
     }
     let request: GenerateRequest;
     try {
@@ -225,6 +219,11 @@ class Session {
     }
   }
 
+  /** A coded error, about one inference when `id` is given. */
+  private fail(code: ErrorCode, message: string, details?: Record<string, unknown>, id?: string): void {
+    this.send(wsOut.error(new InfernoError(code, message, details), id));
+  }
+
   private send(message: ServerMessage): void {
     if (this.socket.readyState !== OPEN) return;
     this.socket.send(JSON.stringify(message));
@@ -253,13 +252,9 @@ class Session {
   }
 
   private dropSlowConsumer(): void {
-    const buffered = this.socket.bufferedAmount;
-    this.log.info({ buffered_bytes: buffered, stall_limit_ms: this.s.stallLimitMs }, "websocket client stopped reading; dropping it");
-    const err = new InfernoError("SLOW_CONSUMER", `the client read nothing for ${this.s.stallLimitMs} ms with ${buffered} bytes waiting`, {
-      buffered_bytes: buffered,
-      stall_limit_ms: this.s.stallLimitMs,
-    });
-    this.send(wsOut.error(err));
+    const details = { buffered_bytes: this.socket.bufferedAmount, stall_limit_ms: this.s.stallLimitMs };
+    this.log.info(details, "websocket client stopped reading; dropping it");
+    this.fail("SLOW_CONSUMER", `the client read nothing for ${details.stall_limit_ms} ms with ${details.buffered_bytes} bytes waiting`, details);
     this.stopAll(new Error("slow consumer"));
     this.socket.close(CLOSE_POLICY_VIOLATION, "slow consumer");
     // It is not reading, so it would not answer the closing handshake either.

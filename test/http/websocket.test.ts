@@ -155,6 +155,8 @@ test("several inferences on one socket interleave and each completes with its ow
   assert.deepEqual(await ws.next(), { type: "auth", ok: true, user: "anonymous", role: "admin" });
   const prompts = { a: "hello", b: "once upon a time", c: "the world is" };
   for (const [id, prompt] of Object.entries(prompts)) ws.send({ type: "inference", id, model: "tiny", prompt, max_tokens: 40, temperature: 0 });
+  // Without streaming, an inference answers with its `complete` only.
+  ws.send({ type: "inference", id: "whole", model: "tiny", prompt: "hello", max_tokens: 40, temperature: 0, stream: false });
   const results = await Promise.all(Object.keys(prompts).map((id) => ws.result(id)));
   const firstEnd = ws.all.findIndex((m) => m.type === "complete");
   assert.ok(new Set(ws.all.slice(0, firstEnd).map((m) => m.id)).size > 1, "tokens of different ids interleave");
@@ -163,6 +165,8 @@ test("several inferences on one socket interleave and each completes with its ow
     assert.equal(results[i]!.end.type, "complete", id);
     assert.equal(results[i]!.end.text, http.body.choices[0].text, `text of ${id}`);
   }
+  const whole = await ws.result("whole");
+  assert.deepEqual([whole.tokens.length, whole.end.text], [0, results[0]!.end.text]);
   ws.ws.close();
 });
 
@@ -186,6 +190,39 @@ test("cancel stops one inference and frees its sequence while the others go on",
   assert.equal((await ws.result("b")).end.finish_reason, "cancelled");
   await until(() => model.inFlight === 0, "every sequence is free");
   ws.ws.close();
+});
+
+test("cancelling an inference that waits for a sequence takes it out of the queue", async () => {
+  const model = longModel();
+  const busy = await Conn.open(wsUrl(open));
+  for (let i = 0; i < 16; i++) busy.send(longRun(`busy${i}`));
+  await until(() => model.inFlight === 16 && busy.tokensOf("busy15") > 0, "every sequence is busy");
+  const ws = await Conn.open(wsUrl(open));
+  ws.send(longRun("waiting"));
+  await until(() => model.queued === 1, "the inference is queued");
+  ws.send({ type: "cancel", id: "waiting" });
+  assert.deepEqual((await ws.result("waiting")).end, { type: "complete", id: "waiting", finish_reason: "cancelled", text: "" });
+  assert.equal(model.queued, 0);
+  busy.ws.close();
+  ws.ws.close();
+  await until(() => model.inFlight === 0, "the sequences are free");
+});
+
+test("tokens generated over the socket count against the key's tokens-per-minute limit", async () => {
+  const limited = await startTestServer({ tinyModels: ["tiny"], config: { auth: true, jwtSecret: "s".repeat(40), rateLimit: true, tokensPerMinute: 10 } });
+  try {
+    const { ApiKeyStore } = await import("../../src/auth/api-keys.js");
+    const { openDatabase } = await import("../../src/store/database.js");
+    const key = new ApiKeyStore(openDatabase(limited.dataDir)).create({ user: "bob", name: "k", role: "user" }).key;
+    const ws = await Conn.open(wsUrl(limited), bearer(key));
+    ws.send({ type: "inference", id: "t", model: "tiny", prompt: "hello", ...greedy });
+    assert.equal((await ws.result("t")).end.type, "complete");
+    ws.ws.close();
+    const next = await postJson(`${limited.url}/inference`, { model: "tiny", prompt: "hi", max_tokens: 2 }, bearer(key));
+    assert.deepEqual([next.status, next.body.error.details.limit], [429, "tokens_per_minute"]);
+  } finally {
+    await limited.cleanup();
+  }
 });
 
 test("closing the socket mid-generation stops all of its inferences", async () => {
@@ -334,7 +371,8 @@ test("a client that stops reading pauses its generations instead of being buffer
   assert.equal(model.inFlight, 16, "paused, not finished");
   assert.ok(stalledAt < 16 * LONG);
   const [server] = [...open.app.websocketServer.clients] as Array<{ bufferedAmount: number }>;
-  assert.ok(server!.bufferedAmount <= (1 << 20) + 16 * 400, `server buffer bounded (${server!.bufferedAmount} bytes)`);
+  const buffered = server!.bufferedAmount;
+  assert.ok(buffered > 256 << 10 && buffered <= (1 << 20) + 16 * 400, `paused on a full buffer, bounded (${buffered} bytes)`);
   ws.ws._socket.resume();
   await until(() => model.generatedTokens > stalledAt + 500, "generation resumes");
   assert.equal(ws.all.filter((m) => m.type !== "token").length, 0, "nothing failed");
