@@ -121,6 +121,8 @@ export function summarize(report: OnnxBenchReport) {
   };
 }
 
+/** Other processes' CPU: /proc/stat counts in 10 ms ticks, so an idle machine can come out a little below 0. */
+const other = (n: number | null) => (n === null ? "—" : `${fixed(Math.max(0, n))}%`);
 const fixed = (n: number | null, digits = 0) => (n !== null && Number.isFinite(n) ? n.toFixed(digits) : "—");
 const int = (n: number | null) => (n !== null && Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "—");
 
@@ -171,7 +173,7 @@ export function formatReport(report: OnnxBenchReport): string {
     out.push(
       "",
       `${l.model}: latency, ${l.requests} sequential requests per side (one client, keep-alive, sides interleaved); ` +
-        `other processes used ${l.other_cpu_pct === null ? "n/a" : `${fixed(l.other_cpu_pct)}% CPU`} meanwhile`,
+        `other processes used ${other(l.other_cpu_pct)} CPU meanwhile`,
       table(
         ["side", "req bytes", "resp bytes", "p50 µs", "p99 µs", "overhead p50 µs", "overhead p99 µs", "p50 ×raw"],
         l.sides.map((x) => [
@@ -193,7 +195,7 @@ export function formatReport(report: OnnxBenchReport): string {
         `${int(t.per_second)} (${int(t.per_second_min)}–${int(t.per_second_max)})`, int(t.images_per_second),
         fixed(t.p50_ms, 2), fixed(t.p99_ms, 2), fixed(t.requests_per_run, 2),
         `${fixed(t.server_cpu_pct)}%`, t.client_cpu_pct === null ? "—" : `${fixed(t.client_cpu_pct)}%`, fixed(t.server_elu, 2),
-        t.other_cpu_pct === null ? "—" : `${fixed(t.other_cpu_pct)}%`,
+        other(t.other_cpu_pct),
       ]),
     ),
     ...s.throughput.filter((t) => t.errors > 0).map((t) => `errors: ${t.name}: ${t.errors} (first: ${t.first_error})`),

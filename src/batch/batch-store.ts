@@ -15,6 +15,8 @@
 // The batch row turns `completed` (or `failed`, when no item succeeded) in the same transaction that
 // finishes its last item, and the caller's `onFinished` runs inside it too: whatever it writes (the
 // batch.complete webhook delivery) is committed together with the last result, or not at all.
+// An item is either a prompt run with the batch's native params (`/batch`) or a whole request body for
+// one OpenAI endpoint with its own model (`/v1/batches`); both move through the same states.
 // One server per data dir: a second one would requeue the first one's running items.
 import { randomBytes } from "node:crypto";
 import type Database from "better-sqlite3";
@@ -68,12 +70,18 @@ export interface Batch {
   owner: string;
 }
 
+/** What one item asks for: a prompt (with the batch's params), or an OpenAI endpoint's request body. */
+export type ItemRequest = { prompt: string } | { endpoint: string; model: string; body: Record<string, unknown> };
+
 /** One request of a batch with its outcome (`result` for done items, `error` for failed ones). */
 export interface BatchItem {
   id: string;
-  prompt: string;
+  /** Position in the batch, from 0. */
+  seq: number;
+  request: ItemRequest;
   status: ItemStatus;
-  result: { text: string; finish_reason: string; usage: Record<string, number> } | null;
+  /** A prompt item's `{text, finish_reason, usage}`, or an endpoint item's response body. */
+  result: Record<string, unknown> | null;
   error: { code: string; message: string } | null;
   attempts: number;
 }
@@ -82,9 +90,10 @@ export interface BatchItem {
 export interface ClaimableItem {
   batchId: string;
   itemId: string;
+  /** The item's own model for endpoint items, else the batch's. */
   model: string;
   params: Record<string, unknown>;
-  prompt: string;
+  request: ItemRequest;
 }
 
 export type ItemCounts = Record<ItemStatus, number>;
@@ -110,6 +119,7 @@ interface BatchRow {
 
 interface ItemRow {
   item_id: string;
+  seq: number;
   request: string;
   status: ItemStatus;
   result: string | null;
@@ -130,8 +140,18 @@ export interface NewBatch {
   webhookUrl?: string | undefined;
   webhookSecret?: string | undefined;
   owner: string;
-  items: ReadonlyArray<{ id: string; prompt: string }>;
+  items: ReadonlyArray<{ id: string } & ItemRequest>;
 }
+
+const toItem = (r: ItemRow): BatchItem => ({
+  id: r.item_id,
+  seq: r.seq,
+  request: JSON.parse(r.request) as ItemRequest,
+  status: r.status,
+  result: r.result === null ? null : (JSON.parse(r.result) as Record<string, unknown>),
+  error: r.error === null ? null : (JSON.parse(r.error) as BatchItem["error"]),
+  attempts: r.attempts,
+});
 
 /** Batches and their items; every method is one synchronous transaction. */
 export class BatchStore {
@@ -151,6 +171,7 @@ export class BatchStore {
       ),
       counts: db.prepare<[string], { status: ItemStatus; n: number }>("SELECT status, count(*) AS n FROM batch_items WHERE batch_id = ? GROUP BY status"),
       items: db.prepare<[string], ItemRow>("SELECT * FROM batch_items WHERE batch_id = ? ORDER BY seq"),
+      itemsPage: db.prepare<[string, number, number], ItemRow>("SELECT * FROM batch_items WHERE batch_id = ? AND seq > ? ORDER BY seq LIMIT ?"),
       active: db.prepare<[], BatchRow>("SELECT * FROM batches WHERE status IN ('queued', 'running') ORDER BY created_ms, rowid"),
       nextItem: db.prepare<[string], { item_id: string; request: string }>(
         "SELECT item_id, request FROM batch_items WHERE batch_id = ? AND status = 'pending' ORDER BY seq LIMIT 1",
@@ -179,7 +200,7 @@ export class BatchStore {
         id, model: input.model, params: JSON.stringify(input.params), webhook_url: input.webhookUrl ?? null,
         webhook_secret: input.webhookSecret ?? null, total: input.items.length, created_ms: now, owner: input.owner,
       });
-      input.items.forEach((item, seq) => this.stmt.insertItem.run(id, item.id, seq, JSON.stringify({ prompt: item.prompt })));
+      input.items.forEach(({ id: itemId, ...request }, seq) => this.stmt.insertItem.run(id, itemId, seq, JSON.stringify(request)));
     }).immediate();
     return this.get(id)!;
   }
@@ -201,14 +222,12 @@ export class BatchStore {
   }
 
   items(id: string): BatchItem[] {
-    return this.stmt.items.all(id).map((r) => ({
-      id: r.item_id,
-      prompt: (JSON.parse(r.request) as { prompt: string }).prompt,
-      status: r.status,
-      result: r.result === null ? null : (JSON.parse(r.result) as BatchItem["result"]),
-      error: r.error === null ? null : (JSON.parse(r.error) as BatchItem["error"]),
-      attempts: r.attempts,
-    }));
+    return this.stmt.items.all(id).map(toItem);
+  }
+
+  /** Up to `limit` items after position `afterSeq` (-1 for the first page), in order: for batches too big to read at once. */
+  itemsPage(id: string, afterSeq: number, limit: number): BatchItem[] {
+    return this.stmt.itemsPage.all(id, afterSeq, limit).map(toItem);
   }
 
   /** At start-up: items a crash left running have no result, so they run again. Returns how many. */
@@ -226,8 +245,9 @@ export class BatchStore {
       const next = this.stmt.nextItem.get(b.id);
       if (next) {
         const params = JSON.parse(b.params) as Record<string, unknown>;
-        const { prompt } = JSON.parse(next.request) as { prompt: string };
-        out.push({ batchId: b.id, itemId: next.item_id, model: b.model, params, prompt });
+        const request = JSON.parse(next.request) as ItemRequest;
+        const model = "model" in request ? request.model : b.model;
+        out.push({ batchId: b.id, itemId: next.item_id, model, params, request });
         if (out.length >= limit) break;
       }
     }
@@ -247,7 +267,7 @@ export class BatchStore {
    * Stores a running item's one result. False when it was not running (nothing is written then).
    * `hooks` run inside the transaction: `onStored` after the item's row, `onFinished` when it was the batch's last.
    */
-  complete(batchId: string, itemId: string, result: NonNullable<BatchItem["result"]>, hooks: FinishHooks = {}, now = Date.now()): boolean {
+  complete(batchId: string, itemId: string, result: Record<string, unknown>, hooks: FinishHooks = {}, now = Date.now()): boolean {
     return this.finish(batchId, itemId, "done", JSON.stringify(result), null, hooks, now);
   }
 

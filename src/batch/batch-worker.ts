@@ -16,10 +16,14 @@
 // Cancel aborts the batch's running items; an aborted item goes back to pending (a partial
 // generation is never stored), and a cancelled batch's pending items are never claimed. `stop()`
 // (server closing) aborts everything the same way, so the next start runs those items again.
+//
+// A prompt item runs as `POST /inference` would; an endpoint item (from `/v1/batches`) runs as its
+// OpenAI route would without streaming, and its stored result is that route's response body.
 import { AsyncResource } from "node:async_hooks";
-import { collectGeneration } from "../core/generation.js";
+import { collectGeneration, type GenerationResult } from "../core/generation.js";
 import type { Logger } from "../core/logger.js";
 import { toGenerateRequest, usageOf, type GenerationLimits, type PromptBody } from "../dialects/native.js";
+import { runBatchRequest } from "../dialects/openai/batch-requests.js";
 import { toInfernoError } from "../errors/error-handler.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
 import { LlamaTextModel } from "../runtimes/llama/llama-text-model.js";
@@ -52,6 +56,7 @@ interface Running {
 
 export class BatchWorker {
   private readonly running = new Map<string, Running>();
+  private readonly listeners: Array<Partial<BatchEvents>> = [];
   private timer: NodeJS.Timeout | undefined;
   private scheduled = false;
   private stopped = true;
@@ -63,7 +68,14 @@ export class BatchWorker {
     this.pump();
   });
 
-  constructor(private readonly opts: BatchWorkerOptions) {}
+  constructor(private readonly opts: BatchWorkerOptions) {
+    if (opts.events) this.listeners.push(opts.events);
+  }
+
+  /** Adds a listener for item and batch events (called inside the storing transactions, as `events`). */
+  listen(events: Partial<BatchEvents>): void {
+    this.listeners.push(events);
+  }
 
   /** Requeues what a crash left running, then starts pulling items. */
   start(): void {
@@ -87,6 +99,11 @@ export class BatchWorker {
   /** Aborts the batch's running items (they return to pending; the batch is already cancelled in the store). */
   cancel(batchId: string): void {
     for (const r of this.running.values()) if (r.batchId === batchId) r.controller.abort(new Error("batch cancelled"));
+  }
+
+  /** Resolves once none of the batch's items is running (after a cancel, their outcomes are settled). */
+  async settled(batchId: string): Promise<void> {
+    await Promise.allSettled([...this.running.values()].filter((r) => r.batchId === batchId).map((r) => r.done));
   }
 
   /** Stops pulling items and aborts the running ones, which return to pending. */
@@ -134,13 +151,23 @@ export class BatchWorker {
   }
 
   private async runItem(item: ClaimableItem, signal: AbortSignal): Promise<void> {
-    const { store, registry, limits, events } = this.opts;
+    const { store, registry, limits } = this.opts;
     const batch = { id: item.batchId, model: item.model };
-    const onFinished = (b: Batch) => events?.batchFinished(b);
-    let result;
+    const onFinished = (b: Batch) => this.listeners.forEach((l) => l.batchFinished?.(b));
+    let stored: Record<string, unknown>;
+    let result: GenerationResult | undefined;
     try {
-      const req = toGenerateRequest(item.model, { ...(item.params as Omit<PromptBody, "prompt">), prompt: item.prompt }, limits);
-      result = await collectGeneration(await startGeneration(registry, req, signal));
+      const { request } = item;
+      if ("prompt" in request) {
+        const req = toGenerateRequest(item.model, { ...(item.params as Omit<PromptBody, "prompt">), prompt: request.prompt }, limits);
+        result = await collectGeneration(await startGeneration(registry, req, signal));
+        stored = { text: result.text, finish_reason: result.finishReason, usage: usageOf(result) };
+      } else {
+        const out = await runBatchRequest(registry, limits, request.endpoint, request.body, signal);
+        stored = out.body;
+        // One event per item: an item with several choices (n > 1) or none (embeddings) reports nothing.
+        result = out.results.length === 1 ? out.results[0] : undefined;
+      }
     } catch (err) {
       if (signal.aborted) return store.release(item.batchId, item.itemId);
       const e = toInfernoError(err);
@@ -150,7 +177,9 @@ export class BatchWorker {
     }
     // An abort ends generation early with a partial result: that is not the item's answer.
     if (signal.aborted) return store.release(item.batchId, item.itemId);
-    const stored = { text: result.text, finish_reason: result.finishReason, usage: usageOf(result) };
-    store.complete(item.batchId, item.itemId, stored, { onStored: () => events?.itemCompleted(batch, item.itemId, result), onFinished });
+    const onStored = () => {
+      if (result) for (const l of this.listeners) l.itemCompleted?.(batch, item.itemId, result);
+    };
+    store.complete(item.batchId, item.itemId, stored, { onStored, onFinished });
   }
 }

@@ -4,6 +4,9 @@ import type { GenerationChunk, GenerationResult } from "../core/generation.js";
 import { InfernoError } from "../errors/catalogue.js";
 import { inferenceBody, usageOf } from "./native.js";
 
+/** Close codes: going away (shutdown), policy violation (a slow consumer), not authenticated (4401 echoes HTTP 401). */
+export const WS_CLOSE = { goingAway: 1001, policyViolation: 1008, unauthenticated: 4401 } as const;
+
 /** Names an inference on its socket; the client chooses it and every reply about it carries it. */
 const requestId = z.string().min(1).max(256);
 

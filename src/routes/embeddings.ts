@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
+import { embeddingToBase64 } from "../dialects/openai/embeddings.js";
 import { abortOnDisconnect } from "../http/sse.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
 import { textModel } from "../scheduler/text-generation.js";
@@ -9,9 +10,6 @@ const embeddingsBody = z.object({
   input: z.union([z.string().max(1_000_000), z.array(z.string().max(1_000_000)).min(1).max(2048)]),
   encoding_format: z.enum(["float", "base64"]).default("float"),
 });
-
-/** Little-endian float32 bytes in base64, the encoding OpenAI clients decode. */
-export const embeddingToBase64 = (v: number[]) => Buffer.from(new Float32Array(v).buffer).toString("base64");
 
 export const embeddingRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry }> = async (app, { registry }) => {
   app.post("/embeddings", { schema: { body: embeddingsBody } }, async (req, reply) => {

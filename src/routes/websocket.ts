@@ -8,7 +8,7 @@ import type { Principal } from "../auth/principal.js";
 import type { GenerateRequest } from "../core/generation.js";
 import { mapGeneration } from "../core/stream-utils.js";
 import { toGenerateRequest, type GenerationLimits } from "../dialects/native.js";
-import { parseClientMessage, wsOut, type InferenceMessage, type ServerMessage } from "../dialects/websocket.js";
+import { parseClientMessage, WS_CLOSE, wsOut, type InferenceMessage, type ServerMessage } from "../dialects/websocket.js";
 import { InfernoError, type ErrorCode } from "../errors/catalogue.js";
 import { toInfernoError } from "../errors/error-handler.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
@@ -67,9 +67,6 @@ interface Socket {
 
 const OPEN = 1;
 const CLOSED = 3;
-/** Private-range close codes echo HTTP: 4401 is "unauthenticated". */
-const CLOSE_UNAUTHENTICATED = 4401;
-const CLOSE_POLICY_VIOLATION = 1008;
 /** How often a paused generation looks at the send buffer again. */
 const DRAIN_POLL_MS = 10;
 /** A dropped slow consumer gets this long to read its last messages before the TCP connection is cut. */
@@ -151,7 +148,7 @@ class Session {
     this.log.info({ reason }, "websocket authentication failed");
     this.fail("AUTHENTICATION_FAILED", message, { reason });
     this.stopAll(new Error("socket closing"));
-    this.socket.close(CLOSE_UNAUTHENTICATED, "authentication failed");
+    this.socket.close(WS_CLOSE.unauthenticated, "authentication failed");
   }
 
   private cancel(id: string): void {
@@ -256,7 +253,7 @@ class Session {
     this.log.info(details, "websocket client stopped reading; dropping it");
     this.fail("SLOW_CONSUMER", `the client read nothing for ${details.stall_limit_ms} ms with ${details.buffered_bytes} bytes waiting`, details);
     this.stopAll(new Error("slow consumer"));
-    this.socket.close(CLOSE_POLICY_VIOLATION, "slow consumer");
+    this.socket.close(WS_CLOSE.policyViolation, "slow consumer");
     // It is not reading, so it would not answer the closing handshake either.
     setTimeout(() => this.socket.terminate(), TERMINATE_GRACE_MS).unref();
   }
@@ -300,7 +297,7 @@ export const websocketSupport = fp(
       // Going away (1001), then cut whoever has not finished the closing handshake a moment later.
       preClose: async function (this: FastifyInstance) {
         const clients = [...this.websocketServer.clients] as Socket[];
-        for (const client of clients) client.close(1001, "server shutting down");
+        for (const client of clients) client.close(WS_CLOSE.goingAway, "server shutting down");
         for (let waited = 0; waited < TERMINATE_GRACE_MS && clients.some((c) => c.readyState !== CLOSED); waited += DRAIN_POLL_MS) {
           await sleep(DRAIN_POLL_MS);
         }

@@ -6,9 +6,12 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, test } from "node:test";
 import Fastify, { type FastifyInstance } from "fastify";
+import { ApiKeyStore } from "../../src/auth/api-keys.js";
 import type { Principal } from "../../src/auth/principal.js";
+import { UserStore } from "../../src/auth/users.js";
 import { websocketRoutes, websocketSupport, type WebsocketSettings } from "../../src/routes/websocket.js";
 import type { LlamaTextModel } from "../../src/runtimes/llama/llama-text-model.js";
+import { openDatabase } from "../../src/store/database.js";
 import { writeTinyLlamaGguf } from "../fixtures/gguf-writer.js";
 import { tempDir } from "../helpers/paths.js";
 import { postJson, startTestServer, type TestServer } from "../helpers/server.js";
@@ -111,6 +114,7 @@ async function tuned(settings: Partial<WebsocketSettings>, authEnabled = false):
   return `ws://127.0.0.1:${typeof address === "object" && address ? address.port : 0}/ws`;
 }
 
+const newKey = (srv: TestServer, user: string) => new ApiKeyStore(openDatabase(srv.dataDir)).create({ user, name: "ws", role: "user" }).key;
 const longModel = () => open.app.registry.getLoaded("long") as LlamaTextModel;
 
 before(async () => {
@@ -120,9 +124,7 @@ before(async () => {
   await writeTinyLlamaGguf(file, { contextLength: 8192 });
   open = await startTestServer({ tinyModels: ["tiny"], models: { long: file }, config: { contextSize: 8192, parallel: 16, maxTokensLimit: LONG } });
   secured = await startTestServer({ tinyModels: ["tiny"], config: { auth: true, jwtSecret: "s".repeat(40), rateLimit: false } });
-  const { ApiKeyStore } = await import("../../src/auth/api-keys.js");
-  const { openDatabase } = await import("../../src/store/database.js");
-  userKey = new ApiKeyStore(openDatabase(secured.dataDir)).create({ user: "alice", name: "ws key", role: "user" }).key;
+  userKey = newKey(secured, "alice");
   await postJson(`${open.url}/models/long/load`, {});
 });
 after(async () => {
@@ -211,9 +213,7 @@ test("cancelling an inference that waits for a sequence takes it out of the queu
 test("tokens generated over the socket count against the key's tokens-per-minute limit", async () => {
   const limited = await startTestServer({ tinyModels: ["tiny"], config: { auth: true, jwtSecret: "s".repeat(40), rateLimit: true, tokensPerMinute: 10 } });
   try {
-    const { ApiKeyStore } = await import("../../src/auth/api-keys.js");
-    const { openDatabase } = await import("../../src/store/database.js");
-    const key = new ApiKeyStore(openDatabase(limited.dataDir)).create({ user: "bob", name: "k", role: "user" }).key;
+    const key = newKey(limited, "bob");
     const ws = await Conn.open(wsUrl(limited), bearer(key));
     ws.send({ type: "inference", id: "t", model: "tiny", prompt: "hello", ...greedy });
     assert.equal((await ws.result("t")).end.type, "complete");
@@ -294,8 +294,6 @@ test("an Authorization header on the upgrade authenticates the socket; JWTs work
   const badHeader = await Conn.open(wsUrl(secured), bearer("inf_wrong"));
   assert.equal((await badHeader.next()).details.reason, "invalid_credentials");
   assert.equal(await badHeader.closed, 4401);
-  const { UserStore } = await import("../../src/auth/users.js");
-  const { openDatabase } = await import("../../src/store/database.js");
   await new UserStore(openDatabase(secured.dataDir)).create("carol", "correct horse battery", "user");
   const login = await postJson(`${secured.url}/auth/login`, { username: "carol", password: "correct horse battery" });
   const withJwt = await Conn.open(wsUrl(secured));
