@@ -10,6 +10,7 @@ import { SessionClient } from "../src/runtimes/onnx/session-client.js";
 import type { TensorSpec } from "../src/runtimes/onnx/tensor-codec.js";
 import type { BenchModel, InputForm, PreparedRequest } from "./onnx-inputs.js";
 import { httpPost, keepAliveAgent } from "./onnx-http.js";
+import { machineBusyMs } from "./onnx-machine.js";
 import { sessionOptions } from "./onnx-raw.js";
 import { median } from "./stats.js";
 
@@ -39,6 +40,8 @@ export interface Breakdown {
   workerHopUs: number;
   /** session.run timed inside the worker. */
   workerRunUs: number;
+  /** CPU that other processes on the machine used meanwhile, % of one core (null off Linux). */
+  otherCpuPct: number | null;
   stages: StageCosts[];
 }
 
@@ -107,6 +110,7 @@ export async function breakdown(opts: {
   // decodeNativeInputs and decodeKserveInputs read only the model's input specs.
   const asModel = { inputs: [spec] } as unknown as OnnxModel;
 
+  const started = { at: performance.now(), cpu: process.cpuUsage(), busy: machineBusyMs() };
   const session = await SessionClient.open(opts.file, sessionOptions(opts.threads) as Record<string, unknown>);
   let outputs: TensorMap | undefined;
   const hops: number[] = [];
@@ -159,5 +163,11 @@ export async function breakdown(opts: {
   } finally {
     await floor.close();
   }
-  return { model: model.name, samples, workerHopUs: median(hops), workerRunUs: median(runs), stages };
+  const used = process.cpuUsage(started.cpu);
+  const busy = machineBusyMs();
+  const otherCpuPct =
+    started.busy === null || busy === null
+      ? null
+      : ((busy - started.busy - (used.user + used.system) / 1000) / (performance.now() - started.at)) * 100;
+  return { model: model.name, samples, workerHopUs: median(hops), workerRunUs: median(runs), otherCpuPct, stages };
 }

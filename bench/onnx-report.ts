@@ -203,7 +203,11 @@ export function formatReport(report: OnnxBenchReport): string {
   for (const b of report.breakdown) {
     const lat = s.latency.find((l) => l.model === b.model);
     const measured = new Map<Side, number>((lat?.sides ?? []).map((x) => [x.side, x.overhead_p50_us]));
-    out.push("", breakdownTable(b, measured), `worker's own session.run: ${fixed(b.workerRunUs)} µs (median)`);
+    out.push(
+      "",
+      breakdownTable(b, measured),
+      `worker's own session.run: ${fixed(b.workerRunUs)} µs (median); other processes used ${other(b.otherCpuPct)} CPU meanwhile`,
+    );
   }
   out.push(
     "",

@@ -221,6 +221,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(err instanceof Error ? (err.stack ?? err.message) : err);
+  console.error(err instanceof Error ? err.message : err);
   process.exitCode = 1;
 });
