@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import path from "node:path";
 import Fastify, { type FastifyInstance } from "fastify";
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
 import cors from "@fastify/cors";
@@ -6,9 +7,12 @@ import { ApiKeyStore } from "./auth/api-keys.js";
 import authPlugin, { type CredentialCheckers } from "./auth/auth-plugin.js";
 import { JwtIssuer } from "./auth/jwt.js";
 import { UserStore } from "./auth/users.js";
+import { BatchStore } from "./batch/batch-store.js";
+import { BatchWorker } from "./batch/batch-worker.js";
 import type { Config } from "./config/config.js";
 import { parseKeepAlive } from "./core/duration.js";
 import { registerErrorHandling } from "./errors/error-handler.js";
+import { FileStore } from "./files/file-store.js";
 import { rateLimitPlugin, rateLimitSettings } from "./limits/rate-limit.js";
 import { requestTimeoutPlugin } from "./limits/request-timeout.js";
 import { metricsPlugin } from "./observability/metrics.js";
@@ -23,9 +27,11 @@ import { batchRoutes } from "./routes/batch.js";
 import { kserveRoutes } from "./routes/kserve.js";
 import { modelRoutes } from "./routes/models.js";
 import { ollamaRoutes } from "./routes/ollama.js";
+import { openaiBatchRoutes } from "./routes/openai-batches.js";
 import { openaiChatRoutes } from "./routes/openai-chat.js";
 import { openaiCompletionRoutes } from "./routes/openai-completions.js";
 import { openaiEmbeddingRoutes } from "./routes/openai-embeddings.js";
+import { openaiFileRoutes } from "./routes/openai-files.js";
 import { openaiModelRoutes } from "./routes/openai-models.js";
 import { websocketRoutes, websocketSupport } from "./routes/websocket.js";
 import { inspectGguf, LlamaRuntime } from "./runtimes/llama/llama-runtime.js";
@@ -163,7 +169,15 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   await app.register(openaiCompletionRoutes, { registry, limits });
   await app.register(openaiEmbeddingRoutes, { registry });
   await app.register(openaiModelRoutes, { registry });
-  await app.register(batchRoutes, { db, registry, limits, concurrency: config.batchConcurrency, webhooks: app.webhooks });
+  // One batch engine (store and worker) for /batch and /v1/batches.
+  const batchStore = new BatchStore(db);
+  const batchWorker = new BatchWorker({ store: batchStore, registry, limits, concurrency: config.batchConcurrency, log: app.log.child({ component: "batch" }) });
+  app.addHook("onReady", async () => batchWorker.start());
+  app.addHook("preClose", async () => batchWorker.stop());
+  await app.register(batchRoutes, { store: batchStore, worker: batchWorker, registry, limits, webhooks: app.webhooks });
+  const files = new FileStore(db, path.join(config.dataDir, "files"));
+  await app.register(openaiFileRoutes, { files });
+  await app.register(openaiBatchRoutes, { db, files, store: batchStore, worker: batchWorker, registry, limits });
   await app.register(websocketRoutes, { registry, limits, auth: { enabled: config.auth, checkers } });
   return app;
 }

@@ -7,15 +7,14 @@
 // `cancelled`. Cancelling a finished batch changes nothing and answers its status. Storage, exactly-once
 // results and crash recovery: src/batch/batch-store.ts; scheduling beside live traffic: batch-worker.ts.
 import { randomBytes } from "node:crypto";
-import type Database from "better-sqlite3";
 import type { FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { samplingFields, toGenerateRequest, type GenerationLimits } from "../dialects/native.js";
 import { InfernoError } from "../errors/catalogue.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
-import { BatchStore, type Batch, type BatchItem } from "../batch/batch-store.js";
-import { BatchWorker, type BatchEvents } from "../batch/batch-worker.js";
+import type { Batch, BatchItem, BatchStore } from "../batch/batch-store.js";
+import type { BatchEvents, BatchWorker } from "../batch/batch-worker.js";
 import { deliveryView, type Webhooks } from "../webhooks/webhooks.js";
 
 /** Most requests in one batch. */
@@ -48,11 +47,11 @@ const idParams = z.object({ id: z.string().min(1).max(64) });
 const unix = (ms: number | null) => (ms === null ? null : Math.floor(ms / 1000));
 
 export interface BatchRoutesOptions {
-  db: Database.Database;
+  /** The engine's store and worker (shared with `/v1/batches`; the app starts and stops the worker). */
+  store: BatchStore;
+  worker: BatchWorker;
   registry: ModelRegistry;
   limits: GenerationLimits;
-  /** Items run at once (config `batchConcurrency`). */
-  concurrency: number;
   webhooks?: Webhooks;
 }
 
@@ -78,14 +77,8 @@ function batchEvents(store: BatchStore, webhooks: Webhooks): BatchEvents {
   };
 }
 
-export const batchRoutes: FastifyPluginAsyncZod<BatchRoutesOptions> = async (app, { db, registry, limits, concurrency, webhooks }) => {
-  const store = new BatchStore(db);
-  const worker = new BatchWorker({
-    store, registry, limits, concurrency, log: app.log.child({ component: "batch" }),
-    ...(webhooks ? { events: batchEvents(store, webhooks) } : {}),
-  });
-  app.addHook("onReady", async () => worker.start());
-  app.addHook("preClose", async () => worker.stop());
+export const batchRoutes: FastifyPluginAsyncZod<BatchRoutesOptions> = async (app, { store, worker, registry, limits, webhooks }) => {
+  if (webhooks) worker.listen(batchEvents(store, webhooks));
 
   const visible = (request: FastifyRequest, id: string): Batch => {
     const batch = store.get(id);

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import type { GenerationResult } from "../core/generation.js";
 import { firstEager, mergeAsync } from "../core/stream-utils.js";
 import { chatCompletionBody, toChatRequest } from "../dialects/openai/chat.js";
-import { choiceDeltas, collectChoice } from "../dialects/openai/chat-response.js";
+import { chatCompletionOf, choiceDeltas } from "../dialects/openai/chat-response.js";
 import { nowSeconds, openaiId, usageOf } from "../dialects/openai/common.js";
 import type { GenerationLimits } from "../dialects/native.js";
 import { errorBody } from "../errors/error-handler.js";
@@ -21,18 +21,7 @@ export const openaiChatRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; 
     const created = nowSeconds();
     const withLogprobs = body.logprobs === true;
 
-    if (!body.stream) {
-      const outs = await Promise.all(Array.from({ length: n }, (_, i) => lazy(i).then((g) => collectChoice(g, i, withLogprobs))));
-      return {
-        id,
-        object: "chat.completion",
-        created,
-        model: body.model,
-        system_fingerprint: null,
-        choices: outs.map((o) => o.choice),
-        usage: usageOf(outs[0]!.result.promptTokens, outs.map((o) => o.result)),
-      };
-    }
+    if (!body.stream) return (await chatCompletionOf(body, lazy, id, created)).response;
 
     const includeUsage = body.stream_options?.include_usage === true;
     const results: GenerationResult[] = [];

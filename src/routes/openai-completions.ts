@@ -1,25 +1,16 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import type { GenerationResult } from "../core/generation.js";
 import { firstEager, mergeAsync } from "../core/stream-utils.js";
-import { nowSeconds, openaiId, usageOf } from "../dialects/openai/common.js";
+import { nowSeconds, openaiId } from "../dialects/openai/common.js";
 import {
-  checkCompletionBody, collectCompletion, completionBody, completionPieces, needsPromptTools, preparePrompts, toGenerateRequest,
-  type PromptTools,
+  checkCompletionBody, completionBody, completionPieces, completionUsage, needsPromptTools, preparePrompts, promptTools, textCompletionOf,
+  toGenerateRequest,
 } from "../dialects/openai/completions.js";
 import type { GenerationLimits } from "../dialects/native.js";
 import { errorBody } from "../errors/error-handler.js";
 import { abortOnDisconnect, RawEvent, sendSse } from "../http/sse.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
-import type { LlamaTextModel } from "../runtimes/llama/llama-text-model.js";
 import { startGeneration, textModel } from "../scheduler/text-generation.js";
-
-/** Tokenizer pieces the completions dialect needs, from the loaded model. */
-const promptTools = (model: LlamaTextModel): PromptTools => ({
-  tokenize: (text) => model.tokenizePlain(text),
-  detokenize: (ids) => model.detokenize(ids),
-  bos: model.bosTokens,
-  infill: model.infillTokens,
-});
 
 export const openaiCompletionRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limits: GenerationLimits }> = async (
   app,
@@ -39,29 +30,15 @@ export const openaiCompletionRoutes: FastifyPluginAsyncZod<{ registry: ModelRegi
     const id = openaiId("cmpl");
     const created = nowSeconds();
     const withLogprobs = body.logprobs != null;
-    // Each distinct prompt is counted once, however many choices it has.
-    const usage = (results: GenerationResult[]) =>
-      usageOf(prompts.reduce((sum, _, p) => sum + results[p * n]!.promptTokens, 0), results);
+    const usage = (results: GenerationResult[]) => completionUsage(prompts.length, n, results);
 
     if (!body.stream) {
-      let outs;
       try {
-        outs = await Promise.all(
-          Array.from({ length: total }, (_, i) => lazy(i).then((g) => collectCompletion(g, i, promptOf(i).echo, withLogprobs))),
-        );
+        return (await textCompletionOf(body, prompts, lazy, id, created)).response;
       } catch (err) {
         controller.abort(err); // stop the choices that did start
         throw err;
       }
-      return {
-        id,
-        object: "text_completion",
-        created,
-        model: body.model,
-        system_fingerprint: null,
-        choices: outs.map((o) => o.choice),
-        usage: usage(outs.map((o) => o.result)),
-      };
     }
 
     const includeUsage = body.stream_options?.include_usage === true;

@@ -2,8 +2,8 @@ import type { ToolCall } from "../../core/chat.js";
 import type { GenerationChunk, GenerationResult, TokenLogprob } from "../../core/generation.js";
 import { parseAutoCalls, parseForcedCall, ToolCallHoldback } from "../../core/tool-calls.js";
 import type { ChatGeneration } from "../../scheduler/chat.js";
-import { chatLogprob } from "./common.js";
-import { toolCallsOut, type FinishReasonOut } from "./chat.js";
+import { chatLogprob, nowSeconds, openaiId, usageOf } from "./common.js";
+import { toolCallsOut, type ChatCompletionBody, type FinishReasonOut } from "./chat.js";
 
 /** One choice's reply once generation ended: content, tool calls and why it finished. */
 export interface ChoiceOutcome {
@@ -53,6 +53,31 @@ export async function collectChoice(gen: ChatGeneration, index: number, withLogp
     text += step.value.text;
     if (step.value.logprobs) logprobs.push(...step.value.logprobs);
   }
+}
+
+/**
+ * Non-streamed: waits for every choice (`start(i)` gives choice i's generation) and builds the
+ * `chat.completion` object, as `POST /v1/chat/completions` and chat batch items answer it.
+ */
+export async function chatCompletionOf(
+  body: ChatCompletionBody,
+  start: (i: number) => Promise<ChatGeneration>,
+  id = openaiId("chatcmpl"),
+  created = nowSeconds(),
+) {
+  const withLogprobs = body.logprobs === true;
+  const outs = await Promise.all(Array.from({ length: body.n ?? 1 }, (_, i) => start(i).then((g) => collectChoice(g, i, withLogprobs))));
+  const results = outs.map((o) => o.result);
+  const response = {
+    id,
+    object: "chat.completion" as const,
+    created,
+    model: body.model,
+    system_fingerprint: null,
+    choices: outs.map((o) => o.choice),
+    usage: usageOf(results[0]!.promptTokens, results),
+  };
+  return { response, results };
 }
 
 export type ChoiceDelta = {

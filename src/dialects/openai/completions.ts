@@ -3,7 +3,10 @@ import type { FinishReason, GenerateRequest, GenerationResult, GenerationStream,
 import { mapGeneration } from "../../core/stream-utils.js";
 import { InfernoError } from "../../errors/catalogue.js";
 import type { GenerationLimits } from "../native.js";
-import { formatOf, maxTokensOf, openaiSamplingFields, responseFormatField, samplingOf, stopsOf } from "./common.js";
+import type { LlamaTextModel } from "../../runtimes/llama/llama-text-model.js";
+import {
+  formatOf, maxTokensOf, nowSeconds, openaiId, openaiSamplingFields, responseFormatField, samplingOf, stopsOf, usageOf,
+} from "./common.js";
 
 /** More prompts × `n` than this in one request would hold the queue for everyone else. */
 const MAX_CHOICES = 64;
@@ -45,6 +48,14 @@ export function promptsOf(prompt: CompletionBody["prompt"]): Array<string | numb
   if (typeof prompt[0] === "number") return [prompt as number[]];
   return prompt as Array<string | number[]>;
 }
+
+/** Tokenizer pieces this dialect needs, from the loaded model. */
+export const promptTools = (model: LlamaTextModel): PromptTools => ({
+  tokenize: (text) => model.tokenizePlain(text),
+  detokenize: (ids) => model.detokenize(ids),
+  bos: model.bosTokens,
+  infill: model.infillTokens,
+});
 
 /** Does preparing the prompts need the model (token prompts to echo, or infill)? */
 export const needsPromptTools = (body: CompletionBody) =>
@@ -147,6 +158,42 @@ export async function collectCompletion(gen: GenerationStream, index: number, ec
     }
     if (step.value.logprobs) tokens.push(...step.value.logprobs);
   }
+}
+
+/** Usage of a request whose choice i is choice i % n of prompt i / n: each distinct prompt is counted once. */
+export const completionUsage = (prompts: number, n: number, results: GenerationResult[]) =>
+  usageOf(Array.from({ length: prompts }, (_, p) => results[p * n]!.promptTokens).reduce((a, b) => a + b, 0), results);
+
+/**
+ * Non-streamed: waits for every choice (`start(i)` gives choice i's generation; choice i is choice
+ * i % n of prompt i / n, as OpenAI numbers them) and builds the `text_completion` object, as
+ * `POST /v1/completions` and completions batch items answer it.
+ */
+export async function textCompletionOf(
+  body: CompletionBody,
+  prompts: PreparedPrompt[],
+  start: (i: number) => Promise<GenerationStream>,
+  id = openaiId("cmpl"),
+  created = nowSeconds(),
+) {
+  const n = body.n ?? 1;
+  const withLogprobs = body.logprobs != null;
+  const outs = await Promise.all(
+    Array.from({ length: prompts.length * n }, (_, i) =>
+      start(i).then((g) => collectCompletion(g, i, prompts[Math.floor(i / n)]!.echo, withLogprobs)),
+    ),
+  );
+  const results = outs.map((o) => o.result);
+  const response = {
+    id,
+    object: "text_completion" as const,
+    created,
+    model: body.model,
+    system_fingerprint: null,
+    choices: outs.map((o) => o.choice),
+    usage: completionUsage(prompts.length, n, results),
+  };
+  return { response, results };
 }
 
 /** Streamed: the echoed prompt (if any), a piece per chunk, then an empty piece with the finish reason. */
