@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { DynamicBatcher, type BatchItem, type DynamicBatcherOptions } from "../../src/runtimes/onnx/dynamic-batcher.js";
 import { InfernoError } from "../../src/errors/catalogue.js";
+import { prng } from "../fixtures/prng.js";
 
 type Item = BatchItem<number[]>;
 const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -246,13 +247,7 @@ describe("DynamicBatcher", () => {
   });
 
   it("keeps its invariants under a seeded random load", async () => {
-    let seed = 0x9e3779b9;
-    const rand = (): number => {
-      seed = (seed + 0x6d2b79f5) | 0;
-      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
+    const rand = prng(0x9e3779b9);
     const pick = (n: number): number => Math.floor(rand() * n);
     const max = 8;
     const limit = 2;

@@ -10,6 +10,7 @@ import { OnnxFormatError, readOnnxHeader, type OnnxHeader, type ReadOnnxOptions 
 import { buildGguf, buildTinyLlamaGguf } from "../fixtures/gguf-writer.js";
 import { buildOnnx, dynamicImageOnnx, linearClassifierOnnx, slowOnnx, typesZooOnnx, writeOnnx, type OnnxModelSpec } from "../fixtures/onnx-writer.js";
 import { encodeVarint, ProtoWriter } from "../fixtures/protobuf-writer.js";
+import { prng } from "../fixtures/prng.js";
 
 let dir = "";
 let counter = 0;
@@ -194,7 +195,7 @@ test("refuses files that are not ONNX", async () => {
   await rejects(JSON.stringify({ graph: { inputs: [] } }), "not_protobuf");
   await rejects(buildGguf({ metadata: [["general.architecture", "string", "llama"]], tensors: [] }), "not_protobuf");
   await rejects(buildTinyLlamaGguf(), "not_protobuf");
-  const rand = mulberry32(7);
+  const rand = prng(7);
   for (const size of [1, 2, 3, 16, 100, 4096]) {
     assert.notEqual(await outcome(Buffer.from(Array.from({ length: size }, () => Math.floor(rand() * 256)))), "ok");
   }
@@ -264,19 +265,9 @@ test("counts and string bytes are bounded by options", async () => {
   await rejects(model(W().message(11, valueInfo("wide", tensorType(F32, Array.from({ length: 1025 }, () => dimValue(1)))))), "too_large");
 });
 
-// mulberry32, so every run mutates the same bytes.
-function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let r = Math.imul(s ^ (s >>> 15), s | 1);
-    r ^= r + Math.imul(r ^ (r >>> 7), r | 61);
-    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 test("seeded byte-flip fuzz: every mutant parses or throws OnnxFormatError", async () => {
-  const rand = mulberry32(42);
+  const rand = prng(42);
   const bases = [linearClassifierOnnx(), typesZooOnnx(), dynamicImageOnnx()];
   const seen = new Map<string, number>();
   for (let i = 0; i < 300; i++) {
