@@ -2,7 +2,7 @@
 // INFERNO_* variables inherited. Needs no model, except one test that reads stories260K.gguf (skipped
 // when ../shared/models is absent).
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, readdir, stat, writeFile } from "node:fs/promises";
@@ -12,13 +12,8 @@ import path from "node:path";
 import { createInterface } from "node:readline";
 import { after, before, describe, it } from "node:test";
 import { buildTinyLlamaGguf, writeTinyLlamaGguf } from "../fixtures/gguf-writer.js";
-import { cliPath, realModel, repoRoot, tempDir } from "../helpers/paths.js";
-
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+import { runCli as runCliIn, spawnCli as spawnCliIn } from "../helpers/cli.js";
+import { realModel, repoRoot, tempDir } from "../helpers/paths.js";
 
 let work: string;
 let cleanup: () => Promise<void>;
@@ -28,33 +23,8 @@ before(async () => {
 });
 after(() => cleanup());
 
-/** The parent's env without any INFERNO_* variable (nor the test runner's marker), plus `extra`. */
-function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const inherited = ([k]: [string, unknown]) => !k.startsWith("INFERNO_") && k !== "NODE_TEST_CONTEXT";
-  const env = Object.fromEntries(Object.entries(process.env).filter(inherited));
-  return { ...env, ...extra };
-}
-
-function spawnCli(args: string[], env: Record<string, string> = {}): ChildProcess {
-  return spawn(process.execPath, [cliPath, ...args], { cwd: work, env: childEnv(env), stdio: ["ignore", "pipe", "pipe"] });
-}
-
-/** Runs a command to completion (killed after 20 s, so a hang fails the test instead of the run). */
-function runCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
-  const child = spawnCli(args, env);
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.setEncoding("utf8").on("data", (s: string) => (stdout += s));
-  child.stderr!.setEncoding("utf8").on("data", (s: string) => (stderr += s));
-  const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
-  return new Promise((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const spawnCli = (args: string[], env: Record<string, string> = {}): ChildProcess => spawnCliIn(args, { cwd: work, env });
+const runCli = (args: string[], env: Record<string, string> = {}) => runCliIn(args, { cwd: work, env });
 
 const STACK_LINE = /^\s+at .+\(?.+:\d+:\d+\)?$/m;
 

@@ -1,20 +1,14 @@
 // `inferno security ...` as users run it: built dist/src/cli.js in a child process, in a temp cwd, with no
 // INFERNO_* variables inherited; each test gets its own data dir. Needs no model and no server.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ApiKeyStore } from "../../src/auth/api-keys.js";
 import { UserStore } from "../../src/auth/users.js";
 import { openDatabase } from "../../src/store/database.js";
-import { cliPath, tempDir } from "../helpers/paths.js";
-
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+import { runCli as runCliIn } from "../helpers/cli.js";
+import { tempDir } from "../helpers/paths.js";
 
 let work: string;
 let cleanup: () => Promise<void>;
@@ -25,28 +19,7 @@ before(async () => {
 });
 after(() => cleanup());
 
-function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const inherited = ([k]: [string, unknown]) => !k.startsWith("INFERNO_") && k !== "NODE_TEST_CONTEXT";
-  return { ...Object.fromEntries(Object.entries(process.env).filter(inherited)), ...extra };
-}
-
-/** Runs the CLI to completion with `stdin` piped in (killed after 20 s so a hang fails the test). */
-function runCli(args: string[], opts: { env?: Record<string, string>; stdin?: string } = {}): Promise<CliResult> {
-  const child = spawn(process.execPath, [cliPath, ...args], { cwd: work, env: childEnv(opts.env ?? {}), stdio: ["pipe", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (s: string) => (stdout += s));
-  child.stderr.setEncoding("utf8").on("data", (s: string) => (stderr += s));
-  child.stdin.end(opts.stdin ?? "");
-  const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
-  return new Promise((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const runCli = (args: string[], opts: { env?: Record<string, string>; stdin?: string } = {}) => runCliIn(args, { cwd: work, ...opts, stdin: opts.stdin ?? "" });
 
 const newDataDir = () => path.join(work, `data${++count}`);
 
