@@ -100,6 +100,8 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
       contextSize: config.contextSize,
       batchSize: config.batchSize,
       gpuLayers: config.gpuLayers,
+      queueSize: config.queueSize,
+      queueTimeoutMs: config.queueTimeoutMs,
     },
     app.log,
   );

@@ -160,7 +160,7 @@ export class BatchWorker {
       const { request } = item;
       if ("prompt" in request) {
         const req = toGenerateRequest(item.model, { ...(item.params as Omit<PromptBody, "prompt">), prompt: request.prompt }, limits);
-        result = await collectGeneration(await startGeneration(registry, req, signal));
+        result = await collectGeneration(await startGeneration(registry, { ...req, priority: "batch" }, signal));
         stored = { text: result.text, finish_reason: result.finishReason, usage: usageOf(result) };
       } else {
         const out = await runBatchRequest(registry, limits, request.endpoint, request.body, signal);

@@ -1,9 +1,33 @@
-/** Hands a limited set of resources to waiters in FIFO order; a waiter whose signal aborts leaves the queue. */
+import { InfernoError } from "../errors/catalogue.js";
+
+/** Live requests are served before batch work whenever both wait. */
+export type Priority = "live" | "batch";
+
+export interface PoolLimits {
+  /** Most requests that may wait; one more is refused at once with SERVICE_UNAVAILABLE. */
+  maxWaiting?: number;
+  /** How long a request may wait before it fails with TIMEOUT (ms). */
+  waitTimeoutMs?: number;
+}
+
+interface Waiter<T> {
+  resolve: (r: T) => void;
+  reject: (e: unknown) => void;
+  pick?: ((free: T[]) => number) | undefined;
+  priority: Priority;
+  cleanup: () => void;
+}
+
+/**
+ * Hands a limited set of resources (a model's sequences) to waiters: live requests first, each class in
+ * FIFO order. The queue is bounded and waits are timed; a waiter whose signal aborts leaves the queue
+ * without a trace.
+ */
 export class ResourcePool<T> {
   private readonly free: T[];
-  private readonly waiters: Array<{ resolve: (r: T) => void; reject: (e: unknown) => void; pick?: (free: T[]) => number }> = [];
+  private readonly waiters: Waiter<T>[] = [];
 
-  constructor(resources: T[]) {
+  constructor(resources: T[], private readonly limits: PoolLimits = {}) {
     this.free = [...resources];
   }
 
@@ -16,30 +40,58 @@ export class ResourcePool<T> {
   }
 
   /** `pick` chooses which free resource to take (index into the free list); default the first. */
-  acquire(signal?: AbortSignal, pick?: (free: T[]) => number): Promise<T> {
+  acquire(signal?: AbortSignal, pick?: (free: T[]) => number, priority: Priority = "live"): Promise<T> {
     if (signal?.aborted) return Promise.reject(signal.reason);
-    if (this.free.length > 0 && this.waiters.length === 0) return Promise.resolve(this.take(pick));
-    return new Promise<T>((resolve, reject) => {
-      const waiter = { resolve, reject, pick };
-      this.waiters.push(waiter);
-      signal?.addEventListener(
-        "abort",
-        () => {
-          const i = this.waiters.indexOf(waiter);
-          if (i !== -1) {
-            this.waiters.splice(i, 1);
-            reject(signal.reason);
-          }
-        },
-        { once: true },
+    if (this.free.length > 0 && !this.waiters.some((w) => w.priority === "live" || priority === "batch")) {
+      return Promise.resolve(this.take(pick));
+    }
+    const max = this.limits.maxWaiting;
+    if (max !== undefined && this.waiters.length >= max) {
+      return Promise.reject(
+        new InfernoError("SERVICE_UNAVAILABLE", `the model's queue is full (${max} requests waiting); retry shortly`, {
+          queue_size: max,
+          retry_after: 1,
+        }),
       );
+    }
+    return new Promise<T>((resolve, reject) => {
+      const leave = (err: unknown) => {
+        const i = this.waiters.indexOf(waiter);
+        if (i === -1) return;
+        this.waiters.splice(i, 1);
+        waiter.cleanup();
+        reject(err);
+      };
+      const onAbort = () => leave(signal!.reason);
+      const timeoutMs = this.limits.waitTimeoutMs;
+      const timer =
+        timeoutMs === undefined
+          ? undefined
+          : setTimeout(() => leave(new InfernoError("TIMEOUT", `waited ${timeoutMs} ms for a free sequence`, { waited_ms: timeoutMs })), timeoutMs);
+      const waiter: Waiter<T> = {
+        resolve,
+        reject,
+        pick,
+        priority,
+        cleanup: () => {
+          if (timer) clearTimeout(timer);
+          signal?.removeEventListener("abort", onAbort);
+        },
+      };
+      // Live waiters go ahead of every batch waiter; within a class, first come first served.
+      const firstBatch = priority === "live" ? this.waiters.findIndex((w) => w.priority === "batch") : -1;
+      if (firstBatch === -1) this.waiters.push(waiter);
+      else this.waiters.splice(firstBatch, 0, waiter);
+      signal?.addEventListener("abort", onAbort, { once: true });
     });
   }
 
   release(resource: T): void {
     this.free.push(resource);
     const next = this.waiters.shift();
-    if (next) next.resolve(this.take(next.pick));
+    if (!next) return;
+    next.cleanup();
+    next.resolve(this.take(next.pick));
   }
 
   private take(pick?: (free: T[]) => number): T {

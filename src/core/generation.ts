@@ -25,6 +25,8 @@ export interface GenerateRequest {
   format?: OutputFormat;
   /** When set, every chunk carries the chosen tokens' log-probabilities and this many alternatives (0-20). */
   logprobs?: number;
+  /** Batch work waits behind live requests for a sequence. */
+  priority?: "live" | "batch";
 }
 
 /** A generated token with its log-probability and the most likely alternatives. */

@@ -83,6 +83,8 @@ export function dialectOf(request: FastifyRequest): ErrorDialect {
 
 export function sendError(request: FastifyRequest, reply: FastifyReply, thrown: unknown): FastifyReply {
   const err = toInfernoError(thrown);
+  const retryAfter = err.details?.retry_after;
+  if (typeof retryAfter === "number" && !reply.hasHeader("retry-after")) reply.header("retry-after", String(Math.ceil(retryAfter)));
   if (err.status >= 500) request.log.error({ err: err.cause ?? err, code: err.code }, "request failed");
   else request.log.info({ code: err.code, reason: err.message }, "request rejected");
   return reply.code(err.status).type("application/json").send(errorBody(err, dialectOf(request), request.id));

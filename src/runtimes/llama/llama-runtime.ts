@@ -13,6 +13,9 @@ export interface LlamaRuntimeConfig {
   contextSize: number;
   batchSize: number;
   gpuLayers: "auto" | "max" | number;
+  /** Requests that may wait for a sequence per model, and for how long (ms). */
+  queueSize: number;
+  queueTimeoutMs: number;
 }
 
 /** Options a GGUF load accepts, from `POST /models/{id}/load` or a registration. */
@@ -86,6 +89,7 @@ export class LlamaRuntime {
       });
       const loaded = new LlamaTextModel(model, context, {
         threads: this.config.threads,
+        queue: { maxWaiting: this.config.queueSize, waitTimeoutMs: this.config.queueTimeoutMs },
         loadTimeMs: performance.now() - started,
         options: {
           gpu_layers: model.gpuLayers, context_size: context.contextSize, batch_size: context.batchSize, parallel,

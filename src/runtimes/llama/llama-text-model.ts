@@ -1,5 +1,5 @@
 import type { LlamaContext, LlamaContextSequence, LlamaEmbeddingContext, LlamaModel, Token } from "node-llama-cpp";
-import { ResourcePool } from "../../core/async-queue.js";
+import { ResourcePool, type PoolLimits } from "../../core/async-queue.js";
 import type { GenerateRequest, GenerationStream } from "../../core/generation.js";
 import { InfernoError } from "../../errors/catalogue.js";
 import type { LoadedModel } from "../loaded-model.js";
@@ -9,6 +9,8 @@ import { GrammarCache } from "./grammar-cache.js";
 
 export interface LlamaTextModelOptions {
   threads: number;
+  /** Bounds on the queue of requests waiting for a sequence. */
+  queue?: PoolLimits;
   loadTimeMs: number;
   options: Record<string, unknown>;
 }
@@ -37,7 +39,7 @@ export class LlamaTextModel implements LoadedModel {
     this.options = Object.freeze({ ...settings.options });
     const sequences: LlamaContextSequence[] = [];
     while (context.sequencesLeft > 0) sequences.push(context.getSequence());
-    this.pool = new ResourcePool(sequences);
+    this.pool = new ResourcePool(sequences, settings.queue);
     this.grammars = new GrammarCache(model.llama);
   }
 
@@ -154,7 +156,7 @@ export class LlamaTextModel implements LoadedModel {
         );
       }
       const grammar = req.format ? await this.grammars.get(req.format) : undefined;
-      const sequence = await this.pool.acquire(signal, (free) => longestPrefixIndex(free, promptTokens));
+      const sequence = await this.pool.acquire(signal, (free) => longestPrefixIndex(free, promptTokens), req.priority ?? "live");
       const input: LoopInput = {
         model: this.model, sequence, req, promptTokens, grammar, signal, started,
         budget: Math.min(req.maxTokens, this.contextSize - promptTokens.length),
