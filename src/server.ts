@@ -147,7 +147,7 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   // run after every app-level onRequest hook, auth's included, whatever the registration order.
   await app.register(requestTimeoutPlugin, { timeoutMs: config.requestTimeoutMs });
   await app.register(rateLimitPlugin, { ...rateLimitSettings(config), generations: registry });
-  await app.register(metricsPlugin, { registry, public: config.metricsPublic });
+  await app.register(metricsPlugin, { registry });
   await app.register(tracesPlugin, { registry });
   const db = openDatabase(config.dataDir);
   const keys = new ApiKeyStore(db);

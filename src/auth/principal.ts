@@ -28,7 +28,5 @@ declare module "fastify" {
   interface FastifyContextConfig {
     /** The role a route needs; "user" when absent. Checked by the auth plugin's onRequest hook. */
     role?: Role;
-    /** Reachable without credentials even when auth is on. */
-    public?: boolean;
   }
 }

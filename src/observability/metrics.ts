@@ -22,8 +22,6 @@ declare module "fastify" {
 
 export interface MetricsPluginOptions {
   registry: ModelRegistry;
-  /** Serve `GET /metrics` without credentials (config.metricsPublic). */
-  public: boolean;
   /** Most custom metrics and label sets per custom metric `POST /metrics/custom` may create. */
   customLimits?: { metrics: number; series: number };
 }
@@ -173,7 +171,8 @@ async function metrics(app: FastifyInstance, opts: MetricsPluginOptions): Promis
     done();
   });
 
-  app.get(SCRAPE_ROUTE, { config: { public: opts.public } }, async (_request, reply) => {
+  // Whether /metrics needs credentials is the auth plugin's decision (its public list, --metrics-public).
+  app.get(SCRAPE_ROUTE, async (_request, reply) => {
     reply.type(register.contentType);
     return register.metrics();
   });
