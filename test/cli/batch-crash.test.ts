@@ -3,14 +3,15 @@
 // stored result, equal to a fresh greedy run. Uses stories260K.gguf when ../shared/models is there,
 // else a tiny generated GGUF (same checks, less realistic text).
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { copyFile, mkdir } from "node:fs/promises";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { test } from "node:test";
 import Database from "better-sqlite3";
 import { writeTinyLlamaGguf } from "../fixtures/gguf-writer.js";
-import { cliPath, realModel, tempDir } from "../helpers/paths.js";
+import { spawnCli } from "../helpers/cli.js";
+import { realModel, tempDir } from "../helpers/paths.js";
 
 interface Served {
   child: ChildProcess;
@@ -21,10 +22,9 @@ interface Served {
 
 /** `inferno serve` in a child with no inherited INFERNO_* variables; resolves once it listens. */
 async function serve(args: string[]): Promise<Served> {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("INFERNO_") && k !== "NODE_TEST_CONTEXT"));
-  const child = spawn(process.execPath, [cliPath, "serve", "--port", "0", "--log-level", "info", ...args], {
-    env: { ...env, INFERNO_LOG_PRETTY: "false", INFERNO_BATCH_CONCURRENCY: "1" },
-    stdio: ["ignore", "pipe", "pipe"],
+  const child = spawnCli(["serve", "--port", "0", "--log-level", "info", ...args], {
+    cwd: process.cwd(),
+    env: { INFERNO_LOG_PRETTY: "false", INFERNO_BATCH_CONCURRENCY: "1" },
   });
   let log = "";
   child.stderr!.setEncoding("utf8").on("data", (s: string) => (log += s));
