@@ -62,14 +62,9 @@ for (const streamed of [true, false]) {
 
 test("a request waiting for a sequence is dropped from the queue when its client leaves", async () => {
   const model = srv.app.registry.getLoaded("long") as LlamaTextModel;
-  const busy = new AbortController();
-  const first = fetch(`${srv.url}/inference/stream`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ model: "long", prompt: "hello", max_tokens: LONG, temperature: 0 }),
-    signal: busy.signal,
-  });
-  await (await first).body!.getReader().read();
+  // Hold the only sequence with a stream nobody reads (a generation could end early at end-of-text).
+  const sampling = { temperature: 0, topP: 1, topK: 0, minP: 0, repeatPenalty: 1, presencePenalty: 0, frequencyPenalty: 0 };
+  const holder = await model.start({ model: "long", prompt: "hello", maxTokens: 4, stop: [], sampling }, new AbortController().signal);
   const waiting = new AbortController();
   const second = fetch(`${srv.url}/inference`, {
     method: "POST",
@@ -83,8 +78,7 @@ test("a request waiting for a sequence is dropped from the queue when its client
   await second;
   for (let i = 0; i < 200 && model.queued > 0; i++) await sleep(5);
   assert.equal(model.queued, 0, "the abandoned request left the queue");
-  busy.abort();
-  await waitIdle(model);
+  await holder.return(undefined as never);
   assert.equal(model.inFlight, 0);
 });
 

@@ -29,12 +29,11 @@ after(async () => {
 test("a full queue answers 503 with Retry-After at once; a long wait answers 504 TIMEOUT", async () => {
   await postJson(`${srv.url}/models/long/load`, {});
   const model = srv.app.registry.getLoaded("long") as LlamaTextModel;
-  const busy = new AbortController();
-  const first = await fetch(`${srv.url}/inference/stream`, {
-    method: "POST", headers: { "content-type": "application/json" },
-    body: JSON.stringify({ model: "long", prompt: "hello", max_tokens: 8000 }), signal: busy.signal,
-  });
-  await first.body!.getReader().read(); // the only sequence is taken
+  // Hold the only sequence with a stream nobody reads: deterministic, unlike a long generation that the
+  // random-weight model may end early with an end-of-text token.
+  const sampling = { temperature: 0, topP: 1, topK: 0, minP: 0, repeatPenalty: 1, presencePenalty: 0, frequencyPenalty: 0 };
+  const holder = await model.start({ model: "long", prompt: "hello", maxTokens: 8, stop: [], sampling }, new AbortController().signal);
+  assert.equal(model.inFlight, 1);
   const queued = postJson(`${srv.url}/inference`, { model: "long", prompt: "queued", max_tokens: 2 });
   for (let i = 0; i < 100 && model.queued === 0; i++) await sleep(5);
   assert.equal(model.queued, 1);
@@ -48,8 +47,7 @@ test("a full queue answers 503 with Retry-After at once; a long wait answers 504
   assert.equal(timedOut.status, 504);
   assert.equal(timedOut.body.error.code, "TIMEOUT");
   assert.equal(model.queued, 0);
-  busy.abort();
-  for (let i = 0; i < 200 && model.inFlight > 0; i++) await sleep(5);
+  await holder.return(undefined as never);
   assert.equal(model.inFlight, 0);
   assert.equal((await postJson(`${srv.url}/inference`, { model: "long", prompt: "after", max_tokens: 2 })).status, 200);
 });
