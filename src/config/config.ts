@@ -90,6 +90,12 @@ export const configSchema = z
     concurrentRequests: intFromString(1, 100_000).default(10),
     /** Per-request time limit in milliseconds (TIMEOUT after it); streams count until their last token. */
     requestTimeoutMs: intFromString(1000, 24 * 3600 * 1000).default(600_000),
+    /**
+     * On SIGTERM/SIGINT, how long open requests and streams may go on before they are ended with
+     * SERVICE_UNAVAILABLE. 25 s: under Kubernetes' default 30 s terminationGracePeriodSeconds, leaving
+     * time to end the streams, flush batch state and exit before the SIGKILL.
+     */
+    shutdownGraceMs: intFromString(0, 3600 * 1000).default(25_000),
     /** Largest request header block in bytes. */
     maxHeaderBytes: intFromString(1024, 1 << 20).default(16 * 1024),
     /** Batch items run at once (each holds one sequence; never the last free one of a model, see src/batch). */
