@@ -17,6 +17,7 @@ import { rateLimitPlugin, rateLimitSettings } from "./limits/rate-limit.js";
 import { requestTimeoutPlugin } from "./limits/request-timeout.js";
 import { metricsPlugin } from "./observability/metrics.js";
 import { tracesPlugin } from "./observability/traces.js";
+import { parseBudget, parseVramBudget, systemProbe } from "./registry/memory-budget.js";
 import { ModelRegistry } from "./registry/model-registry.js";
 import { openDatabase } from "./store/database.js";
 import { embeddingRoutes } from "./routes/embeddings.js";
@@ -119,6 +120,12 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
     modelRoots: config.modelRoots,
     log: app.log,
     keepAliveMs: parseKeepAlive(config.keepAlive) ?? null,
+    memory: {
+      ram: parseBudget(config.memoryBudget)!,
+      vram: parseVramBudget(config.vramBudget)!,
+      maxLoaded: config.maxLoadedModels,
+      probe: systemProbe(() => llamaRuntime.freeVram()),
+    },
     runtimes: {
       gguf: {
         inspect: async (file) => {
@@ -126,11 +133,13 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
           return { ...s, contextLength: s.context_length ?? undefined };
         },
         load: (file, options, signal) => llamaRuntime.load(file, options, signal),
+        estimate: (file, options) => llamaRuntime.estimate(file, options),
         optionKeys: ["gpu_layers", "context_size", "batch_size", "parallel", "chat_template"],
       },
       onnx: {
         inspect: async (file) => ({ ...(await inspectOnnx(file)) }),
         load: (file, options) => onnxRuntime.load(file, options),
+        estimate: (file) => onnxRuntime.estimate(file),
         optionKeys: ["max_batch_size", "max_queue_delay_us"],
       },
     },

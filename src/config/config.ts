@@ -3,6 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
 import { parseKeepAlive } from "../core/duration.js";
+import { parseBudget, parseVramBudget } from "../registry/memory-budget.js";
 import { DEFAULT_HF_ENDPOINT } from "../pull/model-source.js";
 
 /** Default llama.cpp threads: leave one core to the JS thread, which drives every token and the HTTP I/O. */
@@ -51,6 +52,21 @@ export const configSchema = z
       .union([z.number(), z.string()])
       .default("5m")
       .refine((v) => parseKeepAlive(v) !== undefined, "expected seconds or a duration such as 5m, 1h30m, -1"),
+    /**
+     * RAM that loaded models may hold together: "auto" (80% of the memory available at start, cgroup
+     * limits included), bytes, a size ("8GiB", "512MB") or a share of total RAM ("75%").
+     */
+    memoryBudget: z
+      .union([z.number(), z.string()])
+      .default("auto")
+      .refine((v) => parseBudget(v) !== undefined, 'expected "auto", bytes, a size such as 8GiB or 512MB, or a share such as 75%'),
+    /** GPU memory that loads may take: "auto" (90% of what is free at each load) or a size; percentages are of total RAM, so not taken. */
+    vramBudget: z
+      .union([z.number(), z.string()])
+      .default("auto")
+      .refine((v) => parseVramBudget(v) !== undefined, 'expected "auto", bytes or a size such as 20GiB'),
+    /** Models loaded at once; loading one more unloads the least recently used idle one. 0: no limit. */
+    maxLoadedModels: intFromString(0, 10_000).default(3),
     /** onnxruntime execution provider: cpu (default), cuda, or auto (cuda when it loads, else cpu). */
     onnxProvider: z.enum(["cpu", "cuda", "auto"]).default("cpu"),
     onnxIntraOpThreads: intFromString(1, 1024).default(defaultThreads()),

@@ -4,6 +4,7 @@ import type { GenerationResult } from "../core/generation.js";
 import type { Logger } from "../core/logger.js";
 import { InfernoError } from "../errors/catalogue.js";
 import type { LoadedModel } from "../runtimes/loaded-model.js";
+import { AUTO_RAM_SHARE, AUTO_VRAM_SHARE, formatBytes, NO_MEMORY, planLoad, systemProbe, type BudgetSetting, type Candidate, type MemoryProbe, type MemoryUse } from "./memory-budget.js";
 import { isValidModelId, modelTypeOf, realRoots, resolveAllowedModelPath, type ModelType } from "./model-paths.js";
 import { RegistrationStore, type Registration } from "./registration-store.js";
 
@@ -12,6 +13,8 @@ export interface ModelRuntime {
   /** Checks the file without loading it; throws INVALID_MODEL_FILE. Returns facts shown in model info. */
   inspect(filePath: string): Promise<ModelFacts>;
   load(filePath: string, options: Record<string, unknown>, signal?: AbortSignal): Promise<LoadedModel>;
+  /** The memory a load with these options will take (RAM and GPU memory), without loading. */
+  estimate(filePath: string, options: Record<string, unknown>): Promise<MemoryUse>;
   /** Load options this runtime understands; others are refused rather than silently ignored. */
   optionKeys: readonly string[];
 }
@@ -40,6 +43,16 @@ export interface RegistryOptions {
   log: Logger;
   /** Idle time after which a loaded model is unloaded (ms); null keeps models loaded. */
   keepAliveMs?: number | null;
+  memory?: MemoryPolicy;
+}
+
+/** Limits on what loaded models may hold together (config memoryBudget, vramBudget, maxLoadedModels). */
+export interface MemoryPolicy {
+  ram: BudgetSetting;
+  vram: "auto" | { bytes: number };
+  /** 0: no limit. */
+  maxLoaded: number;
+  probe?: MemoryProbe;
 }
 
 /**
@@ -65,9 +78,28 @@ export class ModelRegistry {
   private readonly store: RegistrationStore;
   private readonly factsCache = new Map<string, { key: string; facts: ModelFacts }>();
   private readonly listeners = new Set<(event: RegistryEvent) => void>();
+  /** When each loaded model was last handed to a request: the least recently used idle one goes first. */
+  private readonly lastUsed = new Map<string, number>();
+  /** Models just handed out by acquire(), until their caller has had the turn to start using them. */
+  private readonly holds = new Map<string, number>();
+  /** What loads in progress will take, so that two loads at once cannot both count the same free memory. */
+  private reserved: MemoryUse = { ...NO_MEMORY };
+  private readonly probe: MemoryProbe;
+  private readonly policy: MemoryPolicy;
+  /** The RAM budget in bytes, fixed at start ("auto": a share of what was available then). */
+  readonly ramBudget: number;
 
   constructor(private readonly opts: RegistryOptions) {
     this.store = new RegistrationStore(opts.dataDir);
+    this.policy = opts.memory ?? { ram: "auto", vram: "auto", maxLoaded: 0 };
+    this.probe = this.policy.probe ?? systemProbe();
+    const ram = this.policy.ram;
+    this.ramBudget =
+      ram === "auto"
+        ? Math.floor(this.probe.availableRam() * AUTO_RAM_SHARE)
+        : "percent" in ram
+          ? Math.floor((this.probe.totalRam() * ram.percent) / 100)
+          : ram.bytes;
   }
 
   async init(): Promise<void> {
@@ -224,22 +256,122 @@ export class ModelRegistry {
       if (Object.entries(options).every(([k, v]) => current.options[k] === v)) return this.touch(id, current);
       await this.disposeLoaded(id, current);
     }
-    const model = await this.runtimeFor(entry.type).load(entry.path, { ...entry.options, ...options });
+    const runtime = this.runtimeFor(entry.type);
+    const merged = { ...entry.options, ...options };
+    const need = await runtime.estimate(entry.path, merged);
+    const freeVram = need.vram > 0 ? await this.probe.freeVram() : null;
+    // From here to reserve() nothing awaits, so concurrent loads see each other's reservations.
+    const victims = this.makeRoom(id, need, freeVram);
+    this.reserve(need, 1);
+    let model: LoadedModel;
+    try {
+      for (const victim of victims) {
+        await victim.dispose().catch((err: unknown) => this.opts.log.warn({ err }, "unloading a model to make room failed"));
+      }
+      model = await runtime.load(entry.path, merged);
+    } finally {
+      this.reserve(need, -1);
+    }
     this.loaded.set(id, model);
     this.opts.log.info({ model: id, load_ms: Math.round(model.loadTimeMs), options: model.options }, "model loaded");
     this.emit({ kind: "load", model: id, ms: model.loadTimeMs });
     return this.touch(id, model);
   }
 
-  /** The loaded model for a request, loading it on first use. */
+  /**
+   * The loaded model for a request, loading it on first use. The model is held until the caller's next
+   * turn of the event loop, so that a load making room cannot unload it before the request starts on it.
+   */
   async acquire(id: string): Promise<LoadedModel> {
-    const model = this.loaded.get(id);
+    let model = this.loaded.get(id);
     if (model?.broken && model.inFlight === 0) {
       this.opts.log.warn({ model: id }, "model stopped working; loading it again");
       await this.disposeLoaded(id, model).catch(() => undefined);
-      return this.load(id);
+      model = undefined;
     }
-    return model ? this.touch(id, model) : this.load(id);
+    const ready = model ? this.touch(id, model) : await this.load(id);
+    this.holds.set(id, (this.holds.get(id) ?? 0) + 1);
+    setImmediate(() => {
+      const left = (this.holds.get(id) ?? 1) - 1;
+      if (left > 0) this.holds.set(id, left);
+      else this.holds.delete(id);
+    });
+    return ready;
+  }
+
+  /** Memory the loaded models hold together, and the limits they are held to (GET /health). */
+  memoryStatus() {
+    const used = this.usedMemory();
+    return {
+      budget_bytes: this.ramBudget,
+      used_bytes: used.ram,
+      vram_used_bytes: used.vram,
+      available_bytes: this.probe.availableRam(),
+      max_loaded_models: this.policy.maxLoaded,
+    };
+  }
+
+  private usedMemory(): MemoryUse {
+    const used = { ...this.reserved };
+    for (const model of this.loaded.values()) {
+      const m = model.memoryUsage();
+      used.ram += m.ram;
+      used.vram += m.vram;
+    }
+    return used;
+  }
+
+  private reserve(need: MemoryUse, sign: 1 | -1): void {
+    this.reserved = { ram: this.reserved.ram + sign * need.ram, vram: this.reserved.vram + sign * need.vram };
+  }
+
+  /**
+   * Synchronously picks the idle models to unload (least recently used first) so that `need` fits, takes
+   * them out of the loaded set and returns them for disposal; throws when even that would not be enough.
+   * Models with requests in flight, queued or just handed out are never picked.
+   */
+  private makeRoom(id: string, need: MemoryUse, freeVram: number | null): LoadedModel[] {
+    const used = this.usedMemory();
+    const vram = this.policy.vram;
+    const vramRoom =
+      freeVram === null ? 0 : vram === "auto" ? freeVram * AUTO_VRAM_SHARE - this.reserved.vram : Math.min(vram.bytes - used.vram, freeVram - this.reserved.vram);
+    const room = {
+      ram: Math.min(this.ramBudget - used.ram, this.probe.availableRam() - this.reserved.ram),
+      vram: need.vram > 0 ? vramRoom : 0,
+    };
+    const idle: Candidate[] = [];
+    const busy: string[] = [];
+    for (const [other, model] of this.loaded) {
+      if (other === id) continue;
+      if (model.inFlight > 0 || this.holds.has(other) || this.loading.has(other)) busy.push(other);
+      else idle.push({ id: other, use: model.memoryUsage(), lastUsed: this.lastUsed.get(other) ?? 0 });
+    }
+    const others = this.loaded.size - (this.loaded.has(id) ? 1 : 0) + [...this.loading.keys()].filter((k) => k !== id && !this.loaded.has(k)).length;
+    const plan = planLoad({ need, room, count: others, idle, maxLoaded: this.policy.maxLoaded });
+    if (!plan.ok && plan.reason === "memory") {
+      const what = plan.resource === "ram" ? "RAM" : "GPU memory";
+      const budget = plan.resource === "ram" ? this.ramBudget : vram === "auto" ? null : vram.bytes;
+      throw new InfernoError(
+        "INSUFFICIENT_MEMORY",
+        `model '${id}' needs ${formatBytes(plan.needed)} of ${what} but only ${formatBytes(plan.free)} can be made free` +
+          (budget !== null ? ` within the ${formatBytes(budget)} budget` : "") +
+          (busy.length ? ` (models in use: ${busy.join(", ")})` : ""),
+        { model: id, resource: plan.resource, needed_bytes: plan.needed, free_bytes: plan.free, budget_bytes: budget, models_in_use: busy },
+      );
+    }
+    if (!plan.ok) {
+      throw new InfernoError(
+        "SERVICE_UNAVAILABLE",
+        `${plan.loaded} models are loaded (the maximum is ${plan.max}) and all are in use; try again when one is idle`,
+        { model: id, loaded_models: plan.loaded, max_loaded_models: plan.max, models_in_use: busy, retry_after: 1 },
+      );
+    }
+    return plan.unload.map((victim) => {
+      const model = this.loaded.get(victim)!;
+      this.detach(victim);
+      this.opts.log.info({ model: victim, for: id }, "unloading the least recently used idle model to make room");
+      return model;
+    });
   }
 
   async unload(id: string): Promise<boolean> {
@@ -255,12 +387,18 @@ export class ModelRegistry {
     if (model.inFlight > 0) {
       throw new InfernoError("MODEL_BUSY", `model '${id}' has ${model.inFlight} request(s) in flight`, { model: id, in_flight: model.inFlight });
     }
+    this.detach(id);
+    await model.dispose();
+    this.opts.log.info({ model: id }, "model unloaded");
+  }
+
+  /** Takes a model out of the loaded set (new requests load it again) and stops its keep-alive timer. */
+  private detach(id: string): void {
     this.loaded.delete(id);
+    this.lastUsed.delete(id);
     const timer = this.expiry.get(id)?.timer;
     if (timer) clearTimeout(timer);
     this.expiry.delete(id);
-    await model.dispose();
-    this.opts.log.info({ model: id }, "model unloaded");
   }
 
   async close(): Promise<void> {
@@ -286,6 +424,7 @@ export class ModelRegistry {
   }
 
   private touch(id: string, model: LoadedModel): LoadedModel {
+    this.lastUsed.set(id, performance.now());
     this.arm(id, this.opts.keepAliveMs ?? null);
     return model;
   }

@@ -8,5 +8,6 @@ export const healthRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; star
     version: VERSION,
     uptime_seconds: Math.floor((Date.now() - startedAt) / 1000),
     models_loaded: registry.loadedModels().length,
+    memory: registry.memoryStatus(),
   }));
 };

@@ -34,6 +34,12 @@ function signatureOf(loaded: LoadedModel | undefined, facts: ModelFacts | undefi
   return { inputs: facts?.inputs ?? null, outputs: facts?.outputs ?? null };
 }
 
+/** What a loaded model holds: the API reference's total, and its split between RAM and GPU memory. */
+function memoryFields(model: LoadedModel) {
+  const { ram, vram } = model.memoryUsage();
+  return { memory_usage_bytes: ram + vram, memory: { ram_bytes: ram, vram_bytes: vram } };
+}
+
 /** A model as `GET /models` shows it (fields of the API reference plus a few of Inferno's). */
 export async function describeModel(registry: ModelRegistry, entry: ModelEntry, detailed = false) {
   const loaded = registry.getLoaded(entry.id);
@@ -49,7 +55,7 @@ export async function describeModel(registry: ModelRegistry, entry: ModelEntry, 
     capabilities: loaded?.capabilities ?? capabilitiesOf(entry.type),
     source: entry.source,
     created: entry.created,
-    ...(loaded ? { memory_usage_bytes: loaded.memoryUsageBytes(), options: loaded.options } : {}),
+    ...(loaded ? { ...memoryFields(loaded), options: loaded.options } : {}),
     ...(entry.type === "onnx" ? signatureOf(loaded, facts) : {}),
     ...(detailed ? { details: facts ?? null, registration_options: entry.options } : {}),
   };
@@ -77,7 +83,7 @@ export const modelRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry }> = a
     return {
       status: "loaded",
       model_id: req.params.id,
-      memory_usage_bytes: model.memoryUsageBytes(),
+      ...memoryFields(model),
       load_time_ms: Math.round(model.loadTimeMs),
       context_size: model.contextSize,
       options: model.options,

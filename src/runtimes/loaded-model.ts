@@ -1,3 +1,4 @@
+import type { MemoryUse } from "../registry/memory-budget.js";
 import type { ModelType } from "../registry/model-paths.js";
 
 /** A model held in memory by a runtime; the registry only needs these. */
@@ -11,7 +12,8 @@ export interface LoadedModel {
   readonly loadTimeMs: number;
   /** The options it was loaded with, normalised. */
   readonly options: Readonly<Record<string, unknown>>;
-  memoryUsageBytes(): number;
+  /** RAM and GPU memory the model holds (weights, context, session), as the runtime accounts for it. */
+  memoryUsage(): MemoryUse;
   /** True when the model can no longer serve (its worker died): the registry loads it again. */
   readonly broken?: boolean;
   dispose(): Promise<void>;

@@ -156,6 +156,14 @@ describe("bad values fail with a ConfigError naming the key and its origin", () 
     assert.match(err.message, /"port"/);
   });
 
+  it("a memory budget that is not auto, a size or a share; a share for VRAM", () => {
+    const ram = configErrorOf(() => loadConfig({ env: { INFERNO_MEMORY_BUDGET: "lots" } }));
+    assert.match(ram.message, /"memoryBudget" \(env INFERNO_MEMORY_BUDGET\): expected "auto", bytes, a size/);
+    const vram = configErrorOf(() => loadConfig({ env: {}, flags: { vramBudget: "50%" } }));
+    assert.match(vram.message, /"vramBudget"/);
+    assert.equal(loadConfig({ env: { INFERNO_MEMORY_BUDGET: "12GiB" } }).memoryBudget, "12GiB");
+  });
+
   it("a value not in an enum", () => {
     const err = configErrorOf(() => loadConfig({ env: {}, flags: { gpu: "tpu" } }));
     assert.match(err.message, /"gpu"/);

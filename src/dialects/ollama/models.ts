@@ -87,14 +87,15 @@ export async function psEntry(registry: ModelRegistry, id: string, model: Loaded
   const entry = await registry.get(id);
   const [info, facts] = await Promise.all([fileInfo(entry), factsOf(registry, entry)]);
   const expires = registry.expiresAt(id);
+  const memory = model.memoryUsage();
   return {
     name: id + TAG,
     model: id + TAG,
-    size: model.memoryUsageBytes(),
+    size: memory.ram + memory.vram,
     digest: info.digest,
     details: detailsOf(entry, facts),
     expires_at: expires === null ? NEVER : timestamp(expires),
-    size_vram: 0,
+    size_vram: memory.vram,
     ...(model.contextSize !== null ? { context_length: model.contextSize } : {}),
   };
 }

@@ -1,6 +1,7 @@
-import { getLlama, LlamaLogLevel, type Llama } from "node-llama-cpp";
+import { getLlama, GgufInsights, LlamaLogLevel, readGgufFileInfo, type Llama } from "node-llama-cpp";
 import type { Logger } from "../../core/logger.js";
 import { InfernoError } from "../../errors/catalogue.js";
+import type { MemoryUse } from "../../registry/memory-budget.js";
 import { GgufFormatError, readGgufHeader, summarizeGguf, type GgufSummary } from "../../gguf/gguf-reader.js";
 import { LlamaTextModel } from "./llama-text-model.js";
 
@@ -65,13 +66,52 @@ export class LlamaRuntime {
     return this.llama;
   }
 
+  /** Context settings for a load: the request's options over the server's, the context capped at the trained size. */
+  private contextPlan(summary: GgufSummary, options: LlamaLoadOptions) {
+    const contextSize = options.context_size ?? Math.min(this.config.contextSize, summary.context_length ?? this.config.contextSize);
+    return {
+      contextSize,
+      parallel: options.parallel ?? this.config.parallel,
+      batchSize: options.batch_size ?? Math.min(this.config.batchSize, contextSize),
+    };
+  }
+
+  /**
+   * The memory a load with these options will take, from node-llama-cpp's GGUF insights (weights plus
+   * the context's KV cache and compute buffers), split between RAM and GPU memory by the layers offloaded.
+   */
+  async estimate(filePath: string, options: LlamaLoadOptions): Promise<MemoryUse> {
+    const summary = await inspectGguf(filePath);
+    const llama = await this.getLlama();
+    const insights = await GgufInsights.from(await readGgufFileInfo(filePath, { sourceType: "filesystem", logWarnings: false }), llama);
+    const { contextSize, parallel, batchSize } = this.contextPlan(summary, options);
+    const gpuLayers = await this.resolveGpuLayers(llama, insights, options.gpu_layers ?? this.config.gpuLayers);
+    const weights = await insights.estimateModelResourceRequirementsV2({ gpuLayers });
+    const context = await insights.estimateContextResourceRequirementsV2({
+      contextSize, sequences: parallel, batchSize, modelGpuLayers: gpuLayers,
+    });
+    return { ram: weights.cpuRam + context.cpuRam, vram: weights.gpuVram + context.gpuVram };
+  }
+
+  /** Free GPU memory as llama.cpp sees it; null on a CPU-only backend. */
+  async freeVram(): Promise<number | null> {
+    const llama = await this.getLlama();
+    return llama.gpu === false ? null : (await llama.getVramState()).free;
+  }
+
+  private async resolveGpuLayers(llama: Llama, insights: GgufInsights, setting: "auto" | "max" | number): Promise<number> {
+    if (llama.gpu === false) return 0;
+    if (setting === "max") return insights.totalLayers;
+    if (typeof setting === "number") return Math.min(setting, insights.totalLayers);
+    // What node-llama-cpp's "auto" will pick for the VRAM free now; when nothing fits, it all stays in RAM.
+    return insights.configurationResolver.resolveModelGpuLayersV2("auto").then((r) => r.gpuLayers, () => 0);
+  }
+
   async load(filePath: string, options: LlamaLoadOptions, signal?: AbortSignal): Promise<LlamaTextModel> {
     const summary = await inspectGguf(filePath);
     const started = performance.now();
     const llama = await this.getLlama();
-    const trained = summary.context_length ?? this.config.contextSize;
-    const contextSize = options.context_size ?? Math.min(this.config.contextSize, trained);
-    const parallel = options.parallel ?? this.config.parallel;
+    const { contextSize, parallel, batchSize } = this.contextPlan(summary, options);
     const gpuLayers = llama.gpu === false ? 0 : (options.gpu_layers ?? this.config.gpuLayers);
     let model;
     try {
@@ -83,12 +123,14 @@ export class LlamaRuntime {
       const context = await model.createContext({
         contextSize,
         sequences: parallel,
-        batchSize: options.batch_size ?? Math.min(this.config.batchSize, contextSize),
+        batchSize,
         threads: this.config.threads,
         ...(signal ? { createSignal: signal } : {}),
       });
+      const weights = await model.fileInsights.estimateModelResourceRequirementsV2({ gpuLayers: model.gpuLayers });
       const loaded = new LlamaTextModel(model, context, {
         threads: this.config.threads,
+        weights: { ram: weights.cpuRam, vram: weights.gpuVram },
         queue: { maxWaiting: this.config.queueSize, waitTimeoutMs: this.config.queueTimeoutMs },
         loadTimeMs: performance.now() - started,
         options: {

@@ -2,6 +2,7 @@ import type { LlamaContext, LlamaContextSequence, LlamaEmbeddingContext, LlamaMo
 import { ResourcePool, type PoolLimits } from "../../core/async-queue.js";
 import type { GenerateRequest, GenerationStream } from "../../core/generation.js";
 import { InfernoError } from "../../errors/catalogue.js";
+import type { MemoryUse } from "../../registry/memory-budget.js";
 import type { LoadedModel } from "../loaded-model.js";
 import { ChatRenderer } from "./chat-renderer.js";
 import { generationLoop, type LoopInput } from "./generation-loop.js";
@@ -9,6 +10,8 @@ import { GrammarCache } from "./grammar-cache.js";
 
 export interface LlamaTextModelOptions {
   threads: number;
+  /** Where the weights are: RAM, and GPU memory for the layers offloaded. */
+  weights: MemoryUse;
   /** Bounds on the queue of requests waiting for a sequence. */
   queue?: PoolLimits;
   loadTimeMs: number;
@@ -65,9 +68,9 @@ export class LlamaTextModel implements LoadedModel {
     return this.pool.waiting;
   }
 
-  memoryUsageBytes(): number {
+  memoryUsage(): MemoryUse {
     const ctx = this.context.memoryUsage;
-    return this.model.size + ctx.ram + ctx.vram;
+    return { ram: this.settings.weights.ram + ctx.ram, vram: this.settings.weights.vram + ctx.vram };
   }
 
   /** Prompt tokens as the model will see them (with BOS when the model wants one). */

@@ -1,4 +1,5 @@
 import { InfernoError } from "../../errors/catalogue.js";
+import type { MemoryUse } from "../../registry/memory-budget.js";
 import type { LoadedModel } from "../loaded-model.js";
 import { DynamicBatcher, type BatchItem } from "./dynamic-batcher.js";
 import type { SessionClient } from "./session-client.js";
@@ -10,7 +11,8 @@ export interface OnnxModelSettings {
   /** Rows per merged run; 1 turns dynamic batching off. */
   maxBatchSize: number;
   maxQueueDelayMicros: number;
-  fileSize: number;
+  /** The estimate made before loading (onnxruntime does not report what its session and arena hold). */
+  memory: MemoryUse;
   loadTimeMs: number;
   options: Record<string, unknown>;
 }
@@ -83,9 +85,9 @@ export class OnnxModel implements LoadedModel {
     return this.batcher?.queued ?? 0;
   }
 
-  /** An estimate: onnxruntime does not report its arena; the weights are about the file's size. */
-  memoryUsageBytes(): number {
-    return this.settings.fileSize;
+  /** The load-time estimate (see onnxMemoryEstimate): onnxruntime does not report its arena. */
+  memoryUsage(): MemoryUse {
+    return this.settings.memory;
   }
 
   /** Runs one request; concurrent same-shaped requests are merged into one run when the model allows. */
