@@ -15,7 +15,8 @@
 //
 // Cancel aborts the batch's running items; an aborted item goes back to pending (a partial
 // generation is never stored), and a cancelled batch's pending items are never claimed. `stop()`
-// (server closing) aborts everything the same way, so the next start runs those items again.
+// (server closing) aborts everything the same way, so the next start runs those items again; while
+// the server drains before that, `pause()` lets the running items finish but claims no new ones.
 //
 // A prompt item runs as `POST /inference` would; an endpoint item (from `/v1/batches`) runs as its
 // OpenAI route would without streaming, and its stored result is that route's response body.
@@ -104,6 +105,11 @@ export class BatchWorker {
   /** Resolves once none of the batch's items is running (after a cancel, their outcomes are settled). */
   async settled(batchId: string): Promise<void> {
     await Promise.allSettled([...this.running.values()].filter((r) => r.batchId === batchId).map((r) => r.done));
+  }
+
+  /** Stops claiming items (the server is draining); the running ones go on until they finish or `stop()`. */
+  pause(): void {
+    this.stopped = true;
   }
 
   /** Stops pulling items and aborts the running ones, which return to pending. */

@@ -9,7 +9,7 @@ import type { GenerateRequest } from "../core/generation.js";
 import { mapGeneration } from "../core/stream-utils.js";
 import { toGenerateRequest, type GenerationLimits } from "../dialects/native.js";
 import { parseClientMessage, WS_CLOSE, wsOut, type InferenceMessage, type ServerMessage } from "../dialects/websocket.js";
-import { InfernoError, type ErrorCode } from "../errors/catalogue.js";
+import { InfernoError, isInfernoError, type ErrorCode } from "../errors/catalogue.js";
 import { toInfernoError } from "../errors/error-handler.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
 import { startGeneration } from "../scheduler/text-generation.js";
@@ -49,6 +49,8 @@ export interface WebsocketRoutesOptions {
   /** When enabled, a socket must authenticate (header on the upgrade or first `auth` message) before anything else. */
   auth: { enabled: boolean; checkers: CredentialCheckers };
   settings?: Partial<WebsocketSettings>;
+  /** Aborts when the server drains: sockets take no new inference and close (1001) once theirs are done. */
+  draining?: AbortSignal;
 }
 
 /** The parts of a `ws` WebSocket used here (the package ships no types). */
@@ -102,6 +104,10 @@ class Session {
     socket.on("pong", () => (this.alive = true));
     socket.on("close", () => this.onClose());
     this.pingTimer = setInterval(() => this.heartbeat(), this.s.pingIntervalMs);
+    ctx.draining?.addEventListener("abort", this.closeIfDrained);
+    // The upgrade request's signal aborts with a coded reason when the shutdown grace runs out.
+    const ended = request.abortSignal;
+    ended?.addEventListener("abort", () => isInfernoError(ended.reason) && this.goAway(ended.reason), { once: true });
     if (this.principal) return;
     if (request.headers.authorization !== undefined) {
       this.refuse("invalid_credentials", "the API key or token of the Authorization header is invalid, expired or revoked");
@@ -159,6 +165,7 @@ class Session {
 
   private start(message: InferenceMessage): void {
     const { id } = message;
+    if (this.ctx.draining?.aborted) return this.fail("SERVICE_UNAVAILABLE", "the server is shutting down", { reason: "shutting_down" }, id);
     if (this.running.has(id)) {
       return this.fail("INVALID_REQUEST", `an inference with id '${id}' is already in flight on this socket`, { reason: "duplicate_id" }, id);
     }
@@ -213,7 +220,23 @@ class Session {
       finish(wsOut.error(coded, id));
     } finally {
       if (this.running.get(id) === controller) this.running.delete(id);
+      this.closeIfDrained();
     }
+  }
+
+  /** While the server drains, a socket with no inference left closes with 1001 (going away). */
+  private readonly closeIfDrained = () => {
+    if (this.ctx.draining?.aborted && this.running.size === 0 && this.socket.readyState === OPEN) {
+      this.socket.close(WS_CLOSE.goingAway, "server shutting down");
+    }
+  };
+
+  /** Ends every inference with `err` (an error message for each id), then closes with 1001 (going away). */
+  private goAway(err: InfernoError): void {
+    if (this.socket.readyState !== OPEN) return;
+    for (const id of this.running.keys()) this.send(wsOut.error(err, id));
+    this.stopAll(err);
+    this.socket.close(WS_CLOSE.goingAway, "server shutting down");
   }
 
   /** A coded error, about one inference when `id` is given. */
@@ -275,6 +298,7 @@ class Session {
   }
 
   private onClose(): void {
+    this.ctx.draining?.removeEventListener("abort", this.closeIfDrained);
     clearInterval(this.pingTimer);
     clearTimeout(this.authTimer);
     this.stopAll(new Error("socket closed"));
