@@ -15,6 +15,7 @@ import { registerErrorHandling } from "./errors/error-handler.js";
 import { FileStore } from "./files/file-store.js";
 import { rateLimitPlugin, rateLimitSettings } from "./limits/rate-limit.js";
 import { requestTimeoutPlugin } from "./limits/request-timeout.js";
+import { shutdownPlugin } from "./lifecycle/shutdown.js";
 import { metricsPlugin } from "./observability/metrics.js";
 import { tracesPlugin } from "./observability/traces.js";
 import { parseBudget, parseVramBudget, systemProbe } from "./registry/memory-budget.js";
@@ -155,6 +156,8 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   // Before the first route, so every route gets their hooks; rate-limit checks are route hooks and so
   // run after every app-level onRequest hook, auth's included, whatever the registration order.
   await app.register(requestTimeoutPlugin, { timeoutMs: config.requestTimeoutMs });
+  // Before auth and rate limits: during a drain every new request is refused with the same 503.
+  await app.register(shutdownPlugin);
   await app.register(rateLimitPlugin, { ...rateLimitSettings(config), generations: registry });
   await app.register(metricsPlugin, { registry });
   await app.register(tracesPlugin, { registry });
@@ -184,11 +187,12 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   const batchStore = new BatchStore(db);
   const batchWorker = new BatchWorker({ store: batchStore, registry, limits, concurrency: config.batchConcurrency, log: app.log.child({ component: "batch" }) });
   app.addHook("onReady", async () => batchWorker.start());
+  app.drainSignal.addEventListener("abort", () => batchWorker.pause(), { once: true });
   app.addHook("preClose", async () => batchWorker.stop());
   await app.register(batchRoutes, { store: batchStore, worker: batchWorker, registry, limits, webhooks: app.webhooks });
   const files = new FileStore(db, path.join(config.dataDir, "files"));
   await app.register(openaiFileRoutes, { files });
   await app.register(openaiBatchRoutes, { db, files, store: batchStore, worker: batchWorker, registry, limits });
-  await app.register(websocketRoutes, { registry, limits, auth: { enabled: config.auth, checkers } });
+  await app.register(websocketRoutes, { registry, limits, auth: { enabled: config.auth, checkers }, draining: app.drainSignal });
   return app;
 }

@@ -2,10 +2,10 @@ import { isIP } from "node:net";
 import { ConfigError, loadConfig } from "../config/config.js";
 import { buildServer } from "../server.js";
 
-/** Grace period for in-flight requests on SIGTERM/SIGINT before the process exits anyway. */
-const SHUTDOWN_GRACE_MS = 10_000;
+/** How long after the grace a drain that hangs (a stuck native call, say) is cut short with exit code 1. */
+const HARD_EXIT_AFTER_GRACE_MS = 15_000;
 
-/** Starts the server and closes it gracefully on SIGTERM/SIGINT. Resolves once listening. */
+/** Starts the server and drains it gracefully on SIGTERM/SIGINT (src/lifecycle/shutdown.ts). Resolves once listening. */
 export async function serve(flags: Record<string, unknown>): Promise<void> {
   const config = loadConfig({ flags });
   if (!config.auth && !config.insecure && !isLoopback(config.host)) {
@@ -15,20 +15,25 @@ export async function serve(flags: Record<string, unknown>): Promise<void> {
     );
   }
   const app = await buildServer(config);
-  let closing = false;
+  let draining = false;
   const shutdown = (signal: NodeJS.Signals) => {
-    if (closing) return;
-    closing = true;
-    app.log.info({ signal }, "shutting down");
+    if (draining) {
+      // A second signal (Ctrl-C twice) skips what is left of the grace; the cleanup still runs.
+      app.log.warn({ signal }, "second signal: ending the open requests now");
+      void app.drain(0);
+      return;
+    }
+    draining = true;
+    app.log.info({ signal, grace_ms: config.shutdownGraceMs }, "shutting down");
     const force = setTimeout(() => {
-      app.log.warn("grace period over; exiting with requests still open");
+      app.log.error("shutdown did not complete; exiting");
       process.exit(1);
-    }, SHUTDOWN_GRACE_MS);
+    }, config.shutdownGraceMs + HARD_EXIT_AFTER_GRACE_MS);
     force.unref();
-    app.close().then(
+    app.drain(config.shutdownGraceMs).then(
       () => process.exit(0),
       (err: unknown) => {
-        app.log.error({ err }, "error while closing");
+        app.log.error({ err }, "error while shutting down");
         process.exit(1);
       },
     );

@@ -6,50 +6,14 @@ import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
 import { copyFile, mkdir } from "node:fs/promises";
 import path from "node:path";
-import { createInterface } from "node:readline";
 import { test } from "node:test";
 import Database from "better-sqlite3";
 import { writeTinyLlamaGguf } from "../fixtures/gguf-writer.js";
-import { spawnCli } from "../helpers/cli.js";
+import { serveCli } from "../helpers/cli.js";
 import { realModel, tempDir } from "../helpers/paths.js";
 
-interface Served {
-  child: ChildProcess;
-  url: string;
-  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  log: () => string;
-}
-
-/** `inferno serve` in a child with no inherited INFERNO_* variables; resolves once it listens. */
-async function serve(args: string[]): Promise<Served> {
-  const child = spawnCli(["serve", "--port", "0", "--log-level", "info", ...args], {
-    cwd: process.cwd(),
-    env: { INFERNO_LOG_PRETTY: "false", INFERNO_BATCH_CONCURRENCY: "1" },
-  });
-  let log = "";
-  child.stderr!.setEncoding("utf8").on("data", (s: string) => (log += s));
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`serve did not listen within 20 s: ${log}`)), 20_000);
-    createInterface({ input: child.stdout! }).on("line", (line) => {
-      log += `${line}\n`;
-      const msg = (() => {
-        try {
-          return (JSON.parse(line) as { msg?: unknown }).msg;
-        } catch {
-          return undefined;
-        }
-      })();
-      const m = typeof msg === "string" ? /^Server listening at (http:\/\/\S+)$/.exec(msg) : null;
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    void exit.then(({ code }) => reject(new Error(`serve exited (${code}) before listening: ${log}`)));
-  });
-  return { child, url, exit, log: () => log };
-}
+/** `inferno serve` in a child, one batch item at a time; resolves once it listens. */
+const serve = (args: string[]) => serveCli(args, { INFERNO_BATCH_CONCURRENCY: "1" });
 
 const json = async (url: string, body?: unknown): Promise<any> => {
   const res = await fetch(url, body === undefined ? {} : { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });

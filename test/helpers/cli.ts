@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { createInterface } from "node:readline";
 import { cliPath } from "./paths.js";
 
 export interface CliResult {
@@ -39,4 +40,47 @@ export function runCli(args: string[], opts: { cwd: string; env?: Record<string,
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/** A running `inferno serve` child (see `serveCli`). */
+export interface ServedCli {
+  child: ChildProcess;
+  url: string;
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Everything it logged so far (stdout and stderr). */
+  log: () => string;
+}
+
+/**
+ * `inferno serve --port 0` in a child with no inherited INFERNO_* variables and JSON logs at level info;
+ * resolves once it listens.
+ */
+export async function serveCli(args: string[], env: Record<string, string> = {}): Promise<ServedCli> {
+  const child = spawnCli(["serve", "--port", "0", "--log-level", "info", ...args], {
+    cwd: process.cwd(),
+    env: { INFERNO_LOG_PRETTY: "false", ...env },
+  });
+  let log = "";
+  child.stderr!.setEncoding("utf8").on("data", (s: string) => (log += s));
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`serve did not listen within 20 s: ${log}`)), 20_000);
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      log += `${line}\n`;
+      const msg = (() => {
+        try {
+          return (JSON.parse(line) as { msg?: unknown }).msg;
+        } catch {
+          return undefined;
+        }
+      })();
+      const m = typeof msg === "string" ? /^Server listening at (http:\/\/\S+)$/.exec(msg) : null;
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    });
+    void exit.then(({ code }) => reject(new Error(`serve exited (${code}) before listening: ${log}`)));
+  });
+  return { child, url, exit, log: () => log };
 }
