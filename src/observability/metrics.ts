@@ -95,6 +95,26 @@ function defineMetrics(register: Registry, models: ModelRegistry) {
         this.set(models.loadedModels().length);
       },
     }),
+    modelMemory: new Gauge({
+      name: "inferno_model_memory_bytes",
+      help: "Memory held by each loaded model (weights, context, session), by kind: ram or vram",
+      labelNames: ["model", "kind"] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const [id, model] of models.loadedModels()) {
+          const { ram, vram } = model.memoryUsage();
+          this.set({ model: id, kind: "ram" }, ram);
+          this.set({ model: id, kind: "vram" }, vram);
+        }
+      },
+    }),
+    unloads: new Counter({
+      name: "inferno_model_unloads_total",
+      help: "Models unloaded, by reason: request, keep_alive, make_room (for another model), reload, broken",
+      labelNames: ["model", "reason"] as const,
+      registers,
+    }),
     loadDuration: new Histogram({
       name: "inferno_model_load_duration_seconds",
       help: "Time to load a model",
@@ -147,6 +167,8 @@ async function metrics(app: FastifyInstance, opts: MetricsPluginOptions): Promis
       if (event.result.completionTokens > 0) m.ttft.observe(labels, event.result.timeToFirstTokenMs / 1000);
     } else if (event.kind === "load") {
       m.loadDuration.observe({ model: event.model }, event.ms / 1000);
+    } else if (event.kind === "unload") {
+      m.unloads.inc({ model: event.model, reason: event.reason });
     }
   };
   const unobserve = opts.registry.observe(onEvent);

@@ -153,6 +153,7 @@ const eventSpans: { [K in RegistryEvent["kind"]]: string } = {
   generation: "generation",
   queue: "queue.wait",
   load: "model.load",
+  unload: "model.unload",
   "tensor-run": "tensor.run",
 };
 
@@ -170,6 +171,8 @@ function eventSpan(event: RegistryEvent): { ms: number; attributes: SpanAttribut
     }
     case "tensor-run":
       return { ms: event.ms, attributes: { model: event.model, batch: event.batch } };
+    case "unload":
+      return { ms: event.ms, attributes: { model: event.model, reason: event.reason } };
     default:
       return { ms: event.ms, attributes: { model: event.model } };
   }
@@ -207,7 +210,7 @@ async function traces(app: FastifyInstance, opts: TracesPluginOptions): Promise<
     const { ms, attributes } = eventSpan(event);
     const parent = active.getStore();
     const name = eventSpans[event.kind];
-    // Outside any request (nothing emits there today) an event starts a trace of its own.
+    // Outside any request (a keep-alive unload) an event starts a trace of its own.
     const span = parent ? parent.child(name, attributes) : new Span(buffer, hex(16), null, name, attributes);
     span.endAfter(ms);
   });

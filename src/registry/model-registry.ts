@@ -63,7 +63,11 @@ export type RegistryEvent =
   | { kind: "generation"; model: string; route?: string; result: GenerationResult }
   | { kind: "queue"; model: string; ms: number }
   | { kind: "load"; model: string; ms: number }
+  | { kind: "unload"; model: string; ms: number; reason: UnloadReason }
   | { kind: "tensor-run"; model: string; ms: number; batch: number };
+
+/** Why a model left memory: asked to, idle past its keep-alive, to make room for another, reloaded, or broken. */
+export type UnloadReason = "request" | "keep_alive" | "make_room" | "reload" | "broken";
 
 /** Re-check period for a model whose keep-alive ran out while it was still serving. */
 const BUSY_RECHECK_MS = 1000;
@@ -254,7 +258,7 @@ export class ModelRegistry {
     const current = this.loaded.get(id);
     if (current) {
       if (Object.entries(options).every(([k, v]) => current.options[k] === v)) return this.touch(id, current);
-      await this.disposeLoaded(id, current);
+      await this.disposeLoaded(id, current, "reload");
     }
     const runtime = this.runtimeFor(entry.type);
     const merged = { ...entry.options, ...options };
@@ -265,9 +269,7 @@ export class ModelRegistry {
     this.reserve(need, 1);
     let model: LoadedModel;
     try {
-      for (const victim of victims) {
-        await victim.dispose().catch((err: unknown) => this.opts.log.warn({ err }, "unloading a model to make room failed"));
-      }
+      for (const [victim, model] of victims) await this.disposeDetached(victim, model, "make_room");
       model = await runtime.load(entry.path, merged);
     } finally {
       this.reserve(need, -1);
@@ -286,7 +288,7 @@ export class ModelRegistry {
     let model = this.loaded.get(id);
     if (model?.broken && model.inFlight === 0) {
       this.opts.log.warn({ model: id }, "model stopped working; loading it again");
-      await this.disposeLoaded(id, model).catch(() => undefined);
+      await this.disposeLoaded(id, model, "broken").catch(() => undefined);
       model = undefined;
     }
     const ready = model ? this.touch(id, model) : await this.load(id);
@@ -330,7 +332,7 @@ export class ModelRegistry {
    * them out of the loaded set and returns them for disposal; throws when even that would not be enough.
    * Models with requests in flight, queued or just handed out are never picked.
    */
-  private makeRoom(id: string, need: MemoryUse, freeVram: number | null): LoadedModel[] {
+  private makeRoom(id: string, need: MemoryUse, freeVram: number | null): Array<[string, LoadedModel]> {
     const used = this.usedMemory();
     const vram = this.policy.vram;
     const vramRoom =
@@ -370,26 +372,36 @@ export class ModelRegistry {
       const model = this.loaded.get(victim)!;
       this.detach(victim);
       this.opts.log.info({ model: victim, for: id }, "unloading the least recently used idle model to make room");
-      return model;
+      return [victim, model];
     });
   }
 
-  async unload(id: string): Promise<boolean> {
+  async unload(id: string, reason: UnloadReason = "request"): Promise<boolean> {
     await this.loading.get(id)?.catch(() => undefined);
     const model = this.loaded.get(id);
     if (!model) return false;
-    await this.disposeLoaded(id, model);
+    await this.disposeLoaded(id, model, reason);
     return true;
   }
 
   /** Never unloads a model that is serving requests. */
-  private async disposeLoaded(id: string, model: LoadedModel): Promise<void> {
+  private async disposeLoaded(id: string, model: LoadedModel, reason: UnloadReason): Promise<void> {
     if (model.inFlight > 0) {
       throw new InfernoError("MODEL_BUSY", `model '${id}' has ${model.inFlight} request(s) in flight`, { model: id, in_flight: model.inFlight });
     }
     this.detach(id);
-    await model.dispose();
-    this.opts.log.info({ model: id }, "model unloaded");
+    await this.disposeDetached(id, model, reason);
+  }
+
+  private async disposeDetached(id: string, model: LoadedModel, reason: UnloadReason): Promise<void> {
+    const started = performance.now();
+    try {
+      await model.dispose();
+    } catch (err) {
+      this.opts.log.warn({ err, model: id, reason }, "model did not unload cleanly");
+    }
+    this.opts.log.info({ model: id, reason }, "model unloaded");
+    this.emit({ kind: "unload", model: id, ms: performance.now() - started, reason });
   }
 
   /** Takes a model out of the loaded set (new requests load it again) and stops its keep-alive timer. */
@@ -440,7 +452,7 @@ export class ModelRegistry {
       if (!model) return;
       // Still serving: count the idle time again from now.
       if (model.inFlight > 0 || this.loading.has(id)) return this.arm(id, Math.max(ms, BUSY_RECHECK_MS));
-      this.unload(id).catch((err: unknown) => this.opts.log.warn({ err, model: id }, "keep-alive unload failed"));
+      this.unload(id, "keep_alive").catch((err: unknown) => this.opts.log.warn({ err, model: id }, "keep-alive unload failed"));
     }, ms);
     timer.unref();
     this.expiry.set(id, { timer, at: Date.now() + ms });

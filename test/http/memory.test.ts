@@ -62,6 +62,9 @@ test("under a budget for two models, a third unloads the least recently used idl
   const health = (await (await fetch(`${srv.url}/health`)).json()) as { memory: any };
   assert.equal(health.memory.budget_bytes, Math.floor(perModel * 2.5));
   assert.equal(health.memory.used_bytes, 2 * perModel);
+  const metrics = await (await fetch(`${srv.url}/metrics`)).text();
+  assert.match(metrics, /inferno_model_unloads_total\{model="b",reason="make_room"\} 1/);
+  assert.match(metrics, new RegExp(`inferno_model_memory_bytes\\{model="c",kind="ram"\\} ${perModel}`));
 });
 
 test("models with requests in flight are never unloaded: the load is refused with 507 INSUFFICIENT_MEMORY", async () => {

@@ -116,7 +116,8 @@ test("/metrics is Prometheus text: every family declared, inferno and process me
     ["inferno_inference_requests_total", "counter"], ["inferno_inference_duration_seconds", "histogram"],
     ["inferno_time_to_first_token_seconds", "histogram"], ["inferno_prompt_tokens_total", "counter"],
     ["inferno_generated_tokens_total", "counter"], ["inferno_requests_in_flight", "gauge"], ["inferno_queue_depth", "gauge"],
-    ["inferno_models_loaded", "gauge"], ["inferno_model_load_duration_seconds", "histogram"], ["inferno_rate_limited_total", "counter"],
+    ["inferno_models_loaded", "gauge"], ["inferno_model_load_duration_seconds", "histogram"],
+    ["inferno_model_memory_bytes", "gauge"], ["inferno_model_unloads_total", "counter"], ["inferno_rate_limited_total", "counter"],
     ["inferno_auth_failures_total", "counter"], ["process_cpu_seconds_total", "counter"], ["nodejs_heap_size_used_bytes", "gauge"],
   ]) assert.equal(s.types.get(name!), type, name);
   assert.equal(total(s, "inferno_requests_in_flight"), 0, "the scrape does not count itself");
@@ -197,12 +198,18 @@ test("models_loaded and load durations follow loads and unloads; ONNX requests a
   assert.equal(total(mid, "inferno_models_loaded"), loaded + 1);
   assert.equal(total(mid, "inferno_model_load_duration_seconds_count", { model: "lin" }) - total(before, "inferno_model_load_duration_seconds_count", { model: "lin" }), 1);
   assert.equal(total(mid, "inferno_queue_depth", { model: "lin" }), 0);
+  const memory = srv.app.registry.getLoaded("lin")!.memoryUsage();
+  assert.equal(total(mid, "inferno_model_memory_bytes", { model: "lin", kind: "ram" }), memory.ram);
+  assert.equal(total(mid, "inferno_model_memory_bytes", { model: "lin", kind: "vram" }), 0);
   assert.ok(labelValues(mid, "inferno_queue_depth", "model").has("lin"));
   const onnx = { model: "lin", route: "/models/:id/inference", status: "200" };
   assert.equal(total(mid, "inferno_inference_requests_total", onnx) - total(before, "inferno_inference_requests_total", onnx), 1);
   await postJson(`${srv.url}/models/lin/unload`, {});
   const after = await settled();
   assert.equal(total(after, "inferno_models_loaded"), loaded);
+  const unloads = { model: "lin", reason: "request" };
+  assert.equal(total(after, "inferno_model_unloads_total", unloads) - total(mid, "inferno_model_unloads_total", unloads), 1);
+  assert.ok(!labelValues(after, "inferno_model_memory_bytes", "model").has("lin"));
   assert.ok(!labelValues(after, "inferno_queue_depth", "model").has("lin"), "an unloaded model has no queue series");
 });
 
