@@ -269,7 +269,7 @@ export class ModelRegistry {
     this.reserve(need, 1);
     let model: LoadedModel;
     try {
-      for (const [victim, model] of victims) await this.disposeDetached(victim, model, "make_room");
+      for (const [victim, old] of victims) await this.disposeDetached(victim, old, "make_room");
       model = await runtime.load(entry.path, merged);
     } finally {
       this.reserve(need, -1);
