@@ -1,6 +1,7 @@
 /**
  * Finds stop strings in streamed text without rescanning what was already emitted: it holds back only
- * the tail that could still grow into a stop string, so each token costs O(piece + longest stop).
+ * the tail that could still grow into a stop string, so each token costs O((piece + longest stop) ×
+ * stops) character comparisons, however long the stream, and allocates only the strings it returns.
  */
 export class StopMatcher {
   private readonly stops: string[];
@@ -25,9 +26,9 @@ export class StopMatcher {
       this.held = "";
       return { emit: text.slice(0, cut), stopped: true };
     }
-    const keep = this.partialSuffixLength(text);
-    this.held = text.slice(text.length - keep);
-    return { emit: text.slice(0, text.length - keep), stopped: false };
+    const from = this.partialStart(text);
+    this.held = text.slice(from);
+    return { emit: text.slice(0, from), stopped: false };
   }
 
   /** Whatever is still held back, released at the end of generation. */
@@ -37,12 +38,19 @@ export class StopMatcher {
     return rest;
   }
 
-  /** Length of the longest suffix of text that is a proper prefix of some stop string. */
-  private partialSuffixLength(text: string): number {
-    for (let len = Math.min(this.maxLen - 1, text.length); len > 0; len--) {
-      const suffix = text.slice(text.length - len);
-      if (this.stops.some((s) => s.startsWith(suffix))) return len;
+  /** Start of the longest suffix of text that is a proper prefix of some stop string (text.length if none). */
+  private partialStart(text: string): number {
+    for (let from = Math.max(0, text.length - this.maxLen + 1); from < text.length; from++) {
+      for (const s of this.stops) if (isProperPrefixAt(s, text, from)) return from;
     }
-    return 0;
+    return text.length;
   }
+}
+
+/** Whether text from `from` to its end is a proper prefix of `stop`, compared in place. */
+function isProperPrefixAt(stop: string, text: string, from: number): boolean {
+  const n = text.length - from;
+  if (n >= stop.length) return false;
+  for (let k = 0; k < n; k++) if (stop.charCodeAt(k) !== text.charCodeAt(from + k)) return false;
+  return true;
 }

@@ -2,7 +2,7 @@ import {
   LlamaGrammarEvaluationState, LlamaText,
   type LlamaContextSequence, type LlamaGrammar, type LlamaModel, type SequenceEvaluateOptions, type Token,
 } from "node-llama-cpp";
-import type { FinishReason, GenerateRequest, GenerationResult, GenerationStream, TokenLogprob } from "../../core/generation.js";
+import type { FinishReason, GenerateRequest, GenerationChunk, GenerationResult, GenerationStream, TokenLogprob } from "../../core/generation.js";
 import { LogprobQueue } from "../../core/logprob-queue.js";
 import { StopMatcher } from "../../core/stop-matcher.js";
 import { TokenTextDecoder } from "./token-text-decoder.js";
@@ -59,22 +59,37 @@ function grammarStops(grammar: LlamaGrammar | undefined): string[] {
     .filter((t): t is string => !!t);
 }
 
+const noop = () => {};
+
+/**
+ * Resolves after node-llama-cpp has handed the decode just requested to llama.cpp. It gathers a batch's
+ * decodes until a setImmediate (or until every sequence has one) before dispatching them, so work done
+ * in the same tick would run before the decode starts instead of beside it; a second setImmediate runs
+ * after that one.
+ */
+const afterDispatch = () => new Promise<void>((resolve) => setImmediate(() => setImmediate(resolve)));
+
 /**
  * Samples tokens on a sequence that already holds the prompt prefix `keep`, turning them into text
  * chunks: whole characters only, nothing of a stop string, logprobs attached to the chunk that carries
  * their text. Ends at an end-of-generation token, a stop string, the budget, or the abort signal.
+ *
+ * Pipelined: once a token is known not to end generation, the next one is requested before this one is
+ * handed on, so llama.cpp decodes token i + 1 while token i is logged, framed and written. A token that
+ * arrives after the signal fired is dropped unseen, so cancellation, stop strings and usage counts are
+ * what they would be without the look-ahead.
  */
 export async function* generationLoop(input: LoopInput, keep: number): GenerationStream {
   const { model, sequence, req, promptTokens, signal } = input;
   const history = promptTokens.slice(-PENALTY_WINDOW);
   const options = evaluateOptions(input, history);
-  const toEvaluate = promptTokens.slice(keep);
   const wantLogprobs = req.logprobs !== undefined;
-  const iterator: AsyncGenerator<Step, void, void> = wantLogprobs
-    ? sequence.evaluateWithMetadata(toEvaluate, { probabilities: true }, options)
-    : (async function* () {
-        for await (const token of sequence.evaluate(toEvaluate, options)) yield { token };
-      })();
+  // evaluateWithMetadata is what evaluate() wraps: calling it directly saves two generator hops per token.
+  const iterator: AsyncGenerator<Step, void, void> = sequence.evaluateWithMetadata(
+    promptTokens.slice(keep),
+    wantLogprobs ? { probabilities: true } : {},
+    options,
+  );
   const decoder = new TokenTextDecoder(model, promptTokens);
   const stops = new StopMatcher([...req.stop, ...grammarStops(input.grammar)]);
   const logprobs = wantLogprobs ? new LogprobQueue() : undefined;
@@ -84,20 +99,28 @@ export async function* generationLoop(input: LoopInput, keep: number): Generatio
   let firstTokenAt = 0;
   let finishReason: FinishReason = "stop";
   let stopped = false;
-  const chunk = (emit: string) => {
+  /** Asks for the next token, unless generation ends here. */
+  const requestNext = (): Promise<IteratorResult<Step, void>> | undefined => {
+    if (signal.aborted) return undefined;
+    if (completionTokens >= input.budget) {
+      finishReason = "length";
+      return undefined;
+    }
+    const next = iterator.next();
+    next.catch(noop); // a stream abandoned while this is in flight must not leave an unhandled rejection
+    return next;
+  };
+  const chunk = (emit: string): GenerationChunk => {
     text += emit;
     const lp = logprobs?.take(emit.length);
-    return { text: emit, index: index++, ...(lp ? { logprobs: lp } : {}) };
+    return lp ? { text: emit, index: index++, logprobs: lp } : { text: emit, index: index++ };
   };
+  let pending = requestNext();
   try {
-    for (;;) {
-      if (signal.aborted) break;
-      if (completionTokens >= input.budget) {
-        finishReason = "length";
-        break;
-      }
-      const step = await iterator.next();
-      if (step.done) break; // end-of-generation token
+    while (pending) {
+      const step = await pending;
+      pending = undefined;
+      if (step.done || signal.aborted) break; // end-of-generation token, or the reader left meanwhile
       if (completionTokens === 0) firstTokenAt = performance.now();
       completionTokens++;
       input.onToken();
@@ -105,13 +128,15 @@ export async function* generationLoop(input: LoopInput, keep: number): Generatio
       history.push(token);
       if (history.length > PENALTY_WINDOW * 2) history.splice(0, history.length - PENALTY_WINDOW);
       const decoded = decoder.push(token);
-      if (logprobs) logprobs.push(tokenLogprob(model, token, decoded, step.value.probabilities, req.logprobs!, history), decoded.length);
       const piece = stops.push(decoded);
-      if (piece.emit) yield chunk(piece.emit);
-      if (piece.stopped) {
-        stopped = true;
-        break;
+      stopped = piece.stopped;
+      if (!stopped) {
+        pending = requestNext();
+        // The first token goes out at once (time to first token); later ones once the next decode is under way.
+        if (pending && completionTokens > 1) await afterDispatch();
       }
+      if (logprobs) logprobs.push(tokenLogprob(model, token, decoded, step.value.probabilities, req.logprobs!, history), decoded.length);
+      if (piece.emit) yield chunk(piece.emit);
     }
     if (!stopped) {
       const tail = stops.push(decoder.flush());
@@ -119,6 +144,8 @@ export async function* generationLoop(input: LoopInput, keep: number): Generatio
       if (rest) yield chunk(rest);
     }
   } finally {
+    // A reader that leaves mid-stream returns this generator with a decode in flight: let it land first.
+    if (pending) await pending.catch(noop);
     await iterator.return();
   }
   const now = performance.now();

@@ -8,11 +8,12 @@ const CONTEXT_TOKENS = 4;
 
 /**
  * Turns generated tokens into text one token at a time, never splitting a UTF-8 character: tokens
- * whose text ends in a partial character are held until the character completes.
+ * whose text ends in a partial character are held until the character completes. Its two small
+ * arrays are reused for the whole stream (node-llama-cpp copies what it is given).
  */
 export class TokenTextDecoder {
-  private pending: Token[] = [];
-  private context: Token[];
+  private readonly pending: Token[] = [];
+  private readonly context: Token[];
 
   constructor(private readonly model: LlamaModel, precedingTokens: readonly Token[]) {
     this.context = precedingTokens.slice(-CONTEXT_TOKENS);
@@ -23,15 +24,16 @@ export class TokenTextDecoder {
     this.pending.push(token);
     const text = this.model.detokenize(this.pending, false, this.context);
     if (text.endsWith(REPLACEMENT) && this.pending.length < MAX_PENDING) return "";
-    this.context = [...this.context, ...this.pending].slice(-CONTEXT_TOKENS);
-    this.pending = [];
+    for (const t of this.pending) this.context.push(t);
+    if (this.context.length > CONTEXT_TOKENS) this.context.splice(0, this.context.length - CONTEXT_TOKENS);
+    this.pending.length = 0;
     return text;
   }
 
   flush(): string {
     if (this.pending.length === 0) return "";
     const text = this.model.detokenize(this.pending, false, this.context);
-    this.pending = [];
+    this.pending.length = 0;
     return text;
   }
 }
