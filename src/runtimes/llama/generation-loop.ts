@@ -1,6 +1,6 @@
 import {
   LlamaGrammarEvaluationState, LlamaText,
-  type LlamaContextSequence, type LlamaGrammar, type LlamaModel, type SequenceEvaluateOptions, type Token,
+  type LlamaContext, type LlamaContextSequence, type LlamaGrammar, type LlamaModel, type SequenceEvaluateOptions, type Token,
 } from "node-llama-cpp";
 import type { FinishReason, GenerateRequest, GenerationChunk, GenerationResult, GenerationStream, TokenLogprob } from "../../core/generation.js";
 import { LogprobQueue } from "../../core/logprob-queue.js";
@@ -60,6 +60,42 @@ function grammarStops(grammar: LlamaGrammar | undefined): string[] {
 }
 
 const noop = () => {};
+
+/** Erasures waiting for a context's lock, and a promise that settles when none is left (see eraseFrom). */
+interface Erasing {
+  waiting: number;
+  settled: Promise<void>;
+  settle: () => void;
+}
+const erasing = new WeakMap<LlamaContext, Erasing>();
+
+/**
+ * Drops what a sequence holds past `keep`, so that a new request reuses the prefix it shares. node-llama-cpp
+ * erases under the context lock, which its batch loop keeps for as long as any sequence has a decode queued:
+ * with other streams running on the context, the erase (and so the new request's first token) would wait
+ * until all of them had finished. While an erase waits, the generation loops on that context hold back
+ * their next decode (see generationLoop): the batch in flight ends, the loop runs dry, the erase gets in.
+ */
+export async function eraseFrom(sequence: LlamaContextSequence, keep: number): Promise<void> {
+  if (sequence.nextTokenIndex <= keep) return;
+  const context = sequence.context;
+  let state = erasing.get(context);
+  if (!state) {
+    let settle = noop;
+    const settled = new Promise<void>((resolve) => (settle = resolve));
+    state = { waiting: 0, settled, settle };
+    erasing.set(context, state);
+  }
+  state.waiting++;
+  try {
+    await sequence.eraseContextTokenRanges([{ start: keep, end: sequence.nextTokenIndex }]);
+  } finally {
+    if (--state.waiting === 0) {
+      erasing.delete(context);
+      state.settle();
+    }
+  }
+}
 
 /**
  * Resolves after node-llama-cpp has handed the decode just requested to llama.cpp. It gathers a batch's
@@ -131,6 +167,8 @@ export async function* generationLoop(input: LoopInput, keep: number): Generatio
       const piece = stops.push(decoded);
       stopped = piece.stopped;
       if (!stopped) {
+        const waitFor = erasing.get(sequence.context)?.settled;
+        if (waitFor) await waitFor; // a new request is waiting to erase on this context: let the batch loop run dry
         pending = requestNext();
         // The first token goes out at once (time to first token); later ones once the next decode is under way.
         if (pending && completionTokens > 1) await afterDispatch();

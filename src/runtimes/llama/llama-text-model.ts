@@ -5,7 +5,7 @@ import { InfernoError } from "../../errors/catalogue.js";
 import type { MemoryUse } from "../../registry/memory-budget.js";
 import type { LoadedModel } from "../loaded-model.js";
 import { ChatRenderer } from "./chat-renderer.js";
-import { generationLoop, type LoopInput } from "./generation-loop.js";
+import { eraseFrom, generationLoop, type LoopInput } from "./generation-loop.js";
 import { GrammarCache } from "./grammar-cache.js";
 
 export interface LlamaTextModelOptions {
@@ -205,9 +205,7 @@ export class LlamaTextModel implements LoadedModel {
     try {
       // Reuse the part of the prompt this sequence already holds; at least one token is evaluated to sample from.
       const keep = Math.min(sequence.compareContextTokens(promptTokens).firstDifferentIndex, promptTokens.length - 1);
-      if (sequence.nextTokenIndex > keep) {
-        await sequence.eraseContextTokenRanges([{ start: keep, end: sequence.nextTokenIndex }]);
-      }
+      await eraseFrom(sequence, keep);
       return yield* generationLoop(input, keep);
     } finally {
       release();
