@@ -59,9 +59,10 @@ export async function streamEvents(
     connection: "keep-alive",
     "x-accel-buffering": "no",
   });
-  const write = async (text: string) => {
-    if (res.write(text) || res.destroyed) return;
-    await new Promise<void>((resolve) => {
+  // Resolves once a full socket buffer has drained (or the socket closed). Most writes never need it, so the
+  // per-event path is a plain synchronous write with no promise of its own.
+  const drained = () =>
+    new Promise<void>((resolve) => {
       const done = () => {
         res.off("drain", done);
         res.off("close", done);
@@ -70,19 +71,18 @@ export async function streamEvents(
       res.on("drain", done);
       res.on("close", done);
     });
-  };
   try {
     for await (const event of events) {
       if (res.destroyed) break;
       // Aborted for a coded reason (TIMEOUT): end with that error, not with what the stopped generation still yields.
       const reason = request.abortSignal?.reason;
       if (isInfernoError(reason)) throw reason;
-      await write(frame(event));
+      if (!res.write(frame(event)) && !res.destroyed) await drained();
     }
   } catch (err) {
     const coded = toInfernoError(err);
     request.log.error({ err, code: coded.code }, "generation failed mid-stream");
-    if (!res.destroyed) await write(frame(errorEvent(coded)));
+    if (!res.destroyed && !res.write(frame(errorEvent(coded))) && !res.destroyed) await drained();
   } finally {
     res.end();
   }
