@@ -2,7 +2,7 @@ import Fastify from "fastify";
 
 /**
  * A bare Fastify app whose /inference/stream answers one fixed token event and a done event, with no
- * model, no validation and no plugins: what HTTP + SSE + fetch over loopback cost on this machine, so
+ * model, no validation and no plugins: what HTTP + SSE + the client over loopback cost on this machine, so
  * that Inferno's time to first token can be split into runtime, transport and Inferno's own share.
  */
 export async function startHttpFloor(): Promise<{ url: string; close: () => Promise<void> }> {

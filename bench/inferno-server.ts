@@ -1,9 +1,21 @@
+import { fork } from "node:child_process";
 import { mkdir, mkdtemp, realpath, rm, symlink } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { FastifyInstance } from "fastify";
 import { loadConfig } from "../src/config/config.js";
 import { buildServer } from "../src/server.js";
+import type { WindowResult } from "./closed-loop.js";
+import type { StreamRequest } from "./sse-client.js";
+import type { StreamTiming } from "./stats.js";
+
+export interface InfernoOptions {
+  modelPath: string;
+  threads: number;
+  parallel: number;
+  contextSize: number;
+  batchSize: number;
+}
 
 export interface BenchServer {
   url: string;
@@ -17,13 +29,7 @@ export interface BenchServer {
  * A real Inferno on an ephemeral loopback port, serving one GGUF file from a throwaway models dir.
  * The model loads on the first request, so the caller's warm-up pays for it.
  */
-export async function startInferno(opts: {
-  modelPath: string;
-  threads: number;
-  parallel: number;
-  contextSize: number;
-  batchSize: number;
-}): Promise<BenchServer> {
+export async function startInferno(opts: InfernoOptions): Promise<BenchServer> {
   const tmp = await mkdtemp(path.join(os.tmpdir(), "inferno-bench-"));
   const modelsDir = path.join(tmp, "models");
   await mkdir(modelsDir);
@@ -39,6 +45,7 @@ export async function startInferno(opts: {
       parallel: opts.parallel,
       contextSize: opts.contextSize,
       batchSize: opts.batchSize,
+      keepAlive: -1,
       logLevel: "silent",
       modelsDir,
       dataDir: path.join(tmp, "data"),
@@ -62,6 +69,74 @@ export async function startInferno(opts: {
     close: async () => {
       await app.close();
       await rm(tmp, { recursive: true, force: true });
+    },
+  };
+}
+
+/** What `server-child.js` runs: Inferno, or the bare Fastify SSE route of `http-floor.ts`. */
+export type ChildSpec = { kind: "inferno"; opts: InfernoOptions } | { kind: "floor" };
+
+/** What the parent may ask the child. */
+export type ChildRequest =
+  | { op: "stats" }
+  | { op: "stream"; req: StreamRequest; streams: number }
+  | { op: "loop"; req: StreamRequest; clients: number; windowMs: number };
+
+export interface ServerStats {
+  rss: number;
+  cpuUs: number;
+}
+
+/** A server in its own process, as in a deployment: the raw side never shares its event loop or its async hooks. */
+export interface ChildServer {
+  url: string;
+  modelId: string;
+  /** The server process's own view of itself: resident set size in bytes (`process.memoryUsage().rss`) and CPU time used so far in µs (all threads). */
+  stats(): Promise<ServerStats>;
+  /** `streams` concurrent requests sent from inside the server's process. */
+  stream(req: StreamRequest, streams: number): Promise<StreamTiming[]>;
+  /** A closed loop of `clients` run from inside the server's process. */
+  loop(req: StreamRequest, clients: number, windowMs: number): Promise<WindowResult>;
+  close(): Promise<void>;
+}
+
+export async function spawnServer(spec: ChildSpec): Promise<ChildServer> {
+  const child = fork(new URL("./server-child.js", import.meta.url), [JSON.stringify(spec)], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  const ready = await new Promise<{ url: string; modelId: string }>((resolve, reject) => {
+    child.once("message", (msg) => resolve(msg as { url: string; modelId: string }));
+    child.once("error", reject);
+    child.once("exit", (code) => reject(new Error(`bench server exited early (code ${code})`)));
+  });
+  child.removeAllListeners("exit");
+  child.removeAllListeners("error");
+  let nextId = 0;
+  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  child.on("message", (msg: { id: number; result?: unknown; error?: string }) => {
+    const waiter = pending.get(msg.id);
+    pending.delete(msg.id);
+    if (msg.error !== undefined) waiter?.reject(new Error(msg.error));
+    else waiter?.resolve(msg.result);
+  });
+  child.on("exit", (code) => {
+    for (const waiter of pending.values()) waiter.reject(new Error(`bench server exited (code ${code})`));
+    pending.clear();
+  });
+  const ask = <T>(msg: ChildRequest) =>
+    new Promise<T>((resolve, reject) => {
+      const id = nextId++;
+      pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      child.send({ ...msg, id });
+    });
+  return {
+    ...ready,
+    stats: () => ask({ op: "stats" }),
+    stream: (req, streams) => ask({ op: "stream", req, streams }),
+    loop: (req, clients, windowMs) => ask({ op: "loop", req, clients, windowMs }),
+    close: async () => {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.disconnect();
+      await exited;
     },
   };
 }

@@ -22,7 +22,7 @@ export function openLlama(threads: number): Promise<Llama> {
  */
 export class RawLlama {
   private constructor(
-    private readonly model: LlamaModel,
+    readonly model: LlamaModel,
     private readonly context: LlamaContext,
     private readonly sequences: LlamaContextSequence[],
   ) {}
@@ -55,8 +55,15 @@ export class RawLlama {
    * Greedy generation of up to maxTokens on one sequence. Like Inferno, it keeps the prompt prefix the
    * sequence already holds and evaluates at least the last prompt token, so both sides do the same work.
    * A `deadlineMs` (performance.now() time) stops it early; the bench uses that to size its runs.
+   * `onToken` is called with performance.now() for every token.
    */
-  async generate(promptTokens: Token[], maxTokens: number, sequenceIndex = 0, deadlineMs = Infinity): Promise<StreamTiming> {
+  async generate(
+    promptTokens: Token[],
+    maxTokens: number,
+    sequenceIndex = 0,
+    deadlineMs = Infinity,
+    onToken?: (now: number) => void,
+  ): Promise<StreamTiming> {
     const sequence = this.sequences[sequenceIndex];
     if (!sequence) throw new Error(`no sequence ${sequenceIndex} (context has ${this.sequences.length})`);
     const startMs = performance.now();
@@ -83,11 +90,25 @@ export class RawLlama {
         lastTokenMs = performance.now();
         if (tokens === 0) firstTokenMs = lastTokenMs;
         tokens++;
+        onToken?.(lastTokenMs);
       }
     } finally {
       await iterator.return();
     }
     return { tokens, startMs, firstTokenMs, lastTokenMs, endMs: lastTokenMs, finishReason };
+  }
+
+  /** The tokens of one greedy generation (sequence 0), for benches that replay a real token stream. */
+  async tokens(promptTokens: Token[], maxTokens: number): Promise<Token[]> {
+    const sequence = this.sequences[0]!;
+    await sequence.clearHistory();
+    const out: Token[] = [];
+    for await (const token of sequence.evaluate(promptTokens, GREEDY)) {
+      out.push(token);
+      if (out.length >= maxTokens) break;
+    }
+    await sequence.clearHistory();
+    return out;
   }
 
   /** One generation on each of the first `streams` sequences at once; node-llama-cpp batches them. */

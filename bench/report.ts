@@ -14,13 +14,15 @@ export interface MachineFacts {
   promptTokens: number;
   /** 1-minute load average when the bench started and ended: other work on the machine shows up here. */
   loadAverage: { start: number; end: number };
+  quick: boolean;
+  client: "server" | "separate";
 }
 
-/** One side's runs in a scenario: a rate (tok/s), the tokens generated and the process CPU per token, per run. */
+/** One side's runs in a scenario: a rate (tok/s), the tokens generated and the CPU per token, per run. */
 export interface SideSamples {
   rates: number[];
   tokens: number[];
-  /** Process CPU (every thread; on the Inferno side this includes the in-process HTTP client) per token. */
+  /** CPU (every thread) per token of the side's own process: the bench's for raw, the server's for Inferno. */
   cpuUsPerToken: number[];
 }
 
@@ -45,15 +47,52 @@ export interface TtftScenario {
   httpFloorMs: number[];
 }
 
+/** One client count of the load curve, over every run. */
+export interface ClientPoint {
+  clients: number;
+  /** Raw aggregate tok/s of min(clients, parallel) closed-loop streams, one per run. */
+  rawRates: number[];
+  infernoRates: number[];
+  /** Messages of the requests that failed. */
+  errors: string[];
+  /** Time to first token of every request whose first token came inside the window (queue wait included). */
+  ttftMs: number[];
+}
+
+export interface ClientCurve {
+  parallel: number;
+  tokensPerRequest: number;
+  windowSeconds: number;
+  runs: number;
+  points: ClientPoint[];
+  /** The curve's server process, in bytes: started with nothing loaded, after loading and warming the model, after the curve. */
+  rss: { idle: number; loaded: number; afterCurve: number };
+}
+
+export interface ThreadPoint {
+  threads: number;
+  streams: number;
+  tokens: number;
+  rawRates: number[];
+  infernoRates: number[];
+}
+
+export interface ThreadCurve {
+  points: ThreadPoint[];
+}
+
 export interface BenchReport {
   facts: MachineFacts;
   runs: number;
   rates: RateScenario[];
-  ttft: TtftScenario;
+  ttft?: TtftScenario;
+  clients?: ClientCurve;
+  threads?: ThreadCurve;
 }
 
 const fixed = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : "n/a");
 const ms = (n: number) => `${fixed(n, 2)} ms`;
+const mib = (bytes: number) => `${fixed(bytes / 2 ** 20, 1)} MiB`;
 const range = (xs: number[]) => `${fixed(Math.min(...xs), 0)}–${fixed(Math.max(...xs), 0)}`;
 
 function table(header: string[], rows: string[][]): string {
@@ -68,37 +107,66 @@ export function summarize(report: BenchReport) {
     rates: report.rates.map((s) => {
       const raw = median(s.raw.rates);
       const inferno = median(s.inferno.rates);
-      // Run i of each side ran back to back, so their ratio shares most of the other core's noise.
-      const paired = median(s.inferno.rates.map((r, i) => r / s.raw.rates[i]!));
-      // Other load on the machine only ever slows a run down, so the best runs are the least disturbed.
-      const best = Math.max(...s.inferno.rates) / Math.max(...s.raw.rates);
       const rawCpu = median(s.raw.cpuUsPerToken);
       const infernoCpu = median(s.inferno.cpuUsPerToken);
       return {
         name: s.name, streams: s.streams, raw_tok_s: raw, inferno_tok_s: inferno,
-        ratio: inferno / raw, paired_ratio: paired, best_ratio: best,
-        raw_cpu_us_per_token: rawCpu, inferno_cpu_us_per_token: infernoCpu,
-        // The throughput ratio to expect when the CPUs, not latency, are the limit (a busy or saturated machine).
-        cpu_ratio: rawCpu / infernoCpu,
+        ratio: inferno / raw,
+        // Run i of each side ran back to back, so their ratio shares most of the machine's other noise.
+        paired_ratio: median(s.inferno.rates.map((r, i) => r / s.raw.rates[i]!)),
+        // Other load on the machine only ever slows a run down, so the best runs are the least disturbed.
+        best_ratio: Math.max(...s.inferno.rates) / Math.max(...s.raw.rates),
+        raw_cpu_us_per_token: rawCpu,
+        inferno_cpu_us_per_token: infernoCpu,
       };
     }),
-    ttft: {
-      raw_median_ms: median(report.ttft.rawMs),
-      raw_p99_ms: quantile(report.ttft.rawMs, 0.99),
-      inferno_median_ms: median(report.ttft.infernoMs),
-      inferno_p99_ms: quantile(report.ttft.infernoMs, 0.99),
-      http_floor_median_ms: median(report.ttft.httpFloorMs),
-      http_floor_p99_ms: quantile(report.ttft.httpFloorMs, 0.99),
-      // What is left once the runtime's own time and the bare HTTP round trip are taken out.
-      inferno_own_median_ms: median(report.ttft.infernoMs) - median(report.ttft.rawMs) - median(report.ttft.httpFloorMs),
-    },
+    ttft: report.ttft && ttftSummary(report.ttft),
+    clients: report.clients && clientSummary(report.clients),
+    rss_bytes: report.clients?.rss,
+    threads: report.threads?.points.map((p) => ({
+      threads: p.threads,
+      streams: p.streams,
+      tokens: p.tokens,
+      raw_tok_s: median(p.rawRates),
+      inferno_tok_s: median(p.infernoRates),
+      ratio: median(p.infernoRates) / median(p.rawRates),
+    })),
   };
 }
 
-export function formatReport(report: BenchReport): string {
-  const f = report.facts;
-  const summary = summarize(report);
-  const rateRows = report.rates.map((s, i) => {
+function ttftSummary(t: TtftScenario) {
+  return {
+      raw_p50_ms: median(t.rawMs),
+      raw_p99_ms: quantile(t.rawMs, 0.99),
+      inferno_p50_ms: median(t.infernoMs),
+      inferno_p99_ms: quantile(t.infernoMs, 0.99),
+      http_floor_p50_ms: median(t.httpFloorMs),
+      http_floor_p99_ms: quantile(t.httpFloorMs, 0.99),
+      overhead_p50_ms: median(t.infernoMs) - median(t.rawMs),
+      overhead_p99_ms: quantile(t.infernoMs, 0.99) - quantile(t.rawMs, 0.99),
+      // What is left once the runtime's own time and the bare HTTP round trip are taken out.
+      inferno_own_p50_ms: median(t.infernoMs) - median(t.rawMs) - median(t.httpFloorMs),
+  };
+}
+
+function clientSummary(c: ClientCurve) {
+  return c.points.map((p) => ({
+    clients: p.clients,
+    raw_streams: Math.min(p.clients, c.parallel),
+    raw_tok_s: median(p.rawRates),
+    inferno_tok_s: median(p.infernoRates),
+    ratio: median(p.infernoRates) / median(p.rawRates),
+    errors: p.errors.length,
+    ttft_p50_ms: median(p.ttftMs),
+    ttft_p99_ms: quantile(p.ttftMs, 0.99),
+  }));
+}
+
+type Summary = ReturnType<typeof summarize>;
+
+function rateSection(report: BenchReport, summary: Summary): string[] {
+  if (report.rates.length === 0) return [];
+  const rows = report.rates.map((s, i) => {
     const m = summary.rates[i]!;
     const tokens = (xs: number[]) => `${s.streams > 1 ? `${s.streams}×` : ""}${Math.round(median(xs) / s.streams)}`;
     return [
@@ -110,40 +178,86 @@ export function formatReport(report: BenchReport): string {
       `${fixed(m.paired_ratio, 3)}×`,
       `${fixed(m.best_ratio, 3)}×`,
       `${fixed(m.raw_cpu_us_per_token, 0)} / ${fixed(m.inferno_cpu_us_per_token, 0)}`,
-      `${fixed(m.cpu_ratio, 3)}×`,
     ];
   });
-  const t = summary.ttft;
   return [
-    `cpu: ${f.cpu}, ${f.cores} cores; node ${f.node}; node-llama-cpp ${f.nodeLlamaCpp}`,
+    "",
+    table(["scenario", "tokens/stream", "raw tok/s", "inferno tok/s", "inferno/raw", "paired", "best", "CPU µs/token raw / server"], rows),
+    ...report.rates
+      .filter((s) => median(s.raw.tokens) !== median(s.inferno.tokens))
+      .map((s) => `note: ${s.name}: the sides generated different token counts (one stopped early), so their rates cover different spans`),
+  ];
+}
+
+function ttftSection(ttft: TtftScenario | undefined, t: Summary["ttft"]): string[] {
+  if (!ttft || !t) return [];
+  const n = String(ttft.requests);
+  return [
+    "",
+    table(
+      ["time to first token", "requests", "p50", "p99"],
+      [
+        ["raw node-llama-cpp", n, ms(t.raw_p50_ms), ms(t.raw_p99_ms)],
+        ["inferno /inference/stream", n, ms(t.inferno_p50_ms), ms(t.inferno_p99_ms)],
+        ["overhead: inferno − raw", "", ms(t.overhead_p50_ms), ms(t.overhead_p99_ms)],
+        ["http floor (bare Fastify SSE, no model)", n, ms(t.http_floor_p50_ms), ms(t.http_floor_p99_ms)],
+        ["inferno − raw − http floor", "", ms(t.inferno_own_p50_ms), ""],
+      ],
+    ),
+  ];
+}
+
+function clientSection(c: ClientCurve | undefined, points: Summary["clients"], contextSize: number): string[] {
+  if (!c || !points) return [];
+  return [
+    "",
+    `load curve: closed-loop clients (each sends its next request when the last ends), requests of ${c.tokensPerRequest} tokens, ` +
+      `server with parallel ${c.parallel} (the rest queue); tokens counted in a ${c.windowSeconds} s window; ` +
+      `median of ${c.runs} run${c.runs > 1 ? "s" : ""}; raw = min(clients, ${c.parallel}) back-to-back evaluate loops`,
+    table(
+      ["clients", "raw tok/s", "inferno tok/s", "inferno/raw", "errors", "TTFT p50", "TTFT p99"],
+      points.map((p) => [
+        String(p.clients), fixed(p.raw_tok_s), fixed(p.inferno_tok_s), `${fixed(p.ratio, 3)}×`, String(p.errors), ms(p.ttft_p50_ms), ms(p.ttft_p99_ms),
+      ]),
+    ),
+    ...c.points.flatMap((p) => p.errors.slice(0, 3).map((e) => `error at ${p.clients} clients: ${e}`)),
+    "",
+    `server RSS: ${mib(c.rss.idle)} idle (nothing loaded), ${mib(c.rss.loaded)} with the model loaded (parallel ${c.parallel}, ` +
+      `context ${contextSize}), ${mib(c.rss.afterCurve)} after the load curve`,
+  ];
+}
+
+function threadSection(points: Summary["threads"]): string[] {
+  if (!points) return [];
+  return [
+    "",
+    table(
+      ["thread curve: llama.cpp threads", "streams", "tokens/stream", "raw decode tok/s", "inferno decode tok/s", "inferno/raw"],
+      points.map((p) => [String(p.threads), String(p.streams), String(p.tokens), fixed(p.raw_tok_s), fixed(p.inferno_tok_s), `${fixed(p.ratio, 3)}×`]),
+    ),
+    "decode tok/s leaves prefill out: Σ(tokens − 1) from the first stream's first token to the last stream's last token.",
+  ];
+}
+
+export function formatReport(report: BenchReport): string {
+  const f = report.facts;
+  const summary = summarize(report);
+  return [
+    `cpu: ${f.cpu}, ${f.cores} cores; node ${f.node}; node-llama-cpp ${f.nodeLlamaCpp}${f.quick ? "; --quick" : ""}; client in the ${f.client === "server" ? "server's process" : "bench's process"}`,
     `model: ${f.model} (${f.modelBytes.toLocaleString("en-US")} bytes); threads ${f.threads}; context ${f.contextSize}/sequence; batch ${f.batchSize}`,
     `prompt: ${JSON.stringify(f.prompt)} (${f.promptTokens} tokens with BOS); greedy; median of ${report.runs} runs per side (min–max in brackets)`,
     `load average (1 min): ${fixed(f.loadAverage.start, 2)} at start, ${fixed(f.loadAverage.end, 2)} at end` +
       (Math.max(f.loadAverage.start, f.loadAverage.end) > 0.5 * f.cores ? " (busy machine: expect noise)" : ""),
-    "",
-    table(
-      ["scenario", "tokens/stream", "raw tok/s", "inferno tok/s", "inferno/raw", "paired", "best", "CPU µs/token raw / inferno", "cpu"],
-      rateRows,
-    ),
-    "",
-    table(
-      ["time to first token", "requests", "median", "p99"],
-      [
-        ["raw node-llama-cpp", String(report.ttft.requests), ms(t.raw_median_ms), ms(t.raw_p99_ms)],
-        ["inferno /inference/stream", String(report.ttft.requests), ms(t.inferno_median_ms), ms(t.inferno_p99_ms)],
-        ["http floor (bare Fastify SSE, no model)", String(report.ttft.requests), ms(t.http_floor_median_ms), ms(t.http_floor_p99_ms)],
-        ["inferno − raw − http floor", "", ms(t.inferno_own_median_ms), ""],
-      ],
-    ),
+    ...rateSection(report, summary),
+    ...ttftSection(report.ttft, summary.ttft),
+    ...clientSection(report.clients, summary.clients, f.contextSize),
+    ...threadSection(summary.threads),
     "",
     "inferno/raw = median inferno / median raw; paired = median over runs of inferno run i / raw run i (adjacent in time);",
     "best = fastest inferno run / fastest raw run. Load from other processes only slows runs down, so on a busy machine",
-    "trust best and paired over the medians; on a quiet one the three agree. cpu = raw CPU per token / Inferno CPU per token",
-    "(process CPU, all threads, Inferno's including the in-process client): the ratio to expect when the cores are saturated.",
-    ...report.rates
-      .filter((s) => median(s.raw.tokens) !== median(s.inferno.tokens))
-      .map((s) => `note: ${s.name}: the sides generated different token counts (one stopped early), so their rates cover different spans`),
+    "trust best and paired over the medians; on a quiet one the three agree. CPU per token: raw's process against the",
+    "server's process (with the client in it when --client server).",
     ...report.rates.map((s) => `${s.name}: ${s.measures}`),
-    `${report.ttft.name}: ${report.ttft.measures}`,
+    ...(report.ttft ? [`${report.ttft.name}: ${report.ttft.measures}`] : []),
   ].join("\n");
 }

@@ -1,3 +1,4 @@
+import http from "node:http";
 import type { StreamTiming } from "./stats.js";
 
 export interface StreamRequest {
@@ -6,54 +7,89 @@ export interface StreamRequest {
   maxTokens: number;
 }
 
+const TOKEN_EVENT = 'data: {"token"';
+
+/**
+ * A keep-alive agent for one bench scenario. node:http rather than fetch: on the 2-core bench machine
+ * Node 20's fetch costs several times the client CPU per event, and the client shares the cores with
+ * the server it measures.
+ */
+export const streamAgent = (sockets: number) => new http.Agent({ keepAlive: true, maxSockets: sockets });
+
+export interface StreamHooks {
+  /** Destroys the request: the returned promise then rejects. */
+  signal?: AbortSignal;
+  /** Called with performance.now() for every token event as it arrives. */
+  onToken?: (now: number) => void;
+}
+
 /**
  * POSTs to /inference/stream and times the SSE events as they arrive: the first and last `token`
  * events, and the `done` event whose usage gives the token count (an event may carry several tokens).
+ * Token events are recognised by their prefix and never parsed, so the client costs the server's
+ * cores as little as it can; only the `done` event is parsed. A status other than 200, a failed
+ * stream or a lost connection rejects.
  */
-export async function streamInference(baseUrl: string, req: StreamRequest): Promise<StreamTiming> {
+export function streamInference(agent: http.Agent, baseUrl: string, req: StreamRequest, hooks: StreamHooks = {}): Promise<StreamTiming> {
+  const body = JSON.stringify({ model: req.model, prompt: req.prompt, max_tokens: req.maxTokens, temperature: 0 });
   const startMs = performance.now();
-  const res = await fetch(`${baseUrl}/inference/stream`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ model: req.model, prompt: req.prompt, max_tokens: req.maxTokens, temperature: 0 }),
+  return new Promise((resolve, reject) => {
+    const request = http.request(
+      `${baseUrl}/inference/stream`,
+      { method: "POST", agent, signal: hooks.signal, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) } },
+      (res) => {
+        res.setEncoding("utf8");
+        if (res.statusCode !== 200) {
+          let text = "";
+          res.on("data", (c: string) => (text += c));
+          res.on("end", () => reject(new Error(`POST /inference/stream answered ${res.statusCode}: ${text}`)));
+          return;
+        }
+        let buffered = "";
+        let firstTokenMs = 0;
+        let lastTokenMs = 0;
+        let done: { finish_reason: string; usage: { completion_tokens: number } } | undefined;
+        let failed: Error | undefined;
+        res.on("data", (text: string) => {
+          const now = performance.now();
+          buffered += text;
+          let start = 0;
+          let end: number;
+          while ((end = buffered.indexOf("\n\n", start)) !== -1) {
+            if (buffered.startsWith(TOKEN_EVENT, start)) {
+              if (firstTokenMs === 0) firstTokenMs = now;
+              lastTokenMs = now;
+              hooks.onToken?.(now);
+            } else if (buffered.startsWith("data: ", start)) {
+              const event = JSON.parse(buffered.slice(start + 6, end)) as Record<string, unknown>;
+              if (event.finish_reason === "error") failed = new Error(`stream failed: ${JSON.stringify(event)}`);
+              else if (event.done === true) done = event as unknown as typeof done;
+            }
+            start = end + 2;
+          }
+          buffered = start === 0 ? buffered : buffered.slice(start);
+        });
+        res.on("error", reject);
+        res.on("end", () => {
+          if (failed) return reject(failed);
+          if (!done) return reject(new Error("stream ended without a done event"));
+          resolve({
+            tokens: done.usage.completion_tokens,
+            startMs,
+            firstTokenMs,
+            lastTokenMs,
+            endMs: performance.now(),
+            finishReason: done.finish_reason,
+          });
+        });
+      },
+    );
+    request.on("error", reject);
+    request.end(body);
   });
-  if (!res.ok || !res.body) throw new Error(`POST /inference/stream answered ${res.status}: ${await res.text()}`);
-  const decoder = new TextDecoder();
-  let buffered = "";
-  let firstTokenMs = 0;
-  let lastTokenMs = 0;
-  let done: { finish_reason: string; usage: { completion_tokens: number } } | undefined;
-  for await (const bytes of res.body) {
-    const now = performance.now();
-    buffered += decoder.decode(bytes as Uint8Array, { stream: true });
-    let end: number;
-    while ((end = buffered.indexOf("\n\n")) !== -1) {
-      const block = buffered.slice(0, end);
-      buffered = buffered.slice(end + 2);
-      if (!block.startsWith("data: ")) continue;
-      const event = JSON.parse(block.slice(6)) as Record<string, unknown>;
-      if (typeof event.token === "string") {
-        if (firstTokenMs === 0) firstTokenMs = now;
-        lastTokenMs = now;
-      } else if (event.done === true) {
-        if (event.finish_reason === "error") throw new Error(`stream failed: ${JSON.stringify(event)}`);
-        done = event as unknown as typeof done;
-      }
-    }
-  }
-  if (!done) throw new Error("stream ended without a done event");
-  const endMs = performance.now();
-  return {
-    tokens: done.usage.completion_tokens,
-    startMs,
-    firstTokenMs,
-    lastTokenMs,
-    endMs,
-    finishReason: done.finish_reason,
-  };
 }
 
 /** `streams` requests sent at once. */
-export function streamConcurrently(baseUrl: string, req: StreamRequest, streams: number): Promise<StreamTiming[]> {
-  return Promise.all(Array.from({ length: streams }, () => streamInference(baseUrl, req)));
+export function streamConcurrently(agent: http.Agent, baseUrl: string, req: StreamRequest, streams: number): Promise<StreamTiming[]> {
+  return Promise.all(Array.from({ length: streams }, () => streamInference(agent, baseUrl, req)));
 }
