@@ -61,7 +61,7 @@ export const usage = `usage: node dist/bench/decode.js [options]
   --curve-seconds S  measured window of each load-curve point (default 2; quick 1)
   --curve-runs N     runs of the whole load curve (default 3; quick 1)
   --thread-list LIST llama.cpp threads of the thread curve (default 1..cores and 2 × cores; quick 1..cores)
-  --thread-tokens N  tokens per stream in the thread curve, cut short at --run-seconds (default 64)
+  --thread-tokens N  tokens per stream in the thread curve, cut short at --run-seconds (default 256)
   --thread-runs N    runs per point of the thread curve (default 3; quick 1)`;
 
 function positiveInt(name: string, value: string | undefined, fallback: number): number {
@@ -139,7 +139,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | "help" {
     curveSeconds,
     curveRuns: positiveInt("curve-runs", values["curve-runs"], quick ? 1 : 3),
     threadList: intList("thread-list", values["thread-list"], quick ? upToCores : [...upToCores, 2 * cores]),
-    threadTokens: positiveInt("thread-tokens", values["thread-tokens"], 64),
+    threadTokens: positiveInt("thread-tokens", values["thread-tokens"], 256),
     threadRuns: positiveInt("thread-runs", values["thread-runs"], quick ? 1 : 3),
   };
 }
