@@ -83,12 +83,14 @@ export function dialectOf(request: FastifyRequest): ErrorDialect {
 
 const SHEDDING = new Set<ErrorCode>(["SERVICE_UNAVAILABLE", "TIMEOUT", "INSUFFICIENT_MEMORY"]);
 
+/** Load shedding (503 full queue or draining, 504, 507) is the server working as designed, not a fault. */
+export const isShedding = (err: InfernoError): boolean => SHEDDING.has(err.code);
+
 export function sendError(request: FastifyRequest, reply: FastifyReply, thrown: unknown): FastifyReply {
   const err = toInfernoError(thrown);
   const retryAfter = err.details?.retry_after;
   if (typeof retryAfter === "number" && !reply.hasHeader("retry-after")) reply.header("retry-after", String(Math.ceil(retryAfter)));
-  // Load shedding (503 full queue or draining, 504, 507) is the server working as designed, not a fault.
-  if (SHEDDING.has(err.code)) request.log.warn({ code: err.code, reason: err.message }, "request refused under load");
+  if (isShedding(err)) request.log.warn({ code: err.code, reason: err.message }, "request refused under load");
   else if (err.status >= 500) request.log.error({ err: err.cause ?? err, code: err.code }, "request failed");
   else request.log.info({ code: err.code, reason: err.message }, "request rejected");
   return reply.code(err.status).type("application/json").send(errorBody(err, dialectOf(request), request.id));

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { isInfernoError, type InfernoError } from "../errors/catalogue.js";
-import { toInfernoError } from "../errors/error-handler.js";
+import { isShedding, toInfernoError } from "../errors/error-handler.js";
 
 /** A line written as-is (`data: [DONE]`) rather than JSON-encoded. */
 export class RawEvent {
@@ -81,7 +81,8 @@ export async function streamEvents(
     }
   } catch (err) {
     const coded = toInfernoError(err);
-    request.log.error({ err, code: coded.code }, "generation failed mid-stream");
+    if (isShedding(coded)) request.log.warn({ code: coded.code, reason: coded.message }, "stream ended early");
+    else request.log.error({ err, code: coded.code }, "generation failed mid-stream");
     if (!res.destroyed && !res.write(frame(errorEvent(coded))) && !res.destroyed) await drained();
   } finally {
     res.end();

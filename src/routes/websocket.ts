@@ -10,7 +10,7 @@ import { mapGeneration } from "../core/stream-utils.js";
 import { toGenerateRequest, type GenerationLimits } from "../dialects/native.js";
 import { parseClientMessage, WS_CLOSE, wsOut, type InferenceMessage, type ServerMessage } from "../dialects/websocket.js";
 import { InfernoError, isInfernoError, type ErrorCode } from "../errors/catalogue.js";
-import { toInfernoError } from "../errors/error-handler.js";
+import { isShedding, toInfernoError } from "../errors/error-handler.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
 import { startGeneration } from "../scheduler/text-generation.js";
 
@@ -216,7 +216,8 @@ class Session {
       if (this.socket.readyState !== OPEN) return;
       if (signal.reason === CANCELLED) return finish(wsOut.cancelled(id, sentText));
       const coded = toInfernoError(err);
-      if (coded.status >= 500) this.log.error({ err, code: coded.code }, "websocket inference failed");
+      if (isShedding(coded)) this.log.warn({ code: coded.code, reason: coded.message }, "websocket inference ended early");
+      else if (coded.status >= 500) this.log.error({ err, code: coded.code }, "websocket inference failed");
       finish(wsOut.error(coded, id));
     } finally {
       if (this.running.get(id) === controller) this.running.delete(id);
