@@ -1,6 +1,8 @@
 import { mkdir, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { FastifyInstance } from "fastify";
+import type { GenerationStream } from "../../src/core/generation.js";
+import type { LlamaTextModel } from "../../src/runtimes/llama/llama-text-model.js";
 import { loadConfig, type ConfigInput } from "../../src/config/config.js";
 import { buildServer } from "../../src/server.js";
 import { writeTinyLlamaGguf } from "../fixtures/gguf-writer.js";
@@ -62,6 +64,17 @@ export async function startTestServer(opts: {
       await tmp?.cleanup();
     },
   };
+}
+
+/**
+ * Holds one sequence of a loaded GGUF model with a greedy stream nobody reads, as an open request would:
+ * deterministic, unlike a real generation that a random-weight model may end early at end-of-text.
+ * `.return()` on the stream gives the sequence back.
+ */
+export function holdSequence(app: FastifyInstance, id: string): Promise<GenerationStream> {
+  const model = app.registry.getLoaded(id) as LlamaTextModel;
+  const sampling = { temperature: 0, topP: 1, topK: 0, minP: 0, repeatPenalty: 1, presencePenalty: 0, frequencyPenalty: 0 };
+  return model.start({ model: id, prompt: "hold", maxTokens: 8, stop: [], sampling }, new AbortController().signal);
 }
 
 /** POST JSON and parse the JSON answer. */

@@ -6,7 +6,7 @@ import { after, before, test } from "node:test";
 import { LlamaTextModel } from "../../src/runtimes/llama/llama-text-model.js";
 import { writeTinyLlamaGguf } from "../fixtures/gguf-writer.js";
 import { tempDir } from "../helpers/paths.js";
-import { postJson, startTestServer, type TestServer } from "../helpers/server.js";
+import { holdSequence, postJson, startTestServer, type TestServer } from "../helpers/server.js";
 
 let srv: TestServer;
 let cleanupFixture: () => Promise<void>;
@@ -62,9 +62,7 @@ for (const streamed of [true, false]) {
 
 test("a request waiting for a sequence is dropped from the queue when its client leaves", async () => {
   const model = srv.app.registry.getLoaded("long") as LlamaTextModel;
-  // Hold the only sequence with a stream nobody reads (a generation could end early at end-of-text).
-  const sampling = { temperature: 0, topP: 1, topK: 0, minP: 0, repeatPenalty: 1, presencePenalty: 0, frequencyPenalty: 0 };
-  const holder = await model.start({ model: "long", prompt: "hello", maxTokens: 4, stop: [], sampling }, new AbortController().signal);
+  const holder = await holdSequence(srv.app, "long"); // the only sequence
   const waiting = new AbortController();
   const second = fetch(`${srv.url}/inference`, {
     method: "POST",
@@ -84,8 +82,7 @@ test("a request waiting for a sequence is dropped from the queue when its client
 
 test("a stream that is returned before anyone reads it gives its sequence back", async () => {
   const model = srv.app.registry.getLoaded("long") as LlamaTextModel;
-  const req = { model: "long", prompt: "hello", maxTokens: 4, stop: [], sampling: { temperature: 0, topP: 1, topK: 0, minP: 0, repeatPenalty: 1, presencePenalty: 0, frequencyPenalty: 0 } };
-  const unread = await model.start(req, new AbortController().signal);
+  const unread = await holdSequence(srv.app, "long");
   assert.equal(model.inFlight, 1);
   await unread.return(undefined as never);
   assert.equal(model.inFlight, 0);

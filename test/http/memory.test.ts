@@ -2,10 +2,8 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { GenerationStream } from "../../src/core/generation.js";
-import type { LlamaTextModel } from "../../src/runtimes/llama/llama-text-model.js";
 import { linearClassifierOnnx } from "../fixtures/onnx-writer.js";
-import { postJson, startTestServer, type TestServer } from "../helpers/server.js";
+import { holdSequence, postJson, startTestServer, type TestServer } from "../helpers/server.js";
 
 const servers: TestServer[] = [];
 const start = async (config: Parameters<typeof startTestServer>[0] = {}) => {
@@ -27,13 +25,7 @@ before(async () => {
   assert.ok(perModel > 100_000, `a loaded model holds its weights and KV cache (${perModel} bytes)`);
 });
 
-const sampling = { temperature: 0, topP: 1, topK: 0, minP: 0, repeatPenalty: 1, presencePenalty: 0, frequencyPenalty: 0 };
-
-/** Holds one of the model's sequences with a stream nobody reads, as an open request would. */
-function hold(srv: TestServer, id: string): Promise<GenerationStream> {
-  const model = srv.app.registry.getLoaded(id) as LlamaTextModel;
-  return model.start({ model: id, prompt: "hold", maxTokens: 4, stop: [], sampling }, new AbortController().signal);
-}
+const hold = (srv: TestServer, id: string) => holdSequence(srv.app, id);
 
 async function loadedIds(srv: TestServer): Promise<string[]> {
   const res = await fetch(`${srv.url}/models`);

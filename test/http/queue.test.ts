@@ -6,7 +6,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { LlamaTextModel } from "../../src/runtimes/llama/llama-text-model.js";
 import { writeTinyLlamaGguf } from "../fixtures/gguf-writer.js";
 import { tempDir } from "../helpers/paths.js";
-import { postJson, startTestServer, type TestServer } from "../helpers/server.js";
+import { holdSequence, postJson, startTestServer, type TestServer } from "../helpers/server.js";
 
 let srv: TestServer;
 let cleanupFixture: () => Promise<void>;
@@ -29,10 +29,7 @@ after(async () => {
 test("a full queue answers 503 with Retry-After at once; a long wait answers 504 TIMEOUT", async () => {
   await postJson(`${srv.url}/models/long/load`, {});
   const model = srv.app.registry.getLoaded("long") as LlamaTextModel;
-  // Hold the only sequence with a stream nobody reads: deterministic, unlike a long generation that the
-  // random-weight model may end early with an end-of-text token.
-  const sampling = { temperature: 0, topP: 1, topK: 0, minP: 0, repeatPenalty: 1, presencePenalty: 0, frequencyPenalty: 0 };
-  const holder = await model.start({ model: "long", prompt: "hello", maxTokens: 8, stop: [], sampling }, new AbortController().signal);
+  const holder = await holdSequence(srv.app, "long"); // the only sequence
   assert.equal(model.inFlight, 1);
   const queued = postJson(`${srv.url}/inference`, { model: "long", prompt: "queued", max_tokens: 2 });
   for (let i = 0; i < 100 && model.queued === 0; i++) await sleep(5);
