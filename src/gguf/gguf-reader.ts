@@ -149,6 +149,8 @@ class ChunkedReader {
   }
 }
 
+const alignUp = (n: bigint, alignment: bigint): bigint => ((n + alignment - 1n) / alignment) * alignment;
+
 function toNumberIfSafe(v: bigint): number | bigint {
   return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
 }
@@ -307,6 +309,7 @@ export async function readGgufHeader(filePath: string, opts: ReadGgufOptions = {
     for (let i = 0; i < Number(tensorCount); i++) raw.push(await readTensorInfo(r, i, seen));
     const headerBytes = r.pos;
     const dataOffset = Math.ceil(headerBytes / alignment) * alignment;
+    let dataEnd = BigInt(dataOffset);
     const tensors = raw.map((t): GgufTensorInfo => {
       if (t.offset % BigInt(alignment) !== 0n) {
         throw new GgufFormatError("misaligned_offset", `tensor ${t.name} offset ${t.offset} is not a multiple of ${alignment}`);
@@ -314,9 +317,16 @@ export async function readGgufHeader(filePath: string, opts: ReadGgufOptions = {
       if (BigInt(dataOffset) + t.offset + t.nbytes > BigInt(size)) {
         throw new GgufFormatError("tensor_out_of_bounds", `tensor ${t.name} data ends past the end of the file`);
       }
+      if (BigInt(dataOffset) + t.offset + t.nbytes > dataEnd) dataEnd = BigInt(dataOffset) + t.offset + t.nbytes;
       const type = ggmlTypeName(t.typeId) ?? "unknown";
       return { name: t.name, dims: t.dims, type, typeId: t.typeId, offset: Number(t.offset), nbytes: Number(t.nbytes), elements: Number(t.elements) };
     });
+    // llama.cpp maps (and prefetches) the whole file, so bytes after the last tensor are memory the
+    // model takes without accounting for it: a valid model with a 50 GB sparse tail filled the machine.
+    const end = tensors.length > 0 ? alignUp(dataEnd, BigInt(alignment)) : BigInt(dataOffset);
+    if (BigInt(size) > end) {
+      throw new GgufFormatError("trailing_data", `file has ${BigInt(size) - end} bytes after its tensor data ends at byte ${end}`);
+    }
     return { version, tensorCount: tensors.length, metadata, tensors, dataOffset, fileSize: size, headerBytes };
   } finally {
     await fh.close();

@@ -204,8 +204,20 @@ test("rejects bad tensor infos", async () => {
     { name: "dup", dims: [4], type: "F32" },
     { name: "dup", dims: [4], type: "F32" },
   ])), "duplicate_tensor");
-  const q = await parse(oneTensor({ dims: [32], ggmlTypeId: 2 }));
+  const q = await parse(oneTensor({ dims: [32], ggmlTypeId: 2, data: Buffer.alloc(18) }));
   assert.deepEqual([q.tensors[0]?.type, q.tensors[0]?.nbytes], ["Q4_0", 18]);
+});
+
+test("refuses bytes after the tensor data, but not the alignment padding", async () => {
+  const good = buildGguf(smallSpec());
+  assert.equal(good.length % 32, 0, "the writer pads the last tensor to the alignment");
+  await parse(good);
+  await parse(good.subarray(0, good.length - 8)); // unpadded last tensor: still fine
+  await rejects(Buffer.concat([good, Buffer.alloc(1)]), "trailing_data");
+  await rejects(Buffer.concat([good, Buffer.alloc(1 << 20)]), "trailing_data");
+  const noTensors = buildGguf({ metadata: [["general.architecture", "string", "llama"]], tensors: [] });
+  await parse(noTensors);
+  await rejects(Buffer.concat([noTensors, Buffer.alloc(64)]), "trailing_data");
 });
 
 test("caps the bytes it will read as header", async () => {
