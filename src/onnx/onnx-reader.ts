@@ -55,6 +55,16 @@ const ELEM_TYPES: Readonly<Record<number, string>> = {
 const MAX_OPSETS = 1000;
 const MAX_METADATA = 10_000;
 const MAX_RANK = 1024;
+/**
+ * Bytes a model may hold outside its graph, weights, functions and metadata (doc strings, fields this
+ * onnx.proto does not know). onnxruntime reads the whole file into memory, so a valid model padded
+ * with gigabytes of unknown fields would take that memory while accounting for none of it.
+ */
+const MAX_UNACCOUNTED_BYTES = 16 * 1024 * 1024;
+// ModelProto: domain, model_version, training_info, functions; GraphProto: name, value_info,
+// quantization_annotation. Skipped, but part of a model. Doc strings (6, 10) and unknown fields are not.
+const MODEL_PARTS = new Set([4, 5, 20, 25]);
+const GRAPH_PARTS = new Set([2, 13, 14]);
 
 interface Graph {
   maxValueInfos: number;
@@ -63,6 +73,8 @@ interface Graph {
   initializerNames: Set<string>;
   inputs: OnnxValueInfo[];
   outputs: OnnxValueInfo[];
+  /** Bytes of doc strings and unknown fields, in the graph and at the top level. */
+  unaccounted: number;
 }
 
 type ValueType = Omit<OnnxValueInfo, "name">;
@@ -199,7 +211,9 @@ async function readGraph(r: ProtoReader, end: number, depth: number, g: Graph): 
       if (list.length >= g.maxValueInfos) throw tooMany(field === 11 ? "graph inputs" : "graph outputs", g.maxValueInfos);
       list.push(await readValueInfo(r, r.message(end, depth, "value info"), depth + 1));
     } else {
+      const at = r.pos;
       r.skip(wire, end, field);
+      if (!GRAPH_PARTS.has(field)) g.unaccounted += r.pos - at;
     }
   }
 }
@@ -235,7 +249,7 @@ const MODEL_FIELDS: Readonly<Record<number, number>> = { 1: WIRE_VARINT, 2: WIRE
 
 async function readModel(r: ProtoReader, maxValueInfos: number): Promise<Omit<OnnxHeader, "fileSize">> {
   const end = r.fileSize;
-  const g: Graph = { maxValueInfos, nodeCount: 0, initializerCount: 0, initializerNames: new Set(), inputs: [], outputs: [] };
+  const g: Graph = { maxValueInfos, nodeCount: 0, initializerCount: 0, initializerNames: new Set(), inputs: [], outputs: [], unaccounted: 0 };
   let irVersion: number | undefined;
   let producerName: string | undefined;
   let producerVersion: string | undefined;
@@ -248,7 +262,12 @@ async function readModel(r: ProtoReader, maxValueInfos: number): Promise<Omit<On
     while (r.pos < end) {
       if (!r.ready(end)) await r.fill(end);
       const [field, wire] = r.tag(end);
-      if (MODEL_FIELDS[field] !== wire) { r.skip(wire, end, field); continue; }
+      if (MODEL_FIELDS[field] !== wire) {
+        const at = r.pos;
+        r.skip(wire, end, field);
+        if (!MODEL_PARTS.has(field)) g.unaccounted += r.pos - at;
+        continue;
+      }
       recognized = true;
       if (field === 1) {
         irVersion = r.int64(end, "ir_version");
@@ -274,6 +293,9 @@ async function readModel(r: ProtoReader, maxValueInfos: number): Promise<Omit<On
   }
   if (!recognized) throw new OnnxFormatError("not_protobuf", "not an ONNX model: no ModelProto field found");
   if (!sawGraph) throw new OnnxFormatError("no_graph", "the model has no graph");
+  if (g.unaccounted > MAX_UNACCOUNTED_BYTES) {
+    throw new OnnxFormatError("unaccounted_data", `${g.unaccounted} bytes of the file are neither graph, weights nor metadata (at most ${MAX_UNACCOUNTED_BYTES})`);
+  }
   // onnxruntime refuses both of these too ("Missing model IR version", "Missing opset in the model").
   if (irVersion === undefined) throw new OnnxFormatError("no_ir_version", "the model has no ir_version");
   if (opsets.length === 0) throw new OnnxFormatError("no_opset", "the model imports no opset");

@@ -149,6 +149,25 @@ test("unknown fields and known fields with an unexpected wire type are skipped, 
   assert.deepEqual(h.inputs, [{ name: "a", type: "float32", shape: [2] }]);
 });
 
+test("doc strings and unknown fields may hold 16 MiB, not more: onnxruntime would read them all into memory", async () => {
+  const field = (n: number, bytes: number) => new ProtoWriter().bytes(n, Buffer.alloc(bytes, 0x20)).finish();
+  const model = linearClassifierOnnx();
+  assert.equal(await outcome(Buffer.concat([model, field(6, 1 << 20), field(99, 1 << 20)])), "ok");
+  await rejects(Buffer.concat([model, field(99, 17 << 20)]), "unaccounted_data");
+  await rejects(Buffer.concat([model, field(6, 9 << 20), field(1234, 9 << 20)]), "unaccounted_data");
+  // Inside the graph too: GraphProto.doc_string (10) and an unknown graph field.
+  const graphDoc = new ProtoWriter().message(7, new ProtoWriter().bytes(10, Buffer.alloc(17 << 20, 0x20))).finish();
+  await rejects(Buffer.concat([model, graphDoc]), "unaccounted_data");
+  // Weights are accounted for, however large (a 20 MiB initializer).
+  const big = buildOnnx({
+    initializers: [{ name: "W", type: "float32", dims: [5 << 20], data: new Float32Array(5 << 20) }],
+    nodes: [{ opType: "Identity", inputs: ["W"], outputs: ["y"] }],
+    inputs: [],
+    outputs: [{ name: "y", type: "float32", shape: [5 << 20] }],
+  });
+  assert.equal(await outcome(big), "ok");
+});
+
 test("a repeated graph field merges into one, as protobuf does", async () => {
   const g1 = W().message(1, W().string(1, "a").string(2, "b").string(4, "Identity"))
     .message(11, valueInfo("a", tensorType(F32, [dimValue(2)])));
