@@ -1,5 +1,6 @@
 import { promises as fs } from "node:fs";
 import { InfernoError } from "../../errors/catalogue.js";
+import { redactPaths } from "../../errors/redact-paths.js";
 import type { MemoryUse } from "../../registry/memory-budget.js";
 import { OnnxFormatError, readOnnxHeader, type OnnxHeader } from "../../onnx/onnx-reader.js";
 import { OnnxModel } from "./onnx-model.js";
@@ -70,9 +71,11 @@ export class OnnxRuntime {
     try {
       opened = await SessionClient.open(filePath, sessionOptions);
     } catch (err) {
-      const message = (err as Error).message;
+      const message = redactPaths((err as Error).message);
       if (this.config.provider === "cuda" || !/cuda/i.test(message)) {
-        const code = /protobuf|invalid|parse|load model/i.test(message) ? "INVALID_MODEL_FILE" : "MODEL_LOAD_FAILED";
+        // The file passed the JS check, so what onnxruntime refuses now is the graph itself (types,
+        // shapes, unknown ops), unless it is the machine: memory, or a provider that would not start.
+        const code = /memory|alloc|bad_alloc|provider|cuda|cudnn|tensorrt/i.test(message) ? "MODEL_LOAD_FAILED" : "INVALID_MODEL_FILE";
         throw new InfernoError(code, `onnxruntime could not load the model: ${message}`, undefined, { cause: err });
       }
       // "auto": no CUDA provider on this host; fall back to the CPU.
