@@ -104,6 +104,8 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
       gpuLayers: config.gpuLayers,
       queueSize: config.queueSize,
       queueTimeoutMs: config.queueTimeoutMs,
+      probeModels: config.probeModels,
+      dataDir: config.dataDir,
     },
     app.log,
   );
@@ -133,6 +135,7 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
           const s = await inspectGguf(file);
           return { ...s, contextLength: s.context_length ?? undefined };
         },
+        verify: async (file) => void (await llamaRuntime.verify(file)),
         load: (file, options, signal) => llamaRuntime.load(file, options, signal),
         estimate: (file, options) => llamaRuntime.estimate(file, options),
         optionKeys: ["gpu_layers", "context_size", "batch_size", "parallel", "chat_template"],

@@ -67,6 +67,11 @@ export const configSchema = z
       .refine((v) => parseVramBudget(v) !== undefined, 'expected "auto", bytes or a size such as 20GiB'),
     /** Models loaded at once; loading one more unloads the least recently used idle one. 0: no limit. */
     maxLoadedModels: intFromString(0, 10_000).default(3),
+    /**
+     * Open each new or changed GGUF file once in a child process before loading it in-process, so a file
+     * that makes llama.cpp abort is refused instead of ending the server.
+     */
+    probeModels: boolBool(true),
     /** onnxruntime execution provider: cpu (default), cuda, or auto (cuda when it loads, else cpu). */
     onnxProvider: z.enum(["cpu", "cuda", "auto"]).default("cpu"),
     onnxIntraOpThreads: intFromString(1, 1024).default(defaultThreads()),

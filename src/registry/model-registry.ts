@@ -12,6 +12,8 @@ import { RegistrationStore, type Registration } from "./registration-store.js";
 export interface ModelRuntime {
   /** Checks the file without loading it; throws INVALID_MODEL_FILE. Returns facts shown in model info. */
   inspect(filePath: string): Promise<ModelFacts>;
+  /** The deeper check before a file first reaches native code in this process (may take seconds); throws INVALID_MODEL_FILE. */
+  verify?(filePath: string): Promise<void>;
   load(filePath: string, options: Record<string, unknown>, signal?: AbortSignal): Promise<LoadedModel>;
   /** The memory a load with these options will take (RAM and GPU memory), without loading. */
   estimate(filePath: string, options: Record<string, unknown>): Promise<MemoryUse>;
@@ -181,7 +183,9 @@ export class ModelRegistry {
       throw new InfernoError("MODEL_EXISTS", `a model named '${input.name}' already exists`, { model: input.name });
     }
     this.checkOptions(resolved.type, input.options ?? {});
-    await this.runtimeFor(resolved.type).inspect(resolved.path);
+    const runtime = this.runtimeFor(resolved.type);
+    await runtime.inspect(resolved.path);
+    await runtime.verify?.(resolved.path);
     const entry: ModelEntry = {
       id: input.name, name: input.name, type: resolved.type, path: resolved.path, source: "registered",
       options: input.options ?? {}, sizeBytes: resolved.sizeBytes, created: Math.floor(Date.now() / 1000),
@@ -261,6 +265,7 @@ export class ModelRegistry {
       await this.disposeLoaded(id, current, "reload");
     }
     const runtime = this.runtimeFor(entry.type);
+    await runtime.verify?.(entry.path);
     const merged = { ...entry.options, ...options };
     const need = await runtime.estimate(entry.path, merged);
     const freeVram = need.vram > 0 ? await this.probe.freeVram() : null;

@@ -1,8 +1,10 @@
+import { readFileSync } from "node:fs";
 import { getLlama, GgufInsights, LlamaLogLevel, readGgufFileInfo, type Llama } from "node-llama-cpp";
 import type { Logger } from "../../core/logger.js";
 import { InfernoError } from "../../errors/catalogue.js";
 import type { MemoryUse } from "../../registry/memory-budget.js";
 import { GgufFormatError, readGgufHeader, summarizeGguf, type GgufSummary } from "../../gguf/gguf-reader.js";
+import { GgufProbe } from "./gguf-probe.js";
 import { LlamaTextModel } from "./llama-text-model.js";
 
 export type GpuSetting = "auto" | "cpu" | "cuda" | "vulkan" | "metal";
@@ -17,6 +19,9 @@ export interface LlamaRuntimeConfig {
   /** Requests that may wait for a sequence per model, and for how long (ms). */
   queueSize: number;
   queueTimeoutMs: number;
+  /** Open each new GGUF file in a child process first (see GgufProbe); verdicts are kept in dataDir. */
+  probeModels?: boolean;
+  dataDir?: string;
 }
 
 /** Options a GGUF load accepts, from `POST /models/{id}/load` or a registration. */
@@ -40,14 +45,39 @@ export async function inspectGguf(filePath: string): Promise<GgufSummary> {
   }
 }
 
+/** node-llama-cpp's version, which pins the llama.cpp it ships: a new one may judge a file differently. */
+function nodeLlamaCppVersion(): string {
+  try {
+    const pkg = new URL("../package.json", import.meta.resolve("node-llama-cpp"));
+    return String((JSON.parse(readFileSync(pkg, "utf8")) as { version?: unknown }).version);
+  } catch {
+    return "unknown";
+  }
+}
+
 /** One node-llama-cpp `Llama` per process, created on first use; loads GGUF files into LlamaTextModels. */
 export class LlamaRuntime {
   private llama: Promise<Llama> | undefined;
+  private readonly probe: GgufProbe | undefined;
 
   constructor(
     private readonly config: LlamaRuntimeConfig,
     private readonly log: Logger,
-  ) {}
+  ) {
+    if (config.probeModels !== false) {
+      this.probe = new GgufProbe({ dataDir: config.dataDir, log, runtimeVersion: `node-llama-cpp@${nodeLlamaCppVersion()}` });
+    }
+  }
+
+  /**
+   * Checks that llama.cpp can open the file without risking this process: the JS header check, then
+   * (once per file) a load in a child process. Throws INVALID_MODEL_FILE.
+   */
+  async verify(filePath: string): Promise<GgufSummary> {
+    const summary = await inspectGguf(filePath);
+    await this.probe?.check(filePath);
+    return summary;
+  }
 
   getLlama(): Promise<Llama> {
     this.llama ??= getLlama({
@@ -108,7 +138,7 @@ export class LlamaRuntime {
   }
 
   async load(filePath: string, options: LlamaLoadOptions, signal?: AbortSignal): Promise<LlamaTextModel> {
-    const summary = await inspectGguf(filePath);
+    const summary = await this.verify(filePath);
     const started = performance.now();
     const llama = await this.getLlama();
     const { contextSize, parallel, batchSize } = this.contextPlan(summary, options);
@@ -155,6 +185,7 @@ export class LlamaRuntime {
   }
 
   async dispose(): Promise<void> {
+    this.probe?.dispose();
     const llama = await this.llama?.catch(() => undefined);
     await llama?.dispose();
     this.llama = undefined;
