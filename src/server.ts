@@ -6,6 +6,7 @@ import cors from "@fastify/cors";
 import { ApiKeyStore } from "./auth/api-keys.js";
 import authPlugin, { type CredentialCheckers } from "./auth/auth-plugin.js";
 import { JwtIssuer } from "./auth/jwt.js";
+import { UserRoles } from "./auth/user-roles.js";
 import { UserStore } from "./auth/users.js";
 import { BatchStore } from "./batch/batch-store.js";
 import { BatchWorker } from "./batch/batch-worker.js";
@@ -166,7 +167,10 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   const users = new UserStore(db);
   const jwt = new JwtIssuer({ secret: config.jwtSecret, dataDir: config.dataDir, expiresIn: config.jwtExpiresIn });
   app.addHook("onClose", async () => db.close());
-  const checkers: CredentialCheckers = { verifyApiKey: (key) => keys.verify(key), verifyJwt: (token) => jwt.verify(token) };
+  // A JWT names its user; the role comes from the user store at request time (a demoted or deleted user's
+  // tokens follow within seconds), as an API key's comes from its row.
+  const roles = new UserRoles({ lookup: (username) => users.get(username)?.role });
+  const checkers: CredentialCheckers = { verifyApiKey: (key) => keys.verify(key), verifyJwt: (token) => roles.current(jwt.verify(token)) };
   await app.register(authPlugin, { enabled: config.auth, metricsPublic: config.metricsPublic, ...checkers });
   await app.register(authRoutes, { keys, users, jwt });
   // Before the inference routes: its preHandler ties generations to their request for inference.complete.
