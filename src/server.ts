@@ -16,6 +16,7 @@ import { registerErrorHandling } from "./errors/error-handler.js";
 import { FileStore } from "./files/file-store.js";
 import { rateLimitPlugin, rateLimitSettings } from "./limits/rate-limit.js";
 import { requestTimeoutPlugin } from "./limits/request-timeout.js";
+import { UsageContext } from "./limits/usage-context.js";
 import { shutdownPlugin } from "./lifecycle/shutdown.js";
 import { metricsPlugin } from "./observability/metrics.js";
 import { tracesPlugin } from "./observability/traces.js";
@@ -159,7 +160,9 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   await app.register(requestTimeoutPlugin, { timeoutMs: config.requestTimeoutMs });
   // Before auth and rate limits: during a drain every new request is refused with the same 503.
   await app.register(shutdownPlugin);
-  await app.register(rateLimitPlugin, { ...rateLimitSettings(config), generations: registry });
+  // Whose tokens a generation is: set per request by the rate limiter, per item by the batch worker.
+  const usage = new UsageContext();
+  await app.register(rateLimitPlugin, { ...rateLimitSettings(config), generations: registry, usage });
   await app.register(metricsPlugin, { registry });
   await app.register(tracesPlugin, { registry });
   const db = openDatabase(config.dataDir);
@@ -189,7 +192,9 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   await app.register(openaiModelRoutes, { registry });
   // One batch engine (store and worker) for /batch and /v1/batches.
   const batchStore = new BatchStore(db);
-  const batchWorker = new BatchWorker({ store: batchStore, registry, limits, concurrency: config.batchConcurrency, log: app.log.child({ component: "batch" }) });
+  const batchWorker = new BatchWorker({
+    store: batchStore, registry, limits, concurrency: config.batchConcurrency, log: app.log.child({ component: "batch" }), usage,
+  });
   app.addHook("onReady", async () => batchWorker.start());
   app.drainSignal.addEventListener("abort", () => batchWorker.pause(), { once: true });
   app.addHook("preClose", async () => batchWorker.stop());
