@@ -21,7 +21,7 @@ Usage:
   inferno security api-key list [--json] | api-key revoke ID
   inferno security user create --username U --password P|- [--role admin|user]
                                        a login user (--password - reads it from stdin)
-  inferno security user list [--json] | user delete USERNAME
+  inferno security user list [--json] | user set-role USERNAME --role admin|user | user delete USERNAME
   inferno --help | --version
 
 Options (each also from env INFERNO_<KEY> or a JSON --config file; flag > env > file > default):

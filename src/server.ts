@@ -6,6 +6,7 @@ import cors from "@fastify/cors";
 import { ApiKeyStore } from "./auth/api-keys.js";
 import authPlugin, { type CredentialCheckers } from "./auth/auth-plugin.js";
 import { JwtIssuer } from "./auth/jwt.js";
+import { UserRoles } from "./auth/user-roles.js";
 import { UserStore } from "./auth/users.js";
 import { BatchStore } from "./batch/batch-store.js";
 import { BatchWorker } from "./batch/batch-worker.js";
@@ -15,6 +16,7 @@ import { registerErrorHandling } from "./errors/error-handler.js";
 import { FileStore } from "./files/file-store.js";
 import { rateLimitPlugin, rateLimitSettings } from "./limits/rate-limit.js";
 import { requestTimeoutPlugin } from "./limits/request-timeout.js";
+import { UsageContext } from "./limits/usage-context.js";
 import { shutdownPlugin } from "./lifecycle/shutdown.js";
 import { metricsPlugin } from "./observability/metrics.js";
 import { tracesPlugin } from "./observability/traces.js";
@@ -161,7 +163,9 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   await app.register(requestTimeoutPlugin, { timeoutMs: config.requestTimeoutMs });
   // Before auth and rate limits: during a drain every new request is refused with the same 503.
   await app.register(shutdownPlugin);
-  await app.register(rateLimitPlugin, { ...rateLimitSettings(config), generations: registry });
+  // Whose tokens a generation is: set per request by the rate limiter, per item by the batch worker.
+  const usage = new UsageContext();
+  await app.register(rateLimitPlugin, { ...rateLimitSettings(config), generations: registry, usage });
   await app.register(metricsPlugin, { registry });
   await app.register(tracesPlugin, { registry });
   const db = openDatabase(config.dataDir);
@@ -169,7 +173,10 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   const users = new UserStore(db);
   const jwt = new JwtIssuer({ secret: config.jwtSecret, dataDir: config.dataDir, expiresIn: config.jwtExpiresIn });
   app.addHook("onClose", async () => db.close());
-  const checkers: CredentialCheckers = { verifyApiKey: (key) => keys.verify(key), verifyJwt: (token) => jwt.verify(token) };
+  // A JWT names its user; the role comes from the user store at request time (a demoted or deleted user's
+  // tokens follow within seconds), as an API key's comes from its row.
+  const roles = new UserRoles({ lookup: (username) => users.get(username)?.role });
+  const checkers: CredentialCheckers = { verifyApiKey: (key) => keys.verify(key), verifyJwt: (token) => roles.current(jwt.verify(token)) };
   await app.register(authPlugin, { enabled: config.auth, metricsPublic: config.metricsPublic, ...checkers });
   await app.register(authRoutes, { keys, users, jwt });
   // Before the inference routes: its preHandler ties generations to their request for inference.complete.
@@ -188,7 +195,9 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   await app.register(openaiModelRoutes, { registry });
   // One batch engine (store and worker) for /batch and /v1/batches.
   const batchStore = new BatchStore(db);
-  const batchWorker = new BatchWorker({ store: batchStore, registry, limits, concurrency: config.batchConcurrency, log: app.log.child({ component: "batch" }) });
+  const batchWorker = new BatchWorker({
+    store: batchStore, registry, limits, concurrency: config.batchConcurrency, log: app.log.child({ component: "batch" }), usage,
+  });
   app.addHook("onReady", async () => batchWorker.start());
   app.drainSignal.addEventListener("abort", () => batchWorker.pause(), { once: true });
   app.addHook("preClose", async () => batchWorker.stop());

@@ -39,7 +39,8 @@ export function authenticateToken(token: string, checkers: CredentialCheckers): 
   return token.startsWith(API_KEY_PREFIX) ? checkers.verifyApiKey(token) : checkers.verifyJwt(token);
 }
 
-function bearer(request: FastifyRequest): string | undefined {
+/** The token of an `Authorization: Bearer ...` header. */
+export function bearer(request: FastifyRequest): string | undefined {
   const header = request.headers.authorization;
   if (typeof header !== "string") return undefined;
   const m = /^Bearer\s+(\S+)\s*$/i.exec(header);

@@ -98,7 +98,11 @@ export class JwtIssuer {
     return { token: jwt.sign(payload, this.#secret, { algorithm: "HS256" }), expires_in: this.#lifetimeS };
   }
 
-  /** The principal of a valid token, or undefined (bad signature, other algorithm, expired, wrong issuer, malformed). */
+  /**
+   * The principal of a valid token, or undefined (bad signature, other algorithm, expired, wrong issuer,
+   * malformed). Its role is the one signed at login: the server replaces it with the user's current role
+   * (user-roles.ts), so the claim only tells clients what they had when they logged in.
+   */
   verify(token: string): Principal | undefined {
     let payload: string | jwt.JwtPayload;
     try {

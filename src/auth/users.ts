@@ -126,6 +126,13 @@ export class UserStore {
     return r && { username: r.username, role: r.role, created: Math.floor(r.created_ms / 1000) };
   }
 
+  /** Changes a user's role; undefined when there is no such user. Signed-in users get it within seconds (user-roles.ts). */
+  setRole(username: string, role: Role): UserInfo | undefined {
+    checkRole(role);
+    this.#db.prepare("UPDATE users SET role = ? WHERE username = ?").run(role, username);
+    return this.get(username);
+  }
+
   /** True when the user existed. */
   delete(username: string): boolean {
     return this.#db.prepare("DELETE FROM users WHERE username = ?").run(username).changes === 1;

@@ -51,6 +51,8 @@ const MIGRATIONS = [
      PRIMARY KEY (batch_id, item_id)
    ) STRICT;
    CREATE INDEX batch_items_next ON batch_items (batch_id, status, seq);`,
+  // The rate-limit key of the submitting request, so the owner's tokens per minute pay for the items.
+  `ALTER TABLE batches ADD COLUMN usage_key TEXT;`,
 ];
 
 export type BatchStatus = "queued" | "running" | "completed" | "cancelled" | "failed";
@@ -68,6 +70,8 @@ export interface Batch {
   createdMs: number;
   completedMs: number | null;
   owner: string;
+  /** The rate-limit key charged for its items' tokens; null for batches stored before there was one. */
+  usageKey: string | null;
 }
 
 /** What one item asks for: a prompt (with the batch's params), or an OpenAI endpoint's request body. */
@@ -94,6 +98,8 @@ export interface ClaimableItem {
   model: string;
   params: Record<string, unknown>;
   request: ItemRequest;
+  /** The batch's `usageKey`. */
+  usageKey: string | null;
 }
 
 export type ItemCounts = Record<ItemStatus, number>;
@@ -115,6 +121,7 @@ interface BatchRow {
   created_ms: number;
   completed_ms: number | null;
   owner: string;
+  usage_key: string | null;
 }
 
 interface ItemRow {
@@ -130,6 +137,7 @@ interface ItemRow {
 const toBatch = (r: BatchRow): Batch => ({
   id: r.id, model: r.model, params: JSON.parse(r.params) as Record<string, unknown>, webhookUrl: r.webhook_url,
   webhookSecret: r.webhook_secret, status: r.status, total: r.total, createdMs: r.created_ms, completedMs: r.completed_ms, owner: r.owner,
+  usageKey: r.usage_key,
 });
 
 export const newBatchId = () => `batch_${randomBytes(12).toString("base64url")}`;
@@ -140,6 +148,8 @@ export interface NewBatch {
   webhookUrl?: string | undefined;
   webhookSecret?: string | undefined;
   owner: string;
+  /** The submitting request's rate-limit key (src/limits/rate-limit.ts `limitKey`). */
+  usageKey?: string | undefined;
   items: ReadonlyArray<{ id: string } & ItemRequest>;
 }
 
@@ -161,8 +171,8 @@ export class BatchStore {
     migrate(db, "batch", MIGRATIONS);
     this.stmt = {
       insertBatch: db.prepare(
-        `INSERT INTO batches (id, model, params, webhook_url, webhook_secret, status, total, created_ms, owner)
-         VALUES (@id, @model, @params, @webhook_url, @webhook_secret, 'queued', @total, @created_ms, @owner)`,
+        `INSERT INTO batches (id, model, params, webhook_url, webhook_secret, status, total, created_ms, owner, usage_key)
+         VALUES (@id, @model, @params, @webhook_url, @webhook_secret, 'queued', @total, @created_ms, @owner, @usage_key)`,
       ),
       insertItem: db.prepare("INSERT INTO batch_items (batch_id, item_id, seq, request, status) VALUES (?, ?, ?, ?, 'pending')"),
       get: db.prepare<[string], BatchRow>("SELECT * FROM batches WHERE id = ?"),
@@ -199,6 +209,7 @@ export class BatchStore {
       this.stmt.insertBatch.run({
         id, model: input.model, params: JSON.stringify(input.params), webhook_url: input.webhookUrl ?? null,
         webhook_secret: input.webhookSecret ?? null, total: input.items.length, created_ms: now, owner: input.owner,
+        usage_key: input.usageKey ?? null,
       });
       input.items.forEach(({ id: itemId, ...request }, seq) => this.stmt.insertItem.run(id, itemId, seq, JSON.stringify(request)));
     }).immediate();
@@ -247,7 +258,7 @@ export class BatchStore {
         const params = JSON.parse(b.params) as Record<string, unknown>;
         const request = JSON.parse(next.request) as ItemRequest;
         const model = "model" in request ? request.model : b.model;
-        out.push({ batchId: b.id, itemId: next.item_id, model, params, request });
+        out.push({ batchId: b.id, itemId: next.item_id, model, params, request, usageKey: b.usage_key });
         if (out.length >= limit) break;
       }
     }

@@ -26,6 +26,7 @@ import type { Logger } from "../core/logger.js";
 import { toGenerateRequest, usageOf, type GenerationLimits, type PromptBody } from "../dialects/native.js";
 import { runBatchRequest } from "../dialects/openai/batch-requests.js";
 import { toInfernoError } from "../errors/error-handler.js";
+import type { UsageContext } from "../limits/usage-context.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
 import { LlamaTextModel } from "../runtimes/llama/llama-text-model.js";
 import { startGeneration } from "../scheduler/text-generation.js";
@@ -46,6 +47,8 @@ export interface BatchWorkerOptions {
   log: Logger;
   events?: BatchEvents;
   pollMs?: number;
+  /** Items run as their owner's usage here, so the rate limiter charges their tokens to the owner. */
+  usage?: UsageContext;
 }
 
 interface Running {
@@ -147,7 +150,9 @@ export class BatchWorker {
   private launch(item: ClaimableItem): void {
     const key = `${item.batchId}\u0000${item.itemId}`;
     const controller = new AbortController();
-    const done = this.runItem(item, controller.signal)
+    const run = () => this.runItem(item, controller.signal);
+    const { usage } = this.opts;
+    const done = (usage && item.usageKey !== null ? usage.run(item.usageKey, run) : run())
       .catch((err: unknown) => this.opts.log.error({ err, batch: item.batchId, item: item.itemId }, "batch item bookkeeping failed"))
       .finally(() => {
         this.running.delete(key);

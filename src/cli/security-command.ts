@@ -26,6 +26,7 @@ export const SECURITY_USAGE = `usage:
   inferno security api-key revoke ID
   inferno security user create --username U --password P|- [--role admin|user] [--json]
   inferno security user list [--json]
+  inferno security user set-role USERNAME --role admin|user
   inferno security user delete USERNAME`;
 
 const usage = (message: string) => new SecurityUsageError(`${message}\n${SECURITY_USAGE}`);
@@ -148,6 +149,15 @@ function userCommand(action: string | undefined, target: string | undefined, o: 
       table(["USERNAME", "ROLE", "CREATED"], users.map((u) => [u.username, u.role, date(u.created)]));
     };
   }
+  if (action === "set-role") {
+    const username = required(target, "the USERNAME");
+    const newRole = role(required(o.role, "--role"));
+    return (db) => {
+      const u = new UserStore(db).setRole(username, newRole);
+      if (!u) throw new InfernoError("NOT_FOUND", `no user '${username}'`);
+      console.log(`user ${u.username} now has role ${u.role} (tokens already issued follow within seconds)`);
+    };
+  }
   if (action === "delete") {
     const username = required(target, "the USERNAME");
     return (db) => {
@@ -155,5 +165,5 @@ function userCommand(action: string | undefined, target: string | undefined, o: 
       console.log(`deleted user ${username}`);
     };
   }
-  throw usage(action === undefined ? "missing create, list or delete" : `unknown user command '${action}'`);
+  throw usage(action === undefined ? "missing create, list, set-role or delete" : `unknown user command '${action}'`);
 }

@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from "node:async_hooks";
 import fastifyRateLimit, { normalizeIP } from "@fastify/rate-limit";
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from "fastify";
 import fp from "fastify-plugin";
@@ -8,6 +7,7 @@ import { InfernoError } from "../errors/catalogue.js";
 import type { RegistryEvent } from "../registry/model-registry.js";
 import type { LimitStore } from "./store/limit-store.js";
 import { LocalStore } from "./store/local-store.js";
+import { UsageContext } from "./usage-context.js";
 
 /** Which limit refused a request: the `limit` label of inferno_rate_limited_total and `details.limit`. */
 export type LimitName = "requests_per_minute" | "requests_per_hour" | "tokens_per_minute" | "concurrent_requests";
@@ -19,6 +19,8 @@ export interface RateLimitPluginOptions {
   defaults: RateLimits;
   /** Finished generations (the model registry's events), charged to tokens per minute. */
   generations: { observe(listener: (event: RegistryEvent) => void): () => void };
+  /** Whose usage a generation is (shared with the batch worker, which runs items as their owner's). */
+  usage?: UsageContext;
   /** Where the windows are counted; a LocalStore by default. */
   store?: LimitStore;
   /** The clock of the windows (tests move it). */
@@ -41,8 +43,11 @@ export function rateLimitSettings(config: Config): Pick<RateLimitPluginOptions, 
 /** Health checks are for load balancers and orchestrators, which must never be refused. */
 const isExempt = (url: string) => url === "/health" || url.startsWith("/v2/health/");
 
-/** Limits apply per API key, or per client IP (IPv6 by /64, as @fastify/rate-limit does) without one. */
-function limitKey(request: FastifyRequest): string {
+/**
+ * Limits apply per API key, or per client IP (IPv6 by /64, as @fastify/rate-limit does) without one.
+ * Exported so that work done later on a request's behalf (a batch) is charged to the same key.
+ */
+export function limitKey(request: FastifyRequest): string {
   const p = request.principal;
   if (p?.keyId) return `key:${p.keyId}`;
   // A JWT user is counted as that user wherever they connect from.
@@ -109,9 +114,8 @@ async function rateLimit(app: FastifyInstance, opts: RateLimitPluginOptions): Pr
   const store = opts.store ?? new LocalStore(now);
   const limits = (request: FastifyRequest) => limitsOf(request, opts.defaults);
   const inFlight = new Map<string, number>();
-  // Finished generations are charged to the key whose request ran them: the registry's events carry no
-  // request, but they are emitted in the handler's async context, which this storage ties to the key.
-  const generationKey = new AsyncLocalStorage<string>();
+  // Finished generations are charged to the key whose request (or batch) ran them (usage-context.ts).
+  const usage = opts.usage ?? new UsageContext();
 
   const exceeded = (limit: LimitName, waitMs: number) => {
     const retryAfter = Math.max(1, Math.ceil(waitMs / 1000));
@@ -157,7 +161,7 @@ async function rateLimit(app: FastifyInstance, opts: RateLimitPluginOptions): Pr
 
   const unobserve = opts.generations.observe((event) => {
     if (event.kind !== "generation") return;
-    const key = generationKey.getStore();
+    const key = usage.key();
     if (key === undefined) return;
     store.incr(`tpm:${key}`, MINUTE_MS, event.result.promptTokens + event.result.completionTokens).catch((err: unknown) => {
       app.log.warn({ err }, "could not count tokens against the rate limit");
@@ -185,7 +189,7 @@ async function rateLimit(app: FastifyInstance, opts: RateLimitPluginOptions): Pr
     if (route.config?.rateLimit === false) return;
     appendHook(route, "onRequest", enforce);
     appendHook(route, "preHandler", (request: FastifyRequest, _reply: FastifyReply, done: () => void) =>
-      generationKey.run(limitKey(request), done),
+      usage.run(limitKey(request), done),
     );
   });
   // A refusal by the per-minute limit is thrown before `enforce` runs; its headers are fixed on the way out.

@@ -435,6 +435,11 @@ export class ModelRegistry {
     if (this.loaded.has(id)) this.arm(id, ms);
   }
 
+  /** The server's idle time before an unused model is unloaded (config `keepAlive`; null: never). */
+  get defaultKeepAliveMs(): number | null {
+    return this.opts.keepAliveMs ?? null;
+  }
+
   /** When the model will be unloaded if nothing uses it (null: never). */
   expiresAt(id: string): number | null {
     return this.expiry.get(id)?.at ?? null;

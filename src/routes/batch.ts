@@ -12,6 +12,7 @@ import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { samplingFields, toGenerateRequest, type GenerationLimits } from "../dialects/native.js";
 import { InfernoError } from "../errors/catalogue.js";
+import { limitKey } from "../limits/rate-limit.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
 import type { Batch, BatchItem, BatchStore } from "../batch/batch-store.js";
 import type { BatchEvents, BatchWorker } from "../batch/batch-worker.js";
@@ -116,7 +117,7 @@ export const batchRoutes: FastifyPluginAsyncZod<BatchRoutesOptions> = async (app
     const generatedSecret = webhook_url !== undefined && webhook_secret === undefined ? randomBytes(24).toString("base64url") : undefined;
     const batch = store.create({
       model, params, webhookUrl: webhook_url, webhookSecret: webhook_secret ?? generatedSecret,
-      owner: request.principal?.user ?? "anonymous", items: requests,
+      owner: request.principal?.user ?? "anonymous", usageKey: limitKey(request), items: requests,
     });
     worker.wake();
     return reply.code(202).send({

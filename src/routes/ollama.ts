@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
+import { keepAliveFor, requireModelControl } from "../auth/model-control.js";
 import { collectGeneration } from "../core/generation.js";
 import { mapGeneration } from "../core/stream-utils.js";
 import type { GenerationLimits } from "../dialects/native.js";
@@ -43,10 +44,18 @@ function normalize(v: number[]): number[] {
 }
 
 export const ollamaRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limits: GenerationLimits }> = async (app, { registry, limits }) => {
-  /** No prompt / no messages: load the model, or unload it with keep_alive 0 (once idle). */
-  async function loadOrUnload(id: string, keepAlive: number | null | undefined, numCtx: number | null | undefined) {
+  /** The part of a request's keep_alive its principal may set (a user's never shortens the server's). */
+  const allowedKeepAlive = (req: FastifyRequest, asked: number | null | undefined) =>
+    keepAliveFor(req.principal, asked, registry.defaultKeepAliveMs);
+
+  /**
+   * No prompt / no messages: load the model, or unload it with keep_alive 0 (once idle). Unloading
+   * needs the admin role (src/auth/model-control.ts): a user's call is a 403, never a pretended unload.
+   */
+  async function loadOrUnload(req: FastifyRequest, id: string, keepAlive: number | null | undefined, numCtx: number | null | undefined) {
     const startedAt = performance.now();
     if (keepAlive === 0) {
+      requireModelControl(req.principal, `unloading model '${id}'`, { model: id });
       await registry.get(id);
       // Unloaded now when idle; a busy model goes once its requests end (keep-alive 0 re-checks until then).
       await registry.unload(id).catch((err: unknown) => {
@@ -55,7 +64,7 @@ export const ollamaRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limi
       });
       return { reason: "unload" as const, timing: { startedAt, loadMs: 0 } };
     }
-    const loadMs = await prepareTextModel(registry, id, numCtx, keepAlive);
+    const loadMs = await prepareTextModel(registry, id, numCtx, allowedKeepAlive(req, keepAlive), req.principal);
     return { reason: "load" as const, timing: { startedAt, loadMs } };
   }
 
@@ -85,14 +94,15 @@ export const ollamaRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limi
   app.post("/api/generate", { schema: { body: generateBody }, config: ollama }, async (req, reply) => {
     const body = req.body;
     const id = modelIdOf(body.model);
-    const keepAlive = keepAliveOf(body.keep_alive);
+    const asked = keepAliveOf(body.keep_alive);
     if (!body.prompt && !body.suffix) {
-      const { reason, timing } = await loadOrUnload(id, keepAlive, body.options?.num_ctx);
+      const { reason, timing } = await loadOrUnload(req, id, asked, body.options?.num_ctx);
       return generateOut.status(body.model, reason, timing);
     }
+    const keepAlive = allowedKeepAlive(req, asked);
     const plan = toGeneratePlan(id, body, limits);
     const startedAt = performance.now();
-    const timing: Timing = { startedAt, loadMs: await prepareTextModel(registry, id, body.options?.num_ctx, keepAlive) };
+    const timing: Timing = { startedAt, loadMs: await prepareTextModel(registry, id, body.options?.num_ctx, keepAlive, req.principal) };
     const controller = abortOnDisconnect(reply);
     try {
       const generation = await startPlan(registry, plan, controller.signal);
@@ -114,14 +124,15 @@ export const ollamaRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limi
   app.post("/api/chat", { schema: { body: chatBody }, config: ollama }, async (req, reply) => {
     const body = req.body;
     const id = modelIdOf(body.model);
-    const keepAlive = keepAliveOf(body.keep_alive);
+    const asked = keepAliveOf(body.keep_alive);
     const chat = toChatRequest(id, body, limits);
     if (chat.messages.length === 0) {
-      const { reason } = await loadOrUnload(id, keepAlive, body.options?.num_ctx);
+      const { reason } = await loadOrUnload(req, id, asked, body.options?.num_ctx);
       return chatStatus(body.model, reason);
     }
+    const keepAlive = allowedKeepAlive(req, asked);
     const startedAt = performance.now();
-    const timing: Timing = { startedAt, loadMs: await prepareTextModel(registry, id, body.options?.num_ctx, keepAlive) };
+    const timing: Timing = { startedAt, loadMs: await prepareTextModel(registry, id, body.options?.num_ctx, keepAlive, req.principal) };
     const controller = abortOnDisconnect(reply);
     try {
       const gen = await startChat(registry, chat, controller.signal);
@@ -149,9 +160,9 @@ export const ollamaRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limi
   app.post("/api/embed", { schema: { body: embedBody }, config: ollama }, async (req, reply) => {
     const body = req.body;
     const id = modelIdOf(body.model);
-    const keepAlive = keepAliveOf(body.keep_alive);
+    const keepAlive = allowedKeepAlive(req, keepAliveOf(body.keep_alive));
     const startedAt = performance.now();
-    const loadMs = await prepareTextModel(registry, id, body.options?.num_ctx, keepAlive);
+    const loadMs = await prepareTextModel(registry, id, body.options?.num_ctx, keepAlive, req.principal);
     const inputs = body.input == null ? [] : Array.isArray(body.input) ? body.input : [body.input];
     try {
       const { vectors, promptTokens } =
@@ -175,8 +186,8 @@ export const ollamaRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limi
   app.post("/api/embeddings", { schema: { body: embeddingsBody }, config: ollama }, async (req, reply) => {
     const body = req.body;
     const id = modelIdOf(body.model);
-    const keepAlive = keepAliveOf(body.keep_alive);
-    await prepareTextModel(registry, id, body.options?.num_ctx, keepAlive);
+    const keepAlive = allowedKeepAlive(req, keepAliveOf(body.keep_alive));
+    await prepareTextModel(registry, id, body.options?.num_ctx, keepAlive, req.principal);
     try {
       if (!body.prompt) return { embedding: [] };
       const { vectors } = await embed(id, [body.prompt], true, abortOnDisconnect(reply).signal);

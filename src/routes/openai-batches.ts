@@ -20,6 +20,7 @@ import { BATCH_ENDPOINTS } from "../dialects/openai/batch-requests.js";
 import type { GenerationLimits } from "../dialects/native.js";
 import { InfernoError } from "../errors/catalogue.js";
 import type { FileStore } from "../files/file-store.js";
+import { limitKey } from "../limits/rate-limit.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
 import { ownerOf, visibleFile } from "./openai-files.js";
 
@@ -131,7 +132,10 @@ export const openaiBatchRoutes: FastifyPluginAsyncZod<OpenaiBatchRoutesOptions> 
     const now = Date.now();
     const id = db.transaction(() => {
       const batch = store.create(
-        { model: items[0]!.model, params: {}, owner: ownerOf(request), items: items.map(({ line: _line, ...item }) => item) },
+        {
+          model: items[0]!.model, params: {}, owner: ownerOf(request), usageKey: limitKey(request),
+          items: items.map(({ line: _line, ...item }) => item),
+        },
         now,
       );
       batches.insert({ id: batch.id, endpoint, inputFileId: file.id, completionWindow: completion_window, metadata: metadata ?? null, expiresMs: now + WINDOW_MS });

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import websocket from "@fastify/websocket";
 import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
-import { ANONYMOUS, authenticateToken, type CredentialCheckers } from "../auth/auth-plugin.js";
+import { ANONYMOUS, authenticateToken, bearer, type CredentialCheckers } from "../auth/auth-plugin.js";
 import type { Principal } from "../auth/principal.js";
 import type { GenerateRequest } from "../core/generation.js";
 import { mapGeneration } from "../core/stream-utils.js";
@@ -84,6 +84,8 @@ interface Context extends Omit<WebsocketRoutesOptions, "settings"> {
 /** One connected client: its auth state, its inferences by id, keep-alive and flow control. */
 class Session {
   private principal: Principal | undefined;
+  /** The credential the socket authenticated with, checked again for each inference (see `recheck`). */
+  private token: string | undefined;
   private readonly running = new Map<string, AbortController>();
   private alive = true;
   /** Set while generation is paused for a full send buffer. */
@@ -98,6 +100,7 @@ class Session {
     this.log = request.log;
     // The auth hook sets the principal for a valid Authorization header on the upgrade.
     this.principal = ctx.auth.enabled ? request.principal : (request.principal ?? ANONYMOUS);
+    if (this.principal) this.token = bearer(request);
     // Messages run in the upgrade's async context, so per-request bookkeeping (the rate limiter's token
     // count per key) follows them there.
     socket.on("message", AsyncResource.bind((data: Buffer) => this.onMessage(data)));
@@ -134,7 +137,22 @@ class Session {
     }
     if (message.type === "ping") return this.send(wsOut.pong());
     if (message.type === "cancel") return this.cancel(message.id);
-    this.start(message);
+    if (this.recheck()) this.start(message);
+  }
+
+  /**
+   * A socket may stay open far longer than a role lasts: each inference is a request, so its credential
+   * is checked again (a revoked key or a deleted user closes the socket; a JWT user's role is re-read).
+   */
+  private recheck(): boolean {
+    if (!this.ctx.auth.enabled || this.token === undefined) return true;
+    const principal = authenticateToken(this.token, this.ctx.auth.checkers);
+    if (!principal) {
+      this.refuse("invalid_credentials", "the API key or token is no longer valid (expired, revoked, or its user was removed)");
+      return false;
+    }
+    this.principal = principal;
+    return true;
   }
 
   private authenticate(token: string): void {
@@ -143,6 +161,7 @@ class Session {
     const principal = authenticateToken(token, this.ctx.auth.checkers);
     if (!principal) return this.refuse("invalid_credentials", "the API key or token is invalid, expired or revoked");
     this.principal = principal;
+    this.token = token;
     clearTimeout(this.authTimer);
     this.send(wsOut.authOk(principal));
   }

@@ -129,4 +129,17 @@ describe("inferno security user", () => {
     assert.equal(short.code, 1);
     assert.match(short.stderr, /at least 8 characters/);
   });
+
+  it("changes a user's role with set-role (a demotion needs no new user)", async () => {
+    const dd = ["--data-dir", newDataDir()];
+    assert.equal((await runCli(["security", "user", "create", "--username", "erin", "--password", "-", "--role", "admin", ...dd], { stdin: "s3cret pass\n" })).code, 0);
+    const demoted = await runCli(["security", "user", "set-role", "erin", "--role", "user", ...dd]);
+    assert.equal(demoted.code, 0, demoted.stderr);
+    assert.match(demoted.stdout, /user erin now has role user/);
+    assert.match((await runCli(["security", "user", "list", ...dd])).stdout, /erin\s+user/);
+    const missing = await runCli(["security", "user", "set-role", "nobody", "--role", "user", ...dd]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /no user 'nobody'/);
+    assert.equal((await runCli(["security", "user", "set-role", "erin", ...dd])).code, 2, "--role is required");
+  });
 });

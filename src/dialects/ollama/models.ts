@@ -1,6 +1,8 @@
 import { createHash } from "node:crypto";
 import { promises as fs } from "node:fs";
 import path from "node:path";
+import { controlsModels, requireModelControl } from "../../auth/model-control.js";
+import type { Principal } from "../../auth/principal.js";
 import { parseKeepAlive } from "../../core/duration.js";
 import { defaultSampling } from "../../core/generation.js";
 import { InfernoError } from "../../errors/catalogue.js";
@@ -160,6 +162,8 @@ const askedContext = new WeakMap<LoadedModel, number>();
 /**
  * Makes sure a text model is loaded, reloading it when `num_ctx` asks for another context size
  * (capped at the trained context, as Ollama does; a reload while it serves requests is a 409).
+ * Only a principal that controls models (src/auth/model-control.ts) reloads: a user gets the model as
+ * it is, loaded with its defaults if it was not, when its context holds `num_ctx`, else a 403.
  * A keep_alive other than 0 applies at once, so an earlier request's 0 cannot unload the model before
  * this one starts; 0 waits for `applyKeepAlive` at the end. Returns the ms spent loading (0 if loaded).
  */
@@ -168,6 +172,7 @@ export async function prepareTextModel(
   id: string,
   numCtx: number | null | undefined,
   keepAlive: number | null | undefined,
+  principal: Principal | undefined,
 ): Promise<number> {
   const entry = await registry.get(id);
   if (entry.type !== "gguf") {
@@ -184,8 +189,21 @@ export async function prepareTextModel(
     const trained = num((await factsOf(registry, entry))?.contextLength);
     const want = Math.max(64, Math.min(numCtx, trained ?? numCtx, 1 << 20));
     const current = before && (before.contextSize === want || askedContext.get(before) === want);
-    model = current ? await registry.acquire(id) : await registry.load(id, { context_size: want });
-    askedContext.set(model, want);
+    if (current) {
+      model = await registry.acquire(id);
+    } else if (controlsModels(principal)) {
+      model = await registry.load(id, { context_size: want });
+      askedContext.set(model, want);
+    } else {
+      model = await registry.acquire(id);
+      const has = askedContext.get(model) ?? model.contextSize ?? 0;
+      if (has < want) {
+        requireModelControl(principal, `options.num_ctx ${numCtx} would reload model '${id}' (its context is ${has} tokens); reloading a model`, {
+          model: id,
+          context_size: has,
+        });
+      }
+    }
   }
   if (keepAlive !== 0) applyKeepAlive(registry, id, keepAlive);
   return model === before ? 0 : performance.now() - started;
