@@ -33,7 +33,7 @@ const STDERR_KEEP = 16 * 1024;
  */
 export class GgufProbe {
   private child: ChildProcess | undefined;
-  /** Started while a probe runs, so that after a crash the next file finds llama.cpp already loaded (~1 s). */
+  /** Started when a probe's child dies, so that the next file finds llama.cpp already loaded (it takes ~1 s). */
   private spare: ChildProcess | undefined;
   /** The child running the current probe, and what it wrote to stderr since it began. */
   private probing: ChildProcess | undefined;
@@ -109,13 +109,12 @@ export class GgufProbe {
     return child;
   }
 
-  /** The child for the next probe (the spare once the last one died), with a new spare behind it. */
+  /** The child for the next probe: the running one, or the spare started when the last one died. */
   private take(): ChildProcess {
     if (!this.child) {
       this.child = this.spare ?? this.spawn();
       this.spare = undefined;
     }
-    this.spare ??= this.spawn();
     return this.child;
   }
 
@@ -151,6 +150,8 @@ export class GgufProbe {
           reject(new InfernoError("TIMEOUT", `checking the model file took longer than ${this.timeoutMs} ms`, { timeout_ms: this.timeoutMs }));
         } else if ((signal && FILE_FAULT_SIGNALS.has(signal)) || (code !== null && code !== 0)) {
           this.stats.aborts++;
+          // Files often come in batches (a folder of uploads): the next one should find llama.cpp loaded.
+          this.spare ??= this.spawn();
           const message = assertionOf(this.stderr) ?? `llama.cpp stopped (${signal ?? `exit ${code}`}) while opening the file`;
           this.opts.log.warn({ file: path.basename(filePath), signal, code, probe_ms: ms, reason: message }, "model file aborted llama.cpp in the probe process");
           resolve({ ok: false, message });

@@ -39,12 +39,10 @@ async function probe(request: ProbeRequest): Promise<ProbeReply> {
     model = await lib.loadModel({ modelPath: request.path, gpuLayers: 0, useMmap: true });
     const context = await model.createContext({ contextSize: request.contextSize, sequences: 1, batchSize: request.contextSize, threads: 1 });
     try {
-      const sequence = context.getSequence();
-      const prompt = model.tokenize("Once upon a time", false);
-      const first = model.tokens.bos ?? prompt[0];
-      const tokens = [...(first === undefined ? [] : [first]), ...prompt].slice(0, request.contextSize - 2);
-      if (tokens.length > 0) {
-        for await (const token of sequence.evaluate(tokens)) {
+      // One token is enough to run every kernel of the graph once; more would only cost time on big models.
+      const first = model.tokens.bos ?? model.tokenize("Once", false)[0];
+      if (first !== undefined) {
+        for await (const token of context.getSequence().evaluate([first])) {
           model.detokenize([token]);
           break;
         }
