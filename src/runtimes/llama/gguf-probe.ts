@@ -56,8 +56,7 @@ export class GgufProbe {
 
   /** Resolves when llama.cpp can open the file; throws INVALID_MODEL_FILE (with llama.cpp's reason) when it cannot. */
   async check(filePath: string): Promise<void> {
-    const st = await fs.stat(filePath);
-    const key = `${st.dev}:${st.ino}:${st.size}:${Math.round(st.mtimeMs)}:${this.opts.runtimeVersion}`;
+    const key = await this.keyOf(filePath);
     let verdict = await this.store.get(key);
     if (!verdict) {
       let pending = this.inFlight.get(key);
@@ -71,6 +70,22 @@ export class GgufProbe {
     if (!verdict.ok) {
       throw new InfernoError("INVALID_MODEL_FILE", `llama.cpp cannot load this file: ${verdict.message}`, { reason: "runtime_rejected", runtime_message: verdict.message });
     }
+  }
+
+  /**
+   * Starts the check's process now when the file will need one, so that llama.cpp loads there while the
+   * caller does other work (the in-process backend's own start, the memory estimate).
+   */
+  async prepare(filePath: string): Promise<void> {
+    if ((await this.store.get(await this.keyOf(filePath))) || this.child) return;
+    this.take();
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => this.dispose(), this.idleMs).unref();
+  }
+
+  private async keyOf(filePath: string): Promise<string> {
+    const st = await fs.stat(filePath);
+    return `${st.dev}:${st.ino}:${st.size}:${Math.round(st.mtimeMs)}:${this.opts.runtimeVersion}`;
   }
 
   /** Ends the children; a later check starts new ones. */
