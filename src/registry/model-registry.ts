@@ -265,16 +265,12 @@ export class ModelRegistry {
       await this.disposeLoaded(id, current, "reload");
     }
     const runtime = this.runtimeFor(entry.type);
+    // Before the estimate: node-llama-cpp's estimate reads the vocabulary natively, where a hostile
+    // file can already abort the process.
+    await runtime.verify?.(entry.path);
     const merged = { ...entry.options, ...options };
     const need = await runtime.estimate(entry.path, merged);
-    let freeVram = need.vram > 0 ? await this.probe.freeVram() : null;
-    if (runtime.verify) {
-      // A model that cannot fit is refused before the (slow) deep check opens it; the check may take
-      // seconds, so what is free is asked again after it.
-      this.makeRoom(id, need, freeVram, true);
-      await runtime.verify(entry.path);
-      if (need.vram > 0) freeVram = await this.probe.freeVram();
-    }
+    const freeVram = need.vram > 0 ? await this.probe.freeVram() : null;
     // From here to reserve() nothing awaits, so concurrent loads see each other's reservations.
     const victims = this.makeRoom(id, need, freeVram);
     this.reserve(need, 1);
@@ -341,9 +337,9 @@ export class ModelRegistry {
   /**
    * Synchronously picks the idle models to unload (least recently used first) so that `need` fits, takes
    * them out of the loaded set and returns them for disposal; throws when even that would not be enough.
-   * Models with requests in flight, queued or just handed out are never picked. `dryRun` only checks.
+   * Models with requests in flight, queued or just handed out are never picked.
    */
-  private makeRoom(id: string, need: MemoryUse, freeVram: number | null, dryRun = false): Array<[string, LoadedModel]> {
+  private makeRoom(id: string, need: MemoryUse, freeVram: number | null): Array<[string, LoadedModel]> {
     const used = this.usedMemory();
     const vram = this.policy.vram;
     const vramRoom =
@@ -379,7 +375,6 @@ export class ModelRegistry {
         { model: id, loaded_models: plan.loaded, max_loaded_models: plan.max, models_in_use: busy, retry_after: 1 },
       );
     }
-    if (dryRun) return [];
     return plan.unload.map((victim) => {
       const model = this.loaded.get(victim)!;
       this.detach(victim);

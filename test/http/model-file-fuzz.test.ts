@@ -42,6 +42,9 @@ test("hostile GGUF and ONNX files are coded 4xx, the server survives and its mem
   await writeFile(path.join(modelsDir, "good-onnx.onnx"), linearClassifierOnnx());
   const server = await serveCli(["--models-dir", modelsDir, "--data-dir", path.join(tmp.dir, "data"), "--model-root", root, "--threads", "1", "--context-size", "256"]);
   t.after(() => server.child.kill("SIGKILL"));
+  void server.exit.then(({ code, signal }) => {
+    if (code !== 0 && process.env.FUZZ_LOG) void writeFile(process.env.FUZZ_LOG, `ended (${code ?? signal})\n${server.log()}`);
+  });
   const pid = server.child.pid!;
 
   // Warm up each runtime once (onnxruntime and llama.cpp load their libraries on first use), then measure.

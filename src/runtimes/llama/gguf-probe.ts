@@ -72,17 +72,6 @@ export class GgufProbe {
     }
   }
 
-  /**
-   * Starts the check's process now when the file will need one, so that llama.cpp loads there while the
-   * caller does other work (the in-process backend's own start, the memory estimate).
-   */
-  async prepare(filePath: string): Promise<void> {
-    if ((await this.store.get(await this.keyOf(filePath))) || this.child) return;
-    this.take();
-    clearTimeout(this.idleTimer);
-    this.idleTimer = setTimeout(() => this.dispose(), this.idleMs).unref();
-  }
-
   private async keyOf(filePath: string): Promise<string> {
     const st = await fs.stat(filePath);
     return `${st.dev}:${st.ino}:${st.size}:${Math.round(st.mtimeMs)}:${this.opts.runtimeVersion}`;

@@ -75,6 +75,8 @@ export class LlamaRuntime {
    */
   async verify(filePath: string): Promise<GgufSummary> {
     const summary = await inspectGguf(filePath);
+    // This process's own backend starts while the check runs in its child: the load needs both.
+    this.getLlama().catch(() => undefined);
     await this.probe?.check(filePath);
     return summary;
   }
@@ -112,8 +114,6 @@ export class LlamaRuntime {
    */
   async estimate(filePath: string, options: LlamaLoadOptions): Promise<MemoryUse> {
     const summary = await inspectGguf(filePath);
-    // The load's file check comes next: its process starts now, alongside the work below.
-    this.probe?.prepare(filePath).catch(() => undefined);
     const llama = await this.getLlama();
     const insights = await GgufInsights.from(await readGgufFileInfo(filePath, { sourceType: "filesystem", logWarnings: false }), llama);
     const { contextSize, parallel, batchSize } = this.contextPlan(summary, options);
