@@ -4,7 +4,7 @@ import Fastify, { type FastifyInstance } from "fastify";
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
 import cors from "@fastify/cors";
 import { ApiKeyStore } from "./auth/api-keys.js";
-import authPlugin, { type CredentialCheckers } from "./auth/auth-plugin.js";
+import authPlugin, { isCorsPreflight, type CredentialCheckers } from "./auth/auth-plugin.js";
 import { JwtIssuer } from "./auth/jwt.js";
 import { UserStore } from "./auth/users.js";
 import { BatchStore } from "./batch/batch-store.js";
@@ -77,7 +77,13 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   registerErrorHandling(app);
-  if (config.corsOrigins.length > 0) await app.register(cors, { origin: config.corsOrigins, credentials: false });
+  if (config.corsOrigins.length > 0) {
+    // Only a real preflight gets the plugin's 204 (in its onRequest hook, ahead of auth): a plain OPTIONS
+    // goes on through auth and routing like any request instead of the plugin's text/plain 400.
+    await app.register(cors, {
+      delegator: (request, done) => done(null, { origin: config.corsOrigins, credentials: false, preflight: isCorsPreflight(request) }),
+    });
+  }
   await app.register(websocketSupport);
   // Every route as registered (method and URL pattern), so tests can check policies on all of them.
   const routeTable: Array<{ method: string; url: string }> = [];
@@ -167,7 +173,7 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   const jwt = new JwtIssuer({ secret: config.jwtSecret, dataDir: config.dataDir, expiresIn: config.jwtExpiresIn });
   app.addHook("onClose", async () => db.close());
   const checkers: CredentialCheckers = { verifyApiKey: (key) => keys.verify(key), verifyJwt: (token) => jwt.verify(token) };
-  await app.register(authPlugin, { enabled: config.auth, metricsPublic: config.metricsPublic, ...checkers });
+  await app.register(authPlugin, { enabled: config.auth, metricsPublic: config.metricsPublic, cors: config.corsOrigins.length > 0, ...checkers });
   await app.register(authRoutes, { keys, users, jwt });
   // Before the inference routes: its preHandler ties generations to their request for inference.complete.
   await app.register(webhooksPlugin, { db, registry, allowPrivate: config.webhookAllowPrivate });
