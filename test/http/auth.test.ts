@@ -64,6 +64,21 @@ test("HEAD and OPTIONS of a public route need no credentials; of any other route
   assert.equal((await fetch(`${srv.url}/models`, { method: "HEAD", ...auth(userKey) })).status, 200);
 });
 
+test("GET /health: the status alone without credentials, the details with any valid one", async () => {
+  const anonymous = await fetch(`${srv.url}/health`);
+  assert.equal(anonymous.status, 200);
+  assert.deepEqual(await anonymous.json(), { status: "healthy" });
+  const wrongKey = await fetch(`${srv.url}/health`, auth("inf_nope_nope"));
+  assert.deepEqual(await wrongKey.json(), { status: "healthy" }, "an invalid credential is no credential, not a 401 on a probe");
+  for (const key of [userKey, adminKey]) {
+    const full = (await (await fetch(`${srv.url}/health`, auth(key))).json()) as Record<string, any>;
+    assert.equal(full.status, "healthy");
+    assert.equal(typeof full.version, "string");
+    assert.equal(typeof full.models_loaded, "number");
+    assert.equal(typeof full.memory.budget_bytes, "number");
+  }
+});
+
 test("API keys: use, roles, wrong or tampered keys", async () => {
   const asUser = await fetch(`${srv.url}/models`, auth(userKey));
   assert.equal(asUser.status, 200);
