@@ -10,6 +10,7 @@ import { UserStore } from "./auth/users.js";
 import { BatchStore } from "./batch/batch-store.js";
 import { BatchWorker } from "./batch/batch-worker.js";
 import type { Config } from "./config/config.js";
+import { WaitingMemory } from "./core/async-queue.js";
 import { parseKeepAlive } from "./core/duration.js";
 import { registerErrorHandling } from "./errors/error-handler.js";
 import { FileStore } from "./files/file-store.js";
@@ -49,6 +50,8 @@ declare module "fastify" {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+/** Share of the RAM the process may use (cgroup limit included) that requests waiting for a sequence may hold together. */
+export const QUEUE_RAM_SHARE = 0.05;
 
 function loggerOptions(config: Config) {
   const pretty = config.logPretty ?? process.stdout.isTTY === true;
@@ -100,6 +103,9 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
     reply.header("x-request-id", request.id);
   });
 
+  // A waiting request is mostly its connection and prompt (about 16 KiB for a short one, see waitingBytes),
+  // so the count bounds the queue; this bounds it too when prompts are large or the machine small.
+  const queueMemory = new WaitingMemory(Math.floor(systemProbe().totalRam() * QUEUE_RAM_SHARE));
   const llamaRuntime = new LlamaRuntime(
     {
       gpu: config.gpu,
@@ -110,6 +116,7 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
       gpuLayers: config.gpuLayers,
       queueSize: config.queueSize,
       queueTimeoutMs: config.queueTimeoutMs,
+      queueMemory,
     },
     app.log,
   );
