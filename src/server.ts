@@ -12,7 +12,7 @@ import { BatchWorker } from "./batch/batch-worker.js";
 import type { Config } from "./config/config.js";
 import { WaitingMemory } from "./core/async-queue.js";
 import { parseKeepAlive } from "./core/duration.js";
-import { registerErrorHandling } from "./errors/error-handler.js";
+import { clientErrorHandler, frameworkError, registerErrorHandling } from "./errors/error-handler.js";
 import { FileStore } from "./files/file-store.js";
 import { rateLimitPlugin, rateLimitSettings } from "./limits/rate-limit.js";
 import { requestTimeoutPlugin } from "./limits/request-timeout.js";
@@ -73,6 +73,9 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
       const given = req.headers["x-request-id"];
       return typeof given === "string" && REQUEST_ID.test(given) ? given : `req_${randomBytes(9).toString("base64url")}`;
     },
+    // Router and HTTP-parser refusals answer in the coded envelope too (see error-handler.ts).
+    frameworkErrors: frameworkError,
+    clientErrorHandler,
     return503OnClosing: true,
     forceCloseConnections: true,
   }).withTypeProvider<ZodTypeProvider>();
