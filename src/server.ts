@@ -73,6 +73,8 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
       const given = req.headers["x-request-id"];
       return typeof given === "string" && REQUEST_ID.test(given) ? given : `req_${randomBytes(9).toString("base64url")}`;
     },
+    // Model names may be up to 256 characters (ids 128); find-my-way's default of 100 refused the longer ones.
+    routerOptions: { maxParamLength: 256 },
     // Router and HTTP-parser refusals answer in the coded envelope too (see error-handler.ts).
     frameworkErrors: frameworkError,
     clientErrorHandler,
