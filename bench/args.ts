@@ -7,7 +7,7 @@ import { defaultThreads } from "../src/config/config.js";
 /** The repository root (this file runs from dist/bench/). */
 export const repoRoot = path.resolve(fileURLToPath(new URL(".", import.meta.url)), "../..");
 
-export const SCENARIOS = ["single", "streams", "ttft", "clients", "threads"] as const;
+export const SCENARIOS = ["single", "streams", "ttft", "clients", "threads", "burst"] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 export interface BenchOptions {
@@ -39,6 +39,10 @@ export interface BenchOptions {
   threadList: number[];
   threadTokens: number;
   threadRuns: number;
+  /** Client counts of the burst curve, the tokens each asks for, and the server's queueSize (undefined: Inferno's default). */
+  bursts: number[];
+  burstTokens: number;
+  burstQueue: number | undefined;
 }
 
 export const usage = `usage: node dist/bench/decode.js [options]
@@ -62,7 +66,10 @@ export const usage = `usage: node dist/bench/decode.js [options]
   --curve-runs N     runs of the whole load curve (default 3; quick 1)
   --thread-list LIST llama.cpp threads of the thread curve (default 1..cores and 2 × cores; quick 1..cores)
   --thread-tokens N  tokens per stream in the thread curve, cut short at --run-seconds (default 256)
-  --thread-runs N    runs per point of the thread curve (default 3; quick 1)`;
+  --thread-runs N    runs per point of the thread curve (default 3; quick 1)
+  --bursts LIST      clients that send at once in each burst, to a server with --parallel sequences (default 100,300,600,1000; quick 100,300,600)
+  --burst-tokens N   max_tokens of each burst request (default 32; quick 16)
+  --burst-queue N    the burst server's queueSize (default: Inferno's default)`;
 
 function positiveInt(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
@@ -102,6 +109,9 @@ export function parseBenchArgs(argv: string[]): BenchOptions | "help" {
       "thread-list": { type: "string" },
       "thread-tokens": { type: "string" },
       "thread-runs": { type: "string" },
+      bursts: { type: "string" },
+      "burst-tokens": { type: "string" },
+      "burst-queue": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -141,5 +151,8 @@ export function parseBenchArgs(argv: string[]): BenchOptions | "help" {
     threadList: intList("thread-list", values["thread-list"], quick ? upToCores : [...upToCores, 2 * cores]),
     threadTokens: positiveInt("thread-tokens", values["thread-tokens"], 256),
     threadRuns: positiveInt("thread-runs", values["thread-runs"], quick ? 1 : 3),
+    bursts: intList("bursts", values.bursts, quick ? [100, 300, 600] : [100, 300, 600, 1000]),
+    burstTokens: positiveInt("burst-tokens", values["burst-tokens"], quick ? 16 : 32),
+    burstQueue: values["burst-queue"] === undefined ? undefined : positiveInt("burst-queue", values["burst-queue"], 0),
   };
 }

@@ -1,6 +1,7 @@
 /**
  * Decode throughput, time to first token, load curve and memory of Inferno's /inference/stream against
- * node-llama-cpp driven directly in this process, on the same model, context and threads, as ratios.
+ * node-llama-cpp driven directly in this process, on the same model, context and threads, as ratios; and
+ * bursts of N clients at once (served, refused with 503, anything else).
  * Run: `npm run bench` (`-- --quick` for a short run), or `node dist/bench/decode.js --help`.
  */
 import { statSync, existsSync } from "node:fs";
@@ -9,6 +10,7 @@ import os from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Llama, Token } from "node-llama-cpp";
 import { parseBenchArgs, usage, type BenchOptions } from "./args.js";
+import { burstCurve } from "./burst.js";
 import { clientCurve, threadCurve } from "./curves.js";
 import { spawnServer } from "./inferno-server.js";
 import { packageVersion } from "./onnx-machine.js";
@@ -162,6 +164,7 @@ async function main(): Promise<void> {
     }
     const clients = opts.only.has("clients") ? await clientCurve(llama, opts, prompt) : undefined;
     const threads = opts.only.has("threads") ? await threadCurve(llama, opts, prompt) : undefined;
+    const bursts = opts.only.has("burst") ? await burstCurve(opts) : undefined;
     const facts: MachineFacts = {
       cpu: os.cpus()[0]?.model ?? "unknown",
       cores: os.availableParallelism(),
@@ -178,7 +181,7 @@ async function main(): Promise<void> {
       quick: opts.quick,
       client: opts.client,
     };
-    const report: BenchReport = { facts, runs: opts.runs, rates, ttft, clients, threads };
+    const report: BenchReport = { facts, runs: opts.runs, rates, ttft, clients, threads, bursts };
     console.log(formatReport(report));
     console.log(`\nbench took ${((performance.now() - started) / 1000).toFixed(1)} s`);
     if (opts.json) {

@@ -15,6 +15,8 @@ export interface InfernoOptions {
   parallel: number;
   contextSize: number;
   batchSize: number;
+  /** Requests that may wait per model; Inferno's default when absent. */
+  queueSize?: number;
 }
 
 export interface BenchServer {
@@ -45,6 +47,7 @@ export async function startInferno(opts: InfernoOptions): Promise<BenchServer> {
       parallel: opts.parallel,
       contextSize: opts.contextSize,
       batchSize: opts.batchSize,
+      ...(opts.queueSize !== undefined ? { queueSize: opts.queueSize } : {}),
       keepAlive: -1,
       logLevel: "silent",
       modelsDir,

@@ -1,3 +1,4 @@
+import { burstSection, burstSummary, type BurstCurve } from "./burst.js";
 import { median, quantile } from "./stats.js";
 
 export interface MachineFacts {
@@ -88,6 +89,7 @@ export interface BenchReport {
   ttft?: TtftScenario;
   clients?: ClientCurve;
   threads?: ThreadCurve;
+  bursts?: BurstCurve;
 }
 
 const fixed = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : "n/a");
@@ -131,6 +133,7 @@ export function summarize(report: BenchReport) {
       inferno_tok_s: median(p.infernoRates),
       ratio: median(p.infernoRates) / median(p.rawRates),
     })),
+    bursts: report.bursts && burstSummary(report.bursts),
   };
 }
 
@@ -252,6 +255,7 @@ export function formatReport(report: BenchReport): string {
     ...ttftSection(report.ttft, summary.ttft),
     ...clientSection(report.clients, summary.clients, f.contextSize),
     ...threadSection(summary.threads),
+    ...burstSection(report.bursts, table),
     "",
     "inferno/raw = median inferno / median raw; paired = median over runs of inferno run i / raw run i (adjacent in time);",
     "best = fastest inferno run / fastest raw run. Load from other processes only slows runs down, so on a busy machine",

@@ -4,15 +4,16 @@ import Fastify, { type FastifyInstance } from "fastify";
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
 import cors from "@fastify/cors";
 import { ApiKeyStore } from "./auth/api-keys.js";
-import authPlugin, { type CredentialCheckers } from "./auth/auth-plugin.js";
+import authPlugin, { isCorsPreflight, type CredentialCheckers } from "./auth/auth-plugin.js";
 import { JwtIssuer } from "./auth/jwt.js";
 import { UserRoles } from "./auth/user-roles.js";
 import { UserStore } from "./auth/users.js";
 import { BatchStore } from "./batch/batch-store.js";
 import { BatchWorker } from "./batch/batch-worker.js";
 import type { Config } from "./config/config.js";
+import { WaitingMemory } from "./core/async-queue.js";
 import { parseKeepAlive } from "./core/duration.js";
-import { registerErrorHandling } from "./errors/error-handler.js";
+import { clientErrorHandler, frameworkError, registerErrorHandling } from "./errors/error-handler.js";
 import { FileStore } from "./files/file-store.js";
 import { rateLimitPlugin, rateLimitSettings } from "./limits/rate-limit.js";
 import { requestTimeoutPlugin } from "./limits/request-timeout.js";
@@ -51,6 +52,8 @@ declare module "fastify" {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+/** Share of the RAM the process may use (cgroup limit included) that requests waiting for a sequence may hold together. */
+export const QUEUE_RAM_SHARE = 0.05;
 
 function loggerOptions(config: Config) {
   const pretty = config.logPretty ?? process.stdout.isTTY === true;
@@ -72,6 +75,11 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
       const given = req.headers["x-request-id"];
       return typeof given === "string" && REQUEST_ID.test(given) ? given : `req_${randomBytes(9).toString("base64url")}`;
     },
+    // Model names may be up to 256 characters (ids 128); find-my-way's default of 100 refused the longer ones.
+    routerOptions: { maxParamLength: 256 },
+    // Router and HTTP-parser refusals answer in the coded envelope too (see error-handler.ts).
+    frameworkErrors: frameworkError,
+    clientErrorHandler,
     return503OnClosing: true,
     forceCloseConnections: true,
   }).withTypeProvider<ZodTypeProvider>();
@@ -79,7 +87,13 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   registerErrorHandling(app);
-  if (config.corsOrigins.length > 0) await app.register(cors, { origin: config.corsOrigins, credentials: false });
+  if (config.corsOrigins.length > 0) {
+    // Only a real preflight gets the plugin's 204 (in its onRequest hook, ahead of auth): a plain OPTIONS
+    // goes on through auth and routing like any request instead of the plugin's text/plain 400.
+    await app.register(cors, {
+      delegator: (request, done) => done(null, { origin: config.corsOrigins, credentials: false, preflight: isCorsPreflight(request) }),
+    });
+  }
   await app.register(websocketSupport);
   // Every route as registered (method and URL pattern), so tests can check policies on all of them.
   const routeTable: Array<{ method: string; url: string }> = [];
@@ -96,6 +110,9 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
     reply.header("x-request-id", request.id);
   });
 
+  // A waiting request is mostly its connection and prompt (about 16 KiB for a short one, see waitingBytes),
+  // so the count bounds the queue; this bounds it too when prompts are large or the machine small.
+  const queueMemory = new WaitingMemory(Math.floor(systemProbe().totalRam() * QUEUE_RAM_SHARE));
   const llamaRuntime = new LlamaRuntime(
     {
       gpu: config.gpu,
@@ -106,6 +123,7 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
       gpuLayers: config.gpuLayers,
       queueSize: config.queueSize,
       queueTimeoutMs: config.queueTimeoutMs,
+      queueMemory,
       probeModels: config.probeModels,
       dataDir: config.dataDir,
     },
@@ -177,7 +195,7 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   // tokens follow within seconds), as an API key's comes from its row.
   const roles = new UserRoles({ lookup: (username) => users.get(username)?.role });
   const checkers: CredentialCheckers = { verifyApiKey: (key) => keys.verify(key), verifyJwt: (token) => roles.current(jwt.verify(token)) };
-  await app.register(authPlugin, { enabled: config.auth, metricsPublic: config.metricsPublic, ...checkers });
+  await app.register(authPlugin, { enabled: config.auth, metricsPublic: config.metricsPublic, cors: config.corsOrigins.length > 0, ...checkers });
   await app.register(authRoutes, { keys, users, jwt });
   // Before the inference routes: its preHandler ties generations to their request for inference.complete.
   await app.register(webhooksPlugin, { db, registry, allowPrivate: config.webhookAllowPrivate });

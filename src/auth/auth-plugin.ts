@@ -13,6 +13,8 @@ export interface AuthPluginOptions extends CredentialCheckers {
   enabled: boolean;
   /** Serve GET /metrics without credentials. */
   metricsPublic: boolean;
+  /** CORS is on: a browser's preflight, which never carries credentials, gets its CORS answer without them. */
+  cors: boolean;
 }
 
 /** When auth is off (loopback by default) every request acts as this principal. */
@@ -34,6 +36,20 @@ const PUBLIC_ROUTES = [
 
 const API_KEY_PREFIX = "inf_";
 
+/**
+ * A CORS preflight as the Fetch standard defines it: OPTIONS with Origin and Access-Control-Request-Method.
+ * A plain OPTIONS (no such headers) is an ordinary request, checked like any other.
+ */
+export function isCorsPreflight(request: FastifyRequest): boolean {
+  return request.method === "OPTIONS" && typeof request.headers.origin === "string" && typeof request.headers["access-control-request-method"] === "string";
+}
+
+/** `Allow` of a public path: HEAD wherever GET is, OPTIONS everywhere. */
+function allowedMethods(routes: string[], url: string): string {
+  const methods = routes.filter((r) => r.endsWith(` ${url}`)).map((r) => r.slice(0, r.indexOf(" ")));
+  return [...new Set(methods.flatMap((m) => (m === "GET" ? ["GET", "HEAD"] : [m]))), "OPTIONS"].join(", ");
+}
+
 /** The principal a bearer credential (API key or JWT) stands for, or undefined when it is not valid. */
 export function authenticateToken(token: string, checkers: CredentialCheckers): Principal | undefined {
   return token.startsWith(API_KEY_PREFIX) ? checkers.verifyApiKey(token) : checkers.verifyJwt(token);
@@ -48,7 +64,15 @@ export function bearer(request: FastifyRequest): string | undefined {
 }
 
 async function authPlugin(app: FastifyInstance, opts: AuthPluginOptions): Promise<void> {
-  const publicRoutes = new Set([...PUBLIC_ROUTES, ...(opts.metricsPublic ? ["GET /metrics"] : [])]);
+  const open = [...PUBLIC_ROUTES, ...(opts.metricsPublic ? ["GET /metrics"] : [])];
+  const publicPaths = [...new Set(open.map((r) => r.slice(r.indexOf(" ") + 1)))];
+  // HEAD and OPTIONS of a public path are public too: load balancers probe with HEAD, and OPTIONS asks
+  // only which methods a path has. Fastify answers HEAD with the GET handler; OPTIONS is answered here.
+  const publicRoutes = new Set([...open, ...publicPaths.map((url) => `OPTIONS ${url}`)]);
+  for (const url of publicPaths) {
+    const allow = allowedMethods(open, url);
+    app.options(url, async (_request, reply) => reply.code(204).header("allow", allow).send());
+  }
   const authFailed = (request: FastifyRequest, reason: string, message: string) => {
     (app as { metrics?: { authFailures?: { inc(labels: Record<string, string>): void } } }).metrics?.authFailures?.inc({ reason });
     request.log.info({ reason }, "authentication failed");
@@ -60,11 +84,16 @@ async function authPlugin(app: FastifyInstance, opts: AuthPluginOptions): Promis
       request.principal = ANONYMOUS;
       return;
     }
-    const route = `${request.method} ${request.routeOptions.url ?? ""}`;
+    // A HEAD request runs its GET route's handler, so it is exactly as public as that GET.
+    const method = request.method === "HEAD" ? "GET" : request.method;
+    const route = `${method} ${request.routeOptions.url ?? ""}`;
     const token = bearer(request);
     const principal = token ? authenticateToken(token, opts) : undefined;
     if (principal) request.principal = principal;
     if (publicRoutes.has(route)) return;
+    // @fastify/cors answers a preflight in its own onRequest hook, before this one; should one still get
+    // here, it reaches no handler but an OPTIONS route, so it can do nothing beyond the CORS answer.
+    if (opts.cors && isCorsPreflight(request)) return;
     if (!principal) {
       reply.header("www-authenticate", 'Bearer realm="inferno"');
       throw token

@@ -41,8 +41,12 @@ export const configSchema = z
     /** Parallel sequences per loaded GGUF model (requests decoded together in one batch). */
     parallel: intFromString(1, 256).default(4),
     contextSize: intFromString(64, 1 << 20).default(2048),
-    /** Requests that may wait for a sequence, per model; one more gets 503 at once. */
-    queueSize: intFromString(0, 100_000).default(64),
+    /**
+     * Requests that may wait for a sequence, per model; one more gets 503 at once. 512, as Ollama queues:
+     * a burst of a few hundred streaming clients waits its turn instead of being refused. The waiting
+     * requests of all models are also held to QUEUE_RAM_SHARE of the RAM (src/server.ts).
+     */
+    queueSize: intFromString(0, 100_000).default(512),
     /** How long a request may wait for a sequence before it fails with TIMEOUT (ms). */
     queueTimeoutMs: intFromString(100, 24 * 3600 * 1000).default(120_000),
     batchSize: intFromString(1, 1 << 16).default(512),

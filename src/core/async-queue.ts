@@ -8,7 +8,47 @@ export interface PoolLimits {
   maxWaiting?: number;
   /** How long a request may wait before it fails with TIMEOUT (ms). */
   waitTimeoutMs?: number;
+  /** Memory the waiting requests of every pool that shares it may hold together (see `WaitingMemory`). */
+  memory?: WaitingMemory;
 }
+
+/** How a request waits: which free resource it takes, its class, and the memory it holds while it waits. */
+export interface AcquireOptions<T> {
+  /** Chooses which free resource to take (an index into the free list); default the first. */
+  pick?: (free: T[]) => number;
+  priority?: Priority;
+  /** Estimated bytes the request holds while it waits (its body, prompt and connection), counted against `memory`. */
+  bytes?: number;
+}
+
+/**
+ * A byte budget for waiting requests, shared by the pools of every model: a request waiting for a
+ * sequence still holds its connection, its parsed body and its prompt, so a long queue of large prompts
+ * must not take the memory the models and the running requests need.
+ */
+export class WaitingMemory {
+  private held = 0;
+
+  constructor(readonly limitBytes: number) {}
+
+  get usedBytes(): number {
+    return this.held;
+  }
+
+  /** Takes `bytes` when they fit under the limit; false (and nothing taken) when they do not. */
+  take(bytes: number): boolean {
+    if (this.held + bytes > this.limitBytes) return false;
+    this.held += bytes;
+    return true;
+  }
+
+  give(bytes: number): void {
+    this.held = Math.max(0, this.held - bytes);
+  }
+}
+
+const queueFull = (message: string, details: Record<string, unknown>) =>
+  new InfernoError("SERVICE_UNAVAILABLE", message, { ...details, retry_after: 1 });
 
 interface Waiter<T> {
   resolve: (r: T) => void;
@@ -39,18 +79,21 @@ export class ResourcePool<T> {
     return this.waiters.length;
   }
 
-  /** `pick` chooses which free resource to take (index into the free list); default the first. */
-  acquire(signal?: AbortSignal, pick?: (free: T[]) => number, priority: Priority = "live"): Promise<T> {
+  acquire(signal?: AbortSignal, options: AcquireOptions<T> = {}): Promise<T> {
+    const { pick, priority = "live", bytes = 0 } = options;
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (this.free.length > 0 && !this.waiters.some((w) => w.priority === "live" || priority === "batch")) {
       return Promise.resolve(this.take(pick));
     }
     const max = this.limits.maxWaiting;
     if (max !== undefined && this.waiters.length >= max) {
+      return Promise.reject(queueFull(`the model's queue is full (${max} requests waiting); retry shortly`, { queue_size: max }));
+    }
+    const memory = this.limits.memory;
+    if (memory && !memory.take(bytes)) {
       return Promise.reject(
-        new InfernoError("SERVICE_UNAVAILABLE", `the model's queue is full (${max} requests waiting); retry shortly`, {
-          queue_size: max,
-          retry_after: 1,
+        queueFull(`the requests waiting for a sequence hold all the memory the queue may take (${Math.round(memory.limitBytes / 2 ** 20)} MiB); retry shortly`, {
+          queue_memory_bytes: memory.limitBytes,
         }),
       );
     }
@@ -74,6 +117,7 @@ export class ResourcePool<T> {
         pick,
         priority,
         cleanup: () => {
+          memory?.give(bytes);
           if (timer) clearTimeout(timer);
           signal?.removeEventListener("abort", onAbort);
         },

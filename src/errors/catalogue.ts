@@ -10,12 +10,16 @@ export const errorCatalogue = {
   NOT_FOUND: { status: 404, type: "not_found_error" },
   /** A WebSocket client that stopped reading its messages (the server does not buffer for it without bound). */
   SLOW_CONSUMER: { status: 408, type: "invalid_request_error" },
+  /** A client that did not finish sending its request within Node's request timeout. */
+  REQUEST_TIMEOUT: { status: 408, type: "invalid_request_error" },
   MODEL_EXISTS: { status: 409, type: "conflict_error" },
   MODEL_BUSY: { status: 409, type: "conflict_error" },
   MODEL_NOT_LOADED: { status: 409, type: "conflict_error" },
   USER_EXISTS: { status: 409, type: "conflict_error" },
   PAYLOAD_TOO_LARGE: { status: 413, type: "invalid_request_error" },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, type: "invalid_request_error" },
+  /** A header block over maxHeaderBytes, refused by Node's HTTP parser. */
+  HEADERS_TOO_LARGE: { status: 431, type: "invalid_request_error" },
   INVALID_MODEL_FILE: { status: 422, type: "invalid_request_error" },
   RATE_LIMIT_EXCEEDED: { status: 429, type: "rate_limit_error" },
   INFERENCE_FAILED: { status: 500, type: "server_error" },

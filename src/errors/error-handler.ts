@@ -1,3 +1,6 @@
+import { randomBytes } from "node:crypto";
+import { STATUS_CODES } from "node:http";
+import type { Socket } from "node:net";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
 import type { ZodType } from "zod";
@@ -94,6 +97,33 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, thrown: 
   else if (err.status >= 500) request.log.error({ err: err.cause ?? err, code: err.code }, "request failed");
   else request.log.info({ code: err.code, reason: err.message }, "request rejected");
   return reply.code(err.status).type("application/json").send(errorBody(err, dialectOf(request), request.id));
+}
+
+/**
+ * Fastify's `frameworkErrors`: a URL the router cannot decode (`%zz`, an encoded lone surrogate) or a
+ * parameter over maxParamLength. Without it Fastify writes its own uncoded body.
+ */
+export function frameworkError(err: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  return sendError(request, reply, new InfernoError("INVALID_REQUEST", err.message, { reason: err.code }));
+}
+
+const CLIENT_ERRORS: Record<string, ErrorCode> = { HPE_HEADER_OVERFLOW: "HEADERS_TOO_LARGE", ERR_HTTP_REQUEST_TIMEOUT: "REQUEST_TIMEOUT" };
+
+/**
+ * The server's `clientError`: a request Node's HTTP parser refused (bad method, header or length, a
+ * header block over maxHeaderBytes, a timeout) never becomes a Fastify request, so it is answered here,
+ * in the native envelope, and the connection closed as Node does.
+ */
+export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === "ECONNRESET" || socket.destroyed) return;
+  const code = CLIENT_ERRORS[err.code ?? ""] ?? "INVALID_REQUEST";
+  const message = code === "INVALID_REQUEST" ? "malformed HTTP request" : code === "HEADERS_TOO_LARGE" ? "the request's headers are too large" : "the request was not received in time";
+  const status = errorCatalogue[code].status;
+  const body = JSON.stringify(errorBody(new InfernoError(code, message), "native", `req_${randomBytes(9).toString("base64url")}`));
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy(err);
 }
 
 export function registerErrorHandling(app: FastifyInstance): void {

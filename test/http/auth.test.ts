@@ -8,7 +8,8 @@ import { postJson, startTestServer, type TestServer } from "../helpers/server.js
 let srv: TestServer;
 let adminKey: string;
 let userKey: string;
-const PUBLIC = new Set(["GET /health", "GET /v2/health/live", "GET /v2/health/ready", "POST /auth/login"]);
+const PUBLIC_PATHS = ["/health", "/v2/health/live", "/v2/health/ready", "/auth/login", "/ws"];
+const PUBLIC = new Set(["GET /health", "GET /v2/health/live", "GET /v2/health/ready", "POST /auth/login", ...PUBLIC_PATHS.map((p) => `OPTIONS ${p}`)]);
 const b64url = (v: unknown) => Buffer.from(typeof v === "string" ? v : JSON.stringify(v)).toString("base64url");
 const auth = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
 
@@ -37,6 +38,45 @@ test("every route in Fastify's route table refuses a request without credentials
   }
   // Unknown routes too: no probing which exist.
   assert.equal((await srv.app.inject({ method: "GET", url: "/no/such/route" })).statusCode, 401);
+});
+
+test("HEAD and OPTIONS of a public route need no credentials; of any other route they do", async () => {
+  for (const path of ["/health", "/v2/health/live", "/v2/health/ready"]) {
+    const head = await fetch(`${srv.url}${path}`, { method: "HEAD" });
+    assert.equal(head.status, 200, `HEAD ${path}`);
+    assert.equal(await head.text(), "");
+  }
+  for (const [path, allow] of [["/health", "GET, HEAD, OPTIONS"], ["/auth/login", "POST, OPTIONS"], ["/v2/health/ready", "GET, HEAD, OPTIONS"]]) {
+    const options = await fetch(`${srv.url}${path}`, { method: "OPTIONS" });
+    assert.equal(options.status, 204, `OPTIONS ${path}`);
+    assert.equal(options.headers.get("allow"), allow);
+    assert.equal(await options.text(), "");
+  }
+  for (const path of ["/models", "/metrics", "/v1/models", "/api/tags", "/no/such/route"]) {
+    assert.equal((await fetch(`${srv.url}${path}`, { method: "HEAD" })).status, 401, `HEAD ${path}`);
+    const options = await fetch(`${srv.url}${path}`, { method: "OPTIONS" });
+    assert.equal(options.status, 401, `OPTIONS ${path}`);
+  }
+  // Without CORS configured a preflight is an OPTIONS like any other: no special pass.
+  const preflight = await fetch(`${srv.url}/v1/chat/completions`, { method: "OPTIONS", headers: { origin: "https://app.example", "access-control-request-method": "POST" } });
+  assert.equal(preflight.status, 401);
+  // With a credential, HEAD of a protected GET works as the GET does.
+  assert.equal((await fetch(`${srv.url}/models`, { method: "HEAD", ...auth(userKey) })).status, 200);
+});
+
+test("GET /health: the status alone without credentials, the details with any valid one", async () => {
+  const anonymous = await fetch(`${srv.url}/health`);
+  assert.equal(anonymous.status, 200);
+  assert.deepEqual(await anonymous.json(), { status: "healthy" });
+  const wrongKey = await fetch(`${srv.url}/health`, auth("inf_nope_nope"));
+  assert.deepEqual(await wrongKey.json(), { status: "healthy" }, "an invalid credential is no credential, not a 401 on a probe");
+  for (const key of [userKey, adminKey]) {
+    const full = (await (await fetch(`${srv.url}/health`, auth(key))).json()) as Record<string, any>;
+    assert.equal(full.status, "healthy");
+    assert.equal(typeof full.version, "string");
+    assert.equal(typeof full.models_loaded, "number");
+    assert.equal(typeof full.memory.budget_bytes, "number");
+  }
 });
 
 test("API keys: use, roles, wrong or tampered keys", async () => {

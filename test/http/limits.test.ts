@@ -5,6 +5,7 @@
 // counted by its IP (127.0.0.1); per-key counting is tested on a bare app in the unit test.
 import assert from "node:assert/strict";
 import http from "node:http";
+import net from "node:net";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
@@ -235,14 +236,43 @@ describe("request size limits, rate limiting off", () => {
 
   it("refuses a header block over maxHeaderBytes with 431 and keeps serving", async () => {
     const { port } = new URL(srv.url);
-    const status = await new Promise<number | undefined>((resolve, reject) => {
+    const { status, body } = await new Promise<{ status?: number; body: string }>((resolve, reject) => {
       const req = http.get({ host: "127.0.0.1", port, path: "/health", headers: { "x-padding": "a".repeat(8192) } }, (res) => {
-        res.resume();
-        resolve(res.statusCode);
+        let text = "";
+        res.on("data", (c) => (text += c));
+        res.on("end", () => resolve({ status: res.statusCode, body: text }));
       });
       req.on("error", reject);
     });
     assert.equal(status, 431);
+    assert.equal(JSON.parse(body).error.code, "HEADERS_TOO_LARGE");
     assert.equal((await get(`${srv.url}/health`)).status, 200);
+  });
+
+  it("answers what Node's parser or Fastify's router refuses in the coded envelope", async () => {
+    const { port } = new URL(srv.url);
+    const raw = (request: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = net.connect(Number(port), "127.0.0.1", () => socket.write(request));
+        let text = "";
+        socket.on("data", (c) => (text += c));
+        socket.on("end", () => resolve(text));
+        socket.on("error", reject);
+      });
+    for (const request of [
+      "get /health HTTP/1.1\r\nHost: x\r\n\r\n",
+      "POST /inference HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+      "GET /hea lth HTTP/1.1\r\nHost: x\r\n\r\n",
+    ]) {
+      const answer = await raw(request);
+      assert.match(answer, /^HTTP\/1\.1 400 Bad Request\r\n/);
+      assert.equal(JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4)).error.code, "INVALID_REQUEST");
+    }
+    const badUrl = await get(`${srv.url}/models/%zz`);
+    assert.equal(badUrl.status, 400);
+    assert.equal(badUrl.body.error.details.reason, "FST_ERR_BAD_URL");
+    const openai = await get(`${srv.url}/v1/models/${"a".repeat(300)}`);
+    assert.equal(openai.status, 400);
+    assert.equal(openai.body.error.code, "invalid_request");
   });
 });

@@ -183,3 +183,14 @@ test("models from the models dir cannot be unregistered; unknown ids are 404", a
   assert.equal((await del(`${srv.url}/models/ghost`)).status, 404);
   assert.equal((await postJson(`${srv.url}/models/ghost/unload`, {})).status, 404);
 });
+
+test("the longest valid model id (128 characters) is reachable in every path that names a model", async (t) => {
+  const srv = await server("long-id");
+  t.after(() => srv.close());
+  const id = "m".repeat(128);
+  await writeTinyLlamaGguf(path.join(srv.modelsDir, `${id}.gguf`));
+  assert.equal((await getJson(`${srv.url}/models/${id}`)).status, 200);
+  assert.equal((await getJson(`${srv.url}/v1/models/${id}`)).status, 200);
+  assert.equal((await postJson(`${srv.url}/models/${id}/inference`, { prompt: "hi", max_tokens: 2 })).status, 200);
+  assert.equal((await postJson(`${srv.url}/models/${id}/unload`, {})).status, 200);
+});

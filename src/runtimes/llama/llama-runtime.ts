@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { getLlama, GgufInsights, LlamaLogLevel, readGgufFileInfo, type Llama } from "node-llama-cpp";
+import type { WaitingMemory } from "../../core/async-queue.js";
 import type { Logger } from "../../core/logger.js";
 import { InfernoError } from "../../errors/catalogue.js";
 import type { MemoryUse } from "../../registry/memory-budget.js";
@@ -19,6 +20,8 @@ export interface LlamaRuntimeConfig {
   /** Requests that may wait for a sequence per model, and for how long (ms). */
   queueSize: number;
   queueTimeoutMs: number;
+  /** The memory bound that the waiting requests of every model share. */
+  queueMemory?: WaitingMemory;
   /** Open each new GGUF file in a child process first (see GgufProbe); verdicts are kept in dataDir. */
   probeModels?: boolean;
   dataDir?: string;
@@ -163,7 +166,11 @@ export class LlamaRuntime {
       const loaded = new LlamaTextModel(model, context, {
         threads: this.config.threads,
         weights: { ram: weights.cpuRam, vram: weights.gpuVram },
-        queue: { maxWaiting: this.config.queueSize, waitTimeoutMs: this.config.queueTimeoutMs },
+        queue: {
+          maxWaiting: this.config.queueSize,
+          waitTimeoutMs: this.config.queueTimeoutMs,
+          ...(this.config.queueMemory ? { memory: this.config.queueMemory } : {}),
+        },
         loadTimeMs: performance.now() - started,
         options: {
           gpu_layers: model.gpuLayers, context_size: context.contextSize, batch_size: context.batchSize, parallel,

@@ -159,7 +159,11 @@ export class LlamaTextModel implements LoadedModel {
         );
       }
       const grammar = req.format ? await this.grammars.get(req.format) : undefined;
-      const sequence = await this.pool.acquire(signal, (free) => longestPrefixIndex(free, promptTokens), req.priority ?? "live");
+      const sequence = await this.pool.acquire(signal, {
+        pick: (free) => longestPrefixIndex(free, promptTokens),
+        priority: req.priority ?? "live",
+        bytes: waitingBytes(req, promptTokens.length),
+      });
       const input: LoopInput = {
         model: this.model, sequence, req, promptTokens, grammar, signal, started,
         budget: Math.min(req.maxTokens, this.contextSize - promptTokens.length),
@@ -257,6 +261,18 @@ export class LlamaTextModel implements LoadedModel {
     await this.context.dispose();
     await this.model.dispose();
   }
+}
+
+/**
+ * What a request holds while it waits for a sequence, estimated: 16 KiB for its connection, request and
+ * reply objects, the raw and the parsed prompt at up to 2 bytes a character each, and the prompt's
+ * tokens at 8 bytes each. Measured with 1,000 queued 16-character streams: 15 KiB of heap each; with a
+ * 6,000-character prompt: 37 KiB (Node 20, stories260K).
+ */
+export function waitingBytes(req: GenerateRequest, promptTokens: number): number {
+  // Token ids given as a prompt: the body spells each in about 4 characters, and the parsed list is a second copy.
+  const chars = typeof req.prompt === "string" ? req.prompt.length : 4 * req.prompt.length;
+  return 16 * 1024 + 4 * chars + 8 * promptTokens;
 }
 
 /** Index of the free sequence sharing the longest prefix with the prompt (prompt-cache reuse). */
