@@ -5,7 +5,7 @@ import type { Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 
 /** The parts of the `ws` client used here (the package ships no types). */
-interface WsClient {
+export interface WsClient {
   readonly readyState: number;
   readonly _socket: Socket;
   send(data: string | Buffer): void;
@@ -16,7 +16,7 @@ interface WsClient {
   on(event: "error", listener: (err: Error) => void): void;
 }
 export type WsOptions = { headers?: Record<string, string>; autoPong?: boolean };
-const WebSocket = createRequire(import.meta.url)("ws") as new (url: string, options?: WsOptions) => WsClient;
+export const WebSocket = createRequire(import.meta.url)("ws") as new (url: string, options?: WsOptions) => WsClient;
 export type Msg = Record<string, any>;
 
 /** A client socket that keeps every message it gets, so tests can wait for the ones they expect. */

@@ -4,25 +4,13 @@
 // socket keeps serving; only a frame over the frame limit closes it (1009), as documented.
 import assert from "node:assert/strict";
 import { realpathSync } from "node:fs";
-import { createRequire } from "node:module";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { STACK } from "../helpers/hostile.js";
 import { repoRoot, realModel, sharedModelsDir } from "../helpers/paths.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
-
-interface WsClient {
-  readonly readyState: number;
-  send(data: string | Buffer): void;
-  close(): void;
-  on(event: "open", listener: () => void): void;
-  on(event: "message", listener: (data: Buffer) => void): void;
-  on(event: "close", listener: (code: number) => void): void;
-  on(event: "error", listener: (err: Error) => void): void;
-}
-const WebSocket = createRequire(import.meta.url)("ws") as new (url: string) => WsClient;
-type Msg = Record<string, any>;
+import { WebSocket, type Msg, type WsClient } from "../helpers/ws-client.js";
 
 const stories = realModel("stories260K.gguf");
 /** How long one hostile message may take to be answered (on 2 busy cores). */
