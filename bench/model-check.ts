@@ -14,51 +14,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { loadConfig } from "../src/config/config.js";
 import { buildServer } from "../src/server.js";
-import { buildGguf, type GgufMetadataEntry, type GgufTensorSpec } from "../test/fixtures/gguf-writer.js";
-import { prng } from "../test/fixtures/prng.js";
-
-const SHAPE = { nEmbd: 896, nBlocks: 24, nFf: 4864, nHead: 14, nHeadKv: 2, nVocab: 32000 } as const;
-
-/** F16 bytes of a random block, tiled: values are irrelevant to load time, and tiling keeps generation fast. */
-function randomF16(elements: number, block: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(elements * 2);
-  for (let at = 0; at < out.length; at += block.length) block.copy(out, at, 0, Math.min(block.length, out.length - at));
-  return out;
-}
-
-function midSizeGguf(): Buffer {
-  const { nEmbd, nBlocks, nFf, nHead, nHeadKv, nVocab } = SHAPE;
-  const rand = prng(7);
-  const block = Buffer.alloc(1 << 20);
-  // Halves of small values (|x| < 0.06): exponent 0x2800..0x2bff, random mantissa and sign.
-  for (let i = 0; i < block.length; i += 2) block.writeUInt16LE((rand() < 0.5 ? 0x8000 : 0) | (0x2800 + Math.floor(rand() * 0x400)), i);
-  const nKv = (nEmbd / nHead) * nHeadKv;
-  const t = (name: string, dims: number[]): GgufTensorSpec => ({ name, dims, type: "F16", data: randomF16(dims[0]! * (dims[1] ?? 1), block) });
-  const norm = (name: string): GgufTensorSpec => ({ name, dims: [nEmbd], type: "F32", data: new Float32Array(nEmbd).fill(1) });
-  const tensors = [t("token_embd.weight", [nEmbd, nVocab]), norm("output_norm.weight"), t("output.weight", [nEmbd, nVocab])];
-  for (let i = 0; i < nBlocks; i++) {
-    tensors.push(
-      norm(`blk.${i}.attn_norm.weight`), t(`blk.${i}.attn_q.weight`, [nEmbd, nEmbd]), t(`blk.${i}.attn_k.weight`, [nEmbd, nKv]),
-      t(`blk.${i}.attn_v.weight`, [nEmbd, nKv]), t(`blk.${i}.attn_output.weight`, [nEmbd, nEmbd]), norm(`blk.${i}.ffn_norm.weight`),
-      t(`blk.${i}.ffn_gate.weight`, [nEmbd, nFf]), t(`blk.${i}.ffn_up.weight`, [nEmbd, nFf]), t(`blk.${i}.ffn_down.weight`, [nFf, nEmbd]),
-    );
-  }
-  const tokens = ["<unk>", "<s>", "</s>", ...Array.from({ length: 256 }, (_, b) => `<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`)];
-  while (tokens.length < nVocab) tokens.push(`▁w${tokens.length}`);
-  const types = tokens.map((_, i) => (i === 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1));
-  const metadata: GgufMetadataEntry[] = [
-    ["general.architecture", "string", "llama"], ["general.name", "string", "random-0.5b-shape"], ["general.file_type", "uint32", 1],
-    ["llama.context_length", "uint32", 4096], ["llama.embedding_length", "uint32", nEmbd], ["llama.block_count", "uint32", nBlocks],
-    ["llama.feed_forward_length", "uint32", nFf], ["llama.attention.head_count", "uint32", nHead],
-    ["llama.attention.head_count_kv", "uint32", nHeadKv], ["llama.rope.dimension_count", "uint32", nEmbd / nHead],
-    ["llama.attention.layer_norm_rms_epsilon", "float32", 1e-6], ["tokenizer.ggml.model", "string", "llama"],
-    ["tokenizer.ggml.tokens", "array", { itemType: "string", items: tokens }],
-    ["tokenizer.ggml.scores", "array", { itemType: "float32", items: tokens.map(() => 0) }],
-    ["tokenizer.ggml.token_type", "array", { itemType: "int32", items: types }],
-    ["tokenizer.ggml.bos_token_id", "uint32", 1], ["tokenizer.ggml.eos_token_id", "uint32", 2],
-  ];
-  return buildGguf({ metadata, tensors });
-}
+import { randomLlamaGguf, SHAPE_05B, syntheticVocabulary } from "./bench-model.js";
 
 /** One fresh server (in this process; the probe child is its own process anyway), one timed load over HTTP. */
 async function timedLoad(modelPath: string, dataDir: string, probeModels: boolean): Promise<number> {
@@ -95,7 +51,7 @@ async function main(): Promise<void> {
     const models = [...(values.model ?? [path.resolve("../shared/models/stories260K.gguf")])];
     if (!values["no-generated"]) {
       const file = path.join(tmp, "random-0.5b-shape-f16.gguf");
-      await writeFile(file, midSizeGguf());
+      await writeFile(file, randomLlamaGguf(SHAPE_05B, syntheticVocabulary(32000)));
       models.push(file);
     }
     console.log(`model-check: ${runs} runs each, threads 1, context 512, ${os.cpus()[0]?.model ?? "cpu"} x${os.availableParallelism()}, Node ${process.version}`);
