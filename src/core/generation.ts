@@ -27,6 +27,10 @@ export interface GenerateRequest {
   logprobs?: number;
   /** Batch work waits behind live requests for a sequence. */
   priority?: "live" | "batch";
+  /** End-of-generation tokens are never sampled: generation runs to maxTokens, a full context or a stop string. */
+  ignoreEos?: boolean;
+  /** End-of-generation tokens are never sampled, nor stop strings looked for, within the first this many tokens. */
+  minTokens?: number;
 }
 
 /** A generated token with its log-probability and the most likely alternatives. */

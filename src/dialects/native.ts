@@ -1,7 +1,7 @@
 import { z } from "zod";
 import type { GenerateRequest, GenerationResult } from "../core/generation.js";
 import { InfernoError } from "../errors/catalogue.js";
-import { samplingFrom, stopList } from "./sampling.js";
+import { lengthControlsOf, samplingFrom, stopList } from "./sampling.js";
 
 /** Sampling fields accepted by the native routes (snake_case, as in the API reference). */
 export const samplingFields = {
@@ -15,6 +15,8 @@ export const samplingFields = {
   frequency_penalty: z.number().min(-2).max(2).optional(),
   stop: z.union([z.string().min(1).max(256), z.array(z.string().min(1).max(256)).max(16)]).optional(),
   seed: z.number().int().min(0).max(2 ** 32 - 1).optional(),
+  ignore_eos: z.boolean().optional(),
+  min_tokens: z.number().int().min(0).optional(),
   stream: z.boolean().optional(),
 };
 
@@ -44,6 +46,7 @@ export function toGenerateRequest(model: string, body: PromptBody, limits: Gener
     maxTokens,
     stop: stopList(body.stop),
     sampling: samplingFrom(body, body.seed),
+    ...lengthControlsOf(body, maxTokens),
   };
 }
 

@@ -1,4 +1,5 @@
-import { defaultSampling, type SamplingParams } from "../core/generation.js";
+import { defaultSampling, type GenerateRequest, type SamplingParams } from "../core/generation.js";
+import { InfernoError } from "../errors/catalogue.js";
 
 /** Sampling fields under the names every dialect shares (OpenAI, Ollama and native all use these). */
 export interface SamplingFields {
@@ -28,3 +29,20 @@ export function samplingFrom(f: SamplingFields, seed: number | undefined): Sampl
 /** `stop` as a string or a list, empty strings dropped. */
 export const stopList = (stop: string | string[] | null | undefined): string[] =>
   (stop == null ? [] : Array.isArray(stop) ? stop : [stop]).filter((s) => s.length > 0);
+
+/** `ignore_eos` and `min_tokens`, named as vLLM and llama-server name them (benchmark clients send them). */
+export interface LengthFields {
+  ignore_eos?: boolean | null | undefined;
+  min_tokens?: number | null | undefined;
+}
+
+/** The length controls of the canonical request; a `min_tokens` that `max_tokens` could never reach is refused. */
+export function lengthControlsOf(f: LengthFields, maxTokens: number): Pick<GenerateRequest, "ignoreEos" | "minTokens"> {
+  const minTokens = f.min_tokens ?? 0;
+  if (minTokens > maxTokens) {
+    throw new InfernoError("INVALID_REQUEST", `min_tokens ${minTokens} is above max_tokens ${maxTokens}`, { min_tokens: minTokens, max_tokens: maxTokens }, {
+      param: "min_tokens",
+    });
+  }
+  return { ...(f.ignore_eos ? { ignoreEos: true } : {}), ...(minTokens > 0 ? { minTokens } : {}) };
+}

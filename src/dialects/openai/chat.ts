@@ -4,6 +4,7 @@ import type { GenerationResult } from "../../core/generation.js";
 import { InfernoError } from "../../errors/catalogue.js";
 import type { ChatRequest } from "../../scheduler/chat.js";
 import type { GenerationLimits } from "../native.js";
+import { lengthControlsOf } from "../sampling.js";
 import { formatOf, maxTokensOf, openaiSamplingFields, responseFormatField, samplingOf, stopsOf } from "./common.js";
 
 const textPart = z.object({ type: z.literal("text"), text: z.string() });
@@ -93,12 +94,14 @@ function toolChoiceOf(tc: ChatCompletionBody["tool_choice"]): ToolChoice | undef
 export function toChatRequest(body: ChatCompletionBody, limits: GenerationLimits, choice = 0): ChatRequest {
   const format = formatOf(body.response_format);
   const toolChoice = toolChoiceOf(body.tool_choice);
+  const maxTokens = maxTokensOf(body.max_completion_tokens ?? body.max_tokens, limits);
   return {
     model: body.model,
     messages: toMessages(body),
-    maxTokens: maxTokensOf(body.max_completion_tokens ?? body.max_tokens, limits),
+    maxTokens,
     stop: stopsOf(body.stop),
     sampling: samplingOf(body, choice),
+    ...lengthControlsOf(body, maxTokens),
     ...(format ? { format } : {}),
     ...(body.logprobs ? { logprobs: body.top_logprobs ?? 0 } : {}),
     ...(body.tools?.length

@@ -25,6 +25,9 @@ export const openaiSamplingFields = {
   top_k: z.number().int().min(0).max(1000).nullish(),
   min_p: z.number().min(0).max(1).nullish(),
   repeat_penalty: z.number().gt(0).max(10).nullish(),
+  // vLLM's and llama-server's; the SDK sends them through `extra_body`, which lands at the top level.
+  ignore_eos: z.boolean().nullish(),
+  min_tokens: z.number().int().min(0).nullish(),
 };
 
 type SamplingBody = {

@@ -3,6 +3,7 @@ import type { FinishReason, GenerateRequest, GenerationResult, GenerationStream,
 import { mapGeneration } from "../../core/stream-utils.js";
 import { InfernoError } from "../../errors/catalogue.js";
 import type { GenerationLimits } from "../native.js";
+import { lengthControlsOf } from "../sampling.js";
 import type { LlamaTextModel } from "../../runtimes/llama/llama-text-model.js";
 import {
   formatOf, maxTokensOf, nowSeconds, openaiId, openaiSamplingFields, responseFormatField, samplingOf, stopsOf, usageOf,
@@ -80,7 +81,7 @@ export function checkCompletionBody(body: CompletionBody, limits: GenerationLimi
       param: "echo",
     });
   }
-  maxTokensOf(body.max_tokens, limits);
+  lengthControlsOf(body, maxTokensOf(body.max_tokens, limits));
 }
 
 /** Each prompt as the model sees it: with `suffix`, an infill prompt built from the model's markers. */
@@ -98,12 +99,14 @@ export function preparePrompts(body: CompletionBody, tools: PromptTools | undefi
 /** The internal request for one choice (`choice` within its prompt, so each prompt's choices get seeds seed, seed+1, ...). */
 export function toGenerateRequest(body: CompletionBody, limits: GenerationLimits, prompt: PreparedPrompt, choice: number): GenerateRequest {
   const format = formatOf(body.response_format);
+  const maxTokens = maxTokensOf(body.max_tokens, limits);
   return {
     model: body.model,
     prompt: prompt.input,
-    maxTokens: maxTokensOf(body.max_tokens, limits),
+    maxTokens,
     stop: stopsOf(body.stop),
     sampling: samplingOf(body, choice),
+    ...lengthControlsOf(body, maxTokens),
     ...(format ? { format } : {}),
     ...(body.logprobs != null ? { logprobs: body.logprobs } : {}),
   };

@@ -1,10 +1,12 @@
 import {
   LlamaGrammarEvaluationState, LlamaText,
   type LlamaContext, type LlamaContextSequence, type LlamaGrammar, type LlamaModel, type SequenceEvaluateOptions, type Token,
+  type TokenBias,
 } from "node-llama-cpp";
 import type { FinishReason, GenerateRequest, GenerationChunk, GenerationResult, GenerationStream, TokenLogprob } from "../../core/generation.js";
 import { LogprobQueue } from "../../core/logprob-queue.js";
 import { StopMatcher } from "../../core/stop-matcher.js";
+import { eogBanOption } from "./eog-ban.js";
 import { TokenTextDecoder } from "./token-text-decoder.js";
 
 /** How many recent tokens the repeat/presence/frequency penalties look at (llama.cpp's default). */
@@ -20,6 +22,8 @@ export interface LoopInput {
   /** Generation may not go past this many tokens (the rest of the context). */
   budget: number;
   grammar: LlamaGrammar | undefined;
+  /** The end-of-generation ban, when the request has ignoreEos or minTokens. */
+  eogBan: TokenBias | undefined;
   signal: AbortSignal;
   started: number;
   /** Called for every generated token (lifetime counters). */
@@ -28,7 +32,7 @@ export interface LoopInput {
 
 type Step = { token: Token; probabilities?: Map<Token, number> };
 
-function evaluateOptions(input: LoopInput, history: Token[]): SequenceEvaluateOptions {
+function evaluateOptions(input: LoopInput, history: Token[], generated: () => number): SequenceEvaluateOptions {
   const { sampling } = input.req;
   const penalize = sampling.repeatPenalty !== 1 || sampling.presencePenalty !== 0 || sampling.frequencyPenalty !== 0;
   return {
@@ -38,6 +42,7 @@ function evaluateOptions(input: LoopInput, history: Token[]): SequenceEvaluateOp
     minP: sampling.minP,
     ...(sampling.seed !== undefined ? { seed: sampling.seed } : {}),
     ...(input.grammar ? { grammarEvaluationState: new LlamaGrammarEvaluationState({ model: input.model, grammar: input.grammar }) } : {}),
+    ...eogBanOption(input.model, input.eogBan, input.req, generated),
     ...(penalize
       ? {
           repeatPenalty: {
@@ -108,7 +113,8 @@ const afterDispatch = () => new Promise<void>((resolve) => setImmediate(() => se
 /**
  * Samples tokens on a sequence that already holds the prompt prefix `keep`, turning them into text
  * chunks: whole characters only, nothing of a stop string, logprobs attached to the chunk that carries
- * their text. Ends at an end-of-generation token, a stop string, the budget, or the abort signal.
+ * their text. Ends at an end-of-generation token, a stop string, the budget, or the abort signal; with
+ * ignoreEos or minTokens, end-of-generation tokens are banned from sampling (see eog-ban.ts).
  *
  * Pipelined: once a token is known not to end generation, the next one is requested before this one is
  * handed on, so llama.cpp decodes token i + 1 while token i is logged, framed and written. A token that
@@ -118,7 +124,11 @@ const afterDispatch = () => new Promise<void>((resolve) => setImmediate(() => se
 export async function* generationLoop(input: LoopInput, keep: number): GenerationStream {
   const { model, sequence, req, promptTokens, signal } = input;
   const history = promptTokens.slice(-PENALTY_WINDOW);
-  const options = evaluateOptions(input, history);
+  let completionTokens = 0;
+  // Read when the next token is sampled, which is after the previous one was counted (see requestNext).
+  const options = evaluateOptions(input, history, () => completionTokens);
+  // As in vLLM, the first minTokens tokens cannot end generation by a stop string either.
+  const minTokens = req.minTokens ?? 0;
   const wantLogprobs = req.logprobs !== undefined;
   // evaluateWithMetadata is what evaluate() wraps: calling it directly saves two generator hops per token.
   const iterator: AsyncGenerator<Step, void, void> = sequence.evaluateWithMetadata(
@@ -131,7 +141,6 @@ export async function* generationLoop(input: LoopInput, keep: number): Generatio
   const logprobs = wantLogprobs ? new LogprobQueue() : undefined;
   let text = "";
   let index = 0;
-  let completionTokens = 0;
   let firstTokenAt = 0;
   let finishReason: FinishReason = "stop";
   let stopped = false;
@@ -164,7 +173,7 @@ export async function* generationLoop(input: LoopInput, keep: number): Generatio
       history.push(token);
       if (history.length > PENALTY_WINDOW * 2) history.splice(0, history.length - PENALTY_WINDOW);
       const decoded = decoder.push(token);
-      const piece = stops.push(decoded);
+      const piece = completionTokens > minTokens ? stops.push(decoded) : { emit: decoded, stopped: false };
       stopped = piece.stopped;
       if (!stopped) {
         const waitFor = erasing.get(sequence.context)?.settled;

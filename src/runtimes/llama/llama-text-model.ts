@@ -5,6 +5,7 @@ import { InfernoError } from "../../errors/catalogue.js";
 import type { MemoryUse } from "../../registry/memory-budget.js";
 import type { LoadedModel } from "../loaded-model.js";
 import { ChatRenderer } from "./chat-renderer.js";
+import { checkEogBan, eogBan, wantsEogBan } from "./eog-ban.js";
 import { eraseFrom, generationLoop, type LoopInput } from "./generation-loop.js";
 import { GrammarCache } from "./grammar-cache.js";
 
@@ -144,6 +145,7 @@ export class LlamaTextModel implements LoadedModel {
    */
   async start(req: GenerateRequest, signal: AbortSignal): Promise<GenerationStream> {
     if (this.disposed) throw new InfernoError("MODEL_NOT_LOADED", `model ${req.model} was unloaded`);
+    checkEogBan(req);
     // Counted from the first await on, so an idle timer never unloads a model a request is about to use.
     this.active++;
     try {
@@ -166,6 +168,7 @@ export class LlamaTextModel implements LoadedModel {
       });
       const input: LoopInput = {
         model: this.model, sequence, req, promptTokens, grammar, signal, started,
+        eogBan: wantsEogBan(req) ? eogBan(this.model, this.vocabularySize) : undefined,
         budget: Math.min(req.maxTokens, this.contextSize - promptTokens.length),
         onToken: () => this.generated++,
       };
