@@ -39,7 +39,7 @@ import { openaiEmbeddingRoutes } from "./routes/openai-embeddings.js";
 import { openaiFileRoutes } from "./routes/openai-files.js";
 import { openaiModelRoutes } from "./routes/openai-models.js";
 import { websocketRoutes, websocketSupport } from "./routes/websocket.js";
-import { inspectGguf, LlamaRuntime } from "./runtimes/llama/llama-runtime.js";
+import { LlamaRuntime } from "./runtimes/llama/llama-runtime.js";
 import { inspectOnnx, OnnxRuntime } from "./runtimes/onnx/onnx-runtime.js";
 import webhooksPlugin from "./webhooks/webhooks.js";
 
@@ -152,7 +152,7 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
     runtimes: {
       gguf: {
         inspect: async (file) => {
-          const s = await inspectGguf(file);
+          const s = await llamaRuntime.inspect(file);
           return { ...s, contextLength: s.context_length ?? undefined };
         },
         verify: async (file) => void (await llamaRuntime.verify(file)),

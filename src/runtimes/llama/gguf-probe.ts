@@ -19,6 +19,12 @@ export interface GgufProbeOptions {
   timeoutMs?: number;
 }
 
+/** A file's identity: device, inode, size and mtime; a file replaced or rewritten gets a new one. */
+export async function fileIdentity(filePath: string): Promise<string> {
+  const st = await fs.stat(filePath);
+  return `${st.dev}:${st.ino}:${st.size}:${Math.round(st.mtimeMs)}`;
+}
+
 /** Signals that mean llama.cpp gave up on the file's content: GGML_ASSERT aborts, bad reads, traps. */
 const FILE_FAULT_SIGNALS = new Set(["SIGABRT", "SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGTRAP"]);
 const PROBE_CONTEXT = 256;
@@ -73,8 +79,7 @@ export class GgufProbe {
   }
 
   private async keyOf(filePath: string): Promise<string> {
-    const st = await fs.stat(filePath);
-    return `${st.dev}:${st.ino}:${st.size}:${Math.round(st.mtimeMs)}:${this.opts.runtimeVersion}`;
+    return `${await fileIdentity(filePath)}:${this.opts.runtimeVersion}`;
   }
 
   /** Ends the children; a later check starts new ones. */

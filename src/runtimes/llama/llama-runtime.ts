@@ -5,7 +5,7 @@ import type { Logger } from "../../core/logger.js";
 import { InfernoError } from "../../errors/catalogue.js";
 import type { MemoryUse } from "../../registry/memory-budget.js";
 import { GgufFormatError, readGgufHeader, summarizeGguf, type GgufSummary } from "../../gguf/gguf-reader.js";
-import { GgufProbe } from "./gguf-probe.js";
+import { fileIdentity, GgufProbe } from "./gguf-probe.js";
 import { LlamaTextModel } from "./llama-text-model.js";
 
 export type GpuSetting = "auto" | "cpu" | "cuda" | "vulkan" | "metal";
@@ -62,6 +62,7 @@ function nodeLlamaCppVersion(): string {
 export class LlamaRuntime {
   private llama: Promise<Llama> | undefined;
   private readonly probe: GgufProbe | undefined;
+  private readonly summaries = new Map<string, { identity: string; summary: GgufSummary }>();
 
   constructor(
     private readonly config: LlamaRuntimeConfig,
@@ -73,11 +74,24 @@ export class LlamaRuntime {
   }
 
   /**
+   * The header check (`inspectGguf`), run once per file identity: registration, the check, the estimate
+   * and the load all ask for it, and a large vocabulary makes each parse cost tens of milliseconds.
+   */
+  async inspect(filePath: string): Promise<GgufSummary> {
+    const identity = await fileIdentity(filePath);
+    const hit = this.summaries.get(filePath);
+    if (hit?.identity === identity) return hit.summary;
+    const summary = await inspectGguf(filePath);
+    this.summaries.set(filePath, { identity, summary });
+    return summary;
+  }
+
+  /**
    * Checks that llama.cpp can open the file without risking this process: the JS header check, then
    * (once per file) a load in a child process. Throws INVALID_MODEL_FILE.
    */
   async verify(filePath: string): Promise<GgufSummary> {
-    const summary = await inspectGguf(filePath);
+    const summary = await this.inspect(filePath);
     // This process's own backend starts while the check runs in its child: the load needs both.
     this.getLlama().catch(() => undefined);
     await this.probe?.check(filePath);
@@ -116,7 +130,7 @@ export class LlamaRuntime {
    * the context's KV cache and compute buffers), split between RAM and GPU memory by the layers offloaded.
    */
   async estimate(filePath: string, options: LlamaLoadOptions): Promise<MemoryUse> {
-    const summary = await inspectGguf(filePath);
+    const summary = await this.inspect(filePath);
     const llama = await this.getLlama();
     const insights = await GgufInsights.from(await readGgufFileInfo(filePath, { sourceType: "filesystem", logWarnings: false }), llama);
     const { contextSize, parallel, batchSize } = this.contextPlan(summary, options);
