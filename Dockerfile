@@ -32,5 +32,5 @@ ENV NODE_ENV=production \
 VOLUME ["/models", "/data"]
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s CMD node -e "fetch('http://127.0.0.1:8080/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-ENTRYPOINT ["node", "dist/src/cli.js"]
+ENTRYPOINT ["node", "dist/src/main.cjs"]
 CMD ["serve"]

@@ -30,7 +30,8 @@ Options (each also from env INFERNO_<KEY> or a JSON --config file; flag > env > 
   --models-dir DIR     model folder (default ./models)            INFERNO_MODELS_DIR
   --data-dir DIR       registrations and state (default ./data)   INFERNO_DATA_DIR
   --model-root DIR     extra folder models may be registered from (repeatable; env: ':'-separated)
-  --threads N          llama.cpp threads (default: cores - 1, at least 1)  INFERNO_THREADS
+  --threads N          llama.cpp threads for one-token batches (default: cores - 1, at least 1)  INFERNO_THREADS
+  --batch-threads N    llama.cpp threads for prompts and multi-stream batches (default: cores)  INFERNO_BATCH_THREADS
   --gpu G              auto|cpu|cuda|vulkan|metal (default auto)  INFERNO_GPU
   --parallel N         parallel sequences per GGUF model (default 4)       INFERNO_PARALLEL
   --context-size N     tokens per sequence (default 2048, capped at the model's trained size)
@@ -59,6 +60,7 @@ const serveOptions = {
   "data-dir": { type: "string" },
   "model-root": { type: "string", multiple: true },
   threads: { type: "string" },
+  "batch-threads": { type: "string" },
   gpu: { type: "string" },
   parallel: { type: "string" },
   "context-size": { type: "string" },

@@ -117,6 +117,7 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
     {
       gpu: config.gpu,
       threads: config.threads,
+      batchThreads: config.batchThreads,
       parallel: config.parallel,
       contextSize: config.contextSize,
       batchSize: config.batchSize,

@@ -11,6 +11,14 @@ export function defaultThreads(cores = os.availableParallelism()): number {
   return Math.max(1, cores - 1);
 }
 
+/**
+ * Default llama.cpp threads for batches of more than one token (prompts, several sequences decoding
+ * together): every core. The JS thread has little to do while a large batch computes.
+ */
+export function defaultBatchThreads(cores = os.availableParallelism()): number {
+  return Math.max(1, cores);
+}
+
 const intFromString = (min: number, max: number) =>
   z.preprocess((v) => (typeof v === "string" && v.trim() !== "" ? Number(v) : v), z.number().int().min(min).max(max));
 
@@ -36,7 +44,10 @@ export const configSchema = z
     dataDir: z.string().min(1).default("./data"),
     /** Extra folders from which models may be registered by path (besides modelsDir). */
     modelRoots: listFromString.default([]),
+    /** llama.cpp threads for one-token batches (one stream decoding). */
     threads: intFromString(1, 1024).default(defaultThreads()),
+    /** llama.cpp threads for larger batches: prompts and several streams at once (llama.cpp's n_threads_batch). */
+    batchThreads: intFromString(1, 1024).default(defaultBatchThreads()),
     gpu: z.enum(["auto", "cpu", "cuda", "vulkan", "metal"]).default("auto"),
     /** Parallel sequences per loaded GGUF model (requests decoded together in one batch). */
     parallel: intFromString(1, 256).default(4),

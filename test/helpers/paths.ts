@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 export const repoRoot = path.resolve(fileURLToPath(new URL(".", import.meta.url)), "../../..");
 
 /** The CLI entry as built by tsc. */
-export const cliPath = path.join(repoRoot, "dist/src/cli.js");
+export const cliPath = path.join(repoRoot, "dist/src/main.cjs");
 
 /**
  * Folder of the real test models (../shared/models beside the repo, or INFERNO_SHARED_MODELS).

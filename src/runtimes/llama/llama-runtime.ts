@@ -5,6 +5,7 @@ import type { Logger } from "../../core/logger.js";
 import { InfernoError } from "../../errors/catalogue.js";
 import type { MemoryUse } from "../../registry/memory-budget.js";
 import { GgufFormatError, readGgufHeader, summarizeGguf, type GgufSummary } from "../../gguf/gguf-reader.js";
+import { splitThreadsByBatch } from "./batch-threads.js";
 import { fileIdentity, GgufProbe } from "./gguf-probe.js";
 import { LlamaTextModel } from "./llama-text-model.js";
 
@@ -12,7 +13,9 @@ export type GpuSetting = "auto" | "cpu" | "cuda" | "vulkan" | "metal";
 
 export interface LlamaRuntimeConfig {
   gpu: GpuSetting;
+  /** llama.cpp threads for one-token batches, and for larger ones (see batch-threads.ts). */
   threads: number;
+  batchThreads: number;
   parallel: number;
   contextSize: number;
   batchSize: number;
@@ -101,14 +104,17 @@ export class LlamaRuntime {
   getLlama(): Promise<Llama> {
     this.llama ??= getLlama({
       gpu: this.config.gpu === "cpu" ? false : this.config.gpu,
-      maxThreads: this.config.threads,
+      maxThreads: Math.max(this.config.threads, this.config.batchThreads),
       build: "never",
       usePrebuiltBinaries: true,
       progressLogs: false,
       logLevel: LlamaLogLevel.warn,
       logger: (level, message) => this.nativeLog(level, message),
     }).then((llama) => {
-      this.log.info({ gpu: llama.gpu, threads: this.config.threads }, "llama.cpp backend ready");
+      this.log.info(
+        { gpu: llama.gpu, threads: this.config.threads, batchThreads: this.config.batchThreads, uvThreadpoolSize: process.env.UV_THREADPOOL_SIZE ?? "4" },
+        "llama.cpp backend ready",
+      );
       return llama;
     });
     this.llama.catch(() => (this.llama = undefined));
@@ -173,12 +179,13 @@ export class LlamaRuntime {
         contextSize,
         sequences: parallel,
         batchSize,
-        threads: this.config.threads,
+        threads: this.config.batchThreads,
         ...(signal ? { createSignal: signal } : {}),
       });
+      splitThreadsByBatch(context, this.config.threads);
       const weights = await model.fileInsights.estimateModelResourceRequirementsV2({ gpuLayers: model.gpuLayers });
       const loaded = new LlamaTextModel(model, context, {
-        threads: this.config.threads,
+        threads: this.config.batchThreads,
         weights: { ram: weights.cpuRam, vram: weights.gpuVram },
         queue: {
           maxWaiting: this.config.queueSize,

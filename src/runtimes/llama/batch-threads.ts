@@ -1,0 +1,59 @@
+import type { LlamaContext } from "node-llama-cpp";
+
+/** The native context methods node-llama-cpp's batch loop calls around each decode (3.x internals). */
+interface NativeContext {
+  initBatch(size: number): void;
+  setThreads(threads: number): void;
+  decodeBatch(): Promise<void>;
+}
+
+/**
+ * Decodes one-token batches on `decodeThreads` llama.cpp threads and larger batches (prompts, several
+ * sequences at once) on the context's full thread count, as llama.cpp's own `n_threads` and
+ * `n_threads_batch` do. node-llama-cpp sets both to one number; this chooses per batch from the batch
+ * size it announces in `initBatch`, just before the decode.
+ *
+ * Why (2-core machine, see README, Threads): a single stream gains nothing from a second llama.cpp
+ * thread, and while Inferno frames and writes token i on the JS thread, the two compute threads of token
+ * i + 1 would wait for each other at every barrier; batches of several sequences and prompts run 1.7x
+ * faster on both cores. The thread count node-llama-cpp grants (its threads splitter) stays the upper bound.
+ */
+export function splitThreadsByBatch(context: LlamaContext, decodeThreads: number): void {
+  const holder = context as unknown as { _ctx?: NativeContext };
+  const native = holder._ctx;
+  if (!native || typeof native.initBatch !== "function" || typeof native.decodeBatch !== "function" || typeof native.setThreads !== "function") {
+    return; // another node-llama-cpp: keep its one thread count
+  }
+  let granted = context.currentThreads;
+  let applied = granted;
+  let size = 0;
+  const wrapped: Partial<Record<PropertyKey, unknown>> = {
+    initBatch: (n: number) => {
+      size = n;
+      native.initBatch(n);
+    },
+    setThreads: (n: number) => {
+      granted = n;
+    },
+    decodeBatch: () => {
+      const threads = size > 1 ? granted : Math.min(granted, decodeThreads);
+      if (threads !== applied) {
+        native.setThreads(threads);
+        applied = threads;
+      }
+      return native.decodeBatch();
+    },
+  };
+  // The native object is sealed, so the context gets a proxy in its place; other methods pass through, bound once.
+  const bound = new Map<PropertyKey, unknown>();
+  holder._ctx = new Proxy(native, {
+    get(target, key) {
+      if (key in wrapped) return wrapped[key];
+      const value: unknown = Reflect.get(target, key, target);
+      if (typeof value !== "function") return value;
+      let fn = bound.get(key);
+      if (!fn) bound.set(key, (fn = (value as (...a: unknown[]) => unknown).bind(target)));
+      return fn;
+    },
+  });
+}
