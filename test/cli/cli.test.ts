@@ -258,11 +258,15 @@ interface Served {
   url: string;
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   stderr: () => string;
+  /** Resolves with the first JSON log line whose msg is `msg` (seen before or after the call). */
+  logLine: (msg: string) => Promise<Record<string, unknown>>;
 }
 
 /** Starts `inferno serve` and resolves once its JSON log says where it listens. */
-async function startServe(args: string[]): Promise<Served> {
-  const child = spawnCli(["serve", "--port", "0", "--log-level", "info", ...args], { INFERNO_LOG_PRETTY: "false" });
+async function startServe(args: string[], env: Record<string, string> = {}): Promise<Served> {
+  const child = spawnCli(["serve", "--port", "0", "--log-level", "info", ...args], { INFERNO_LOG_PRETTY: "false", ...env });
+  const logged: Array<Record<string, unknown>> = [];
+  const waiters: Array<{ msg: string; resolve: (line: Record<string, unknown>) => void }> = [];
   let stderr = "";
   child.stderr!.setEncoding("utf8").on("data", (s: string) => (stderr += s));
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
@@ -274,7 +278,10 @@ async function startServe(args: string[]): Promise<Served> {
     lines.on("line", (line) => {
       let msg: unknown;
       try {
-        msg = (JSON.parse(line) as { msg?: unknown }).msg;
+        const parsed = JSON.parse(line) as Record<string, unknown>;
+        msg = parsed.msg;
+        logged.push(parsed);
+        for (const w of waiters.filter((w) => w.msg === msg)) w.resolve(parsed);
       } catch {
         return reject(new Error(`stdout line is not JSON: ${line}`));
       }
@@ -289,7 +296,14 @@ async function startServe(args: string[]): Promise<Served> {
       reject(new Error(`serve exited (${code}) before listening; stderr: ${stderr}`));
     });
   });
-  return { child, url, exit, stderr: () => stderr };
+  const logLine = (msg: string) =>
+    new Promise<Record<string, unknown>>((resolve, reject) => {
+      const seen = logged.find((l) => l.msg === msg);
+      if (seen) return resolve(seen);
+      const timer = setTimeout(() => reject(new Error(`no "${msg}" log line within 15 s; stderr: ${stderr}`)), 15_000);
+      waiters.push({ msg, resolve: (l) => (clearTimeout(timer), resolve(l)) });
+    });
+  return { child, url, exit, stderr: () => stderr, logLine };
 }
 
 /** SIGTERM, then the exit code, failing when the process takes more than 5 s. */
@@ -321,6 +335,25 @@ describe("serve", () => {
     assert.doesNotMatch(second.stderr, STACK_LINE);
 
     assert.equal(await stop(s), 0);
+  });
+
+  it("runs with one libuv pool thread unless UV_THREADPOOL_SIZE says otherwise, and reports its llama.cpp threads", async (t) => {
+    // The entry (dist/src/main.cjs) must set the pool size before the ES modules load: see src/main.cts.
+    const dirs = (name: string) => ["--models-dir", path.join(work, `${name}-models`), "--data-dir", path.join(work, `${name}-data`)];
+    const s = await startServe([...dirs("uv-default"), "--threads", "1", "--batch-threads", "2"]);
+    t.after(killOnEnd(s));
+    const ready = await s.logLine("llama.cpp backend ready");
+    assert.equal(ready.uvThreadpoolSize, "1");
+    assert.equal(ready.threads, 1);
+    assert.equal(ready.batchThreads, 2);
+    assert.equal(await stop(s), 0);
+
+    const mine = await startServe(dirs("uv-user"), { UV_THREADPOOL_SIZE: "3", INFERNO_BATCH_THREADS: "3" });
+    t.after(killOnEnd(mine));
+    const readyMine = await mine.logLine("llama.cpp backend ready");
+    assert.equal(readyMine.uvThreadpoolSize, "3");
+    assert.equal(readyMine.batchThreads, 3);
+    assert.equal(await stop(mine), 0);
   });
 
   it("keeps a registration across restarts, and only registers under an allowed root", async (t) => {

@@ -8,9 +8,9 @@ export interface CliResult {
   stderr: string;
 }
 
-/** The parent's env without any INFERNO_* variable (nor the test runner's marker), plus `extra`. */
+/** The parent's env without any INFERNO_* variable, the test runner's marker or a libuv pool size, plus `extra`. */
 export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const inherited = ([k]: [string, unknown]) => !k.startsWith("INFERNO_") && k !== "NODE_TEST_CONTEXT";
+  const inherited = ([k]: [string, unknown]) => !k.startsWith("INFERNO_") && k !== "NODE_TEST_CONTEXT" && k !== "UV_THREADPOOL_SIZE";
   return { ...Object.fromEntries(Object.entries(process.env).filter(inherited)), ...extra };
 }
 

@@ -5,7 +5,7 @@ import { writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { ConfigError, defaultThreads, envNameOf, loadConfig } from "../../src/config/config.js";
+import { ConfigError, defaultBatchThreads, defaultThreads, envNameOf, loadConfig } from "../../src/config/config.js";
 import { tempDir } from "../helpers/paths.js";
 
 let dir: string;
@@ -43,6 +43,7 @@ describe("defaults", () => {
     assert.equal(cfg.dataDir, path.resolve("data"));
     assert.deepEqual(cfg.modelRoots, []);
     assert.equal(cfg.threads, defaultThreads());
+    assert.equal(cfg.batchThreads, os.availableParallelism());
     assert.equal(cfg.gpu, "auto");
     assert.equal(cfg.logLevel, "info");
     assert.equal(cfg.logPretty, undefined);
@@ -55,6 +56,14 @@ describe("defaults", () => {
     assert.equal(defaultThreads(1), 1);
     assert.equal(defaultThreads(2), 1);
     assert.equal(defaultThreads(8), 7);
+  });
+
+  it("batch threads default to every core, and come from INFERNO_BATCH_THREADS or the flag", () => {
+    assert.equal(defaultBatchThreads(2), 2);
+    assert.equal(defaultBatchThreads(1), 1);
+    assert.equal(loadConfig({ env: { INFERNO_BATCH_THREADS: "3" } }).batchThreads, 3);
+    assert.equal(loadConfig({ env: { INFERNO_BATCH_THREADS: "3" }, flags: { batchThreads: "5" } }).batchThreads, 5);
+    assert.throws(() => loadConfig({ env: { INFERNO_BATCH_THREADS: "0" } }), ConfigError);
   });
 
   it("env names are INFERNO_ plus the key in SCREAMING_SNAKE", () => {
