@@ -47,6 +47,8 @@ export interface LlamaServerProcess {
   args: string[];
   /** VmRSS from /proc/PID/status, in bytes. */
   rss(): number;
+  /** CPU time used so far, in ms. */
+  cpuMs(): number;
   /** Whether no slot is processing (`GET /slots`): what the bench waits for after abandoning requests. */
   idle(): Promise<boolean>;
   close(): Promise<void>;
@@ -68,6 +70,13 @@ export function readVmRss(pid: number): number {
   const line = readFileSync(`/proc/${pid}/status`, "utf8").match(/^VmRSS:\s+(\d+) kB/m);
   if (!line) throw new Error(`no VmRSS in /proc/${pid}/status`);
   return Number(line[1]) * 1024;
+}
+
+/** CPU time (user + system, all threads) of a process so far, in ms, from /proc/PID/stat (USER_HZ 100). */
+export function readCpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 const logTail = (file: string): string => {
@@ -106,6 +115,7 @@ export async function startLlamaServer(opts: LlamaServerOptions, timeoutMs = 120
     pid,
     args,
     rss: () => readVmRss(pid),
+    cpuMs: () => readCpuMs(pid),
     idle: async () => {
       const slots = (await (await fetch(`${url}/slots`)).json()) as Array<{ is_processing: boolean }>;
       return slots.every((s) => !s.is_processing);

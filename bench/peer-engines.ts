@@ -6,13 +6,13 @@ import type http from "node:http";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { llamaProcessEnv } from "../src/runtimes/llama/threadpool.js";
-import { closedLoop, type WindowResult } from "./closed-loop.js";
 import { spawnServer } from "./inferno-server.js";
-import { startLlamaServer } from "./llama-server.js";
+import { readCpuMs, startLlamaServer } from "./llama-server.js";
 import { completionAgent, streamCompletion } from "./llama-server-client.js";
 import type { EngineName } from "./peer-args.js";
+import { staggeredLoop, type LoopResult } from "./peer-loop.js";
 import { streamAgent, streamInference, type StreamHooks } from "./sse-client.js";
-import { decodeRate, type StreamTiming } from "./stats.js";
+import type { StreamTiming } from "./stats.js";
 
 
 /** What every side gets alike. */
@@ -29,13 +29,6 @@ export interface EngineSettings {
   batchSize: number;
 }
 
-/** A closed-loop window, and the decode rate of every request that ran to max_tokens in it. */
-export interface LoopResult extends WindowResult {
-  decodeRates: number[];
-  /** Requests whose stream had fewer token events than tokens (text held back and merged): the window's rate, which counts events, undercounts them. */
-  merged: number;
-}
-
 export interface PeerEngine {
   name: EngineName;
   /** How this side was started, for the report. */
@@ -46,6 +39,8 @@ export interface PeerEngine {
   firstToken(prompt: string, cached: boolean): Promise<number>;
   /** Resident set size of the side's process, in bytes. */
   rss(): Promise<number>;
+  /** CPU time the side's process has used so far (every thread), in ms. */
+  cpuMs(): Promise<number>;
   /** Waits until requests a loop abandoned have stopped running; false if they had not after 10 s. */
   settle(): Promise<boolean>;
   close(): Promise<void>;
@@ -66,26 +61,8 @@ export type RawChildRequest =
   | { op: "stream"; prompt: string; maxTokens: number }
   | { op: "loop"; prompt: string; maxTokens: number; clients: number; windowMs: number };
 
-/** A request that stopped before max_tokens is an error here: every side is asked to ignore end-of-sequence. */
-function fullLength(t: StreamTiming, maxTokens: number): StreamTiming {
-  if (t.finishReason !== "length" || t.tokens !== maxTokens) throw new Error(`ended early: ${t.finishReason} after ${t.tokens} of ${maxTokens} tokens`);
-  return t;
-}
-
-async function httpLoop(clients: number, windowMs: number, maxTokens: number, one: (hooks: StreamHooks) => Promise<StreamTiming>): Promise<LoopResult> {
-  const decodeRates: number[] = [];
-  let merged = 0;
-  const window = await closedLoop(clients, windowMs, async (_client, signal, onToken) => {
-    let events = 0;
-    const counted = (now: number) => {
-      events++;
-      onToken(now);
-    };
-    const t = fullLength(await one({ signal, onToken: counted }), maxTokens);
-    if (events < t.tokens) merged++;
-    decodeRates.push(decodeRate(t));
-  });
-  return { ...window, decodeRates, merged };
+async function httpLoop(clients: number, windowMs: number, maxTokens: number, one: (tokens: number, hooks: StreamHooks) => Promise<StreamTiming>): Promise<LoopResult> {
+  return staggeredLoop(clients, windowMs, maxTokens, (tokens, signal, onToken) => one(tokens, { signal, onToken }));
 }
 
 async function pollIdle(idle: () => Promise<boolean>): Promise<boolean> {
@@ -105,12 +82,13 @@ export async function startLlamaServerEngine(bin: string, settings: EngineSettin
   return {
     name: "llama-server",
     describe: `${bin} ${server.args.join(" ")}`,
-    loop: (prompt, maxTokens, clients, windowMs) => httpLoop(clients, windowMs, maxTokens, (hooks) => streamCompletion(agent, server.url, { prompt, maxTokens }, hooks)),
+    loop: (prompt, maxTokens, clients, windowMs) => httpLoop(clients, windowMs, maxTokens, (tokens, hooks) => streamCompletion(agent, server.url, { prompt, maxTokens: tokens }, hooks)),
     firstToken: async (prompt, cached) => {
       const t = await streamCompletion(agent, server.url, { prompt, maxTokens: 1, cachePrompt: cached });
       return t.firstTokenMs - t.startMs;
     },
     rss: async () => server.rss(),
+    cpuMs: async () => server.cpuMs(),
     settle: () => pollIdle(server.idle),
     close: async () => {
       agent.destroy();
@@ -145,13 +123,14 @@ export async function startInfernoEngine(settings: EngineSettings): Promise<Peer
   return {
     name: "inferno",
     describe: `Inferno (bench/server-child.ts) threads ${settings.threads}, batchThreads ${settings.batchThreads}, parallel ${settings.parallel}, context ${settings.contextSize} per sequence, batch ${settings.batchSize}`,
-    loop: (prompt, maxTokens, clients, windowMs) => httpLoop(clients, windowMs, maxTokens, (hooks) => request(prompt, maxTokens, hooks)),
+    loop: (prompt, maxTokens, clients, windowMs) => httpLoop(clients, windowMs, maxTokens, (tokens, hooks) => request(prompt, tokens, hooks)),
     // Inferno has no per-request cache switch: the bench makes uncached prompts unique instead (as for every side).
     firstToken: async (prompt) => {
       const t = await request(prompt, 1);
       return t.firstTokenMs - t.startMs;
     },
     rss: async () => (await server.stats()).rss,
+    cpuMs: async () => (await server.stats()).cpuUs / 1000,
     settle: () => pollIdle(() => infernoIdle(server.url)),
     close: async () => {
       agent.destroy();
@@ -198,6 +177,7 @@ export async function startRawEngine(settings: EngineSettings): Promise<RawEngin
     // The child times from its evaluate call to the first token: raw has no request to send.
     firstToken: async (prompt) => (await ask<StreamTiming>({ op: "stream", prompt, maxTokens: 1 })).firstTokenMs,
     rss: async () => (await ask<{ rss: number }>({ op: "stats" })).rss,
+    cpuMs: async () => readCpuMs(child.pid!),
     settle: async () => true,
     close: async () => {
       if (child.exitCode !== null) return;

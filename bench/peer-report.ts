@@ -1,5 +1,5 @@
 import { formatThreads, type EngineName, type ThreadSetting } from "./peer-args.js";
-import type { LoopResult } from "./peer-engines.js";
+import type { LoopResult } from "./peer-loop.js";
 import { median, quantile } from "./stats.js";
 
 export interface PeerFacts {
@@ -44,6 +44,8 @@ export interface EngineResult {
 export interface SettingResult {
   setting: ThreadSetting;
   engines: EngineResult[];
+  /** Cores that processes other than the bench's used while this setting was measured (/proc/stat less the bench and its sides); null off Linux. */
+  otherCores: number | null;
 }
 
 export interface PeerReport {
@@ -166,6 +168,9 @@ export function formatPeerReport(report: PeerReport, clients: number[]): string 
     );
     const merged = s.engines.filter((e) => e.rows.some((r) => r.runs.some((w) => w.merged > 0))).map((e) => LABEL[e.engine]);
     if (merged.length > 0) out.push(`(${merged.join(", ")}: stream events that carried several tokens; the client-count rows undercount these sides)`);
+    if (s.otherCores !== null) {
+      out.push(`other work on the machine meanwhile: ${s.otherCores.toFixed(2)} cores${s.otherCores > 0.2 ? " (it took CPU from the bench: these figures are noisy)" : ""}`);
+    }
     const unsettled = s.engines.filter((e) => e.unsettled > 0).map((e) => `${LABEL[e.engine]} ${e.unsettled}×`);
     if (unsettled.length > 0) out.push(`(still busy 10 s after a window: ${unsettled.join(", ")}; the next window shared the machine)`);
   });

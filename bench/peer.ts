@@ -12,7 +12,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { llamaProcessEnv } from "../src/runtimes/llama/threadpool.js";
 import { repoRoot } from "./args.js";
 import { ensureLlamaServer, findLlamaServer, llamaCppTag, llamaServerVersion } from "./llama-server-bin.js";
-import { packageVersion } from "./onnx-machine.js";
+import { machineBusyMs, packageVersion } from "./onnx-machine.js";
 import { formatThreads, parsePeerArgs, peerUsage, type PeerOptions, type ThreadSetting } from "./peer-args.js";
 import { startInfernoEngine, startLlamaServerEngine, startRawEngine, type EngineSettings, type PeerEngine } from "./peer-engines.js";
 import { peerBenchModel } from "./peer-model.js";
@@ -71,7 +71,15 @@ async function runSetting(ctx: Context, setting: ThreadSetting): Promise<Setting
       { engine: e.name, describe: e.describe, rows: opts.clients.map((clients) => ({ clients, runs: [] })), ppMs: [], ppTokens: [], ttftMs: [], rssBytes: 0, unsettled: 0 },
     ]),
   );
+  const ownCpuMs = async () => {
+    const bench = process.cpuUsage();
+    let sum = (bench.user + bench.system) / 1000;
+    for (const e of engines) sum += await e.cpuMs();
+    return sum;
+  };
+  let otherCores: number | null = null;
   try {
+    const from = { at: performance.now(), busy: machineBusyMs(), own: await ownCpuMs() };
     for (const e of engines) for (let i = 0; i < TTFT_WARMUP; i++) await e.firstToken(opts.prompt, true); // JIT, connections
     let turn = 0;
     for (let run = 0; run < opts.runs; run++) {
@@ -102,12 +110,14 @@ async function runSetting(ctx: Context, setting: ThreadSetting): Promise<Setting
         await sleep(SETTLE_MS);
       }
     }
+    const busy = machineBusyMs();
+    if (busy !== null && from.busy !== null) otherCores = Math.max(0, busy - from.busy - ((await ownCpuMs()) - from.own)) / (performance.now() - from.at);
     for (const e of engines) results.get(e)!.rssBytes = await e.rss();
   } finally {
     for (const e of engines) await e.close();
   }
   log(`done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  return { setting, engines: [...results.values()] };
+  return { setting, engines: [...results.values()], otherCores };
 }
 
 async function main(): Promise<void> {

@@ -2,10 +2,10 @@
 // llamaProcessEnv(), as Inferno's processes run): one context with `parallel` sequences, requests that
 // wait for a free sequence when all are busy (as a server's queue), greedy with end-of-generation banned
 // (ignore_eos, the same bias Inferno uses). Answers the parent's requests over IPC; exits on disconnect.
-import { closedLoop } from "./closed-loop.js";
 import type { RawChildRequest, RawChildSpec } from "./peer-engines.js";
+import { staggeredLoop } from "./peer-loop.js";
 import { GREEDY, openLlama, RawLlama } from "./raw-llama.js";
-import { decodeRate, type StreamTiming } from "./stats.js";
+import type { StreamTiming } from "./stats.js";
 import { eogBan } from "../src/runtimes/llama/eog-ban.js";
 
 const spec = JSON.parse(process.argv[2] ?? "{}") as RawChildSpec;
@@ -71,15 +71,10 @@ async function answer(msg: RawChildRequest): Promise<unknown> {
       const t = await generate(msg.prompt, msg.maxTokens, never);
       return { ...t, startMs: 0, firstTokenMs: t.firstTokenMs - t.startMs, lastTokenMs: t.lastTokenMs - t.startMs, endMs: t.endMs - t.startMs };
     }
-    case "loop": {
-      const decodeRates: number[] = [];
-      const window = await closedLoop(msg.clients, msg.windowMs, async (_client, signal, onToken, deadlineMs) => {
-        const t = await generate(msg.prompt, msg.maxTokens, signal, deadlineMs, onToken);
-        if (t.finishReason === "length") decodeRates.push(decodeRate(t));
-        else if (t.finishReason !== "deadline") throw new Error(`ended early: ${t.finishReason} after ${t.tokens} of ${msg.maxTokens} tokens`);
-      });
-      return { ...window, decodeRates, merged: 0 };
-    }
+    case "loop":
+      return staggeredLoop(msg.clients, msg.windowMs, msg.maxTokens, (tokens, signal, onToken, deadlineMs) =>
+        generate(msg.prompt, tokens, signal, deadlineMs, onToken),
+      );
   }
 }
 

@@ -10,6 +10,7 @@ import { cachedLlamaServerPath, findLlamaServer, infernoCacheDir, llamaCppTag } 
 import { streamCompletion } from "../../bench/llama-server-client.js";
 import { llamaServerArgs } from "../../bench/llama-server.js";
 import { defaultThreadList, formatThreads, parsePeerArgs, type PeerOptions } from "../../bench/peer-args.js";
+import { firstRequestTokens } from "../../bench/peer-loop.js";
 import { repoRoot } from "../helpers/paths.js";
 
 const parse = (...argv: string[]) => parsePeerArgs(argv) as PeerOptions;
@@ -62,6 +63,18 @@ describe("peer bench arguments", () => {
     assert.throws(() => parse("--context-size", "256"), /--context-size 256 is too small/);
     assert.throws(() => parse("--bogus"));
     assert.equal(parsePeerArgs(["--help"]), "help");
+  });
+});
+
+describe("closed-loop staggering", () => {
+  it("first requests spread over the request length; one client always asks for the full length", () => {
+    assert.deepEqual(
+      Array.from({ length: 8 }, (_, i) => firstRequestTokens(i, 8, 128)),
+      [128, 112, 96, 80, 64, 48, 32, 16],
+    );
+    assert.equal(firstRequestTokens(0, 1, 128), 128);
+    const of32 = Array.from({ length: 32 }, (_, i) => firstRequestTokens(i, 32, 128));
+    assert.ok(of32.every((n) => n >= 1 && n <= 128));
   });
 });
 
