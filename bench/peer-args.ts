@@ -44,7 +44,7 @@ export interface PeerOptions {
 }
 
 export const peerUsage = `usage: node dist/bench/peer.js [options]   (npm run bench:peer -- [options])
-  --quick             about a minute: 1 run, 0.8 s windows, 15 TTFT requests, 1 long prompt
+  --quick             about 75 s on 2 cores: 1 run, 0.8 s windows, 15 TTFT requests, 1 long prompt
   --thread-list LIST  llama.cpp thread settings, each engine at each (default: 1, all cores, and
                       Inferno's default; on 2 cores 1,2,1/2): T is T threads for every
                       batch; T/B is T for one-token batches and B for larger ones (prompts, several sequences):

@@ -99,7 +99,9 @@ export async function startLlamaServerEngine(bin: string, settings: EngineSettin
 
 /** Inferno's requests in flight and queued, from its /metrics (the scrape itself is not counted). */
 async function infernoIdle(url: string): Promise<boolean> {
-  const text = await (await fetch(`${url}/metrics`)).text();
+  const res = await fetch(`${url}/metrics`);
+  if (!res.ok) throw new Error(`GET /metrics answered ${res.status}`);
+  const text = await res.text();
   const value = (name: string) =>
     text
       .split("\n")
