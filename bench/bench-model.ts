@@ -48,9 +48,12 @@ export async function vocabularyOf(file: string): Promise<Vocabulary> {
 
 /**
  * A llama GGUF with seeded random weights. With `zeroEos`, the end-of-sequence token's output row is
- * zero, so greedy decoding runs to max_tokens (benchmarks need fixed-length runs).
+ * zero, so greedy decoding runs to max_tokens (benchmarks need fixed-length runs). With `piecesOnly`, so
+ * are the rows of every token that is not a normal piece (control, unknown, byte tokens): greedy decoding
+ * then emits whole pieces, one stream event per token, as a real model mostly does, instead of random
+ * bytes that servers hold back and merge while they are not valid UTF-8.
  */
-export function randomLlamaGguf(shape: LlamaShape, vocab: Vocabulary, opts: { seed?: number; zeroEos?: boolean } = {}): Buffer {
+export function randomLlamaGguf(shape: LlamaShape, vocab: Vocabulary, opts: { seed?: number; zeroEos?: boolean; piecesOnly?: boolean } = {}): Buffer {
   const { nEmbd, nBlocks, nFf, nHead, nHeadKv, type } = shape;
   const nVocab = vocab.tokens.length;
   const rand = prng(opts.seed ?? 7);
@@ -65,7 +68,9 @@ export function randomLlamaGguf(shape: LlamaShape, vocab: Vocabulary, opts: { se
   const norm = (name: string): GgufTensorSpec => ({ name, dims: [nEmbd], type: "F32", data: new Float32Array(nEmbd).fill(1) });
   const nKv = (nEmbd / nHead) * nHeadKv;
   const output = t("output.weight", [nEmbd, nVocab]);
-  if (opts.zeroEos) (output.data as Float32Array).fill(0, vocab.eos * nEmbd, (vocab.eos + 1) * nEmbd);
+  const zeroRow = (token: number) => (output.data as Float32Array).fill(0, token * nEmbd, (token + 1) * nEmbd);
+  if (opts.zeroEos) zeroRow(vocab.eos);
+  if (opts.piecesOnly) vocab.types.forEach((type, token) => type !== 1 && zeroRow(token));
   const tensors = [t("token_embd.weight", [nEmbd, nVocab]), norm("output_norm.weight"), output];
   for (let i = 0; i < nBlocks; i++) {
     const p = `blk.${i}`;

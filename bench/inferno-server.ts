@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import type { FastifyInstance } from "fastify";
 import { loadConfig } from "../src/config/config.js";
+import { llamaProcessEnv } from "../src/runtimes/llama/threadpool.js";
 import { buildServer } from "../src/server.js";
 import type { WindowResult } from "./closed-loop.js";
 import type { StreamRequest } from "./sse-client.js";
@@ -12,6 +13,8 @@ import type { StreamTiming } from "./stats.js";
 export interface InfernoOptions {
   modelPath: string;
   threads: number;
+  /** llama.cpp threads for batches of more than one token; Inferno's default when absent. */
+  batchThreads?: number;
   parallel: number;
   contextSize: number;
   batchSize: number;
@@ -44,6 +47,7 @@ export async function startInferno(opts: InfernoOptions): Promise<BenchServer> {
       port: 0,
       gpu: "cpu",
       threads: opts.threads,
+      ...(opts.batchThreads !== undefined ? { batchThreads: opts.batchThreads } : {}),
       parallel: opts.parallel,
       contextSize: opts.contextSize,
       batchSize: opts.batchSize,
@@ -104,7 +108,10 @@ export interface ChildServer {
 }
 
 export async function spawnServer(spec: ChildSpec): Promise<ChildServer> {
-  const child = fork(new URL("./server-child.js", import.meta.url), [JSON.stringify(spec)], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  const child = fork(new URL("./server-child.js", import.meta.url), [JSON.stringify(spec)], {
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+    env: llamaProcessEnv(),
+  });
   const ready = await new Promise<{ url: string; modelId: string }>((resolve, reject) => {
     child.once("message", (msg) => resolve(msg as { url: string; modelId: string }));
     child.once("error", reject);

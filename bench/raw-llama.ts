@@ -1,4 +1,14 @@
-import { getLlama, LlamaLogLevel, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel, type Token } from "node-llama-cpp";
+import {
+  getLlama,
+  LlamaLogLevel,
+  type Llama,
+  type LlamaContext,
+  type LlamaContextSequence,
+  type LlamaModel,
+  type SequenceEvaluateOptions,
+  type Token,
+} from "node-llama-cpp";
+import { splitThreadsByBatch } from "../src/runtimes/llama/batch-threads.js";
 import type { StreamTiming } from "./stats.js";
 
 /** The sampler settings Inferno passes for `{"temperature": 0}` (its defaults for the rest), so both sides sample alike. */
@@ -9,6 +19,8 @@ export interface RawContextOptions {
   sequences: number;
   threads: number;
   batchSize: number;
+  /** llama.cpp threads for one-token batches when fewer than `threads` (Inferno's split, batch-threads.ts); `threads` for every batch when absent. */
+  decodeThreads?: number;
 }
 
 /** Opens the llama.cpp backend once per bench, CPU only, with the thread cap the bench was given. */
@@ -21,6 +33,9 @@ export function openLlama(threads: number): Promise<Llama> {
  * ceiling Inferno is measured against, so it does only what generation needs and nothing else.
  */
 export class RawLlama {
+  /** What `generate` samples with: GREEDY, plus a token bias where a bench needs one (the peer bench's ignore_eos). */
+  sampling: SequenceEvaluateOptions = GREEDY;
+
   private constructor(
     readonly model: LlamaModel,
     private readonly context: LlamaContext,
@@ -35,6 +50,7 @@ export class RawLlama {
       threads: opts.threads,
       batchSize: opts.batchSize,
     });
+    if (opts.decodeThreads !== undefined && opts.decodeThreads < opts.threads) splitThreadsByBatch(context, opts.decodeThreads);
     const sequences: LlamaContextSequence[] = [];
     while (context.sequencesLeft > 0) sequences.push(context.getSequence());
     return new RawLlama(model, context, sequences);
@@ -70,7 +86,7 @@ export class RawLlama {
     const keep = Math.min(sequence.compareContextTokens(promptTokens).firstDifferentIndex, promptTokens.length - 1);
     if (sequence.nextTokenIndex > keep) await sequence.eraseContextTokenRanges([{ start: keep, end: sequence.nextTokenIndex }]);
     const budget = Math.min(maxTokens, this.context.contextSize - promptTokens.length);
-    const iterator = sequence.evaluate(promptTokens.slice(keep), GREEDY);
+    const iterator = sequence.evaluate(promptTokens.slice(keep), this.sampling);
     let tokens = 0;
     let firstTokenMs = 0;
     let lastTokenMs = 0;

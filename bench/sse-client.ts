@@ -5,6 +5,8 @@ export interface StreamRequest {
   model: string;
   prompt: string;
   maxTokens: number;
+  /** Sends `ignore_eos: true`: the stream runs to maxTokens. */
+  ignoreEos?: boolean;
 }
 
 const TOKEN_EVENT = 'data: {"token"';
@@ -31,7 +33,7 @@ export interface StreamHooks {
  * stream or a lost connection rejects.
  */
 export function streamInference(agent: http.Agent, baseUrl: string, req: StreamRequest, hooks: StreamHooks = {}): Promise<StreamTiming> {
-  const body = JSON.stringify({ model: req.model, prompt: req.prompt, max_tokens: req.maxTokens, temperature: 0 });
+  const body = JSON.stringify({ model: req.model, prompt: req.prompt, max_tokens: req.maxTokens, temperature: 0, ...(req.ignoreEos ? { ignore_eos: true } : {}) });
   const startMs = performance.now();
   return new Promise((resolve, reject) => {
     const request = http.request(
