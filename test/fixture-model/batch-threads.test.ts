@@ -1,11 +1,12 @@
-// Needs no downloaded model: llama.cpp threads chosen per batch (src/runtimes/llama/batch-threads.ts) on the
-// generated tiny llama, through node-llama-cpp's real batch loop.
+// Needs no downloaded model: llama.cpp threads chosen per batch (src/runtimes/llama/batch-threads.ts) and
+// batches in sequence order (batch-order.ts) on the generated tiny llama, through node-llama-cpp's real batch loop.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { getLlama, LlamaLogLevel, type LlamaContext, type LlamaModel, type Token } from "node-llama-cpp";
+import { getLlama, LlamaLogLevel, type LlamaContext, type LlamaContextSequence, type LlamaModel, type Token } from "node-llama-cpp";
+import { sequenceOrderStrategy } from "../../src/runtimes/llama/batch-order.js";
 import { splitThreadsByBatch } from "../../src/runtimes/llama/batch-threads.js";
 import { writeTinyLlamaGguf } from "../fixtures/gguf-writer.js";
 
@@ -49,4 +50,63 @@ test("one-token decodes run on the decode threads, prompts on the batch threads,
   // The first token comes from the prompt's batch; every later one from a one-token decode.
   assert.deepEqual(got.threads, [2, 1, 1, 1, 1, 1]);
   assert.deepEqual(got.tokens, expected.tokens, "the split changes threads, not results");
+});
+
+test("batches go to llama.cpp in sequence-id order, and concurrent streams give what they give alone", async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), "batch-order-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const modelPath = path.join(dir, "tiny-llama.gguf");
+  await writeTinyLlamaGguf(modelPath, { seed: 5 });
+  const llama = await getLlama({ gpu: false, maxThreads: 1, logLevel: LlamaLogLevel.error });
+  t.after(() => llama.dispose());
+  const model = await llama.loadModel({ modelPath });
+  const prompts = ["Once upon a time", "The cat", "Hello world, said the", "A"];
+  const greedy = async (sequence: LlamaContextSequence, prompt: string) => {
+    const input = model.tokenize(prompt);
+    if (model.tokens.bos !== null) input.unshift(model.tokens.bos);
+    const out: Token[] = [];
+    for await (const token of sequence.evaluate(input, { temperature: 0 })) if (out.push(token) >= 12) break;
+    return out;
+  };
+
+  const alone = await model.createContext({ contextSize: 128, threads: 1 });
+  const expected: Token[][] = [];
+  for (const prompt of prompts) {
+    const sequence = alone.getSequence();
+    expected.push(await greedy(sequence, prompt));
+    sequence.dispose();
+  }
+  await alone.dispose();
+
+  let context: LlamaContext | undefined;
+  const strategy = sequenceOrderStrategy(() => context);
+  const batches: number[][] = [];
+  context = await model.createContext({
+    contextSize: 128,
+    sequences: prompts.length,
+    threads: 1,
+    batching: {
+      itemPrioritizationStrategy: (args) => {
+        const queued = (context as unknown as { _queuedDecodes: Array<{ tokens: unknown; sequenceId: number }> })._queuedDecodes;
+        const res = strategy(args);
+        batches.push(res.map((r) => queued.find((q) => q.tokens === r.item.tokens)!.sequenceId));
+        return res;
+      },
+    },
+  });
+  t.after(() => context!.dispose());
+  const sequences = prompts.map(() => context!.getSequence());
+  // Started in reverse, so node-llama-cpp's own queue order is the opposite of the ids.
+  const got = await Promise.all([...sequences.keys()].reverse().map(async (i) => [i, await greedy(sequences[i]!, prompts[i]!)] as const));
+  for (const [i, tokens] of got) assert.deepEqual(tokens, expected[i], `sequence ${i}`);
+  assert.ok(batches.some((b) => b.length === prompts.length), `some batch carries every sequence: ${JSON.stringify(batches)}`);
+  for (const b of batches) assert.deepEqual(b, [...b].sort((x, y) => x - y), `batch in id order: ${JSON.stringify(b)}`);
+});
+
+test("the batch strategy shares a batch as node-llama-cpp's maximumParallelism does", () => {
+  const strategy = sequenceOrderStrategy(() => context);
+  const long = { tokens: Array.from({ length: 600 }, (_, i) => i as Token), logits: [], evaluationPriority: 5 as const };
+  const short = { tokens: [1 as Token], logits: [], evaluationPriority: 5 as const };
+  const res = strategy({ items: [long, short], size: 512 });
+  assert.deepEqual(res.map((r) => [r.item, r.processAmount]), [[long, 511], [short, 1]]);
 });

@@ -1,10 +1,11 @@
 import { readFileSync } from "node:fs";
-import { getLlama, GgufInsights, LlamaLogLevel, readGgufFileInfo, type Llama } from "node-llama-cpp";
+import { getLlama, GgufInsights, LlamaLogLevel, readGgufFileInfo, type Llama, type LlamaContext } from "node-llama-cpp";
 import type { WaitingMemory } from "../../core/async-queue.js";
 import type { Logger } from "../../core/logger.js";
 import { InfernoError } from "../../errors/catalogue.js";
 import type { MemoryUse } from "../../registry/memory-budget.js";
 import { GgufFormatError, readGgufHeader, summarizeGguf, type GgufSummary } from "../../gguf/gguf-reader.js";
+import { sequenceOrderStrategy } from "./batch-order.js";
 import { splitThreadsByBatch } from "./batch-threads.js";
 import { fileIdentity, GgufProbe } from "./gguf-probe.js";
 import { LlamaTextModel } from "./llama-text-model.js";
@@ -175,13 +176,16 @@ export class LlamaRuntime {
       throw new InfernoError("MODEL_LOAD_FAILED", `could not load model: ${(err as Error).message}`, undefined, { cause: err });
     }
     try {
+      let created: LlamaContext | undefined;
       const context = await model.createContext({
         contextSize,
         sequences: parallel,
         batchSize,
+        batching: { itemPrioritizationStrategy: sequenceOrderStrategy(() => created) },
         threads: this.config.batchThreads,
         ...(signal ? { createSignal: signal } : {}),
       });
+      created = context;
       splitThreadsByBatch(context, this.config.threads);
       const weights = await model.fileInsights.estimateModelResourceRequirementsV2({ gpuLayers: model.gpuLayers });
       const loaded = new LlamaTextModel(model, context, {
