@@ -104,7 +104,7 @@ test("batches go to llama.cpp in sequence-id order, and concurrent streams give 
 });
 
 test("the batch strategy shares a batch as node-llama-cpp's maximumParallelism does", () => {
-  const strategy = sequenceOrderStrategy(() => context);
+  const strategy = sequenceOrderStrategy(() => undefined);
   const long = { tokens: Array.from({ length: 600 }, (_, i) => i as Token), logits: [], evaluationPriority: 5 as const };
   const short = { tokens: [1 as Token], logits: [], evaluationPriority: 5 as const };
   const res = strategy({ items: [long, short], size: 512 });
