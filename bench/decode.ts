@@ -19,6 +19,7 @@ import { openLlama, RawLlama } from "./raw-llama.js";
 import { formatReport, summarize, type BenchReport, type MachineFacts, type RateScenario, type SideSamples, type TtftScenario } from "./report.js";
 import { streamConcurrently } from "./sse-client.js";
 import { aggregateRate, decodeRate, type StreamTiming } from "./stats.js";
+import { rerunWithLlamaPool } from "./uv-pool.js";
 
 /** A max_tokens 1 request leaves little to clean up. */
 const TTFT_SETTLE_MS = 10;
@@ -193,7 +194,9 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => {
-  console.error(err instanceof Error ? err.message : err);
-  process.exitCode = 1;
-});
+if (!rerunWithLlamaPool()) {
+  main().catch((err: unknown) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exitCode = 1;
+  });
+}

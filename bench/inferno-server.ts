@@ -13,7 +13,7 @@ import type { StreamTiming } from "./stats.js";
 export interface InfernoOptions {
   modelPath: string;
   threads: number;
-  /** llama.cpp threads for batches of more than one token; Inferno's default when absent. */
+  /** llama.cpp threads for batches of more than one token; `threads` when absent, as raw node-llama-cpp runs. */
   batchThreads?: number;
   parallel: number;
   contextSize: number;
@@ -47,7 +47,8 @@ export async function startInferno(opts: InfernoOptions): Promise<BenchServer> {
       port: 0,
       gpu: "cpu",
       threads: opts.threads,
-      ...(opts.batchThreads !== undefined ? { batchThreads: opts.batchThreads } : {}),
+      // As many as raw node-llama-cpp gets (one count for every batch) unless the caller says otherwise.
+      batchThreads: opts.batchThreads ?? opts.threads,
       parallel: opts.parallel,
       contextSize: opts.contextSize,
       batchSize: opts.batchSize,
