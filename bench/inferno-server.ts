@@ -1,11 +1,10 @@
-import { fork } from "node:child_process";
 import { mkdir, mkdtemp, realpath, rm, symlink } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { FastifyInstance } from "fastify";
 import { loadConfig } from "../src/config/config.js";
-import { llamaProcessEnv } from "../src/runtimes/llama/threadpool.js";
 import { buildServer } from "../src/server.js";
+import { forkRpc } from "./child-rpc.js";
 import type { WindowResult } from "./closed-loop.js";
 import type { StreamRequest } from "./sse-client.js";
 import type { StreamTiming } from "./stats.js";
@@ -109,45 +108,13 @@ export interface ChildServer {
 }
 
 export async function spawnServer(spec: ChildSpec): Promise<ChildServer> {
-  const child = fork(new URL("./server-child.js", import.meta.url), [JSON.stringify(spec)], {
-    stdio: ["ignore", "inherit", "inherit", "ipc"],
-    env: llamaProcessEnv(),
-  });
-  const ready = await new Promise<{ url: string; modelId: string }>((resolve, reject) => {
-    child.once("message", (msg) => resolve(msg as { url: string; modelId: string }));
-    child.once("error", reject);
-    child.once("exit", (code) => reject(new Error(`bench server exited early (code ${code})`)));
-  });
-  child.removeAllListeners("exit");
-  child.removeAllListeners("error");
-  let nextId = 0;
-  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  child.on("message", (msg: { id: number; result?: unknown; error?: string }) => {
-    const waiter = pending.get(msg.id);
-    pending.delete(msg.id);
-    if (msg.error !== undefined) waiter?.reject(new Error(msg.error));
-    else waiter?.resolve(msg.result);
-  });
-  child.on("exit", (code) => {
-    for (const waiter of pending.values()) waiter.reject(new Error(`bench server exited (code ${code})`));
-    pending.clear();
-  });
-  const ask = <T>(msg: ChildRequest) =>
-    new Promise<T>((resolve, reject) => {
-      const id = nextId++;
-      pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      child.send({ ...msg, id });
-    });
+  const rpc = await forkRpc<ChildRequest>(new URL("./server-child.js", import.meta.url), JSON.stringify(spec), "bench server");
+  const { ask } = rpc;
   return {
-    ...ready,
+    ...(rpc.ready as { url: string; modelId: string }),
     stats: () => ask({ op: "stats" }),
     stream: (req, streams) => ask({ op: "stream", req, streams }),
     loop: (req, clients, windowMs) => ask({ op: "loop", req, clients, windowMs }),
-    close: async () => {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((resolve) => child.once("exit", resolve));
-      child.disconnect();
-      await exited;
-    },
+    close: rpc.close,
   };
 }

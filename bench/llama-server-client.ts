@@ -1,5 +1,5 @@
 import http from "node:http";
-import type { StreamHooks } from "./sse-client.js";
+import { forEachEvent, type StreamHooks } from "./sse-client.js";
 import type { StreamTiming } from "./stats.js";
 
 export interface CompletionRequest {
@@ -64,13 +64,10 @@ export function streamCompletion(agent: http.Agent, baseUrl: string, req: Comple
         let failed: Error | undefined;
         res.on("data", (text: string) => {
           const now = performance.now();
-          buffered += text;
-          let start = 0;
-          let end: number;
-          while ((end = buffered.indexOf("\n\n", start)) !== -1) {
-            const stopAt = buffered.indexOf(STOP_FALSE, start);
-            if (buffered.startsWith(TOKEN_EVENT, start) && stopAt !== -1 && stopAt < end) {
-              const predicted = predictedIn(buffered, start, end);
+          buffered = forEachEvent(buffered + text, (buf, start, end) => {
+            const stopAt = buf.indexOf(STOP_FALSE, start);
+            if (buf.startsWith(TOKEN_EVENT, start) && stopAt !== -1 && stopAt < end) {
+              const predicted = predictedIn(buf, start, end);
               const n = Number.isNaN(predicted) ? 1 : predicted - seen;
               if (n > 0) {
                 if (firstTokenMs === 0) firstTokenMs = now;
@@ -78,14 +75,12 @@ export function streamCompletion(agent: http.Agent, baseUrl: string, req: Comple
                 seen += n;
                 for (let i = 0; i < n; i++) hooks.onToken?.(now);
               }
-            } else if (buffered.startsWith("data: ", start)) {
-              const event = JSON.parse(buffered.slice(start + 6, end)) as Record<string, unknown>;
+            } else if (buf.startsWith("data: ", start)) {
+              const event = JSON.parse(buf.slice(start + 6, end)) as Record<string, unknown>;
               if (event.error !== undefined) failed = new Error(`stream failed: ${JSON.stringify(event.error)}`);
               else if (event.stop === true) done = event as unknown as typeof done;
             }
-            start = end + 2;
-          }
-          buffered = start === 0 ? buffered : buffered.slice(start);
+          });
         });
         res.on("error", reject);
         res.on("end", () => {

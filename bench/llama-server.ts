@@ -4,20 +4,11 @@ import { spawn } from "node:child_process";
 import { openSync, closeSync, readFileSync } from "node:fs";
 import net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
+import type { EngineSettings } from "./peer-engines.js";
 
-export interface LlamaServerOptions {
+/** The settings every side of the peer bench gets alike (context per slot: the server gets parallel × it), and where its log goes. */
+export interface LlamaServerOptions extends EngineSettings {
   bin: string;
-  modelPath: string;
-  threads: number;
-  /** Threads for batches of more than one token (`-tb`). */
-  batchThreads: number;
-  /** Slots (`-np`): sequences decoded together. */
-  parallel: number;
-  /** Context per slot; the server gets parallel × this (`-c`). */
-  contextSize: number;
-  /** Logical and physical batch (`-b`, `-ub`), as node-llama-cpp's one batchSize. */
-  batchSize: number;
-  /** Where the server's log goes. */
   logFile: string;
 }
 

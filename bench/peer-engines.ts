@@ -1,11 +1,10 @@
 // The three sides of the peer bench behind one interface: llama.cpp's llama-server, raw node-llama-cpp in a
 // child process, and Inferno in a child process. The HTTP clients of the two servers run in the bench's
 // process, alike: node:http, token events recognised by prefix, tokens counted as they arrive.
-import { fork } from "node:child_process";
 import type http from "node:http";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { llamaProcessEnv } from "../src/runtimes/llama/threadpool.js";
+import { forkRpc } from "./child-rpc.js";
 import { spawnServer } from "./inferno-server.js";
 import { readCpuMs, startLlamaServer } from "./llama-server.js";
 import { completionAgent, streamCompletion } from "./llama-server-client.js";
@@ -142,35 +141,8 @@ export async function startInfernoEngine(settings: EngineSettings): Promise<Peer
 }
 
 export async function startRawEngine(settings: EngineSettings): Promise<RawEngine> {
-  const child = fork(new URL("./raw-child.js", import.meta.url), [JSON.stringify(settings)], {
-    stdio: ["ignore", "inherit", "inherit", "ipc"],
-    env: llamaProcessEnv(),
-  });
-  await new Promise<void>((resolve, reject) => {
-    child.once("message", () => resolve());
-    child.once("error", reject);
-    child.once("exit", (code) => reject(new Error(`raw node-llama-cpp child exited early (code ${code})`)));
-  });
-  child.removeAllListeners("exit");
-  child.removeAllListeners("error");
-  let nextId = 0;
-  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  child.on("message", (msg: { id: number; result?: unknown; error?: string }) => {
-    const waiter = pending.get(msg.id);
-    pending.delete(msg.id);
-    if (msg.error !== undefined) waiter?.reject(new Error(msg.error));
-    else waiter?.resolve(msg.result);
-  });
-  child.on("exit", (code) => {
-    for (const waiter of pending.values()) waiter.reject(new Error(`raw node-llama-cpp child exited (code ${code})`));
-    pending.clear();
-  });
-  const ask = <T>(msg: RawChildRequest) =>
-    new Promise<T>((resolve, reject) => {
-      const id = nextId++;
-      pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      child.send({ ...msg, id });
-    });
+  const rpc = await forkRpc<RawChildRequest>(new URL("./raw-child.js", import.meta.url), JSON.stringify(settings), "raw node-llama-cpp child");
+  const { ask, child } = rpc;
   return {
     name: "raw",
     describe: `node-llama-cpp in a child process (bench/raw-child.ts): ${settings.parallel} sequences of one context, threads ${settings.threads} (${settings.batchThreads} for batches of several tokens), batch ${settings.batchSize}; requests wait for a free sequence`,
@@ -181,11 +153,6 @@ export async function startRawEngine(settings: EngineSettings): Promise<RawEngin
     rss: async () => (await ask<{ rss: number }>({ op: "stats" })).rss,
     cpuMs: async () => readCpuMs(child.pid!),
     settle: async () => true,
-    close: async () => {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((resolve) => child.once("exit", resolve));
-      child.disconnect();
-      await exited;
-    },
+    close: rpc.close,
   };
 }

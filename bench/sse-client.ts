@@ -54,22 +54,17 @@ export function streamInference(agent: http.Agent, baseUrl: string, req: StreamR
         let failed: Error | undefined;
         res.on("data", (text: string) => {
           const now = performance.now();
-          buffered += text;
-          let start = 0;
-          let end: number;
-          while ((end = buffered.indexOf("\n\n", start)) !== -1) {
-            if (buffered.startsWith(TOKEN_EVENT, start)) {
+          buffered = forEachEvent(buffered + text, (buf, start, end) => {
+            if (buf.startsWith(TOKEN_EVENT, start)) {
               if (firstTokenMs === 0) firstTokenMs = now;
               lastTokenMs = now;
               hooks.onToken?.(now);
-            } else if (buffered.startsWith("data: ", start)) {
-              const event = JSON.parse(buffered.slice(start + 6, end)) as Record<string, unknown>;
+            } else if (buf.startsWith("data: ", start)) {
+              const event = JSON.parse(buf.slice(start + 6, end)) as Record<string, unknown>;
               if (event.finish_reason === "error") failed = new Error(`stream failed: ${JSON.stringify(event)}`);
               else if (event.done === true) done = event as unknown as typeof done;
             }
-            start = end + 2;
-          }
-          buffered = start === 0 ? buffered : buffered.slice(start);
+          });
         });
         res.on("error", reject);
         res.on("end", () => {
@@ -94,4 +89,19 @@ export function streamInference(agent: http.Agent, baseUrl: string, req: StreamR
 /** `streams` requests sent at once. */
 export function streamConcurrently(agent: http.Agent, baseUrl: string, req: StreamRequest, streams: number): Promise<StreamTiming[]> {
   return Promise.all(Array.from({ length: streams }, () => streamInference(agent, baseUrl, req)));
+}
+
+/**
+ * Calls `onEvent(buffer, start, end)` for every complete SSE event in `buffer` (the event's text is
+ * buffer[start, end), without its blank line) and returns the incomplete rest. Offsets instead of
+ * substrings, so a token event costs the client no allocation.
+ */
+export function forEachEvent(buffer: string, onEvent: (buffer: string, start: number, end: number) => void): string {
+  let start = 0;
+  let end: number;
+  while ((end = buffer.indexOf("\n\n", start)) !== -1) {
+    onEvent(buffer, start, end);
+    start = end + 2;
+  }
+  return start === 0 ? buffer : buffer.slice(start);
 }
