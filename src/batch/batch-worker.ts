@@ -28,7 +28,7 @@ import { runBatchRequest } from "../dialects/openai/batch-requests.js";
 import { toInfernoError } from "../errors/error-handler.js";
 import type { UsageContext } from "../limits/usage-context.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
-import { LlamaTextModel } from "../runtimes/llama/llama-text-model.js";
+import { GgufTextModel } from "../runtimes/llama/gguf-text-model.js";
 import { startGeneration } from "../scheduler/text-generation.js";
 import type { Batch, BatchStore, ClaimableItem } from "./batch-store.js";
 
@@ -140,7 +140,7 @@ export class BatchWorker {
   private hasRoom(model: string): boolean {
     const mine = [...this.running.values()].filter((r) => r.model === model).length;
     const loaded = this.opts.registry.getLoaded(model);
-    if (!(loaded instanceof LlamaTextModel)) return mine === 0;
+    if (!(loaded instanceof GgufTextModel)) return mine === 0;
     if (loaded.queued > 0) return false;
     const share = Math.max(1, loaded.parallel - 1);
     const liveReserve = loaded.parallel > 1 ? 1 : 0;
