@@ -19,6 +19,9 @@ export interface InfernoOptions {
   batchSize: number;
   /** Requests that may wait per model; Inferno's default when absent. */
   queueSize?: number;
+  /** The GGUF engine (Inferno's default when absent) and, for "llama-server", its binary. */
+  engine?: "node-llama-cpp" | "llama-server";
+  llamaServer?: string;
 }
 
 export interface BenchServer {
@@ -52,6 +55,8 @@ export async function startInferno(opts: InfernoOptions): Promise<BenchServer> {
       contextSize: opts.contextSize,
       batchSize: opts.batchSize,
       ...(opts.queueSize !== undefined ? { queueSize: opts.queueSize } : {}),
+      ...(opts.engine ? { ggufEngine: opts.engine } : {}),
+      ...(opts.llamaServer ? { llamaServer: opts.llamaServer } : {}),
       keepAlive: -1,
       logLevel: "silent",
       modelsDir,

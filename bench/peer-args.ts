@@ -3,8 +3,8 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { defaultBatchThreads, defaultThreads } from "../src/config/config.js";
 
-/** The sides of the peer bench: llama.cpp's server, node-llama-cpp driven directly, Inferno. */
-export const ENGINES = ["llama-server", "raw", "inferno"] as const;
+/** The sides of the peer bench: llama.cpp's server, node-llama-cpp driven directly, Inferno, Inferno on its llama-server engine. */
+export const ENGINES = ["llama-server", "raw", "inferno", "inferno-ls"] as const;
 export type EngineName = (typeof ENGINES)[number];
 
 /** llama.cpp threads for one-token batches, and for larger ones (prompts, several sequences). */
@@ -51,7 +51,8 @@ export const peerUsage = `usage: node dist/bench/peer.js [options]   (npm run be
                       llama-server -t T -tb B, Inferno threads T and batchThreads B, raw node-llama-cpp with
                       Inferno's per-batch switch
   --model PATH        GGUF file (default: the generated 85M Q8_0 bench model, in the cache dir)
-  --engines LIST      any of ${ENGINES.join(",")} (default: all three)
+  --engines LIST      any of ${ENGINES.join(",")} (default: all four; inferno-ls is
+                      Inferno with --gguf-engine llama-server)
   --runs N            runs per engine and row, alternating engines; medians reported (default 3; quick 1)
   --json PATH         also write every sample as JSON
   --clients LIST      closed-loop clients per row (default 1,8,32)

@@ -109,8 +109,9 @@ async function infernoIdle(url: string): Promise<boolean> {
   return value("inferno_requests_in_flight") === 0 && value("inferno_queue_depth") === 0;
 }
 
-export async function startInfernoEngine(settings: EngineSettings): Promise<PeerEngine> {
-  const server = await spawnServer({ kind: "inferno", opts: settings });
+/** Inferno on its default engine, or with `llamaServer` on its llama-server engine ("inferno-ls"). */
+export async function startInfernoEngine(settings: EngineSettings, onServer?: { engine: "llama-server"; llamaServer: string }): Promise<PeerEngine> {
+  const server = await spawnServer({ kind: "inferno", opts: { ...settings, ...onServer } });
   const agent = streamAgent(256);
   const request = (prompt: string, maxTokens: number, hooks: StreamHooks = {}) =>
     streamInference(agent, server.url, { model: server.modelId, prompt, maxTokens, ignoreEos: true }, hooks);
@@ -122,8 +123,8 @@ export async function startInfernoEngine(settings: EngineSettings): Promise<Peer
     throw err;
   }
   return {
-    name: "inferno",
-    describe: `Inferno (bench/server-child.ts) threads ${settings.threads}, batchThreads ${settings.batchThreads}, parallel ${settings.parallel}, context ${settings.contextSize} per sequence, batch ${settings.batchSize}`,
+    name: onServer ? "inferno-ls" : "inferno",
+    describe: `Inferno (bench/server-child.ts)${onServer ? ` on the llama-server engine (${onServer.llamaServer})` : ""} threads ${settings.threads}, batchThreads ${settings.batchThreads}, parallel ${settings.parallel}, context ${settings.contextSize} per sequence, batch ${settings.batchSize}`,
     loop: (prompt, maxTokens, clients, windowMs) => httpLoop(clients, windowMs, maxTokens, (tokens, hooks) => request(prompt, tokens, hooks)),
     // Inferno has no per-request cache switch: the bench makes uncached prompts unique instead (as for every side).
     firstToken: async (prompt) => {

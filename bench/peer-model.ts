@@ -6,7 +6,7 @@ import { existsSync } from "node:fs";
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { BENCH_85M, randomLlamaGguf, vocabularyOf } from "./bench-model.js";
-import { infernoCacheDir } from "./llama-server-bin.js";
+import { infernoCacheDir } from "../src/runtimes/llama-server/llama-server-bin.js";
 
 /** Bump when the generated file would differ (shape, seed, writer), so a stale cached copy is not reused. */
 const NAME = "bench-85m-q8_0-seed7-pieces-v1.gguf";

@@ -81,7 +81,13 @@ export function summarizeEngine(r: EngineResult): EngineSummary {
   };
 }
 
-const LABEL: Record<EngineName, string> = { "llama-server": "llama-server", raw: "raw", inferno: "Inferno" };
+const LABEL: Record<EngineName, string> = { "llama-server": "llama-server", raw: "raw", inferno: "Inferno", "inferno-ls": "Inferno (llama-server engine)" };
+
+/** The comparison columns: each Inferno side against each side that is not Inferno. */
+function pairs(engines: EngineName[]): Array<[EngineName, EngineName]> {
+  const isInferno = (e: EngineName) => e.startsWith("inferno");
+  return engines.filter(isInferno).flatMap((i) => engines.filter((o) => !isInferno(o)).map((o): [EngineName, EngineName] => [i, o]));
+}
 const num = (v: number) => (Number.isFinite(v) ? Math.round(v).toLocaleString("en-US") : "—");
 const ms = (v: number) => (Number.isFinite(v) ? v.toFixed(2) : "—");
 const ratio = (a: number, b: number) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}×` : "—");
@@ -129,8 +135,7 @@ function metrics(clients: number[], ppTokens: number): Metric[] {
 }
 
 function table(engines: EngineName[], rows: Array<{ label: string; cells: string[]; compare: string[] }>): string {
-  const others = engines.filter((e) => e !== "inferno");
-  const compared = engines.includes("inferno") ? others.map((o) => `Inferno / ${LABEL[o]}`) : [];
+  const compared = pairs(engines).map(([i, o]) => `${LABEL[i]} / ${LABEL[o]}`);
   const head = ["", ...engines.map((e) => LABEL[e]), ...compared];
   const lines = [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`];
   for (const r of rows) lines.push(`| ${[r.label, ...r.cells, ...r.compare].join(" | ")} |`);
@@ -154,7 +159,6 @@ export function formatPeerReport(report: PeerReport, clients: number[]): string 
   const byEngine = report.settings.map((s) => new Map(s.engines.map((e) => [e.engine, summarizeEngine(e)])));
   report.settings.forEach((s, i) => {
     const sums = byEngine[i]!;
-    const inferno = sums.get("inferno");
     out.push("", `threads ${formatThreads(s.setting)} (one-token batches / larger batches: ${s.setting.threads} / ${s.setting.batchThreads})`, "");
     out.push(
       table(
@@ -162,7 +166,7 @@ export function formatPeerReport(report: PeerReport, clients: number[]): string 
         rowsOf.map((m) => ({
           label: m.label,
           cells: engines.map((e) => m.cell(sums.get(e)!)),
-          compare: inferno ? engines.filter((e) => e !== "inferno").map((e) => m.compare(inferno, sums.get(e)!)) : [],
+          compare: pairs(engines).map(([a, b]) => m.compare(sums.get(a)!, sums.get(b)!)),
         })),
       ),
     );
@@ -190,11 +194,10 @@ export function formatPeerReport(report: PeerReport, clients: number[]): string 
         engines,
         rowsOf.map((m) => {
           const picks = new Map(engines.map((e) => [e, best(m, e)]));
-          const inferno = picks.get("inferno");
           return {
             label: m.label,
             cells: engines.map((e) => `${m.cell(picks.get(e)!.summary)} @${formatThreads(picks.get(e)!.setting)}`),
-            compare: inferno ? engines.filter((e) => e !== "inferno").map((e) => m.compare(inferno.summary, picks.get(e)!.summary)) : [],
+            compare: pairs(engines).map(([a, b]) => m.compare(picks.get(a)!.summary, picks.get(b)!.summary)),
           };
         }),
       ),

@@ -11,7 +11,7 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { llamaProcessEnv } from "../src/runtimes/llama/threadpool.js";
 import { repoRoot } from "./args.js";
-import { ensureLlamaServer, findLlamaServer, llamaCppTag, llamaServerVersion } from "./llama-server-bin.js";
+import { ensureLlamaServer, findLlamaServer, llamaCppTag, llamaServerVersion } from "../src/runtimes/llama-server/llama-server-bin.js";
 import { machineBusyMs, packageVersion } from "./onnx-machine.js";
 import { formatThreads, parsePeerArgs, peerUsage, type PeerOptions, type ThreadSetting } from "./peer-args.js";
 import { startInfernoEngine, startLlamaServerEngine, startRawEngine, type EngineSettings, type PeerEngine } from "./peer-engines.js";
@@ -47,6 +47,7 @@ async function startEngines(ctx: Context, setting: ThreadSetting): Promise<PeerE
   const starts = ctx.opts.engines.map((name): Promise<PeerEngine> => {
     if (name === "llama-server") return startLlamaServerEngine(ctx.bin!, settings, ctx.logDir);
     if (name === "raw") return startRawEngine(settings);
+    if (name === "inferno-ls") return startInfernoEngine(settings, { engine: "llama-server", llamaServer: ctx.bin! });
     return startInfernoEngine(settings);
   });
   const started = await Promise.allSettled(starts);
@@ -130,7 +131,7 @@ async function main(): Promise<void> {
   const started = performance.now();
   const loadAtStart = os.loadavg()[0] ?? 0;
   let bin: string | undefined;
-  if (opts.engines.includes("llama-server")) {
+  if (opts.engines.includes("llama-server") || opts.engines.includes("inferno-ls")) {
     const found = opts.build ? await ensureLlamaServer({ repoRoot }) : findLlamaServer({ repoRoot });
     if (!found) throw new Error("llama-server is not built: run `npm run build:llama-server`, set INFERNO_LLAMA_SERVER, or drop --no-build");
     bin = found.path;

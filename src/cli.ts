@@ -33,6 +33,8 @@ Options (each also from env INFERNO_<KEY> or a JSON --config file; flag > env > 
   --threads N          llama.cpp threads for one-token batches (default: cores - 1, at least 1)  INFERNO_THREADS
   --batch-threads N    llama.cpp threads for prompts and multi-stream batches (default: cores)  INFERNO_BATCH_THREADS
   --gpu G              auto|cpu|cuda|vulkan|metal (default auto)  INFERNO_GPU
+  --gguf-engine E      node-llama-cpp (in-process, default) or llama-server (a child per model)  INFERNO_GGUF_ENGINE
+  --llama-server PATH  llama-server binary for that engine (default: npm run build:llama-server's)  INFERNO_LLAMA_SERVER
   --parallel N         parallel sequences per GGUF model (default 4)       INFERNO_PARALLEL
   --context-size N     tokens per sequence (default 2048, capped at the model's trained size)
   --batch-size N       prompt batch size (default 512)
@@ -62,6 +64,8 @@ const serveOptions = {
   threads: { type: "string" },
   "batch-threads": { type: "string" },
   gpu: { type: "string" },
+  "gguf-engine": { type: "string" },
+  "llama-server": { type: "string" },
   parallel: { type: "string" },
   "context-size": { type: "string" },
   "batch-size": { type: "string" },

@@ -127,6 +127,8 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
       queueMemory,
       probeModels: config.probeModels,
       dataDir: config.dataDir,
+      engine: config.ggufEngine,
+      ...(config.llamaServer ? { llamaServer: config.llamaServer } : {}),
     },
     app.log,
   );
@@ -159,7 +161,7 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
         verify: async (file) => void (await llamaRuntime.verify(file)),
         load: (file, options, signal) => llamaRuntime.load(file, options, signal),
         estimate: (file, options) => llamaRuntime.estimate(file, options),
-        optionKeys: ["gpu_layers", "context_size", "batch_size", "parallel", "chat_template"],
+        optionKeys: ["gpu_layers", "context_size", "batch_size", "parallel", "chat_template", "engine"],
       },
       onnx: {
         inspect: async (file) => ({ ...(await inspectOnnx(file)) }),

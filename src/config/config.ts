@@ -49,6 +49,10 @@ export const configSchema = z
     /** llama.cpp threads for larger batches: prompts and several streams at once (llama.cpp's n_threads_batch). */
     batchThreads: intFromString(1, 1024).default(defaultBatchThreads()),
     gpu: z.enum(["auto", "cpu", "cuda", "vulkan", "metal"]).default("auto"),
+    /** What runs GGUF models: node-llama-cpp in this process, or a llama-server child process per model (README, GGUF engines). */
+    ggufEngine: z.enum(["node-llama-cpp", "llama-server"]).default("node-llama-cpp"),
+    /** The llama-server binary for that engine (default: the one npm run build:llama-server built). */
+    llamaServer: z.string().min(1).optional(),
     /** Parallel sequences per loaded GGUF model (requests decoded together in one batch). */
     parallel: intFromString(1, 256).default(4),
     contextSize: intFromString(64, 1 << 20).default(2048),

@@ -15,6 +15,8 @@ export const loadOptionsSchema = z
     parallel: z.number().int().min(1).max(256).optional(),
     /** "auto", a node-llama-cpp chat wrapper name (e.g. "llama3.1", "chatML"), or Jinja template source. */
     chat_template: z.string().min(1).max(65536).optional(),
+    /** What runs a GGUF model (README, GGUF engines); the server's ggufEngine by default. */
+    engine: z.enum(["node-llama-cpp", "llama-server"]).optional(),
     max_batch_size: z.number().int().min(1).max(4096).optional(),
     max_queue_delay_us: z.number().int().min(0).max(10_000_000).optional(),
   })

@@ -1,10 +1,10 @@
 import type { GenerateRequest, GenerationStream } from "../core/generation.js";
 import { InfernoError } from "../errors/catalogue.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
-import { GgufTextModel } from "../runtimes/llama/gguf-text-model.js";
+import { GgufTextModel, type TextModel } from "../runtimes/llama/gguf-text-model.js";
 
 /** The loaded text model for an id (loading it on first use), or a coded error for a model that is not one. */
-export async function textModel(registry: ModelRegistry, id: string): Promise<GgufTextModel<unknown>> {
+export async function textModel(registry: ModelRegistry, id: string): Promise<TextModel> {
   const loaded = await registry.acquire(id);
   if (!(loaded instanceof GgufTextModel)) {
     throw new InfernoError("UNSUPPORTED_OPERATION", `model '${id}' is a ${loaded.type} model and does not generate text`, {
@@ -22,7 +22,7 @@ export async function startGeneration(registry: ModelRegistry, req: GenerateRequ
 }
 
 /** Starts a request on a loaded model and tells the registry's observers its queue wait and, at the end, its result. */
-export async function startObserved(registry: ModelRegistry, model: GgufTextModel<unknown>, req: GenerateRequest, signal: AbortSignal): Promise<GenerationStream> {
+export async function startObserved(registry: ModelRegistry, model: TextModel, req: GenerateRequest, signal: AbortSignal): Promise<GenerationStream> {
   const waitStarted = performance.now();
   const stream = await model.start(req, signal);
   registry.emit({ kind: "queue", model: req.model, ms: performance.now() - waitStarted });

@@ -3,6 +3,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { findLlamaServer } from "../../src/runtimes/llama-server/llama-server-bin.js";
 
 /** The repository root (tests run from dist/test/..., sources live in test/...). */
 export const repoRoot = path.resolve(fileURLToPath(new URL(".", import.meta.url)), "../../..");
@@ -32,4 +33,17 @@ export function realModel(file: string): { skip: string | false; path: string } 
 export async function tempDir(prefix = "inferno-test-"): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * The llama-server binary for the llama-server engine's tests (npm run build:llama-server, or
+ * INFERNO_LLAMA_SERVER). Those tests skip without one, unless INFERNO_REQUIRE_LLAMA_SERVER=1 (CI builds it).
+ */
+export function llamaServerBinary(): { skip: string | false; path: string } {
+  const found = findLlamaServer({ repoRoot });
+  if (found) return { skip: false, path: found.path };
+  if (process.env.INFERNO_REQUIRE_LLAMA_SERVER === "1") {
+    throw new Error("llama-server engine tests are required but llama-server is not built (npm run build:llama-server)");
+  }
+  return { skip: "llama-server not built (npm run build:llama-server)", path: "" };
 }

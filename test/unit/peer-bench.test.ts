@@ -6,7 +6,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { cachedLlamaServerPath, findLlamaServer, infernoCacheDir, llamaCppTag } from "../../bench/llama-server-bin.js";
+import { cachedLlamaServerPath, findLlamaServer, infernoCacheDir, llamaCppTag } from "../../src/runtimes/llama-server/llama-server-bin.js";
 import { streamCompletion } from "../../bench/llama-server-client.js";
 import { llamaServerArgs } from "../../bench/llama-server.js";
 import { defaultThreadList, formatThreads, parsePeerArgs, type PeerOptions } from "../../bench/peer-args.js";
@@ -24,7 +24,7 @@ describe("peer bench arguments", () => {
     assert.equal(o.ppTokens, 512);
     assert.equal(o.runs, 3);
     assert.equal(o.model, undefined);
-    assert.deepEqual(o.engines, ["llama-server", "raw", "inferno"]);
+    assert.deepEqual(o.engines, ["llama-server", "raw", "inferno", "inferno-ls"]);
     assert.equal(o.build, true);
     assert.deepEqual(o.threadList, defaultThreadList());
   });

@@ -4,7 +4,7 @@ import { mapGeneration } from "../../core/stream-utils.js";
 import { InfernoError } from "../../errors/catalogue.js";
 import type { GenerationLimits } from "../native.js";
 import { lengthControlsOf } from "../sampling.js";
-import type { GgufTextModel } from "../../runtimes/llama/gguf-text-model.js";
+import type { TextModel } from "../../runtimes/llama/gguf-text-model.js";
 import {
   formatOf, maxTokensOf, nowSeconds, openaiId, openaiSamplingFields, responseFormatField, samplingOf, stopsOf, usageOf,
 } from "./common.js";
@@ -51,7 +51,7 @@ export function promptsOf(prompt: CompletionBody["prompt"]): Array<string | numb
 }
 
 /** Tokenizer pieces this dialect needs, from the loaded model. */
-export const promptTools = (model: GgufTextModel<unknown>): PromptTools => ({
+export const promptTools = (model: TextModel): PromptTools => ({
   tokenize: (text) => model.tokenizePlain(text),
   detokenize: (ids) => model.detokenize(ids),
   bos: model.bosTokens,

@@ -58,7 +58,7 @@ function evaluateOptions(input: LoopInput, history: Token[], generated: () => nu
 }
 
 /** Text of grammar stop triggers that are plain strings (the JSON grammars end in "\n\n\n\n"). */
-function grammarStops(grammar: LlamaGrammar | undefined): string[] {
+export function grammarStops(grammar: LlamaGrammar | undefined): string[] {
   return (grammar?.stopGenerationTriggers ?? [])
     .map((t) => (typeof t === "string" ? t : t instanceof LlamaText ? t.toString() : undefined))
     .filter((t): t is string => !!t);

@@ -265,3 +265,7 @@ export function sharedPrefix(a: readonly Token[], b: readonly Token[]): number {
   while (i < n && a[i] === b[i]) i++;
   return i;
 }
+
+/** A GGUF model on any engine, as the routes, batch worker and scheduler see it (its slot type is the engine's). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type TextModel = GgufTextModel<any>;

@@ -8,9 +8,15 @@ import { GgufFormatError, readGgufHeader, summarizeGguf, type GgufSummary } from
 import { sequenceOrderStrategy } from "./batch-order.js";
 import { splitThreadsByBatch } from "./batch-threads.js";
 import { fileIdentity, GgufProbe } from "./gguf-probe.js";
+import { findLlamaServer } from "../llama-server/llama-server-bin.js";
+import { LlamaServerModel } from "../llama-server/llama-server-model.js";
+import { LlamaServerProcess } from "../llama-server/llama-server-process.js";
+import type { TextModel } from "./gguf-text-model.js";
 import { LlamaTextModel } from "./llama-text-model.js";
 
 export type GpuSetting = "auto" | "cpu" | "cuda" | "vulkan" | "metal";
+/** What runs a GGUF model: node-llama-cpp in this process (default), or a llama-server child process. */
+export type GgufEngine = "node-llama-cpp" | "llama-server";
 
 export interface LlamaRuntimeConfig {
   gpu: GpuSetting;
@@ -29,6 +35,10 @@ export interface LlamaRuntimeConfig {
   /** Open each new GGUF file in a child process first (see GgufProbe); verdicts are kept in dataDir. */
   probeModels?: boolean;
   dataDir?: string;
+  /** The engine for models whose registration does not choose one. */
+  engine?: GgufEngine;
+  /** The llama-server binary for that engine; else INFERNO_LLAMA_SERVER or the build script's cached one. */
+  llamaServer?: string;
 }
 
 /** Options a GGUF load accepts, from `POST /models/{id}/load` or a registration. */
@@ -38,6 +48,18 @@ export interface LlamaLoadOptions {
   batch_size?: number;
   parallel?: number;
   chat_template?: string;
+  engine?: GgufEngine;
+}
+
+/** A bad chat_template fails the load, not the first chat. */
+async function checkChatTemplate<M extends TextModel>(loaded: M): Promise<M> {
+  try {
+    void loaded.chat;
+  } catch (err) {
+    await loaded.dispose();
+    throw err;
+  }
+  return loaded;
 }
 
 /** Validates the GGUF header in JS so that a corrupt file is refused before native code trusts it. */
@@ -163,7 +185,8 @@ export class LlamaRuntime {
     return insights.configurationResolver.resolveModelGpuLayersV2("auto").then((r) => r.gpuLayers, () => 0);
   }
 
-  async load(filePath: string, options: LlamaLoadOptions, signal?: AbortSignal): Promise<LlamaTextModel> {
+  async load(filePath: string, options: LlamaLoadOptions, signal?: AbortSignal): Promise<TextModel> {
+    if ((options.engine ?? this.config.engine) === "llama-server") return this.loadOnServer(filePath, options, signal);
     const summary = await this.verify(filePath);
     const started = performance.now();
     const llama = await this.getLlama();
@@ -191,24 +214,14 @@ export class LlamaRuntime {
       const loaded = new LlamaTextModel(model, context, {
         threads: this.config.batchThreads,
         weights: { ram: weights.cpuRam, vram: weights.gpuVram },
-        queue: {
-          maxWaiting: this.config.queueSize,
-          waitTimeoutMs: this.config.queueTimeoutMs,
-          ...(this.config.queueMemory ? { memory: this.config.queueMemory } : {}),
-        },
+        queue: this.queueLimits(),
         loadTimeMs: performance.now() - started,
         options: {
-          gpu_layers: model.gpuLayers, context_size: context.contextSize, batch_size: context.batchSize, parallel,
+          engine: "node-llama-cpp", gpu_layers: model.gpuLayers, context_size: context.contextSize, batch_size: context.batchSize, parallel,
           ...(options.chat_template ? { chat_template: options.chat_template } : {}),
         },
       });
-      try {
-        void loaded.chat; // a bad chat_template fails the load, not the first chat
-      } catch (err) {
-        await loaded.dispose();
-        throw err;
-      }
-      return loaded;
+      return await checkChatTemplate(loaded);
     } catch (err) {
       await model.dispose();
       if (err instanceof InfernoError) throw err;
@@ -216,6 +229,58 @@ export class LlamaRuntime {
       const code = /memory|VRAM|RAM/i.test(message) ? "INSUFFICIENT_MEMORY" : "MODEL_LOAD_FAILED";
       throw new InfernoError(code, `could not create a context: ${message}`, { context_size: contextSize, parallel }, { cause: err });
     }
+  }
+
+  private queueLimits() {
+    return {
+      maxWaiting: this.config.queueSize,
+      waitTimeoutMs: this.config.queueTimeoutMs,
+      ...(this.config.queueMemory ? { memory: this.config.queueMemory } : {}),
+    };
+  }
+
+  /**
+   * The llama-server engine: the tokenizer and chat template from a vocabulary-only node-llama-cpp model
+   * in this process, the weights and decoding in a llama-server child on a Unix socket.
+   */
+  private async loadOnServer(filePath: string, options: LlamaLoadOptions, signal?: AbortSignal): Promise<LlamaServerModel> {
+    const summary = await this.verify(filePath);
+    const started = performance.now();
+    const bin = this.config.llamaServer ?? findLlamaServer({})?.path;
+    if (!bin) {
+      throw new InfernoError("MODEL_LOAD_FAILED", "the llama-server engine needs llama.cpp's llama-server: run npm run build:llama-server, or set llamaServer (INFERNO_LLAMA_SERVER) to its path");
+    }
+    const llama = await this.getLlama();
+    const { contextSize, parallel, batchSize } = this.contextPlan(summary, options);
+    const gpuLayers = llama.gpu === false ? 0 : (options.gpu_layers ?? this.config.gpuLayers);
+    const memory = await this.estimate(filePath, options);
+    let vocabulary;
+    try {
+      vocabulary = await llama.loadModel({ modelPath: filePath, vocabOnly: true });
+    } catch (err) {
+      throw new InfernoError("MODEL_LOAD_FAILED", `could not load model: ${(err as Error).message}`, undefined, { cause: err });
+    }
+    let server;
+    try {
+      server = await LlamaServerProcess.start({
+        bin, modelPath: filePath, threads: this.config.threads, batchThreads: this.config.batchThreads,
+        parallel, contextSize, batchSize, gpuLayers, log: this.log, ...(signal ? { signal } : {}),
+      });
+    } catch (err) {
+      await vocabulary.dispose();
+      throw err;
+    }
+    this.log.info({ llamaServerPid: server.pid, model: filePath }, "llama-server engine ready");
+    const loaded = new LlamaServerModel(vocabulary, server, {
+      contextSize, parallel, memory,
+      queue: this.queueLimits(),
+      loadTimeMs: performance.now() - started,
+      options: {
+        engine: "llama-server", gpu_layers: gpuLayers, context_size: contextSize, batch_size: batchSize, parallel,
+        ...(options.chat_template ? { chat_template: options.chat_template } : {}),
+      },
+    });
+    return checkChatTemplate(loaded);
   }
 
   async dispose(): Promise<void> {

@@ -1,9 +1,11 @@
-// Where the peer bench finds llama.cpp's llama-server: the binary scripts/build-llama-server.sh builds from
-// the llama.cpp source node-llama-cpp ships, in a cache outside the repository.
+// Where Inferno (the llama-server engine) and the peer bench find llama.cpp's llama-server: the binary
+// scripts/build-llama-server.sh builds from the llama.cpp source node-llama-cpp ships, in a cache outside
+// the repository, or the one INFERNO_LLAMA_SERVER (config `llamaServerPath`) names.
 import { spawn, spawnSync } from "node:child_process";
 import { accessSync, constants, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 
 /** Inferno's cache for things built or generated outside the repository (llama-server, bench models). */
 export function infernoCacheDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -11,9 +13,14 @@ export function infernoCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return path.join(env.XDG_CACHE_HOME || path.join(env.HOME || os.homedir(), ".cache"), "inferno");
 }
 
-/** The llama.cpp release tag node-llama-cpp's bundled source was taken from (`llama/llama.cpp.info.json`). */
-export function llamaCppTag(repoRoot: string): string {
-  const file = path.join(repoRoot, "node_modules/node-llama-cpp/llama/llama.cpp.info.json");
+/**
+ * The llama.cpp release tag node-llama-cpp's bundled source was taken from (`llama/llama.cpp.info.json`),
+ * under repoRoot's node_modules, or wherever this process resolves node-llama-cpp from.
+ */
+export function llamaCppTag(repoRoot?: string): string {
+  const file = repoRoot
+    ? path.join(repoRoot, "node_modules/node-llama-cpp/llama/llama.cpp.info.json")
+    : fileURLToPath(new URL("../llama/llama.cpp.info.json", import.meta.resolve("node-llama-cpp")));
   const tag = (JSON.parse(readFileSync(file, "utf8")) as { tag?: unknown }).tag;
   if (typeof tag !== "string" || tag === "") throw new Error(`no llama.cpp tag in ${file}`);
   return tag;
@@ -35,7 +42,8 @@ const isExecutable = (file: string): boolean => {
 };
 
 export interface FindOptions {
-  repoRoot: string;
+  /** Where node_modules is; by default, where this process resolves node-llama-cpp from. */
+  repoRoot?: string;
   env?: NodeJS.ProcessEnv;
   /** How a candidate is checked; executable files by default (tests pass a fake). */
   usable?: (file: string) => boolean;
@@ -81,7 +89,7 @@ export function buildLlamaServer(repoRoot: string, env: NodeJS.ProcessEnv = proc
 }
 
 /** The llama-server to run, built first (10–20 minutes on 2 cores) when neither lookup finds one. */
-export async function ensureLlamaServer(opts: FindOptions): Promise<Found> {
+export async function ensureLlamaServer(opts: FindOptions & { repoRoot: string }): Promise<Found> {
   const found = findLlamaServer(opts);
   if (found) return found;
   process.stderr.write("llama-server is not built yet: building it once from node-llama-cpp's llama.cpp source\n");
