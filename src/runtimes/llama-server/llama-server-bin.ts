@@ -1,6 +1,6 @@
 // Where Inferno (the llama-server engine) and the peer bench find llama.cpp's llama-server: the binary
 // scripts/build-llama-server.sh builds from the llama.cpp source node-llama-cpp ships, in a cache outside
-// the repository, or the one INFERNO_LLAMA_SERVER (config `llamaServerPath`) names.
+// the repository, or the one INFERNO_LLAMA_SERVER (config `llamaServer`) names.
 import { spawn, spawnSync } from "node:child_process";
 import { accessSync, constants, readFileSync } from "node:fs";
 import os from "node:os";
