@@ -56,8 +56,10 @@ interface Progress {
   cached: number | undefined;
 }
 
+/** How long a failed request waits for the child's exit to be reported before calling it a bad answer. */
+const EXIT_WAIT_MS = 500;
+
 export class LlamaServerModel extends GgufTextModel<ServerSlot> {
-  readonly capabilities = ["text-generation"] as const;
   readonly engine = "llama-server";
 
   constructor(
@@ -259,7 +261,7 @@ export class LlamaServerModel extends GgufTextModel<ServerSlot> {
         res = await this.server.request("POST", "/completion", body, local.signal);
       } catch (err) {
         if (signal.aborted) return;
-        throw this.transportError(err);
+        throw await this.transportError(err);
       }
       if (res.statusCode !== 200) {
         let text = "";
@@ -267,6 +269,7 @@ export class LlamaServerModel extends GgufTextModel<ServerSlot> {
         throw errorFrom(res.statusCode ?? 0, parseJson(text));
       }
       let buffer = "";
+      let finished = false;
       try {
         for await (const part of res as AsyncIterable<string>) {
           buffer += part;
@@ -281,19 +284,21 @@ export class LlamaServerModel extends GgufTextModel<ServerSlot> {
             const event = parseJson(data) as CompletionEvent | undefined;
             if (!event) continue;
             if (event.error) throw errorFrom(event.error.code ?? 500, event);
+            if (event.stop) finished = true;
             yield event;
           }
         }
       } catch (err) {
         if (err instanceof InfernoError || signal.aborted) throw err;
-        throw this.transportError(err);
+        throw await this.transportError(err);
       }
       if (!streamed) {
         const event = parseJson(buffer) as CompletionEvent | undefined;
-        if (!event) throw this.transportError(new Error("an unreadable answer"));
+        if (!event) throw await this.transportError(new Error("an unreadable answer"));
         yield event;
-      } else if (!signal.aborted && !this.server.alive) {
-        throw this.deadError();
+      } else if (!signal.aborted && !finished) {
+        // The stream ended before its last event: the child died, or its answer was cut.
+        throw await this.transportError(new Error("the stream ended early"));
       }
     } catch (err) {
       if (signal.aborted && !(err instanceof InfernoError)) return;
@@ -311,8 +316,9 @@ export class LlamaServerModel extends GgufTextModel<ServerSlot> {
     });
   }
 
-  private transportError(err: unknown): InfernoError {
-    if (!this.server.alive) return this.deadError();
+  /** A failed request's error: the child's death when it died (waiting a moment for its exit), else the failure. */
+  private async transportError(err: unknown): Promise<InfernoError> {
+    if (await this.server.exited(EXIT_WAIT_MS)) return this.deadError();
     return new InfernoError("INFERENCE_FAILED", `llama-server request failed: ${(err as Error).message}`, { engine: this.engine }, { cause: err });
   }
 

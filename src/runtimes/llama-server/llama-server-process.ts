@@ -165,6 +165,25 @@ export class LlamaServerProcess {
     });
   }
 
+  /**
+   * True once the child has exited, false if it still runs after `ms`. A killed child's socket closes
+   * before Node reports its exit, so a failed request waits a moment to tell a dead child from a bad answer.
+   */
+  exited(ms: number): Promise<boolean> {
+    if (!this.alive) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        this.child.off("exit", done);
+        resolve(false);
+      }, ms);
+      this.child.once("exit", done);
+    });
+  }
+
   /** SIGTERM, then SIGKILL after 5 s; resolves once it has exited. */
   async close(): Promise<void> {
     if (this.alive && this.child.exitCode === null && this.child.signalCode === null) {
