@@ -23,13 +23,13 @@
 import { AsyncResource } from "node:async_hooks";
 import { collectGeneration, type GenerationResult } from "../core/generation.js";
 import type { Logger } from "../core/logger.js";
-import { toGenerateRequest, usageOf, type GenerationLimits, type PromptBody } from "../dialects/native.js";
+import { toGenerateRequest, usageOfOne, type GenerationLimits, type PromptBody } from "../dialects/native.js";
 import { runBatchRequest } from "../dialects/openai/batch-requests.js";
 import { toInfernoError } from "../errors/error-handler.js";
 import type { UsageContext } from "../limits/usage-context.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
 import { GgufTextModel } from "../runtimes/llama/gguf-text-model.js";
-import { startGeneration } from "../scheduler/text-generation.js";
+import { startGeneration } from "../services/generation.js";
 import type { Batch, BatchStore, ClaimableItem } from "./batch-store.js";
 
 /** What the worker reports, synchronously, inside the transaction that stores an item's outcome. */
@@ -172,7 +172,7 @@ export class BatchWorker {
       if ("prompt" in request) {
         const req = toGenerateRequest(item.model, { ...(item.params as Omit<PromptBody, "prompt">), prompt: request.prompt }, limits);
         result = await collectGeneration(await startGeneration(registry, { ...req, priority: "batch" }, signal));
-        stored = { text: result.text, finish_reason: result.finishReason, usage: usageOf(result) };
+        stored = { text: result.text, finish_reason: result.finishReason, usage: usageOfOne(result) };
       } else {
         const out = await runBatchRequest(registry, limits, request.endpoint, request.body, signal);
         stored = out.body;

@@ -67,6 +67,12 @@ export interface GenerationResult {
 /** Generation as an async stream of chunks whose return value is the final result. */
 export type GenerationStream = AsyncGenerator<GenerationChunk, GenerationResult, void>;
 
+/** Token usage as every dialect reports it: the prompt once, the completions of all its choices summed. */
+export function usageOf(promptTokens: number, results: readonly GenerationResult[]) {
+  const completion = results.reduce((n, r) => n + r.completionTokens, 0);
+  return { prompt_tokens: promptTokens, completion_tokens: completion, total_tokens: promptTokens + completion };
+}
+
 export const defaultSampling: SamplingParams = {
   temperature: 0.8,
   topP: 0.95,

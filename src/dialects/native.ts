@@ -1,6 +1,6 @@
 import { z } from "zod";
-import type { GenerateRequest, GenerationResult } from "../core/generation.js";
-import { InfernoError } from "../errors/catalogue.js";
+import { usageOf, type GenerateRequest, type GenerationResult } from "../core/generation.js";
+import { checkMaxTokens, type GenerationLimits } from "../services/generation.js";
 import { lengthControlsOf, samplingFrom, stopList } from "./sampling.js";
 
 /** Sampling fields accepted by the native routes (snake_case, as in the API reference). */
@@ -24,22 +24,11 @@ export const promptBody = z.object({ prompt: z.string().max(1_000_000), ...sampl
 export const inferenceBody = promptBody.extend({ model: z.string().min(1).max(256) });
 export type PromptBody = z.infer<typeof promptBody>;
 
-export interface GenerationLimits {
-  defaultMaxTokens: number;
-  maxTokensLimit: number;
-}
+export type { GenerationLimits };
 
 /** The canonical request from native fields; other dialects map their own names onto the same shape. */
 export function toGenerateRequest(model: string, body: PromptBody, limits: GenerationLimits): GenerateRequest {
-  const maxTokens = body.max_tokens ?? limits.defaultMaxTokens;
-  if (maxTokens > limits.maxTokensLimit) {
-    throw new InfernoError(
-      "INVALID_REQUEST",
-      `max_tokens ${maxTokens} is above this server's limit of ${limits.maxTokensLimit}`,
-      { max_tokens_limit: limits.maxTokensLimit },
-      { param: "max_tokens" },
-    );
-  }
+  const maxTokens = checkMaxTokens(body.max_tokens ?? limits.defaultMaxTokens, limits);
   return {
     model,
     prompt: body.prompt,
@@ -50,11 +39,8 @@ export function toGenerateRequest(model: string, body: PromptBody, limits: Gener
   };
 }
 
-export const usageOf = (r: GenerationResult) => ({
-  prompt_tokens: r.promptTokens,
-  completion_tokens: r.completionTokens,
-  total_tokens: r.promptTokens + r.completionTokens,
-});
+/** A single generation's usage. */
+export const usageOfOne = (r: GenerationResult) => usageOf(r.promptTokens, [r]);
 
 /** `POST /inference` response, as in the API reference. */
 export function inferenceResponse(id: string, model: string, r: GenerationResult) {
@@ -62,7 +48,7 @@ export function inferenceResponse(id: string, model: string, r: GenerationResult
     id,
     model,
     choices: [{ text: r.text, index: 0, finish_reason: r.finishReason }],
-    usage: usageOf(r),
+    usage: usageOfOne(r),
     created: Math.floor(Date.now() / 1000),
     processing_time_ms: Math.round(r.totalMs),
   };
@@ -75,12 +61,12 @@ export function modelInferenceResponse(r: GenerationResult) {
     tokens_generated: r.completionTokens,
     latency_ms: Math.round(r.totalMs * 10) / 10,
     finish_reason: r.finishReason,
-    usage: usageOf(r),
+    usage: usageOfOne(r),
   };
 }
 
 /** SSE events of the native stream: `{token, index}` per chunk, then `{done, finish_reason}`. */
 export const nativeSse = {
   chunk: (text: string, index: number) => ({ token: text, index }),
-  done: (r: GenerationResult) => ({ done: true, finish_reason: r.finishReason, usage: usageOf(r) }),
+  done: (r: GenerationResult) => ({ done: true, finish_reason: r.finishReason, usage: usageOfOne(r) }),
 };

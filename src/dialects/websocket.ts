@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { Principal } from "../auth/principal.js";
 import type { GenerationChunk, GenerationResult } from "../core/generation.js";
 import { InfernoError } from "../errors/catalogue.js";
-import { inferenceBody, usageOf } from "./native.js";
+import { inferenceBody, usageOfOne } from "./native.js";
 
 /** Close codes: going away (shutdown), policy violation (a slow consumer), not authenticated (4401 echoes HTTP 401). */
 export const WS_CLOSE = { goingAway: 1001, policyViolation: 1008, unauthenticated: 4401 } as const;
@@ -55,7 +55,7 @@ export function parseClientMessage(text: string): ParsedMessage {
 }
 
 /** `usage` as in the native API. */
-type Usage = ReturnType<typeof usageOf>;
+type Usage = ReturnType<typeof usageOfOne>;
 
 /** What the server sends. */
 export type ServerMessage =
@@ -70,7 +70,7 @@ export const wsOut = {
   authOk: (p: Principal): ServerMessage => ({ type: "auth", ok: true, user: p.user, role: p.role }),
   pong: (): ServerMessage => ({ type: "pong" }),
   token: (id: string, chunk: GenerationChunk): ServerMessage => ({ type: "token", id, token: chunk.text, index: chunk.index }),
-  complete: (id: string, r: GenerationResult): ServerMessage => ({ type: "complete", id, finish_reason: r.finishReason, text: r.text, usage: usageOf(r) }),
+  complete: (id: string, r: GenerationResult): ServerMessage => ({ type: "complete", id, finish_reason: r.finishReason, text: r.text, usage: usageOfOne(r) }),
   /**
    * A cancelled inference ends like any other, with `finish_reason: "cancelled"`, the text sent before the
    * cancel, and the usage of what was generated (absent when it was cancelled before it got a sequence).
@@ -80,7 +80,7 @@ export const wsOut = {
     id,
     finish_reason: "cancelled",
     text: sentText,
-    ...(r ? { usage: usageOf(r) } : {}),
+    ...(r ? { usage: usageOfOne(r) } : {}),
   }),
   error: (err: InfernoError, id?: string): ServerMessage => ({
     type: "error",

@@ -1,6 +1,7 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import type { GenerationResult } from "../core/generation.js";
+import type { ModelCapabilities } from "../core/capabilities.js";
 import type { Logger } from "../core/logger.js";
 import { InfernoError } from "../errors/catalogue.js";
 import type { LoadedModel } from "../runtimes/loaded-model.js";
@@ -17,6 +18,8 @@ export interface ModelRuntime {
   load(filePath: string, options: Record<string, unknown>, signal?: AbortSignal): Promise<LoadedModel>;
   /** The memory a load with these options will take (RAM and GPU memory), without loading. */
   estimate(filePath: string, options: Record<string, unknown>): Promise<MemoryUse>;
+  /** What a model with these header facts, loaded with these options, can do (src/core/capabilities.ts). */
+  capabilities(facts: ModelFacts, options: Record<string, unknown>): ModelCapabilities;
   /** Load options this runtime understands; others are refused rather than silently ignored. */
   optionKeys: readonly string[];
 }
@@ -216,6 +219,16 @@ export class ModelRegistry {
     const facts = await this.runtimeFor(entry.type).inspect(entry.path);
     this.factsCache.set(entry.path, { key, facts });
     return facts;
+  }
+
+  /**
+   * What a model can do: the loaded model's capabilities, else what its file and registration options
+   * give (without loading it).
+   */
+  async capabilities(entry: ModelEntry): Promise<ModelCapabilities> {
+    const loaded = this.loaded.get(entry.id);
+    if (loaded) return { capabilities: loaded.capabilities, note: loaded.capabilityNote };
+    return this.runtimeFor(entry.type).capabilities(await this.facts(entry), entry.options);
   }
 
   /** Calls `listener` synchronously with every event (in the emitter's async context); returns the unsubscribe. */

@@ -17,6 +17,7 @@ import type { ModelRegistry } from "../registry/model-registry.js";
 import type { Batch, BatchItem, BatchStore } from "../batch/batch-store.js";
 import type { BatchEvents, BatchWorker } from "../batch/batch-worker.js";
 import { deliveryView, type Webhooks } from "../webhooks/webhooks.js";
+import { resourceIdParams } from "../http/params.js";
 
 /** Most requests in one batch. */
 export const MAX_BATCH_ITEMS = 10_000;
@@ -44,7 +45,6 @@ const batchBody = z
     }
   });
 
-const idParams = z.object({ id: z.string().min(1).max(64) });
 const unix = (ms: number | null) => (ms === null ? null : Math.floor(ms / 1000));
 
 export interface BatchRoutesOptions {
@@ -132,14 +132,14 @@ export const batchRoutes: FastifyPluginAsyncZod<BatchRoutesOptions> = async (app
     return { batches: store.list(owner, request.query.limit ?? 100).map(statusView) };
   });
 
-  app.get("/batch/:id", { schema: { params: idParams } }, async (request) => statusView(visible(request, request.params.id)));
+  app.get("/batch/:id", { schema: { params: resourceIdParams } }, async (request) => statusView(visible(request, request.params.id)));
 
-  app.get("/batch/:id/results", { schema: { params: idParams } }, async (request) => {
+  app.get("/batch/:id/results", { schema: { params: resourceIdParams } }, async (request) => {
     const batch = visible(request, request.params.id);
     return { batch_id: batch.id, status: batch.status, results: store.items(batch.id).map((item) => itemView(batch, item)) };
   });
 
-  app.delete("/batch/:id", { schema: { params: idParams } }, async (request) => {
+  app.delete("/batch/:id", { schema: { params: resourceIdParams } }, async (request) => {
     const batch = visible(request, request.params.id);
     const after = store.cancel(batch.id) ?? batch;
     worker.cancel(batch.id);

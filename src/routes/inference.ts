@@ -11,8 +11,9 @@ import { errorBody, parseBody } from "../errors/error-handler.js";
 import { mapGeneration } from "../core/stream-utils.js";
 import { abortOnDisconnect, sendSse } from "../http/sse.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
-import { startGeneration } from "../scheduler/text-generation.js";
-import { tensorInference, type TensorLimits } from "./tensor-inference.js";
+import { startGeneration } from "../services/generation.js";
+import { tensorInference, type TensorLimits } from "../services/tensors.js";
+import { modelIdParams } from "../http/params.js";
 
 export const inferenceRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limits: GenerationLimits & TensorLimits }> = async (
   app,
@@ -45,10 +46,10 @@ export const inferenceRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; l
   // model {inputs, ...}; which body applies depends on the model, so it is checked after the lookup.
   app.post(
     "/models/:id/inference",
-    { schema: { params: z.object({ id: z.string().min(1).max(256) }), body: z.record(z.string(), z.unknown()) } },
+    { schema: { params: modelIdParams, body: z.record(z.string(), z.unknown()) } },
     async (req, reply) => {
-      const entry = await registry.get(req.params.id);
-      if (entry.type === "onnx") return tensorInference(registry, limits, req.params.id, parseBody(tensorBody, req.body), abortOnDisconnect(reply).signal);
+      const { capabilities } = await registry.capabilities(await registry.get(req.params.id));
+      if (capabilities.includes("tensor-inference")) return tensorInference(registry, limits, req.params.id, parseBody(tensorBody, req.body), abortOnDisconnect(reply).signal);
       const body = parseBody(promptBody, req.body);
       return run(req, reply, toGenerateRequest(req.params.id, body, limits), body.stream === true, modelInferenceResponse);
     },

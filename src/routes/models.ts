@@ -1,10 +1,11 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
+import { MODES } from "../core/capabilities.js";
 import type { ModelEntry, ModelFacts, ModelRegistry } from "../registry/model-registry.js";
 import type { LoadedModel } from "../runtimes/loaded-model.js";
 import { OnnxModel } from "../runtimes/onnx/onnx-model.js";
+import { modelIdParams } from "../http/params.js";
 
-const idParams = z.object({ id: z.string().min(1).max(256) });
 
 /** Load options every runtime accepts; unknown keys are refused rather than passed to native code. */
 export const loadOptionsSchema = z
@@ -17,6 +18,8 @@ export const loadOptionsSchema = z
     chat_template: z.string().min(1).max(65536).optional(),
     /** What runs a GGUF model (README, GGUF engines); the server's ggufEngine by default. */
     engine: z.enum(["node-llama-cpp", "llama-server"]).optional(),
+    /** Narrows a GGUF model to one use (README, Capabilities); the file decides by default. */
+    mode: z.enum(MODES).optional(),
     max_batch_size: z.number().int().min(1).max(4096).optional(),
     max_queue_delay_us: z.number().int().min(0).max(10_000_000).optional(),
   })
@@ -27,8 +30,6 @@ const registerBody = z.object({
   path: z.string().min(1).max(4096),
   options: loadOptionsSchema.optional(),
 }).strict();
-
-const capabilitiesOf = (type: ModelEntry["type"]) => (type === "gguf" ? ["text-generation", "embeddings"] : ["tensor-inference"]);
 
 /** A tensor model's inputs and outputs (dynamic dims by their symbolic name, or -1), loaded or read from the file. */
 function signatureOf(loaded: LoadedModel | undefined, facts: ModelFacts | undefined) {
@@ -54,7 +55,7 @@ export async function describeModel(registry: ModelRegistry, entry: ModelEntry, 
     size_bytes: entry.sizeBytes,
     loaded: loaded !== undefined,
     context_size: loaded?.contextSize ?? trained,
-    capabilities: loaded?.capabilities ?? capabilitiesOf(entry.type),
+    capabilities: (await registry.capabilities(entry).catch(() => undefined))?.capabilities ?? [],
     source: entry.source,
     created: entry.created,
     ...(loaded ? { ...memoryFields(loaded), options: loaded.options } : {}),
@@ -69,7 +70,7 @@ export const modelRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry }> = a
     return { models: await Promise.all(registry.list().map((m) => describeModel(registry, m))) };
   });
 
-  app.get("/models/:id", { schema: { params: idParams } }, async (req) =>
+  app.get("/models/:id", { schema: { params: modelIdParams } }, async (req) =>
     describeModel(registry, await registry.get(req.params.id), true),
   );
 
@@ -80,7 +81,7 @@ export const modelRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry }> = a
     return reply.code(201).send(await describeModel(registry, entry, true));
   });
 
-  app.post("/models/:id/load", { schema: { params: idParams, body: loadOptionsSchema.optional() }, config: admin }, async (req) => {
+  app.post("/models/:id/load", { schema: { params: modelIdParams, body: loadOptionsSchema.optional() }, config: admin }, async (req) => {
     const model = await registry.load(req.params.id, req.body ?? {});
     return {
       status: "loaded",
@@ -92,13 +93,13 @@ export const modelRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry }> = a
     };
   });
 
-  app.post("/models/:id/unload", { schema: { params: idParams }, config: admin }, async (req) => {
+  app.post("/models/:id/unload", { schema: { params: modelIdParams }, config: admin }, async (req) => {
     await registry.get(req.params.id);
     const wasLoaded = await registry.unload(req.params.id);
     return { status: "unloaded", model_id: req.params.id, was_loaded: wasLoaded };
   });
 
-  app.delete("/models/:id", { schema: { params: idParams }, config: admin }, async (req) => {
+  app.delete("/models/:id", { schema: { params: modelIdParams }, config: admin }, async (req) => {
     await registry.unregister(req.params.id);
     return { status: "deleted", model_id: req.params.id };
   });

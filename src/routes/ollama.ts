@@ -16,8 +16,8 @@ import { errorBody } from "../errors/error-handler.js";
 import { sendNdjson } from "../http/ndjson.js";
 import { abortOnDisconnect } from "../http/sse.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
-import { startChat } from "../scheduler/chat.js";
-import { textModel } from "../scheduler/text-generation.js";
+import { startChat } from "../services/chat.js";
+import { embed } from "../services/embeddings.js";
 import { VERSION } from "../version.js";
 
 /** The Ollama API level we answer as: one that current clients accept. */
@@ -36,12 +36,6 @@ const embedBody = z.object({
   keep_alive: keepAliveField,
 });
 const embeddingsBody = z.object({ model: modelName, prompt: longText.nullish(), options: ollamaOptions, keep_alive: keepAliveField });
-
-/** Unit length, as Ollama's /api/embed returns (the legacy /api/embeddings does not normalise). */
-function normalize(v: number[]): number[] {
-  const norm = Math.sqrt(v.reduce((s, x) => s + x * x, 0));
-  return norm > 0 ? v.map((x) => x / norm) : v;
-}
 
 export const ollamaRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limits: GenerationLimits }> = async (app, { registry, limits }) => {
   /** The part of a request's keep_alive its principal may set (a user's never shortens the server's). */
@@ -64,7 +58,7 @@ export const ollamaRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limi
       });
       return { reason: "unload" as const, timing: { startedAt, loadMs: 0 } };
     }
-    const loadMs = await prepareTextModel(registry, id, numCtx, allowedKeepAlive(req, keepAlive), req.principal);
+    const loadMs = await prepareTextModel(registry, id, numCtx, allowedKeepAlive(req, keepAlive), req.principal, "text-generation");
     return { reason: "load" as const, timing: { startedAt, loadMs } };
   }
 
@@ -102,7 +96,7 @@ export const ollamaRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limi
     const keepAlive = allowedKeepAlive(req, asked);
     const plan = toGeneratePlan(id, body, limits);
     const startedAt = performance.now();
-    const timing: Timing = { startedAt, loadMs: await prepareTextModel(registry, id, body.options?.num_ctx, keepAlive, req.principal) };
+    const timing: Timing = { startedAt, loadMs: await prepareTextModel(registry, id, body.options?.num_ctx, keepAlive, req.principal, "text-generation") };
     const controller = abortOnDisconnect(reply);
     try {
       const generation = await startPlan(registry, plan, controller.signal);
@@ -132,7 +126,7 @@ export const ollamaRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limi
     }
     const keepAlive = allowedKeepAlive(req, asked);
     const startedAt = performance.now();
-    const timing: Timing = { startedAt, loadMs: await prepareTextModel(registry, id, body.options?.num_ctx, keepAlive, req.principal) };
+    const timing: Timing = { startedAt, loadMs: await prepareTextModel(registry, id, body.options?.num_ctx, keepAlive, req.principal, "text-generation") };
     const controller = abortOnDisconnect(reply);
     try {
       const gen = await startChat(registry, chat, controller.signal);
@@ -143,37 +137,22 @@ export const ollamaRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limi
     }
   });
 
-  /** Embeds texts; `truncate` (Ollama's default) cuts an input to the embedding context instead of refusing it. */
-  async function embed(id: string, inputs: string[], truncate: boolean, signal: AbortSignal) {
-    const model = await textModel(registry, id);
-    // The input must be strictly shorter than the embedding context (llama.cpp adds an end token).
-    const limit = model.embeddingContextSize - 1;
-    // A text of n UTF-8 bytes is at most n + 2 tokens (BOS and a leading-space token), so short ones skip tokenizing.
-    const prepared = inputs.map((s) => {
-      if (!truncate || Buffer.byteLength(s) + 2 <= limit) return s;
-      const tokens = model.tokenize(s);
-      return tokens.length > limit ? tokens.slice(0, limit) : s;
-    });
-    return model.embed(prepared, signal);
-  }
-
   app.post("/api/embed", { schema: { body: embedBody }, config: ollama }, async (req, reply) => {
     const body = req.body;
     const id = modelIdOf(body.model);
     const keepAlive = allowedKeepAlive(req, keepAliveOf(body.keep_alive));
     const startedAt = performance.now();
-    const loadMs = await prepareTextModel(registry, id, body.options?.num_ctx, keepAlive, req.principal);
+    const loadMs = await prepareTextModel(registry, id, body.options?.num_ctx, keepAlive, req.principal, "embeddings");
     const inputs = body.input == null ? [] : Array.isArray(body.input) ? body.input : [body.input];
     try {
+      // An empty input only loads the model, as Ollama's clients use it; `truncate` is Ollama's default.
       const { vectors, promptTokens } =
-        inputs.length === 0 ? { vectors: [], promptTokens: 0 } : await embed(id, inputs, body.truncate !== false, abortOnDisconnect(reply).signal);
-      const dims = body.dimensions;
-      if (dims != null && vectors[0] && dims > vectors[0].length) {
-        throw new InfernoError("INVALID_REQUEST", `dimensions ${dims} is above the model's ${vectors[0].length}`, undefined, { param: "dimensions" });
-      }
+        inputs.length === 0
+          ? { vectors: [], promptTokens: 0 }
+          : await embed(registry, { model: id, inputs, truncate: body.truncate !== false, dimensions: body.dimensions ?? undefined }, abortOnDisconnect(reply).signal);
       return {
         model: body.model,
-        embeddings: vectors.map((v) => normalize(dims == null ? v : v.slice(0, dims))),
+        embeddings: vectors,
         total_duration: ns(performance.now() - startedAt),
         load_duration: ns(loadMs),
         prompt_eval_count: promptTokens,
@@ -187,10 +166,11 @@ export const ollamaRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limi
     const body = req.body;
     const id = modelIdOf(body.model);
     const keepAlive = allowedKeepAlive(req, keepAliveOf(body.keep_alive));
-    await prepareTextModel(registry, id, body.options?.num_ctx, keepAlive, req.principal);
+    await prepareTextModel(registry, id, body.options?.num_ctx, keepAlive, req.principal, "embeddings");
     try {
       if (!body.prompt) return { embedding: [] };
-      const { vectors } = await embed(id, [body.prompt], true, abortOnDisconnect(reply).signal);
+      // The legacy route neither normalises nor refuses a long prompt, as Ollama's.
+      const { vectors } = await embed(registry, { model: id, inputs: [body.prompt], truncate: true, normalize: false }, abortOnDisconnect(reply).signal);
       return { embedding: vectors[0] ?? [] };
     } finally {
       applyKeepAlive(registry, id, keepAlive);

@@ -23,6 +23,7 @@ import type { FileStore } from "../files/file-store.js";
 import { limitKey } from "../limits/rate-limit.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
 import { ownerOf, visibleFile } from "./openai-files.js";
+import { resourceIdParams } from "../http/params.js";
 
 const WINDOW_MS = 24 * 3600 * 1000;
 /** How often ended batches are finalized and overdue ones expired, besides when a batch ends. */
@@ -39,7 +40,6 @@ const createBody = z.object({
 });
 
 const listQuery = z.object({ limit: z.coerce.number().int().min(1).max(100).optional(), after: z.string().max(64).optional() });
-const idParams = z.object({ id: z.string().min(1).max(64) });
 const unix = (ms: number | null) => (ms === null ? null : Math.floor(ms / 1000));
 
 export interface OpenaiBatchRoutesOptions {
@@ -153,11 +153,11 @@ export const openaiBatchRoutes: FastifyPluginAsyncZod<OpenaiBatchRoutesOptions> 
     return { object: "list", data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: page.length > limit };
   });
 
-  app.get("/v1/batches/:id", { schema: { params: idParams }, config: { dialect: "openai" } }, async (request) =>
+  app.get("/v1/batches/:id", { schema: { params: resourceIdParams }, config: { dialect: "openai" } }, async (request) =>
     batchObject(visible(request, request.params.id)),
   );
 
-  app.post("/v1/batches/:id/cancel", { schema: { params: idParams }, config: { dialect: "openai" } }, async (request) => {
+  app.post("/v1/batches/:id/cancel", { schema: { params: resourceIdParams }, config: { dialect: "openai" } }, async (request) => {
     const { id } = visible(request, request.params.id);
     const now = Date.now();
     db.transaction(() => {

@@ -3,12 +3,13 @@ import type { GenerationResult } from "../core/generation.js";
 import { firstEager, mergeAsync } from "../core/stream-utils.js";
 import { chatCompletionBody, toChatRequest } from "../dialects/openai/chat.js";
 import { chatCompletionOf, choiceDeltas } from "../dialects/openai/chat-response.js";
-import { nowSeconds, openaiId, usageOf } from "../dialects/openai/common.js";
+import { usageOf } from "../core/generation.js";
+import { nowSeconds, openaiId } from "../dialects/openai/common.js";
 import type { GenerationLimits } from "../dialects/native.js";
 import { errorBody } from "../errors/error-handler.js";
 import { abortOnDisconnect, RawEvent, sendSse } from "../http/sse.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
-import { startChat } from "../scheduler/chat.js";
+import { startChat } from "../services/chat.js";
 
 export const openaiChatRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limits: GenerationLimits }> = async (app, { registry, limits }) => {
   app.post("/v1/chat/completions", { schema: { body: chatCompletionBody }, config: { dialect: "openai" } }, async (req, reply) => {

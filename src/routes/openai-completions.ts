@@ -10,7 +10,7 @@ import type { GenerationLimits } from "../dialects/native.js";
 import { errorBody } from "../errors/error-handler.js";
 import { abortOnDisconnect, RawEvent, sendSse } from "../http/sse.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
-import { startGeneration, textModel } from "../scheduler/text-generation.js";
+import { startGeneration, textModel } from "../services/generation.js";
 
 export const openaiCompletionRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limits: GenerationLimits }> = async (
   app,

@@ -11,6 +11,7 @@ import { MAX_INPUT_BYTES, parseBatchInput } from "../dialects/openai/batch-input
 import { InfernoError } from "../errors/catalogue.js";
 import type { FileStore, StoredFile } from "../files/file-store.js";
 import { boundaryOf, parseMultipart } from "../http/multipart.js";
+import { resourceIdParams } from "../http/params.js";
 
 /** Room for the multipart framing and the other fields around the largest file. */
 const UPLOAD_LIMIT = MAX_INPUT_BYTES + 1024 * 1024;
@@ -30,7 +31,6 @@ const listQuery = z.object({
   after: z.string().max(64).optional(),
 });
 
-const idParams = z.object({ id: z.string().min(1).max(64) });
 const unix = (ms: number) => Math.floor(ms / 1000);
 
 /** A file as OpenAI's file object. */
@@ -84,16 +84,16 @@ export const openaiFileRoutes: FastifyPluginAsyncZod<{ files: FileStore }> = asy
     return { object: "list", data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: page.length > limit };
   });
 
-  app.get("/v1/files/:id", { schema: { params: idParams }, config: { dialect: "openai" } }, async (request) =>
+  app.get("/v1/files/:id", { schema: { params: resourceIdParams }, config: { dialect: "openai" } }, async (request) =>
     fileObject(visibleFile(files, request, request.params.id)),
   );
 
-  app.get("/v1/files/:id/content", { schema: { params: idParams }, config: { dialect: "openai" } }, async (request, reply) => {
+  app.get("/v1/files/:id/content", { schema: { params: resourceIdParams }, config: { dialect: "openai" } }, async (request, reply) => {
     const file = visibleFile(files, request, request.params.id);
     return reply.type("application/octet-stream").header("content-length", file.bytes).send(createReadStream(files.path(file.id)));
   });
 
-  app.delete("/v1/files/:id", { schema: { params: idParams }, config: { dialect: "openai" } }, async (request) => {
+  app.delete("/v1/files/:id", { schema: { params: resourceIdParams }, config: { dialect: "openai" } }, async (request) => {
     const file = visibleFile(files, request, request.params.id);
     await files.delete(file.id);
     return { id: file.id, object: "file" as const, deleted: true };

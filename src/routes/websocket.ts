@@ -12,7 +12,7 @@ import { parseClientMessage, WS_CLOSE, wsOut, type InferenceMessage, type Server
 import { InfernoError, isInfernoError, type ErrorCode } from "../errors/catalogue.js";
 import { isShedding, toInfernoError } from "../errors/error-handler.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
-import { startGeneration } from "../scheduler/text-generation.js";
+import { startGeneration } from "../services/generation.js";
 
 /** Connection policy of `/ws`. */
 export interface WebsocketSettings {

@@ -1,10 +1,13 @@
+import type { Capability } from "../core/capabilities.js";
 import type { MemoryUse } from "../registry/memory-budget.js";
 import type { ModelType } from "../registry/model-paths.js";
 
 /** A model held in memory by a runtime; the registry only needs these. */
 export interface LoadedModel {
   readonly type: ModelType;
-  readonly capabilities: readonly string[];
+  /** What it can do (src/core/capabilities.ts), and `capabilityNote`: why not more, when its engine narrows it. */
+  readonly capabilities: readonly Capability[];
+  readonly capabilityNote?: string | undefined;
   /** Tokens per sequence, for text models. */
   readonly contextSize: number | null;
   /** Requests using the model now; the registry never unloads a model with requests in flight. */

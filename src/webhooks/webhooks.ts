@@ -22,6 +22,7 @@ import type { ModelRegistry } from "../registry/model-registry.js";
 import { signPayload, WebhookDispatcher, type DispatcherOptions } from "./webhook-dispatcher.js";
 import { WEBHOOK_EVENTS, WebhookStore, type Delivery, type Webhook, type WebhookEvent } from "./webhook-store.js";
 import { validateTarget } from "./webhook-target.js";
+import { resourceIdParams } from "../http/params.js";
 
 declare module "fastify" {
   interface FastifyInstance {
@@ -122,7 +123,6 @@ const registerBody = z.object({
   events: z.array(z.enum(WEBHOOK_EVENTS)).min(1).max(16),
   secret: z.string().min(16, "secret must be at least 16 characters").max(256),
 });
-const idParams = z.object({ id: z.string().min(1).max(64) });
 
 export interface WebhooksPluginOptions {
   db: Database.Database;
@@ -162,13 +162,13 @@ async function webhooksPlugin(app: FastifyInstance, opts: WebhooksPluginOptions)
     return reply.code(201).send(hookView(hook));
   });
   routes.get("/webhooks", { config: admin }, async () => ({ webhooks: webhooks.list().map(hookView) }));
-  routes.delete("/webhooks/:id", { schema: { params: idParams }, config: admin }, async (request) => {
+  routes.delete("/webhooks/:id", { schema: { params: resourceIdParams }, config: admin }, async (request) => {
     if (!webhooks.remove(request.params.id)) throw new InfernoError("NOT_FOUND", `webhook '${request.params.id}' not found`);
     return { id: request.params.id, deleted: true };
   });
   routes.get(
     "/webhooks/:id/deliveries",
-    { schema: { params: idParams, querystring: z.object({ limit: z.coerce.number().int().min(1).max(1000).optional() }) }, config: admin },
+    { schema: { params: resourceIdParams, querystring: z.object({ limit: z.coerce.number().int().min(1).max(1000).optional() }) }, config: admin },
     async (request) => {
       const { id } = request.params;
       if (!webhooks.list().some((h) => h.id === id)) throw new InfernoError("NOT_FOUND", `webhook '${id}' not found`);

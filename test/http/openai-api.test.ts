@@ -208,7 +208,8 @@ test("embeddings: strings, token ids, float and base64 (the SDK's default) agree
 });
 
 test("embeddings: bad input, wrong dimensions and unknown models are refused", async () => {
-  const dims = await rejects(client.embeddings.create({ model: "tiny", input: "hi", dimensions: 8 }), OpenAI.BadRequestError, 400);
+  // Fewer dimensions than the model's are kept and renormalised (test/http/capabilities.test.ts); more are refused.
+  const dims = await rejects(client.embeddings.create({ model: "tiny", input: "hi", dimensions: TINY_LLAMA.nEmbd + 1 }), OpenAI.BadRequestError, 400);
   assert.equal(dims.param, "dimensions");
   await rejects(client.embeddings.create({ model: "tiny", input: "" }), OpenAI.BadRequestError, 400);
   await rejects(client.embeddings.create({ model: "tiny", input: [] }), OpenAI.BadRequestError, 400);

@@ -4,7 +4,7 @@ import type { GenerationResult } from "../../core/generation.js";
 import { mapGeneration } from "../../core/stream-utils.js";
 import { newToolCallId, parseAutoCalls, ToolCallHoldback } from "../../core/tool-calls.js";
 import { InfernoError } from "../../errors/catalogue.js";
-import type { ChatGeneration, ChatRequest } from "../../scheduler/chat.js";
+import type { ChatGeneration, ChatRequest } from "../../services/chat.js";
 import type { GenerationLimits } from "../native.js";
 import { durationsOf, type Timing } from "./generate.js";
 import { timestamp } from "./models.js";

@@ -1,3 +1,4 @@
+import { requireCapability, type Capability } from "../../core/capabilities.js";
 import { createHash } from "node:crypto";
 import { promises as fs } from "node:fs";
 import path from "node:path";
@@ -102,6 +103,9 @@ export async function psEntry(registry: ModelRegistry, id: string, model: Loaded
   };
 }
 
+/** Ollama's names for the capabilities it has (it has no reranking or tensor models). */
+const OLLAMA_CAPABILITY: Partial<Record<Capability, string>> = { "text-generation": "completion", embeddings: "embedding" };
+
 /** The server's sampling defaults as Modelfile parameters (they apply to every model and every dialect). */
 const PARAMETERS: Array<[string, number]> = [
   ["temperature", defaultSampling.temperature],
@@ -132,7 +136,7 @@ export async function showModel(registry: ModelRegistry, entry: ModelEntry) {
     system: "",
     details: detailsOf(entry, facts),
     model_info: facts ? modelInfo(facts) : {},
-    capabilities: entry.type === "gguf" ? ["completion", "embedding"] : [],
+    capabilities: (await registry.capabilities(entry).catch(() => ({ capabilities: [] }))).capabilities.flatMap((c) => OLLAMA_CAPABILITY[c] ?? []),
     modified_at: info.modifiedAt,
   };
 }
@@ -173,13 +177,10 @@ export async function prepareTextModel(
   numCtx: number | null | undefined,
   keepAlive: number | null | undefined,
   principal: Principal | undefined,
+  capability: Capability,
 ): Promise<number> {
   const entry = await registry.get(id);
-  if (entry.type !== "gguf") {
-    throw new InfernoError("UNSUPPORTED_OPERATION", `model '${id}' is a ${entry.type} model and does not generate text or embeddings`, {
-      model: id,
-    });
-  }
+  requireCapability(id, await registry.capabilities(entry), capability);
   const started = performance.now();
   const before = registry.getLoaded(id);
   let model: LoadedModel;

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import type { OutputFormat, SamplingParams } from "../../core/generation.js";
 import { InfernoError } from "../../errors/catalogue.js";
-import type { GenerationLimits } from "../native.js";
+import { checkMaxTokens, type GenerationLimits } from "../../services/generation.js";
 import { samplingFrom, stopList } from "../sampling.js";
 
 // Ollama converts JSON numbers into integer options by truncation and skips null values; we do the same.
@@ -50,12 +50,7 @@ export interface OllamaSettings {
  */
 export function maxTokensOf(numPredict: number | null | undefined, limits: GenerationLimits): number {
   if (numPredict == null || numPredict < 0) return limits.maxTokensLimit;
-  if (numPredict > limits.maxTokensLimit) {
-    throw new InfernoError("INVALID_REQUEST", `num_predict ${numPredict} is above this server's limit of ${limits.maxTokensLimit}`, undefined, {
-      param: "options.num_predict",
-    });
-  }
-  return numPredict;
+  return checkMaxTokens(numPredict, limits, "options.num_predict");
 }
 
 /**

@@ -1,8 +1,9 @@
 import type { ToolCall } from "../../core/chat.js";
 import type { GenerationChunk, GenerationResult, TokenLogprob } from "../../core/generation.js";
 import { parseAutoCalls, parseForcedCall, ToolCallHoldback } from "../../core/tool-calls.js";
-import type { ChatGeneration } from "../../scheduler/chat.js";
-import { chatLogprob, nowSeconds, openaiId, usageOf } from "./common.js";
+import type { ChatGeneration } from "../../services/chat.js";
+import { usageOf } from "../../core/generation.js";
+import { chatLogprob, nowSeconds, openaiId } from "./common.js";
 import { toolCallsOut, type ChatCompletionBody, type FinishReasonOut } from "./chat.js";
 
 /** One choice's reply once generation ended: content, tool calls and why it finished. */

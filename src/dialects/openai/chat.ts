@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { ChatMessage, ToolCall, ToolChoice } from "../../core/chat.js";
 import type { GenerationResult } from "../../core/generation.js";
 import { InfernoError } from "../../errors/catalogue.js";
-import type { ChatRequest } from "../../scheduler/chat.js";
+import type { ChatRequest } from "../../services/chat.js";
 import type { GenerationLimits } from "../native.js";
 import { lengthControlsOf } from "../sampling.js";
 import { formatOf, maxTokensOf, openaiSamplingFields, responseFormatField, samplingOf, stopsOf } from "./common.js";

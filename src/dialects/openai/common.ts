@@ -1,8 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
-import type { GenerationResult, OutputFormat, SamplingParams, TokenLogprob } from "../../core/generation.js";
-import { InfernoError } from "../../errors/catalogue.js";
-import type { GenerationLimits } from "../native.js";
+import type { OutputFormat, SamplingParams, TokenLogprob } from "../../core/generation.js";
+import { checkMaxTokens, type GenerationLimits } from "../../services/generation.js";
 import { samplingFrom, stopList } from "../sampling.js";
 
 export const openaiId = (prefix: string) => `${prefix}-${randomBytes(12).toString("base64url")}`;
@@ -35,13 +34,7 @@ type SamplingBody = {
 };
 
 export function maxTokensOf(requested: number | null | undefined, limits: GenerationLimits): number {
-  const maxTokens = requested ?? limits.defaultMaxTokens;
-  if (maxTokens > limits.maxTokensLimit) {
-    throw new InfernoError("INVALID_REQUEST", `max_tokens ${maxTokens} is above this server's limit of ${limits.maxTokensLimit}`, undefined, {
-      param: "max_tokens",
-    });
-  }
-  return maxTokens;
+  return checkMaxTokens(requested ?? limits.defaultMaxTokens, limits);
 }
 
 export function samplingOf(body: SamplingBody, choice = 0): SamplingParams {
@@ -69,11 +62,6 @@ export function formatOf(rf: z.infer<typeof responseFormatField>): OutputFormat 
   if (rf.type === "json_object") return { type: "json" };
   return rf.json_schema.schema ? { type: "json_schema", schema: rf.json_schema.schema } : { type: "json" };
 }
-
-export const usageOf = (promptTokens: number, results: GenerationResult[]) => {
-  const completion = results.reduce((n, r) => n + r.completionTokens, 0);
-  return { prompt_tokens: promptTokens, completion_tokens: completion, total_tokens: promptTokens + completion };
-};
 
 /** OpenAI's chat logprobs item for one token. */
 export const chatLogprob = (t: TokenLogprob) => ({

@@ -1,12 +1,12 @@
 import { z } from "zod";
-import type { FinishReason, GenerateRequest, GenerationResult, GenerationStream, TokenLogprob } from "../../core/generation.js";
+import { usageOf, type FinishReason, type GenerateRequest, type GenerationResult, type GenerationStream, type TokenLogprob } from "../../core/generation.js";
 import { mapGeneration } from "../../core/stream-utils.js";
 import { InfernoError } from "../../errors/catalogue.js";
 import type { GenerationLimits } from "../native.js";
 import { lengthControlsOf } from "../sampling.js";
 import type { TextModel } from "../../runtimes/llama/gguf-text-model.js";
 import {
-  formatOf, maxTokensOf, nowSeconds, openaiId, openaiSamplingFields, responseFormatField, samplingOf, stopsOf, usageOf,
+  formatOf, maxTokensOf, nowSeconds, openaiId, openaiSamplingFields, responseFormatField, samplingOf, stopsOf,
 } from "./common.js";
 
 /** More prompts × `n` than this in one request would hold the queue for everyone else. */

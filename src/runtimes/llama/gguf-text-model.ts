@@ -1,5 +1,6 @@
 import type { LlamaGrammar, LlamaModel, Token } from "node-llama-cpp";
 import { ResourcePool, type PoolLimits } from "../../core/async-queue.js";
+import type { Capability, ModelCapabilities } from "../../core/capabilities.js";
 import type { GenerateRequest, GenerationStream } from "../../core/generation.js";
 import { InfernoError } from "../../errors/catalogue.js";
 import type { MemoryUse } from "../../registry/memory-budget.js";
@@ -13,6 +14,8 @@ export interface GgufTextModelOptions {
   queue?: PoolLimits;
   loadTimeMs: number;
   options: Record<string, unknown>;
+  /** From the file, the load's `mode` and the engine (LlamaRuntime.capabilities). */
+  capabilities: ModelCapabilities;
 }
 
 /** A request that holds a slot, checked and tokenized, ready for an engine to run. */
@@ -37,7 +40,8 @@ export interface SlotRequest<Slot> {
  */
 export abstract class GgufTextModel<Slot> implements LoadedModel {
   readonly type = "gguf" as const;
-  abstract readonly capabilities: readonly string[];
+  readonly capabilities: readonly Capability[];
+  readonly capabilityNote: string | undefined;
   /** Which engine runs the model: "node-llama-cpp" (in-process) or "llama-server". */
   abstract readonly engine: string;
   readonly loadTimeMs: number;
@@ -55,6 +59,8 @@ export abstract class GgufTextModel<Slot> implements LoadedModel {
     settings: GgufTextModelOptions,
   ) {
     this.loadTimeMs = settings.loadTimeMs;
+    this.capabilities = settings.capabilities.capabilities;
+    this.capabilityNote = settings.capabilities.note;
     this.options = Object.freeze({ ...settings.options });
     this.pool = new ResourcePool([...slots], settings.queue);
     this.grammars = new GrammarCache(model.llama);

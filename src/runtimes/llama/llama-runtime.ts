@@ -1,3 +1,4 @@
+import { ggufCapabilities, type GgufCapabilityFacts, type ModelCapabilities, type Mode } from "../../core/capabilities.js";
 import { readFileSync } from "node:fs";
 import { getLlama, GgufInsights, LlamaLogLevel, readGgufFileInfo, type Llama, type LlamaContext } from "node-llama-cpp";
 import type { WaitingMemory } from "../../core/async-queue.js";
@@ -49,6 +50,8 @@ export interface LlamaLoadOptions {
   parallel?: number;
   chat_template?: string;
   engine?: GgufEngine;
+  /** Narrows the model to one use (src/core/capabilities.ts). */
+  mode?: Mode;
 }
 
 /** A bad chat_template fails the load, not the first chat. */
@@ -185,6 +188,20 @@ export class LlamaRuntime {
     return insights.configurationResolver.resolveModelGpuLayersV2("auto").then((r) => r.gpuLayers, () => 0);
   }
 
+  /**
+   * What a model loaded from a file with these header facts and options can do: the file and `mode`
+   * decide, and the llama-server engine serves text generation only.
+   */
+  capabilities(facts: GgufCapabilityFacts, options: LlamaLoadOptions): ModelCapabilities {
+    const onServer = (options.engine ?? this.config.engine) === "llama-server";
+    const notes: string[] = [];
+    if (options.mode && ggufCapabilities(facts, options.mode).length === 0) {
+      notes.push(`mode ${options.mode} is not among what its file can do (${ggufCapabilities(facts, undefined).join(", ")})`);
+    }
+    if (onServer) notes.push("it runs on the llama-server engine, which serves text generation only; load it with engine node-llama-cpp for more");
+    return { capabilities: ggufCapabilities(facts, options.mode, onServer), note: notes.length ? notes.join("; ") : undefined };
+  }
+
   async load(filePath: string, options: LlamaLoadOptions, signal?: AbortSignal): Promise<TextModel> {
     if ((options.engine ?? this.config.engine) === "llama-server") return this.loadOnServer(filePath, options, signal);
     const summary = await this.verify(filePath);
@@ -216,9 +233,11 @@ export class LlamaRuntime {
         weights: { ram: weights.cpuRam, vram: weights.gpuVram },
         queue: this.queueLimits(),
         loadTimeMs: performance.now() - started,
+        capabilities: this.capabilities(summary, { ...options, engine: "node-llama-cpp" }),
         options: {
           engine: "node-llama-cpp", gpu_layers: model.gpuLayers, context_size: context.contextSize, batch_size: context.batchSize, parallel,
           ...(options.chat_template ? { chat_template: options.chat_template } : {}),
+          ...(options.mode ? { mode: options.mode } : {}),
         },
       });
       return await checkChatTemplate(loaded);
@@ -275,9 +294,11 @@ export class LlamaRuntime {
       contextSize, parallel, memory,
       queue: this.queueLimits(),
       loadTimeMs: performance.now() - started,
+      capabilities: this.capabilities(summary, { ...options, engine: "llama-server" }),
       options: {
         engine: "llama-server", gpu_layers: gpuLayers, context_size: contextSize, batch_size: batchSize, parallel,
         ...(options.chat_template ? { chat_template: options.chat_template } : {}),
+        ...(options.mode ? { mode: options.mode } : {}),
       },
     });
     return checkChatTemplate(loaded);

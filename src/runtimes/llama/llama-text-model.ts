@@ -1,6 +1,5 @@
 import type { LlamaContext, LlamaContextSequence, LlamaEmbeddingContext, LlamaModel, Token } from "node-llama-cpp";
 import type { GenerationStream } from "../../core/generation.js";
-import { InfernoError } from "../../errors/catalogue.js";
 import type { MemoryUse } from "../../registry/memory-budget.js";
 import { eogBan, wantsEogBan } from "./eog-ban.js";
 import { eraseFrom, generationLoop, type LoopInput } from "./generation-loop.js";
@@ -14,7 +13,6 @@ export interface LlamaTextModelOptions extends GgufTextModelOptions {
 
 /** A GGUF model run in-process: one node-llama-cpp context whose sequences serve concurrent requests, batched together. */
 export class LlamaTextModel extends GgufTextModel<LlamaContextSequence> {
-  readonly capabilities = ["text-generation", "embeddings"] as const;
   readonly engine = "node-llama-cpp";
   private embedding: Promise<LlamaEmbeddingContext> | undefined;
   private embedChain: Promise<unknown> = Promise.resolve();
@@ -66,7 +64,10 @@ export class LlamaTextModel extends GgufTextModel<LlamaContextSequence> {
     return yield* generationLoop(loop, keep);
   }
 
-  /** One embedding per input, computed one at a time on a lazily created embedding context. */
+  /**
+   * One embedding per input, computed one at a time on a lazily created embedding context. Inputs come
+   * checked against the embedding context by the embeddings service.
+   */
   embed(inputs: Array<string | number[]>, signal?: AbortSignal): Promise<{ vectors: number[][]; promptTokens: number }> {
     return this.counted(async () => {
       const run = this.embedChain.then(async () => {
@@ -77,18 +78,9 @@ export class LlamaTextModel extends GgufTextModel<LlamaContextSequence> {
         const ctx = await this.embedding;
         const vectors: number[][] = [];
         let promptTokens = 0;
-        for (const [i, input] of inputs.entries()) {
+        for (const input of inputs) {
           signal?.throwIfAborted();
           const tokens = typeof input === "string" ? this.tokenize(input) : this.checkTokens(input);
-          // llama.cpp appends an end token to an embedding input, so the input must leave room for it.
-          if (tokens.length >= this.embeddingContextSize) {
-            throw new InfernoError(
-              "CONTEXT_LENGTH_EXCEEDED",
-              `input ${i} is ${tokens.length} tokens; the embedding context holds ${this.embeddingContextSize}`,
-              { index: i, tokens: tokens.length, context_size: this.embeddingContextSize },
-              { param: "input" },
-            );
-          }
           promptTokens += tokens.length;
           const embedding = await ctx.getEmbeddingFor(tokens);
           vectors.push([...embedding.vector]);

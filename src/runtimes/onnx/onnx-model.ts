@@ -1,3 +1,4 @@
+import type { Capability } from "../../core/capabilities.js";
 import { InfernoError } from "../../errors/catalogue.js";
 import type { MemoryUse } from "../../registry/memory-budget.js";
 import type { LoadedModel } from "../loaded-model.js";
@@ -30,7 +31,7 @@ function specsOf(meta: WireValueMetadata[]): TensorSpec[] {
 /** A loaded ONNX model: its session on a worker thread, and a dynamic batcher in front of it when the model allows. */
 export class OnnxModel implements LoadedModel {
   readonly type = "onnx" as const;
-  readonly capabilities = ["tensor-inference"] as const;
+  readonly capabilities: readonly Capability[] = ["tensor-inference"];
   readonly contextSize = null;
   readonly inputs: TensorSpec[];
   readonly outputs: TensorSpec[];

@@ -1,18 +1,34 @@
 import type { GenerateRequest, GenerationStream } from "../core/generation.js";
+import { requireCapability, type Capability } from "../core/capabilities.js";
 import { InfernoError } from "../errors/catalogue.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
 import { GgufTextModel, type TextModel } from "../runtimes/llama/gguf-text-model.js";
 
-/** The loaded text model for an id (loading it on first use), or a coded error for a model that is not one. */
-export async function textModel(registry: ModelRegistry, id: string): Promise<TextModel> {
-  const loaded = await registry.acquire(id);
-  if (!(loaded instanceof GgufTextModel)) {
-    throw new InfernoError("UNSUPPORTED_OPERATION", `model '${id}' is a ${loaded.type} model and does not generate text`, {
-      model: id,
-      capabilities: loaded.capabilities,
-    });
+/** The server's bounds on a generation's length (config defaultMaxTokens, maxTokensLimit). */
+export interface GenerationLimits {
+  defaultMaxTokens: number;
+  maxTokensLimit: number;
+}
+
+/** The one max-tokens check of every dialect: `param` names the field the dialect took it from. */
+export function checkMaxTokens(maxTokens: number, limits: GenerationLimits, param = "max_tokens"): number {
+  if (maxTokens > limits.maxTokensLimit) {
+    const field = param.split(".").at(-1);
+    throw new InfernoError("INVALID_REQUEST", `${field} ${maxTokens} is above this server's limit of ${limits.maxTokensLimit}`, { max_tokens_limit: limits.maxTokensLimit }, { param });
   }
-  return loaded;
+  return maxTokens;
+}
+
+/**
+ * The loaded GGUF model for an id that can serve `capability` (loading it on first use), or the one
+ * coded refusal naming what the model can do, before anything is loaded.
+ */
+export async function textModel(registry: ModelRegistry, id: string, capability: Capability = "text-generation"): Promise<TextModel> {
+  const loaded = registry.getLoaded(id);
+  requireCapability(id, loaded ? { capabilities: loaded.capabilities, note: loaded.capabilityNote } : await registry.capabilities(await registry.get(id)), capability);
+  const model = await registry.acquire(id);
+  if (model instanceof GgufTextModel) return model;
+  throw new InfernoError("UNSUPPORTED_OPERATION", `model '${id}' is a ${model.type} model, not a GGUF one`, { model: id, capabilities: model.capabilities });
 }
 
 /** The one generation path every dialect uses: resolve the model, wait for a sequence, stream tokens. */

@@ -3,7 +3,7 @@ import type { GenerateRequest, GenerationStream } from "../core/generation.js";
 import { InfernoError } from "../errors/catalogue.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
 import { toolCallSchema } from "../runtimes/llama/json-schema-subset.js";
-import { startObserved, textModel } from "./text-generation.js";
+import { startObserved, textModel } from "./generation.js";
 
 /** A chat request: the generation settings of GenerateRequest with messages instead of a prompt. */
 export interface ChatRequest extends Omit<GenerateRequest, "prompt"> {

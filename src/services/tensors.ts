@@ -1,3 +1,5 @@
+// Tensor inference, for every transport that runs ONNX models (native, KServe v2).
+import { requireCapability } from "../core/capabilities.js";
 import { decodeNativeInputs, nativeOutputs, outputNames, type TensorBody } from "../dialects/tensor.js";
 import { InfernoError } from "../errors/catalogue.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
@@ -8,8 +10,9 @@ export interface TensorLimits {
   maxTensorElements: number;
 }
 
-/** The loaded tensor model for an id (loading it on first use), or a coded error for a model that is not one. */
+/** The loaded tensor model for an id (loading it on first use), or the one coded refusal naming what the model can do. */
 export async function tensorModel(registry: ModelRegistry, id: string): Promise<OnnxModel> {
+  requireCapability(id, await registry.capabilities(await registry.get(id)), "tensor-inference");
   const loaded = await registry.acquire(id);
   if (!(loaded instanceof OnnxModel)) {
     throw new InfernoError("UNSUPPORTED_OPERATION", `model '${id}' is a ${loaded.type} model and does not take tensors`, { model: id });
