@@ -36,6 +36,7 @@ import { openaiBatchRoutes } from "./routes/openai-batches.js";
 import { openaiChatRoutes } from "./routes/openai-chat.js";
 import { openaiCompletionRoutes } from "./routes/openai-completions.js";
 import { openaiEmbeddingRoutes } from "./routes/openai-embeddings.js";
+import { rerankRoutes } from "./routes/rerank.js";
 import { openaiFileRoutes } from "./routes/openai-files.js";
 import { openaiModelRoutes } from "./routes/openai-models.js";
 import { websocketRoutes, websocketSupport } from "./routes/websocket.js";
@@ -161,7 +162,7 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
         verify: async (file) => void (await llamaRuntime.verify(file)),
         load: (file, options, signal) => llamaRuntime.load(file, options, signal),
         estimate: (file, options) => llamaRuntime.estimate(file, options),
-        capabilities: ({ architecture, pooling_type }, options) => llamaRuntime.capabilities({ architecture, pooling_type }, options),
+        capabilities: ({ architecture, pooling_type, has_classifier }, options) => llamaRuntime.capabilities({ architecture, pooling_type, has_classifier }, options),
         optionKeys: ["gpu_layers", "context_size", "batch_size", "parallel", "chat_template", "engine", "mode"],
       },
       onnx: {
@@ -215,6 +216,7 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   await app.register(ollamaRoutes, { registry, limits });
   await app.register(openaiCompletionRoutes, { registry, limits });
   await app.register(openaiEmbeddingRoutes, { registry });
+  await app.register(rerankRoutes, { registry });
   await app.register(openaiModelRoutes, { registry });
   // One batch engine (store and worker) for /batch and /v1/batches.
   const batchStore = new BatchStore(db);

@@ -24,17 +24,19 @@ const ENCODER_ARCHITECTURES = new Set(["bert", "nomic-bert", "nomic-bert-moe", "
 export interface GgufCapabilityFacts {
   architecture?: unknown;
   pooling_type?: unknown;
+  has_classifier?: unknown;
 }
 
 /**
- * A GGUF model's capabilities, from its file: rank pooling → reranking, other pooling or an encoder-only
+ * A GGUF model's capabilities, from its file: rank pooling with a classification head → reranking (without
+ * one, nothing: node-llama-cpp refuses to rank and the pooled output means nothing), other pooling or an encoder-only
  * architecture → embeddings, anything else → text generation and embeddings (llama.cpp can pool a
  * decoder's hidden states). `mode` keeps the one it names (none when the file cannot do it).
  * `textOnly`: the engine serves text generation only (llama-server).
  */
 export function ggufCapabilities(facts: GgufCapabilityFacts, mode: Mode | undefined, textOnly = false): Capability[] {
   const fromFile = (): Capability[] => {
-    if (facts.pooling_type === "rank") return ["reranking"];
+    if (facts.pooling_type === "rank") return facts.has_classifier === true ? ["reranking"] : [];
     if (typeof facts.pooling_type === "string" && facts.pooling_type !== "none") return ["embeddings"];
     if (typeof facts.architecture === "string" && ENCODER_ARCHITECTURES.has(facts.architecture)) return ["embeddings"];
     return ["text-generation", "embeddings"];

@@ -18,6 +18,8 @@ export interface GgufSummary {
   bos_token_id?: number;
   eos_token_id?: number;
   pooling_type?: string;
+  /** Present (true) when the file has a classification head (`cls.weight` or `cls.output.weight`), as rerankers do. */
+  has_classifier?: true;
 }
 
 // llama.cpp's LLAMA_FTYPE_MOSTLY_* names by general.file_type; gaps are ids llama.cpp retired.
@@ -79,6 +81,7 @@ export function summarizeGguf(h: GgufHeader): GgufSummary {
     bos_token_id: asNumber(m["tokenizer.ggml.bos_token_id"]),
     eos_token_id: asNumber(m["tokenizer.ggml.eos_token_id"]),
     pooling_type: pooling === undefined ? undefined : POOLING_TYPES[pooling],
+    has_classifier: h.tensors.some((t) => t.name === "cls.weight" || t.name === "cls.output.weight") ? (true as const) : undefined,
   };
   // Absent facts are left out rather than set to undefined, so the summary serialises cleanly.
   for (const [k, v] of Object.entries(optional)) if (v !== undefined) Object.assign(summary, { [k]: v });

@@ -1,16 +1,15 @@
 // Typed model capabilities and the one embeddings service, through every route that names a model.
 // Models are generated here: the tiny llama (generates and embeds), the same weights declaring mean
-// pooling (an embedding model), and declaring rank pooling (a reranker), and a small ONNX classifier.
+// pooling (an embedding model), a tiny Qwen3-shaped reranker (rank pooling and a classification head), a
+// llama declaring rank pooling without a head (it can do nothing), and a small ONNX classifier.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import OpenAI from "openai";
 import { Ollama } from "ollama";
-import { buildTinyLlamaGguf, TINY_LLAMA, type GgufSpec } from "../fixtures/gguf-writer.js";
+import { buildTinyLlamaGguf, TINY_LLAMA, TINY_RERANKER } from "../fixtures/gguf-writer.js";
 import { linearClassifierOnnx } from "../fixtures/onnx-writer.js";
 import { postJson, readSse, startTestServer, type TestServer } from "../helpers/server.js";
 import { Conn } from "../helpers/ws-client.js";
-
-const pooling = (type: number) => (spec: GgufSpec) => void spec.metadata.push(["llama.pooling_type", "uint32", type]);
 
 let srv: TestServer;
 let openai: OpenAI;
@@ -20,8 +19,9 @@ before(async () => {
   srv = await startTestServer({
     tinyModels: ["tiny"],
     files: {
-      "embedder.gguf": buildTinyLlamaGguf({ mutate: pooling(1) }),
-      "ranker.gguf": buildTinyLlamaGguf({ mutate: pooling(4) }),
+      "embedder.gguf": buildTinyLlamaGguf({ pooling: 1 }),
+      "ranker.gguf": buildTinyLlamaGguf(TINY_RERANKER),
+      "headless.gguf": buildTinyLlamaGguf({ pooling: 4 }),
       "classifier.onnx": linearClassifierOnnx(),
     },
   });
@@ -38,6 +38,7 @@ test("capabilities come from the file, without loading it, on /models, /v1/model
     tiny: ["text-generation", "embeddings"],
     embedder: ["embeddings"],
     ranker: ["reranking"],
+    headless: [],
     classifier: ["tensor-inference"],
   };
   const native = (await get("/models")).models as Array<{ id: string; capabilities: string[]; loaded: boolean }>;
@@ -71,6 +72,10 @@ test("a request a model cannot serve gets one coded error on every route, before
     ["/embeddings", { model: "ranker", input: "hi" }, "reranking"],
     ["/v1/embeddings", { model: "ranker", input: "hi" }, "reranking"],
     ["/v1/embeddings", { model: "classifier", input: "hi" }, "tensor-inference"],
+    ["/v1/rerank", { model: "tiny", query: "hi", documents: ["a"] }, "text-generation, embeddings"],
+    ["/rerank", { model: "embedder", query: "hi", documents: ["a"] }, "embeddings"],
+    ["/v1/completions", { model: "ranker", prompt: "hi" }, "reranking"],
+    ["/v1/completions", { model: "headless", prompt: "hi" }, "none \\(its file declares rank pooling but has no classification head to rank with\\)"],
     ["/models/embedder/inference", { prompt: "once", max_tokens: 4 }, "embeddings"],
     ["/v2/models/tiny/infer", { inputs: [{ name: "x", shape: [1, 4], datatype: "FP32", data: [1, 2, 3, 4] }] }, "text-generation, embeddings"],
   ];

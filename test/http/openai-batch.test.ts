@@ -5,7 +5,7 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import Database from "better-sqlite3";
 import OpenAI, { APIError, toFile } from "openai";
-import { writeTinyLlamaGguf } from "../fixtures/gguf-writer.js";
+import { TINY_RERANKER, writeTinyLlamaGguf } from "../fixtures/gguf-writer.js";
 import { tempDir } from "../helpers/paths.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
 
@@ -19,6 +19,7 @@ before(async () => {
   srv = await startTestServer({ tinyModels: ["tiny"] });
   // A second model with another vocabulary, for a batch whose lines name different models.
   await writeTinyLlamaGguf(path.join(srv.modelsDir, "tiny-b.gguf"), { vocab: ["hello", "world", "time"] });
+  await writeTinyLlamaGguf(path.join(srv.modelsDir, "ranker.gguf"), TINY_RERANKER);
   client = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: "x", maxRetries: 0 });
 });
 after(() => srv.cleanup());
@@ -53,9 +54,10 @@ async function rejects(promise: Promise<unknown>, cls: new (...args: never[]) =>
 }
 
 /** Runs a batch of `bodies` against `url` to its end; returns the batch and its output lines by custom_id. */
-async function runBatch(url: "/v1/chat/completions" | "/v1/completions" | "/v1/embeddings", bodies: Array<Record<string, unknown>>) {
+async function runBatch(url: "/v1/chat/completions" | "/v1/completions" | "/v1/embeddings" | "/v1/rerank", bodies: Array<Record<string, unknown>>) {
   const file = await upload(requests(url, bodies));
-  const created = await client.batches.create({ input_file_id: file.id, endpoint: url, completion_window: "24h" });
+  // The SDK's types list OpenAI's endpoints; Inferno also batches /v1/rerank.
+  const created = await client.batches.create({ input_file_id: file.id, endpoint: url as "/v1/embeddings", completion_window: "24h" });
   const batch = await waitFor(created.id);
   const out = batch.output_file_id ? await lines(batch.output_file_id) : [];
   return { file, created, batch, out: new Map(out.map((l) => [l.custom_id as string, l])) };
@@ -157,6 +159,24 @@ test("an embeddings batch matches live embeddings; its lines may name different 
   const sdk = await client.embeddings.create({ model: "tiny", input: "hello world" });
   const item = out.get("req-0")!.response.body.data[0].embedding as number[];
   sdk.data[0]!.embedding.forEach((v, j) => assert.ok(Math.abs(v - item[j]!) < 1e-6));
+});
+
+test("a rerank batch matches live reranking", async () => {
+  const documents = ["once upon a time", "hello world", { text: "the time is" }];
+  const bodies = [
+    { model: "ranker", query: "hello", documents },
+    { model: "ranker", query: "once upon", documents, top_n: 2, return_documents: true },
+  ];
+  const { batch, out } = await runBatch("/v1/rerank", bodies);
+  assert.equal(batch.status, "completed");
+  assert.deepEqual(batch.request_counts, { total: 2, completed: 2, failed: 0 });
+  for (const [i, body] of bodies.entries()) {
+    const live = await fetch(`${srv.url}/v1/rerank`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const { id: _live, ...expected } = (await live.json()) as Record<string, unknown>;
+    const { id: _item, ...got } = out.get(`req-${i}`)!.response.body as Record<string, unknown>;
+    assert.deepEqual(got, expected, `req-${i}`);
+  }
+  assert.equal(out.get("req-1")!.response.body.results.length, 2);
 });
 
 test("bad input is refused with the line numbers: at upload (shape) and at creation (bodies, models)", async () => {

@@ -13,10 +13,11 @@ import { chatCompletionOf } from "./chat-response.js";
 import {
   checkCompletionBody, completionBody, needsPromptTools, preparePrompts, promptTools, textCompletionOf, toGenerateRequest,
 } from "./completions.js";
+import { createRerank, rerankBody } from "../rerank.js";
 import { createEmbeddings, embeddingsBody } from "./embeddings.js";
 
 /** The endpoints a batch may call (one per batch, as OpenAI requires). */
-export const BATCH_ENDPOINTS = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"] as const;
+export const BATCH_ENDPOINTS = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/rerank"] as const;
 export type BatchEndpoint = (typeof BATCH_ENDPOINTS)[number];
 
 /** Each endpoint's request body, as its route declares it. */
@@ -24,6 +25,7 @@ export const batchBodySchemas = {
   "/v1/chat/completions": chatCompletionBody,
   "/v1/completions": completionBody,
   "/v1/embeddings": embeddingsBody,
+  "/v1/rerank": rerankBody,
 } as const satisfies Record<BatchEndpoint, unknown>;
 
 /**
@@ -36,7 +38,7 @@ export function checkBatchBody(endpoint: BatchEndpoint, body: Record<string, unk
   else if (endpoint === "/v1/completions") checkCompletionBody(parseBody(completionBody, body), limits);
 }
 
-/** Runs one request body against its endpoint; `results` are its generations (none for embeddings). */
+/** Runs one request body against its endpoint; `results` are its generations (none for embeddings and reranking). */
 export async function runBatchRequest(
   registry: ModelRegistry,
   limits: GenerationLimits,
@@ -69,6 +71,8 @@ export async function runBatchRequest(
       }
       case "/v1/embeddings":
         return { body: await createEmbeddings(registry, parseBody(embeddingsBody, raw), controller.signal), results: [] };
+      case "/v1/rerank":
+        return { body: await createRerank(registry, parseBody(rerankBody, raw), controller.signal), results: [] };
       default:
         throw new InfernoError("INVALID_REQUEST", `endpoint '${endpoint}' cannot be batched`, undefined, { param: "url" });
     }

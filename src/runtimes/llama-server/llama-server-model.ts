@@ -101,13 +101,20 @@ export class LlamaServerModel extends GgufTextModel<ServerSlot> {
     return best;
   }
 
+  rank(): Promise<number[]> {
+    return Promise.reject(this.textOnly());
+  }
+
   embed(): Promise<{ vectors: number[][]; promptTokens: number }> {
-    return Promise.reject(
-      new InfernoError("UNSUPPORTED_OPERATION", "this model runs on the llama-server engine, which serves text generation only; load it with engine node-llama-cpp for embeddings", {
-        capabilities: this.capabilities,
-        engine: this.engine,
-      }),
-    );
+    return Promise.reject(this.textOnly());
+  }
+
+  /** The capability check refuses these first; this is the engine's own answer, should one get through. */
+  private textOnly(): InfernoError {
+    return new InfernoError("UNSUPPORTED_OPERATION", "this model runs on the llama-server engine, which serves text generation only; load it with engine node-llama-cpp for embeddings or reranking", {
+      capabilities: this.capabilities,
+      engine: this.engine,
+    });
   }
 
   protected async *generateOn(input: SlotRequest<ServerSlot>): GenerationStream {

@@ -74,6 +74,8 @@ export abstract class GgufTextModel<Slot> implements LoadedModel {
   /** Runs a request on the slot it holds; the stream ends with the request's result. */
   protected abstract generateOn(input: SlotRequest<Slot>): GenerationStream;
   abstract embed(inputs: Array<string | number[]>, signal?: AbortSignal): Promise<{ vectors: number[][]; promptTokens: number }>;
+  /** The relevance of each document to the query, from the model's classification head (0 to 1). */
+  abstract rank(query: string, documents: readonly string[], signal?: AbortSignal): Promise<number[]>;
   protected abstract disposeEngine(): Promise<void>;
 
   get parallel(): number {
@@ -117,6 +119,18 @@ export abstract class GgufTextModel<Slot> implements LoadedModel {
       });
     }
     return ids as Token[];
+  }
+
+  /**
+   * The tokens a reranker sees for a query and a document: BOS, the query, EOS, SEP, the document, EOS
+   * (those the model has), each text without its leading space, as node-llama-cpp's ranking context
+   * builds them. A model whose GGUF carries a rerank template (`tokenizer.chat_template.rerank`) adds that
+   * template's text too; this count leaves it out.
+   */
+  rankInputTokens(query: string, document: string): number {
+    const { bos, eos, sep } = this.model.tokens;
+    const special = (bos == null ? 0 : 1) + (eos == null ? 0 : 2) + (sep == null ? 0 : 1);
+    return special + this.model.tokenize(query, false, "trimLeadingSpace").length + this.model.tokenize(document, false, "trimLeadingSpace").length;
   }
 
   /** Tokens of text as it appears inside a prompt (no BOS). */

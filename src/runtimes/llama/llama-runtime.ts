@@ -198,6 +198,7 @@ export class LlamaRuntime {
     if (options.mode && ggufCapabilities(facts, options.mode).length === 0) {
       notes.push(`mode ${options.mode} is not among what its file can do (${ggufCapabilities(facts, undefined).join(", ")})`);
     }
+    if (facts.pooling_type === "rank" && facts.has_classifier !== true) notes.push("its file declares rank pooling but has no classification head to rank with");
     if (onServer) notes.push("it runs on the llama-server engine, which serves text generation only; load it with engine node-llama-cpp for more");
     return { capabilities: ggufCapabilities(facts, options.mode, onServer), note: notes.length ? notes.join("; ") : undefined };
   }

@@ -1,4 +1,4 @@
-import type { LlamaContext, LlamaContextSequence, LlamaEmbeddingContext, LlamaModel, Token } from "node-llama-cpp";
+import type { LlamaContext, LlamaContextSequence, LlamaEmbeddingContext, LlamaModel, LlamaRankingContext, Token } from "node-llama-cpp";
 import type { GenerationStream } from "../../core/generation.js";
 import type { MemoryUse } from "../../registry/memory-budget.js";
 import { eogBan, wantsEogBan } from "./eog-ban.js";
@@ -15,6 +15,7 @@ export interface LlamaTextModelOptions extends GgufTextModelOptions {
 export class LlamaTextModel extends GgufTextModel<LlamaContextSequence> {
   readonly engine = "node-llama-cpp";
   private embedding: Promise<LlamaEmbeddingContext> | undefined;
+  private ranking: Promise<LlamaRankingContext> | undefined;
   private embedChain: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -92,8 +93,30 @@ export class LlamaTextModel extends GgufTextModel<LlamaContextSequence> {
     });
   }
 
+  /**
+   * Scores documents one at a time on a lazily created ranking context, in turn with embeddings (one
+   * encoder context of each kind, taking turns). Inputs come checked by the rerank service.
+   */
+  rank(query: string, documents: readonly string[], signal?: AbortSignal): Promise<number[]> {
+    return this.counted(async () => {
+      const run = this.embedChain.then(async () => {
+        this.ranking ??= this.model.createRankingContext({ contextSize: this.embeddingContextSize, threads: this.settings.threads });
+        const ctx = await this.ranking;
+        const scores: number[] = [];
+        for (const document of documents) {
+          signal?.throwIfAborted();
+          scores.push(await ctx.rank(query, document));
+        }
+        return scores;
+      });
+      this.embedChain = run.catch(() => undefined);
+      return run;
+    });
+  }
+
   protected async disposeEngine(): Promise<void> {
     if (this.embedding) await (await this.embedding.catch(() => undefined))?.dispose();
+    if (this.ranking) await (await this.ranking.catch(() => undefined))?.dispose();
     await this.context.dispose();
     await this.model.dispose();
   }
