@@ -1,3 +1,4 @@
+import { onnxTextFacts, type OnnxTextFacts } from "./runtimes/onnx/onnx-text.js";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 import Fastify, { type FastifyInstance } from "fastify";
@@ -166,11 +167,17 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
         optionKeys: ["gpu_layers", "context_size", "batch_size", "parallel", "chat_template", "engine", "mode"],
       },
       onnx: {
-        inspect: async (file) => ({ ...(await inspectOnnx(file)) }),
+        inspect: async (file) => {
+          const header = await inspectOnnx(file);
+          return { ...header, text: await onnxTextFacts(file, header) };
+        },
         load: (file, options) => onnxRuntime.load(file, options),
         estimate: (file) => onnxRuntime.estimate(file),
-        capabilities: () => ({ capabilities: ["tensor-inference"] }),
-        optionKeys: ["max_batch_size", "max_queue_delay_us"],
+        capabilities: (facts) => {
+          const text = facts.text as OnnxTextFacts | undefined;
+          return { capabilities: text ? ["tensor-inference", text.kind] : ["tensor-inference"] };
+        },
+        optionKeys: ["max_batch_size", "max_queue_delay_us", "pooling"],
       },
     },
   });

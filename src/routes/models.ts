@@ -21,6 +21,8 @@ export const loadOptionsSchema = z
     /** Narrows a GGUF model to one use (README, Capabilities); the file decides by default. */
     mode: z.enum(MODES).optional(),
     max_batch_size: z.number().int().min(1).max(4096).optional(),
+    /** An ONNX text encoder's pooling (README, ONNX text models); its 1_Pooling/config.json, else mean, by default. */
+    pooling: z.enum(["mean", "cls"]).optional(),
     max_queue_delay_us: z.number().int().min(0).max(10_000_000).optional(),
   })
   .strict();

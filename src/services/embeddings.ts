@@ -3,7 +3,9 @@
 // `dimensions` and normalisation. Dialects parse their body and frame the vectors.
 import { InfernoError } from "../errors/catalogue.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
-import { textModel } from "./generation.js";
+import { GgufTextModel } from "../runtimes/llama/gguf-text-model.js";
+import { OnnxModel } from "../runtimes/onnx/onnx-model.js";
+import { capableModel } from "./models.js";
 
 /** Inputs one request may embed (OpenAI's limit). */
 export const MAX_EMBEDDING_INPUTS = 2048;
@@ -38,20 +40,36 @@ export function unitLength(v: number[]): number[] {
   return norm > 0 ? v.map((x) => Math.fround(x / norm)) : v;
 }
 
+/** What the service needs from a model that embeds: a GGUF model, or an ONNX sentence encoder. */
+export interface Embedder {
+  /** Vector length, when known before a run. */
+  readonly embeddingSize: number | undefined;
+  /** Most tokens one input may have, special tokens included. */
+  readonly inputTokenLimit: number;
+  tokenize(text: string): number[];
+  /** `ids` cut to `inputTokenLimit`, the way the model wants them cut. */
+  truncate(ids: number[]): number[];
+  embed(inputs: number[][], signal?: AbortSignal): Promise<Embeddings>;
+}
+
+async function embedder(registry: ModelRegistry, id: string): Promise<Embedder> {
+  const model = await capableModel(registry, id, "embeddings");
+  if (model instanceof GgufTextModel) return model;
+  if (model instanceof OnnxModel && model.text) return model.text;
+  throw new InfernoError("UNSUPPORTED_OPERATION", `model '${id}' does not compute embeddings`, { model: id, capabilities: model.capabilities });
+}
+
 /** Embeds every input on the model, or refuses the whole request before computing any. */
 export async function embed(registry: ModelRegistry, req: EmbedRequest, signal: AbortSignal): Promise<Embeddings> {
   if (req.inputs.length > MAX_EMBEDDING_INPUTS) {
     throw new InfernoError("INVALID_REQUEST", `${req.inputs.length} inputs is above the limit of ${MAX_EMBEDDING_INPUTS} per request`, undefined, { param: "input" });
   }
-  const model = await textModel(registry, req.model, "embeddings");
+  const model = await embedder(registry, req.model);
   const { dimensions } = req;
-  if (dimensions != null && dimensions > model.embeddingSize) {
-    throw new InfernoError("INVALID_REQUEST", `dimensions ${dimensions} is above model '${req.model}''s ${model.embeddingSize}`, undefined, {
-      param: "dimensions",
-    });
-  }
-  // llama.cpp appends an end token to an embedding input, so an input must leave room for it.
-  const limit = model.embeddingContextSize - 1;
+  const tooWide = (size: number) =>
+    new InfernoError("INVALID_REQUEST", `dimensions ${dimensions} is above model '${req.model}''s ${size}`, undefined, { param: "dimensions" });
+  if (dimensions != null && model.embeddingSize !== undefined && dimensions > model.embeddingSize) throw tooWide(model.embeddingSize);
+  const limit = model.inputTokenLimit;
   let total = 0;
   const tokens = req.inputs.map((input, i) => {
     if (input.length === 0) throw new InfernoError("INVALID_REQUEST", `input ${i} is empty`, undefined, { param: "input" });
@@ -60,12 +78,12 @@ export async function embed(registry: ModelRegistry, req: EmbedRequest, signal: 
       if (!req.truncate) {
         throw new InfernoError(
           "CONTEXT_LENGTH_EXCEEDED",
-          `input ${i} is ${ids.length} tokens; the embedding context holds ${model.embeddingContextSize}`,
-          { index: i, tokens: ids.length, context_size: model.embeddingContextSize },
+          `input ${i} is ${ids.length} tokens; the model takes at most ${limit}`,
+          { index: i, tokens: ids.length, limit },
           { param: "input" },
         );
       }
-      ids = ids.slice(0, limit);
+      ids = model.truncate(ids);
     }
     total += ids.length;
     if (total > MAX_EMBEDDING_TOKENS) {
@@ -74,6 +92,7 @@ export async function embed(registry: ModelRegistry, req: EmbedRequest, signal: 
     return ids;
   });
   const { vectors, promptTokens } = await model.embed(tokens, signal);
+  if (dimensions != null && vectors[0] && dimensions > vectors[0].length) throw tooWide(vectors[0].length);
   const cut = dimensions == null ? vectors : vectors.map((v) => v.slice(0, dimensions));
   return { vectors: req.normalize === false ? cut : cut.map(unitLength), promptTokens };
 }

@@ -1,8 +1,8 @@
 import type { GenerateRequest, GenerationStream } from "../core/generation.js";
-import { requireCapability, type Capability } from "../core/capabilities.js";
 import { InfernoError } from "../errors/catalogue.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
 import { GgufTextModel, type TextModel } from "../runtimes/llama/gguf-text-model.js";
+import { capableModel } from "./models.js";
 
 /** The server's bounds on a generation's length (config defaultMaxTokens, maxTokensLimit). */
 export interface GenerationLimits {
@@ -19,14 +19,9 @@ export function checkMaxTokens(maxTokens: number, limits: GenerationLimits, para
   return maxTokens;
 }
 
-/**
- * The loaded GGUF model for an id that can serve `capability` (loading it on first use), or the one
- * coded refusal naming what the model can do, before anything is loaded.
- */
-export async function textModel(registry: ModelRegistry, id: string, capability: Capability = "text-generation"): Promise<TextModel> {
-  const loaded = registry.getLoaded(id);
-  requireCapability(id, loaded ? { capabilities: loaded.capabilities, note: loaded.capabilityNote } : await registry.capabilities(await registry.get(id)), capability);
-  const model = await registry.acquire(id);
+/** The loaded GGUF model for an id that can generate text (capableModel), loading it on first use. */
+export async function textModel(registry: ModelRegistry, id: string): Promise<TextModel> {
+  const model = await capableModel(registry, id, "text-generation");
   if (model instanceof GgufTextModel) return model;
   throw new InfernoError("UNSUPPORTED_OPERATION", `model '${id}' is a ${model.type} model, not a GGUF one`, { model: id, capabilities: model.capabilities });
 }

@@ -2,7 +2,9 @@
 // model's capability, the limits, scoring, ordering and `top_n`. Dialects parse their body and frame the results.
 import { InfernoError } from "../errors/catalogue.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
-import { textModel } from "./generation.js";
+import { GgufTextModel } from "../runtimes/llama/gguf-text-model.js";
+import { OnnxModel } from "../runtimes/onnx/onnx-model.js";
+import { capableModel } from "./models.js";
 
 /** Documents one request may rank (Cohere's limit). */
 export const MAX_RERANK_DOCUMENTS = 1000;
@@ -22,20 +24,36 @@ export interface RerankResult {
   promptTokens: number;
 }
 
+/** What the service needs from a reranker: a GGUF reranker, or an ONNX cross-encoder. */
+export interface Reranker {
+  /** Most tokens a query-document pair may have, special tokens included. */
+  readonly inputTokenLimit: number;
+  rankInputTokens(query: string, document: string): number;
+  rank(query: string, documents: readonly string[], signal?: AbortSignal): Promise<number[]>;
+}
+
+async function reranker(registry: ModelRegistry, id: string): Promise<Reranker> {
+  const model = await capableModel(registry, id, "reranking");
+  if (model instanceof GgufTextModel) return model;
+  if (model instanceof OnnxModel && model.text) return model.text;
+  throw new InfernoError("UNSUPPORTED_OPERATION", `model '${id}' does not rerank`, { model: id, capabilities: model.capabilities });
+}
+
 /** Scores every document against the query, or refuses the whole request before scoring any. */
 export async function rerank(registry: ModelRegistry, req: RerankRequest, signal: AbortSignal): Promise<RerankResult> {
   if (req.documents.length > MAX_RERANK_DOCUMENTS) {
     throw new InfernoError("INVALID_REQUEST", `${req.documents.length} documents is above the limit of ${MAX_RERANK_DOCUMENTS} per request`, undefined, { param: "documents" });
   }
-  const model = await textModel(registry, req.model, "reranking");
+  const model = await reranker(registry, req.model);
+  const limit = model.inputTokenLimit;
   let promptTokens = 0;
   req.documents.forEach((document, i) => {
     const tokens = model.rankInputTokens(req.query, document);
-    if (tokens >= model.embeddingContextSize) {
+    if (tokens > limit) {
       throw new InfernoError(
         "CONTEXT_LENGTH_EXCEEDED",
-        `the query with document ${i} is ${tokens} tokens; the model's context holds ${model.embeddingContextSize}`,
-        { index: i, tokens, context_size: model.embeddingContextSize },
+        `the query with document ${i} is ${tokens} tokens; the model takes at most ${limit}`,
+        { index: i, tokens, limit },
         { param: "documents" },
       );
     }

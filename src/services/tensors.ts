@@ -1,10 +1,10 @@
 // Tensor inference, for every transport that runs ONNX models (native, KServe v2).
-import { requireCapability } from "../core/capabilities.js";
 import { decodeNativeInputs, nativeOutputs, outputNames, type TensorBody } from "../dialects/tensor.js";
 import { InfernoError } from "../errors/catalogue.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
 import { OnnxModel } from "../runtimes/onnx/onnx-model.js";
 import type { DecodedTensor } from "../runtimes/onnx/tensor-codec.js";
+import { capableModel } from "./models.js";
 
 export interface TensorLimits {
   maxTensorElements: number;
@@ -12,8 +12,7 @@ export interface TensorLimits {
 
 /** The loaded tensor model for an id (loading it on first use), or the one coded refusal naming what the model can do. */
 export async function tensorModel(registry: ModelRegistry, id: string): Promise<OnnxModel> {
-  requireCapability(id, await registry.capabilities(await registry.get(id)), "tensor-inference");
-  const loaded = await registry.acquire(id);
+  const loaded = await capableModel(registry, id, "tensor-inference");
   if (!(loaded instanceof OnnxModel)) {
     throw new InfernoError("UNSUPPORTED_OPERATION", `model '${id}' is a ${loaded.type} model and does not take tensors`, { model: id });
   }

@@ -162,7 +162,16 @@ export abstract class GgufTextModel<Slot> implements LoadedModel {
     return this.model.embeddingVectorSize;
   }
 
-  /** Longest input `embed` accepts, in tokens. */
+  /** Most tokens an embedding input (or a reranker's query-document pair) may have: llama.cpp appends an end token. */
+  get inputTokenLimit(): number {
+    return this.embeddingContextSize - 1;
+  }
+
+  truncate(ids: number[]): number[] {
+    return ids.slice(0, this.inputTokenLimit);
+  }
+
+  /** The context of `embed` and `rank`, in tokens. */
   get embeddingContextSize(): number {
     return Math.min(this.contextSize, this.model.trainContextSize);
   }

@@ -3,6 +3,7 @@ import { InfernoError } from "../../errors/catalogue.js";
 import type { MemoryUse } from "../../registry/memory-budget.js";
 import type { LoadedModel } from "../loaded-model.js";
 import { DynamicBatcher, type BatchItem } from "./dynamic-batcher.js";
+import type { OnnxTextEncoder } from "./onnx-text.js";
 import type { SessionClient } from "./session-client.js";
 import type { WireTensor, WireValueMetadata } from "./session-protocol.js";
 import { concatBatch, splitBatch, type DecodedTensor, type TensorSpec } from "./tensor-codec.js";
@@ -31,7 +32,8 @@ function specsOf(meta: WireValueMetadata[]): TensorSpec[] {
 /** A loaded ONNX model: its session on a worker thread, and a dynamic batcher in front of it when the model allows. */
 export class OnnxModel implements LoadedModel {
   readonly type = "onnx" as const;
-  readonly capabilities: readonly Capability[] = ["tensor-inference"];
+  /** Its text side, when it is a sentence encoder or cross-encoder with a tokenizer (onnx-text.ts). */
+  private textEncoder: OnnxTextEncoder | undefined;
   readonly contextSize = null;
   readonly inputs: TensorSpec[];
   readonly outputs: TensorSpec[];
@@ -58,6 +60,18 @@ export class OnnxModel implements LoadedModel {
         run: (items) => this.runBatch(items as Item[]),
       });
     }
+  }
+
+  get capabilities(): readonly Capability[] {
+    return this.textEncoder ? ["tensor-inference", this.textEncoder.facts.kind] : ["tensor-inference"];
+  }
+
+  get text(): OnnxTextEncoder | undefined {
+    return this.textEncoder;
+  }
+
+  attachText(encoder: OnnxTextEncoder): void {
+    this.textEncoder = encoder;
   }
 
   /** Batching needs axis 0 to be dynamic on every input and output (the models' batch axis). */

@@ -1,3 +1,4 @@
+import { onnxTextFacts, OnnxTextEncoder, type OnnxPooling } from "./onnx-text.js";
 import { promises as fs } from "node:fs";
 import { InfernoError } from "../../errors/catalogue.js";
 import { redactPaths } from "../../errors/redact-paths.js";
@@ -22,6 +23,8 @@ export interface OnnxRuntimeConfig {
 export interface OnnxLoadOptions {
   max_batch_size?: number;
   max_queue_delay_us?: number;
+  /** A text encoder's pooling, instead of its `1_Pooling/config.json` (onnx-text.ts). */
+  pooling?: OnnxPooling;
 }
 
 /** Reads and checks the file's protobuf structure in JS, so a malformed file is refused before onnxruntime parses it. */
@@ -81,7 +84,7 @@ export class OnnxRuntime {
       // "auto": no CUDA provider on this host; fall back to the CPU.
       opened = await SessionClient.open(filePath, { ...sessionOptions, executionProviders: ["cpu"] });
     }
-    return new OnnxModel(opened.client, opened, {
+    const model = new OnnxModel(opened.client, opened, {
       maxBatchSize: options.max_batch_size ?? this.config.maxBatchSize,
       maxQueueDelayMicros: options.max_queue_delay_us ?? this.config.maxQueueDelayMicros,
       memory: onnxMemoryEstimate(header.fileSize),
@@ -91,7 +94,16 @@ export class OnnxRuntime {
         intra_op_threads: this.config.intraOpThreads,
         max_batch_size: options.max_batch_size ?? this.config.maxBatchSize,
         max_queue_delay_us: options.max_queue_delay_us ?? this.config.maxQueueDelayMicros,
+        ...(options.pooling ? { pooling: options.pooling } : {}),
       },
     });
+    try {
+      const text = await onnxTextFacts(filePath, header);
+      if (text) model.attachText(await OnnxTextEncoder.open(filePath, text, header, (inputs, fetches, signal) => model.infer(inputs, fetches, signal), options.pooling));
+    } catch (err) {
+      await model.dispose();
+      throw err;
+    }
+    return model;
   }
 }
