@@ -1,22 +1,14 @@
 import { z } from "zod";
 import { usageOf, type GenerateRequest, type GenerationResult } from "../core/generation.js";
 import { checkMaxTokens, type GenerationLimits } from "../services/generation.js";
-import { lengthControlsOf, samplingFrom, stopList } from "./sampling.js";
+import { lengthControlsOf, samplingFrom, sharedSamplingFields, stopList } from "./sampling.js";
 
 /** Sampling fields accepted by the native routes (snake_case, as in the API reference). */
 export const samplingFields = {
+  ...sharedSamplingFields,
   max_tokens: z.number().int().min(1).optional(),
-  temperature: z.number().min(0).max(2).optional(),
-  top_p: z.number().gt(0).max(1).optional(),
-  top_k: z.number().int().min(0).max(1000).optional(),
-  min_p: z.number().min(0).max(1).optional(),
-  repeat_penalty: z.number().gt(0).max(10).optional(),
-  presence_penalty: z.number().min(-2).max(2).optional(),
-  frequency_penalty: z.number().min(-2).max(2).optional(),
   stop: z.union([z.string().min(1).max(256), z.array(z.string().min(1).max(256)).max(16)]).optional(),
   seed: z.number().int().min(0).max(2 ** 32 - 1).optional(),
-  ignore_eos: z.boolean().optional(),
-  min_tokens: z.number().int().min(0).optional(),
   stream: z.boolean().optional(),
 };
 

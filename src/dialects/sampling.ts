@@ -1,5 +1,23 @@
+import { z } from "zod";
 import { defaultSampling, type GenerateRequest, type SamplingParams } from "../core/generation.js";
 import { InfernoError } from "../errors/catalogue.js";
+
+/**
+ * The sampling and length fields the native and OpenAI bodies share, with one set of bounds (null means
+ * unset, as OpenAI clients send it). Ollama's `options` use the same names with its own looser types.
+ */
+export const sharedSamplingFields = {
+  temperature: z.number().min(0).max(2).nullish(),
+  top_p: z.number().gt(0).max(1).nullish(),
+  top_k: z.number().int().min(0).max(1000).nullish(),
+  min_p: z.number().min(0).max(1).nullish(),
+  repeat_penalty: z.number().gt(0).max(10).nullish(),
+  presence_penalty: z.number().min(-2).max(2).nullish(),
+  frequency_penalty: z.number().min(-2).max(2).nullish(),
+  // vLLM's and llama-server's; the OpenAI SDK sends them through `extra_body`, which lands at the top level.
+  ignore_eos: z.boolean().nullish(),
+  min_tokens: z.number().int().min(0).nullish(),
+};
 
 /** Sampling fields under the names every dialect shares (OpenAI, Ollama and native all use these). */
 export interface SamplingFields {

@@ -6,13 +6,10 @@ import { InfernoError } from "../../errors/catalogue.js";
 import { parseBody } from "../../errors/error-handler.js";
 import type { ModelRegistry } from "../../registry/model-registry.js";
 import { startChat } from "../../services/chat.js";
-import { startGeneration, textModel } from "../../services/generation.js";
 import type { GenerationLimits } from "../native.js";
 import { chatCompletionBody, toChatRequest } from "./chat.js";
 import { chatCompletionOf } from "./chat-response.js";
-import {
-  checkCompletionBody, completionBody, needsPromptTools, preparePrompts, promptTools, textCompletionOf, toGenerateRequest,
-} from "./completions.js";
+import { checkCompletionBody, completionBody, startCompletions, textCompletionOf } from "./completions.js";
 import { createRerank, rerankBody } from "../rerank.js";
 import { createEmbeddings, embeddingsBody } from "./embeddings.js";
 
@@ -62,11 +59,8 @@ export async function runBatchRequest(
       }
       case "/v1/completions": {
         const body = parseBody(completionBody, raw);
-        checkCompletionBody(body, limits);
-        const n = body.n ?? 1;
-        const prompts = preparePrompts(body, needsPromptTools(body) ? promptTools(await textModel(registry, body.model)) : undefined);
-        const start = (i: number) => startGeneration(registry, toGenerateRequest(body, limits, prompts[Math.floor(i / n)]!, i % n), controller.signal);
-        const { response, results } = await textCompletionOf(body, prompts, await firstEager(start));
+        const { prompts, lazy } = await startCompletions(registry, body, limits, controller.signal);
+        const { response, results } = await textCompletionOf(body, prompts, lazy);
         return { body: response, results };
       }
       case "/v1/embeddings":

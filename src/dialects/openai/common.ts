@@ -2,31 +2,22 @@ import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import type { OutputFormat, SamplingParams, TokenLogprob } from "../../core/generation.js";
 import { checkMaxTokens, type GenerationLimits } from "../../services/generation.js";
-import { samplingFrom, stopList } from "../sampling.js";
+import { samplingFrom, sharedSamplingFields, stopList } from "../sampling.js";
 
 export const openaiId = (prefix: string) => `${prefix}-${randomBytes(12).toString("base64url")}`;
 export const nowSeconds = () => Math.floor(Date.now() / 1000);
 
 /** Sampling fields OpenAI defines, plus llama.cpp's extras that llama-server also accepts. */
 export const openaiSamplingFields = {
+  ...sharedSamplingFields,
   model: z.string().min(1).max(256),
   max_tokens: z.number().int().min(1).nullish(),
-  temperature: z.number().min(0).max(2).nullish(),
-  top_p: z.number().gt(0).max(1).nullish(),
   stop: z.union([z.string().max(256), z.array(z.string().min(1).max(256)).max(16)]).nullish(),
   seed: z.number().int().nullish(),
-  presence_penalty: z.number().min(-2).max(2).nullish(),
-  frequency_penalty: z.number().min(-2).max(2).nullish(),
   n: z.number().int().min(1).max(16).nullish(),
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_usage: z.boolean().optional() }).nullish(),
   user: z.string().max(256).nullish(),
-  top_k: z.number().int().min(0).max(1000).nullish(),
-  min_p: z.number().min(0).max(1).nullish(),
-  repeat_penalty: z.number().gt(0).max(10).nullish(),
-  // vLLM's and llama-server's; the SDK sends them through `extra_body`, which lands at the top level.
-  ignore_eos: z.boolean().nullish(),
-  min_tokens: z.number().int().min(0).nullish(),
 };
 
 type SamplingBody = {

@@ -1,10 +1,12 @@
 import { z } from "zod";
 import { usageOf, type FinishReason, type GenerateRequest, type GenerationResult, type GenerationStream, type TokenLogprob } from "../../core/generation.js";
-import { mapGeneration } from "../../core/stream-utils.js";
+import { firstEager, mapGeneration } from "../../core/stream-utils.js";
 import { InfernoError } from "../../errors/catalogue.js";
 import type { GenerationLimits } from "../native.js";
 import { lengthControlsOf } from "../sampling.js";
+import type { ModelRegistry } from "../../registry/model-registry.js";
 import type { TextModel } from "../../runtimes/llama/gguf-text-model.js";
+import { startGeneration, textModel } from "../../services/generation.js";
 import {
   formatOf, maxTokensOf, nowSeconds, openaiId, openaiSamplingFields, responseFormatField, samplingOf, stopsOf,
 } from "./common.js";
@@ -222,4 +224,18 @@ export async function* completionPieces(
     // A reader that leaves during the echo never reached mapGeneration, which would have freed the sequence.
     await gen.return(undefined as never);
   }
+}
+
+/**
+ * Checks a completions body and starts its choices, the first at once (so a refusal comes before a
+ * response starts): choice i is choice i % n of prompt i / n, as OpenAI numbers them. The live route and
+ * batch lines both start here.
+ */
+export async function startCompletions(registry: ModelRegistry, body: CompletionBody, limits: GenerationLimits, signal: AbortSignal) {
+  checkCompletionBody(body, limits);
+  const n = body.n ?? 1;
+  const prompts = preparePrompts(body, needsPromptTools(body) ? promptTools(await textModel(registry, body.model)) : undefined);
+  const promptOf = (i: number) => prompts[Math.floor(i / n)]!;
+  const lazy = await firstEager((i) => startGeneration(registry, toGenerateRequest(body, limits, promptOf(i), i % n), signal));
+  return { n, prompts, total: prompts.length * n, promptOf, lazy };
 }
