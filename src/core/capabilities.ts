@@ -41,8 +41,8 @@ export function ggufCapabilities(facts: GgufCapabilityFacts, mode: Mode | undefi
     if (typeof facts.architecture === "string" && ENCODER_ARCHITECTURES.has(facts.architecture)) return ["embeddings"];
     return ["text-generation", "embeddings"];
   };
-  // A mode narrows, never widens: llama.cpp aborts the process when a model pools in a way its tensors
-  // do not support (rank pooling without a classifier head, for one).
+  // A mode narrows, never widens: a reranker's pooled output is its classifier's score, not an embedding,
+  // and a text generator without a head to rank with gives no relevance.
   const all = mode ? fromFile().filter((c) => c === MODE_CAPABILITY[mode]) : fromFile();
   return textOnly ? all.filter((c) => c === "text-generation") : all;
 }
