@@ -37,7 +37,7 @@ import { openaiBatchRoutes } from "./routes/openai-batches.js";
 import { openaiChatRoutes } from "./routes/openai-chat.js";
 import { openaiCompletionRoutes } from "./routes/openai-completions.js";
 import { openaiEmbeddingRoutes } from "./routes/openai-embeddings.js";
-import { rerankRoutes } from "./routes/rerank.js";
+import { openaiRerankRoutes, rerankRoutes } from "./routes/rerank.js";
 import { openaiFileRoutes } from "./routes/openai-files.js";
 import { openaiModelRoutes } from "./routes/openai-models.js";
 import { websocketRoutes, websocketSupport } from "./routes/websocket.js";
@@ -218,13 +218,10 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   await app.register(modelRoutes, { registry });
   await app.register(inferenceRoutes, { registry, limits });
   await app.register(embeddingRoutes, { registry });
-  await app.register(openaiChatRoutes, { registry, limits });
-  await app.register(kserveRoutes, { registry, limits });
-  await app.register(ollamaRoutes, { registry, limits });
-  await app.register(openaiCompletionRoutes, { registry, limits });
-  await app.register(openaiEmbeddingRoutes, { registry });
   await app.register(rerankRoutes, { registry });
-  await app.register(openaiModelRoutes, { registry });
+  // Each compatible API family is one plugin under its prefix.
+  await app.register(async (ollama) => ollama.register(ollamaRoutes, { registry, limits }), { prefix: "/api" });
+  await app.register(async (kserve) => kserve.register(kserveRoutes, { registry, limits }), { prefix: "/v2" });
   // One batch engine (store and worker) for /batch and /v1/batches.
   const batchStore = new BatchStore(db);
   const batchWorker = new BatchWorker({
@@ -235,8 +232,18 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   app.addHook("preClose", async () => batchWorker.stop());
   await app.register(batchRoutes, { store: batchStore, worker: batchWorker, registry, limits, webhooks: app.webhooks });
   const files = new FileStore(db, path.join(config.dataDir, "files"));
-  await app.register(openaiFileRoutes, { files });
-  await app.register(openaiBatchRoutes, { db, files, store: batchStore, worker: batchWorker, registry, limits });
+  await app.register(
+    async (v1) => {
+      await v1.register(openaiChatRoutes, { registry, limits });
+      await v1.register(openaiCompletionRoutes, { registry, limits });
+      await v1.register(openaiEmbeddingRoutes, { registry });
+      await v1.register(openaiRerankRoutes, { registry });
+      await v1.register(openaiModelRoutes, { registry });
+      await v1.register(openaiFileRoutes, { files });
+      await v1.register(openaiBatchRoutes, { db, files, store: batchStore, worker: batchWorker, registry, limits });
+    },
+    { prefix: "/v1" },
+  );
   await app.register(websocketRoutes, { registry, limits, auth: { enabled: config.auth, checkers }, draining: app.drainSignal });
   return app;
 }

@@ -19,9 +19,9 @@ const protocolShape = (shape: ReadonlyArray<number | string>) => shape.map((d) =
  * it can serve, and models load on first use.
  */
 export const kserveRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limits: TensorLimits }> = async (app, { registry, limits }) => {
-  app.get("/v2/health/live", { config: kserve }, async () => ({ live: true }));
-  app.get("/v2/health/ready", { config: kserve }, async () => ({ ready: true }));
-  app.get("/v2", { config: kserve }, async () => ({ name: "inferno", version: VERSION, extensions: [] }));
+  app.get("/health/live", { config: kserve }, async () => ({ live: true }));
+  app.get("/health/ready", { config: kserve }, async () => ({ ready: true }));
+  app.get("/", { config: kserve }, async () => ({ name: "inferno", version: VERSION, extensions: [] }));
 
   /** The tensor model behind a name and optional version (every model has the one version "1"). */
   const modelFor = async (params: z.infer<typeof modelParams>) => {
@@ -42,7 +42,7 @@ export const kserveRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limi
       outputs: model.outputs.map((t) => ({ name: t.name, datatype: kserveDatatype(t.type), shape: protocolShape(t.shape) })),
     };
   };
-  for (const path of ["/v2/models/:name", "/v2/models/:name/versions/:version"]) {
+  for (const path of ["/models/:name", "/models/:name/versions/:version"]) {
     app.get(path, { schema: { params: modelParams }, config: kserve }, async (req) => metadata(req.params));
     app.get(`${path}/ready`, { schema: { params: modelParams }, config: kserve }, async (req) => {
       await modelFor(req.params);

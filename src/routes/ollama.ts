@@ -68,24 +68,24 @@ export const ollamaRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limi
     return reply;
   }
 
-  app.get("/api/version", { config: ollama }, async () => ({ version: OLLAMA_VERSION, inferno_version: VERSION }));
+  app.get("/version", { config: ollama }, async () => ({ version: OLLAMA_VERSION, inferno_version: VERSION }));
 
-  app.get("/api/tags", { config: ollama }, async () => {
+  app.get("/tags", { config: ollama }, async () => {
     await registry.scan();
     return { models: await Promise.all(registry.list().map((entry) => tagEntry(registry, entry))) };
   });
 
-  app.post("/api/show", { schema: { body: showBody }, config: ollama }, async (req) => {
+  app.post("/show", { schema: { body: showBody }, config: ollama }, async (req) => {
     const name = req.body.model ?? req.body.name;
     if (!name) throw new InfernoError("INVALID_REQUEST", "model is required", undefined, { param: "model" });
     return showModel(registry, await registry.get(modelIdOf(name)));
   });
 
-  app.get("/api/ps", { config: ollama }, async () => ({
+  app.get("/ps", { config: ollama }, async () => ({
     models: await Promise.all(registry.loadedModels().map(([id, model]) => psEntry(registry, id, model))),
   }));
 
-  app.post("/api/generate", { schema: { body: generateBody }, config: ollama }, async (req, reply) => {
+  app.post("/generate", { schema: { body: generateBody }, config: ollama }, async (req, reply) => {
     const body = req.body;
     const id = modelIdOf(body.model);
     const asked = keepAliveOf(body.keep_alive);
@@ -115,7 +115,7 @@ export const ollamaRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limi
     }
   });
 
-  app.post("/api/chat", { schema: { body: chatBody }, config: ollama }, async (req, reply) => {
+  app.post("/chat", { schema: { body: chatBody }, config: ollama }, async (req, reply) => {
     const body = req.body;
     const id = modelIdOf(body.model);
     const asked = keepAliveOf(body.keep_alive);
@@ -137,7 +137,7 @@ export const ollamaRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limi
     }
   });
 
-  app.post("/api/embed", { schema: { body: embedBody }, config: ollama }, async (req, reply) => {
+  app.post("/embed", { schema: { body: embedBody }, config: ollama }, async (req, reply) => {
     const body = req.body;
     const id = modelIdOf(body.model);
     const keepAlive = allowedKeepAlive(req, keepAliveOf(body.keep_alive));
@@ -162,7 +162,7 @@ export const ollamaRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limi
     }
   });
 
-  app.post("/api/embeddings", { schema: { body: embeddingsBody }, config: ollama }, async (req, reply) => {
+  app.post("/embeddings", { schema: { body: embeddingsBody }, config: ollama }, async (req, reply) => {
     const body = req.body;
     const id = modelIdOf(body.model);
     const keepAlive = allowedKeepAlive(req, keepAliveOf(body.keep_alive));

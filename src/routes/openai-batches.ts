@@ -121,7 +121,7 @@ export const openaiBatchRoutes: FastifyPluginAsyncZod<OpenaiBatchRoutesOptions> 
     };
   };
 
-  app.post("/v1/batches", { schema: { body: createBody }, config: { dialect: "openai" } }, async (request) => {
+  app.post("/batches", { schema: { body: createBody }, config: { dialect: "openai" } }, async (request) => {
     const { input_file_id, endpoint, completion_window, metadata } = request.body;
     const file = visibleFile(files, request, input_file_id);
     if (file.purpose !== "batch") {
@@ -145,7 +145,7 @@ export const openaiBatchRoutes: FastifyPluginAsyncZod<OpenaiBatchRoutesOptions> 
     return batchObject(batches.get(id)!);
   });
 
-  app.get("/v1/batches", { schema: { querystring: listQuery }, config: { dialect: "openai" } }, async (request) => {
+  app.get("/batches", { schema: { querystring: listQuery }, config: { dialect: "openai" } }, async (request) => {
     const limit = request.query.limit ?? 20;
     const owner = request.principal?.role === "admin" ? undefined : ownerOf(request);
     const page = batches.list(owner, request.query.after, limit + 1);
@@ -153,11 +153,11 @@ export const openaiBatchRoutes: FastifyPluginAsyncZod<OpenaiBatchRoutesOptions> 
     return { object: "list", data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: page.length > limit };
   });
 
-  app.get("/v1/batches/:id", { schema: { params: resourceIdParams }, config: { dialect: "openai" } }, async (request) =>
+  app.get("/batches/:id", { schema: { params: resourceIdParams }, config: { dialect: "openai" } }, async (request) =>
     batchObject(visible(request, request.params.id)),
   );
 
-  app.post("/v1/batches/:id/cancel", { schema: { params: resourceIdParams }, config: { dialect: "openai" } }, async (request) => {
+  app.post("/batches/:id/cancel", { schema: { params: resourceIdParams }, config: { dialect: "openai" } }, async (request) => {
     const { id } = visible(request, request.params.id);
     const now = Date.now();
     db.transaction(() => {

@@ -13,7 +13,7 @@ import type { ModelRegistry } from "../registry/model-registry.js";
 import { startChat } from "../services/chat.js";
 
 export const openaiChatRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limits: GenerationLimits }> = async (app, { registry, limits }) => {
-  app.post("/v1/chat/completions", { schema: { body: chatCompletionBody }, config: { dialect: "openai" } }, async (req, reply) => {
+  app.post("/chat/completions", { schema: { body: chatCompletionBody }, config: { dialect: "openai" } }, async (req, reply) => {
     const body = req.body;
     const n = body.n ?? 1;
     const controller = abortOnDisconnect(reply);

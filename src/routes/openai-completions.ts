@@ -12,7 +12,7 @@ export const openaiCompletionRoutes: FastifyPluginAsyncZod<{ registry: ModelRegi
   app,
   { registry, limits },
 ) => {
-  app.post("/v1/completions", { schema: { body: completionBody }, config: { dialect: "openai" } }, async (req, reply) => {
+  app.post("/completions", { schema: { body: completionBody }, config: { dialect: "openai" } }, async (req, reply) => {
     const body = req.body;
     const controller = abortOnDisconnect(reply);
     const { n, prompts, total, promptOf, lazy } = await startCompletions(registry, body, limits, controller.signal);

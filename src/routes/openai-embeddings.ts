@@ -4,7 +4,7 @@ import { abortOnDisconnect } from "../http/sse.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
 
 export const openaiEmbeddingRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry }> = async (app, { registry }) => {
-  app.post("/v1/embeddings", { schema: { body: embeddingsBody }, config: { dialect: "openai" } }, async (req, reply) =>
+  app.post("/embeddings", { schema: { body: embeddingsBody }, config: { dialect: "openai" } }, async (req, reply) =>
     createEmbeddings(registry, req.body, abortOnDisconnect(reply).signal),
   );
 };

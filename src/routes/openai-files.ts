@@ -68,14 +68,14 @@ export const openaiFileRoutes: FastifyPluginAsyncZod<{ files: FileStore }> = asy
     }
   });
 
-  app.post("/v1/files", { schema: { body: uploadBody }, bodyLimit: UPLOAD_LIMIT, config: { dialect: "openai" } }, async (request) => {
+  app.post("/files", { schema: { body: uploadBody }, bodyLimit: UPLOAD_LIMIT, config: { dialect: "openai" } }, async (request) => {
     const { file, purpose } = request.body;
     parseBatchInput(file.data);
     const stored = await files.add({ filename: file.filename || "batch.jsonl", purpose, owner: ownerOf(request), data: file.data });
     return fileObject(stored);
   });
 
-  app.get("/v1/files", { schema: { querystring: listQuery }, config: { dialect: "openai" } }, async (request) => {
+  app.get("/files", { schema: { querystring: listQuery }, config: { dialect: "openai" } }, async (request) => {
     const { purpose, order, after } = request.query;
     const limit = request.query.limit ?? 10_000;
     const owner = request.principal?.role === "admin" ? undefined : ownerOf(request);
@@ -84,16 +84,16 @@ export const openaiFileRoutes: FastifyPluginAsyncZod<{ files: FileStore }> = asy
     return { object: "list", data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: page.length > limit };
   });
 
-  app.get("/v1/files/:id", { schema: { params: resourceIdParams }, config: { dialect: "openai" } }, async (request) =>
+  app.get("/files/:id", { schema: { params: resourceIdParams }, config: { dialect: "openai" } }, async (request) =>
     fileObject(visibleFile(files, request, request.params.id)),
   );
 
-  app.get("/v1/files/:id/content", { schema: { params: resourceIdParams }, config: { dialect: "openai" } }, async (request, reply) => {
+  app.get("/files/:id/content", { schema: { params: resourceIdParams }, config: { dialect: "openai" } }, async (request, reply) => {
     const file = visibleFile(files, request, request.params.id);
     return reply.type("application/octet-stream").header("content-length", file.bytes).send(createReadStream(files.path(file.id)));
   });
 
-  app.delete("/v1/files/:id", { schema: { params: resourceIdParams }, config: { dialect: "openai" } }, async (request) => {
+  app.delete("/files/:id", { schema: { params: resourceIdParams }, config: { dialect: "openai" } }, async (request) => {
     const file = visibleFile(files, request, request.params.id);
     await files.delete(file.id);
     return { id: file.id, object: "file" as const, deleted: true };

@@ -12,13 +12,13 @@ export const openaiModelRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry 
     capabilities: (await registry.capabilities(m).catch(() => undefined))?.capabilities ?? [],
   });
 
-  app.get("/v1/models", { config: { dialect: "openai" } }, async () => {
+  app.get("/models", { config: { dialect: "openai" } }, async () => {
     await registry.scan();
     return { object: "list", data: await Promise.all(registry.list().map(modelObject)) };
   });
 
   app.get(
-    "/v1/models/:id",
+    "/models/:id",
     { schema: { params: modelIdParams }, config: { dialect: "openai" } },
     async (req) => modelObject(await registry.get(req.params.id)),
   );
