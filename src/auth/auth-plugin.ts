@@ -30,7 +30,7 @@ const PUBLIC_ROUTES = [
   "GET /v2/health/ready",
   "POST /auth/login",
   // The WebSocket API authenticates with its first message (browsers cannot set headers on an upgrade),
-  // so the upgrade itself gets through; the socket enforces auth before anything else (src/routes/websocket.ts).
+  // so the upgrade itself gets through; the socket enforces auth before anything else (src/transports/api/websocket.ts).
   "GET /ws",
 ];
 

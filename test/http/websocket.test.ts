@@ -7,7 +7,7 @@ import Fastify, { type FastifyInstance } from "fastify";
 import { ApiKeyStore } from "../../src/auth/api-keys.js";
 import type { Principal } from "../../src/auth/principal.js";
 import { UserStore } from "../../src/auth/users.js";
-import { websocketRoutes, websocketSupport, type WebsocketSettings } from "../../src/routes/websocket.js";
+import { websocketRoutes, websocketSupport, type WebsocketSettings } from "../../src/transports/api/websocket.js";
 import type { LlamaTextModel } from "../../src/runtimes/llama/llama-text-model.js";
 import { openDatabase } from "../../src/store/database.js";
 import { writeTinyLlamaGguf } from "../fixtures/gguf-writer.js";

@@ -1,7 +1,7 @@
 // Pure logic: the pool that hands a model's sequences to requests.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { ResourcePool, WaitingMemory } from "../../src/core/async-queue.js";
+import { ResourcePool, WaitingMemory } from "../../src/scheduler/resource-pool.js";
 import { InfernoError } from "../../src/errors/catalogue.js";
 
 test("FIFO within a class, live requests ahead of batch work", async () => {

@@ -1,5 +1,5 @@
 import type { LlamaGrammar, LlamaModel, Token } from "node-llama-cpp";
-import { ResourcePool, type PoolLimits } from "../../core/async-queue.js";
+import { ResourcePool, type PoolLimits } from "../../scheduler/resource-pool.js";
 import type { Capability, ModelCapabilities } from "../../core/capabilities.js";
 import type { GenerateRequest, GenerationStream } from "../../core/generation.js";
 import { InfernoError } from "../../errors/catalogue.js";

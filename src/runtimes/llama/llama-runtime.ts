@@ -1,7 +1,7 @@
 import { ggufCapabilities, type GgufCapabilityFacts, type ModelCapabilities, type Mode } from "../../core/capabilities.js";
 import { readFileSync } from "node:fs";
 import { getLlama, GgufInsights, LlamaLogLevel, readGgufFileInfo, type Llama, type LlamaContext } from "node-llama-cpp";
-import type { WaitingMemory } from "../../core/async-queue.js";
+import type { WaitingMemory } from "../../scheduler/resource-pool.js";
 import type { Logger } from "../../core/logger.js";
 import { InfernoError } from "../../errors/catalogue.js";
 import type { MemoryUse } from "../../registry/memory-budget.js";

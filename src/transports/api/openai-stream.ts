@@ -1,8 +1,8 @@
 // OpenAI's streamed answer, shared by /v1/chat/completions and /v1/completions: a chunk per piece of any
 // choice as it comes, a usage chunk when the client asked for one (stream_options.include_usage) and every
 // choice ended, then [DONE].
-import { mergeAsync } from "../core/stream-utils.js";
-import { RawEvent } from "../http/sse.js";
+import { mergeAsync } from "../../core/stream-utils.js";
+import { RawEvent } from "../../http/sse.js";
 
 export interface OpenaiStream {
   id: string;

@@ -3,16 +3,16 @@ import { setTimeout as sleep } from "node:timers/promises";
 import websocket from "@fastify/websocket";
 import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
-import { ANONYMOUS, authenticateToken, bearer, type CredentialCheckers } from "../auth/auth-plugin.js";
-import type { Principal } from "../auth/principal.js";
-import type { GenerateRequest } from "../core/generation.js";
-import { mapGeneration } from "../core/stream-utils.js";
-import { toGenerateRequest, type GenerationLimits } from "../dialects/native.js";
-import { parseClientMessage, WS_CLOSE, wsOut, type InferenceMessage, type ServerMessage } from "../dialects/websocket.js";
-import { InfernoError, isInfernoError, type ErrorCode } from "../errors/catalogue.js";
-import { isShedding, toInfernoError } from "../errors/error-handler.js";
-import type { ModelRegistry } from "../registry/model-registry.js";
-import { startGeneration } from "../services/generation.js";
+import { ANONYMOUS, authenticateToken, bearer, type CredentialCheckers } from "../../auth/auth-plugin.js";
+import type { Principal } from "../../auth/principal.js";
+import type { GenerateRequest } from "../../core/generation.js";
+import { mapGeneration } from "../../core/stream-utils.js";
+import { toGenerateRequest, type GenerationLimits } from "../../dialects/native.js";
+import { parseClientMessage, WS_CLOSE, wsOut, type InferenceMessage, type ServerMessage } from "../../dialects/websocket.js";
+import { InfernoError, isInfernoError, type ErrorCode } from "../../errors/catalogue.js";
+import { isShedding, toInfernoError } from "../../errors/error-handler.js";
+import type { ModelRegistry } from "../../registry/model-registry.js";
+import { startGeneration } from "../../services/generation.js";
 
 /** Connection policy of `/ws`. */
 export interface WebsocketSettings {

@@ -1,16 +1,16 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
-import type { GenerationResult } from "../core/generation.js";
-import { firstEager } from "../core/stream-utils.js";
-import { chatCompletionBody, toChatRequest } from "../dialects/openai/chat.js";
-import { chatCompletionOf, choiceDeltas } from "../dialects/openai/chat-response.js";
-import { usageOf } from "../core/generation.js";
-import { nowSeconds, openaiId } from "../dialects/openai/common.js";
-import type { GenerationLimits } from "../dialects/native.js";
-import { errorBody } from "../errors/error-handler.js";
-import { abortOnDisconnect, sendSse } from "../http/sse.js";
+import type { GenerationResult } from "../../core/generation.js";
+import { firstEager } from "../../core/stream-utils.js";
+import { chatCompletionBody, toChatRequest } from "../../dialects/openai/chat.js";
+import { chatCompletionOf, choiceDeltas } from "../../dialects/openai/chat-response.js";
+import { usageOf } from "../../core/generation.js";
+import { nowSeconds, openaiId } from "../../dialects/openai/common.js";
+import type { GenerationLimits } from "../../dialects/native.js";
+import { errorBody } from "../../errors/error-handler.js";
+import { abortOnDisconnect, sendSse } from "../../http/sse.js";
 import { openaiStreamEvents } from "./openai-stream.js";
-import type { ModelRegistry } from "../registry/model-registry.js";
-import { startChat } from "../services/chat.js";
+import type { ModelRegistry } from "../../registry/model-registry.js";
+import { startChat } from "../../services/chat.js";
 
 export const openaiChatRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limits: GenerationLimits }> = async (app, { registry, limits }) => {
   app.post("/chat/completions", { schema: { body: chatCompletionBody }, config: { dialect: "openai" } }, async (req, reply) => {

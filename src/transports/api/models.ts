@@ -1,10 +1,10 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { MODES } from "../core/capabilities.js";
-import type { ModelEntry, ModelFacts, ModelRegistry } from "../registry/model-registry.js";
-import type { LoadedModel } from "../runtimes/loaded-model.js";
-import { OnnxModel } from "../runtimes/onnx/onnx-model.js";
-import { modelIdParams } from "../http/params.js";
+import { MODES } from "../../core/capabilities.js";
+import type { ModelEntry, ModelFacts, ModelRegistry } from "../../registry/model-registry.js";
+import type { LoadedModel } from "../../runtimes/loaded-model.js";
+import { OnnxModel } from "../../runtimes/onnx/onnx-model.js";
+import { modelIdParams } from "../../http/params.js";
 
 
 /** Load options every runtime accepts; unknown keys are refused rather than passed to native code. */

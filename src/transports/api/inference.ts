@@ -2,18 +2,18 @@ import { randomBytes } from "node:crypto";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { collectGeneration, type GenerateRequest } from "../core/generation.js";
+import { collectGeneration, type GenerateRequest } from "../../core/generation.js";
 import {
   inferenceBody, inferenceResponse, modelInferenceResponse, nativeSse, promptBody, toGenerateRequest, type GenerationLimits,
-} from "../dialects/native.js";
-import { tensorBody } from "../dialects/tensor.js";
-import { errorBody, parseBody } from "../errors/error-handler.js";
-import { mapGeneration } from "../core/stream-utils.js";
-import { abortOnDisconnect, sendSse } from "../http/sse.js";
-import type { ModelRegistry } from "../registry/model-registry.js";
-import { startGeneration } from "../services/generation.js";
-import { tensorInference, type TensorLimits } from "../services/tensors.js";
-import { modelIdParams } from "../http/params.js";
+} from "../../dialects/native.js";
+import { tensorBody } from "../../dialects/tensor.js";
+import { errorBody, parseBody } from "../../errors/error-handler.js";
+import { mapGeneration } from "../../core/stream-utils.js";
+import { abortOnDisconnect, sendSse } from "../../http/sse.js";
+import type { ModelRegistry } from "../../registry/model-registry.js";
+import { startGeneration } from "../../services/generation.js";
+import { tensorInference, type TensorLimits } from "../../services/tensors.js";
+import { modelIdParams } from "../../http/params.js";
 
 export const inferenceRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limits: GenerationLimits & TensorLimits }> = async (
   app,

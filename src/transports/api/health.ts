@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
-import type { ModelRegistry } from "../registry/model-registry.js";
-import { VERSION } from "../version.js";
+import type { ModelRegistry } from "../../registry/model-registry.js";
+import { VERSION } from "../../version.js";
 
 export const healthRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; startedAt: number }> = async (app, { registry, startedAt }) => {
   // Public when auth is on, so a request without a valid credential (a load balancer's probe) gets the

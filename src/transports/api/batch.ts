@@ -10,14 +10,14 @@ import { randomBytes } from "node:crypto";
 import type { FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { samplingFields, toGenerateRequest, type GenerationLimits } from "../dialects/native.js";
-import { InfernoError } from "../errors/catalogue.js";
-import { limitKey } from "../limits/rate-limit.js";
-import type { ModelRegistry } from "../registry/model-registry.js";
-import type { Batch, BatchItem, BatchStore } from "../batch/batch-store.js";
-import type { BatchEvents, BatchWorker } from "../batch/batch-worker.js";
-import { deliveryView, type Webhooks } from "../webhooks/webhooks.js";
-import { resourceIdParams } from "../http/params.js";
+import { samplingFields, toGenerateRequest, type GenerationLimits } from "../../dialects/native.js";
+import { InfernoError } from "../../errors/catalogue.js";
+import { limitKey } from "../../limits/rate-limit.js";
+import type { ModelRegistry } from "../../registry/model-registry.js";
+import type { Batch, BatchItem, BatchStore } from "../../batch/batch-store.js";
+import type { BatchEvents, BatchWorker } from "../../batch/batch-worker.js";
+import { deliveryView, type Webhooks } from "../../webhooks/webhooks.js";
+import { resourceIdParams } from "../../http/params.js";
 
 /** Most requests in one batch. */
 export const MAX_BATCH_ITEMS = 10_000;

@@ -1,9 +1,9 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { embeddingInput, embeddingInputs, embeddingToBase64 } from "../dialects/embedding-input.js";
-import { abortOnDisconnect } from "../http/sse.js";
-import type { ModelRegistry } from "../registry/model-registry.js";
-import { embed } from "../services/embeddings.js";
+import { embeddingInput, embeddingInputs, embeddingToBase64 } from "../../dialects/embedding-input.js";
+import { abortOnDisconnect } from "../../http/sse.js";
+import type { ModelRegistry } from "../../registry/model-registry.js";
+import { embed } from "../../services/embeddings.js";
 
 const embeddingsBody = z.object({
   model: z.string().min(1).max(256),

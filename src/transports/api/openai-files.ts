@@ -7,11 +7,11 @@ import { createReadStream } from "node:fs";
 import type { FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { MAX_INPUT_BYTES, parseBatchInput } from "../dialects/openai/batch-input.js";
-import { InfernoError } from "../errors/catalogue.js";
-import type { FileStore, StoredFile } from "../files/file-store.js";
-import { boundaryOf, parseMultipart } from "../http/multipart.js";
-import { resourceIdParams } from "../http/params.js";
+import { MAX_INPUT_BYTES, parseBatchInput } from "../../dialects/openai/batch-input.js";
+import { InfernoError } from "../../errors/catalogue.js";
+import type { FileStore, StoredFile } from "../../files/file-store.js";
+import { boundaryOf, parseMultipart } from "../../http/multipart.js";
+import { resourceIdParams } from "../../http/params.js";
 
 /** Room for the multipart framing and the other fields around the largest file. */
 const UPLOAD_LIMIT = MAX_INPUT_BYTES + 1024 * 1024;

@@ -1,12 +1,12 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
-import type { GenerationResult } from "../core/generation.js";
-import { nowSeconds, openaiId } from "../dialects/openai/common.js";
-import { completionBody, completionPieces, completionUsage, startCompletions, textCompletionOf } from "../dialects/openai/completions.js";
-import type { GenerationLimits } from "../dialects/native.js";
-import { errorBody } from "../errors/error-handler.js";
-import { abortOnDisconnect, sendSse } from "../http/sse.js";
+import type { GenerationResult } from "../../core/generation.js";
+import { nowSeconds, openaiId } from "../../dialects/openai/common.js";
+import { completionBody, completionPieces, completionUsage, startCompletions, textCompletionOf } from "../../dialects/openai/completions.js";
+import type { GenerationLimits } from "../../dialects/native.js";
+import { errorBody } from "../../errors/error-handler.js";
+import { abortOnDisconnect, sendSse } from "../../http/sse.js";
 import { openaiStreamEvents } from "./openai-stream.js";
-import type { ModelRegistry } from "../registry/model-registry.js";
+import type { ModelRegistry } from "../../registry/model-registry.js";
 
 export const openaiCompletionRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limits: GenerationLimits }> = async (
   app,

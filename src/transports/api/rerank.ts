@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
-import { createRerank, rerankBody } from "../dialects/rerank.js";
-import { abortOnDisconnect } from "../http/sse.js";
-import type { ModelRegistry } from "../registry/model-registry.js";
+import { createRerank, rerankBody } from "../../dialects/rerank.js";
+import { abortOnDisconnect } from "../../http/sse.js";
+import type { ModelRegistry } from "../../registry/model-registry.js";
 
 /** `/v1/rerank` and `/v1/reranking` (llama-server's alias), under the OpenAI family's prefix and error envelope. */
 export const openaiRerankRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry }> = async (app, { registry }) => {

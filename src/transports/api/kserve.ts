@@ -1,12 +1,12 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { decodeKserveInputs, kserveInferBody, kserveOutputs, outputNames } from "../dialects/tensor.js";
-import { InfernoError } from "../errors/catalogue.js";
-import { abortOnDisconnect } from "../http/sse.js";
-import type { ModelRegistry } from "../registry/model-registry.js";
-import { kserveDatatype } from "../runtimes/onnx/tensor-types.js";
-import { VERSION } from "../version.js";
-import { runTensors, tensorModel, type TensorLimits } from "../services/tensors.js";
+import { decodeKserveInputs, kserveInferBody, kserveOutputs, outputNames } from "../../dialects/tensor.js";
+import { InfernoError } from "../../errors/catalogue.js";
+import { abortOnDisconnect } from "../../http/sse.js";
+import type { ModelRegistry } from "../../registry/model-registry.js";
+import { kserveDatatype } from "../../runtimes/onnx/tensor-types.js";
+import { VERSION } from "../../version.js";
+import { runTensors, tensorModel, type TensorLimits } from "../../services/tensors.js";
 
 const kserve = { dialect: "kserve" as const };
 const modelParams = z.object({ name: z.string().min(1).max(256), version: z.string().max(64).optional() });

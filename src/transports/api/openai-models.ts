@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
-import type { ModelEntry, ModelRegistry } from "../registry/model-registry.js";
-import { modelIdParams } from "../http/params.js";
+import type { ModelEntry, ModelRegistry } from "../../registry/model-registry.js";
+import { modelIdParams } from "../../http/params.js";
 
 export const openaiModelRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry }> = async (app, { registry }) => {
   /** OpenAI's model object (`created`: the file's or registration's time in seconds), plus what the model can do. */

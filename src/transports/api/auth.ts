@@ -1,10 +1,10 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
-import type { ApiKeyStore } from "../auth/api-keys.js";
-import type { JwtIssuer } from "../auth/jwt.js";
-import type { UserStore } from "../auth/users.js";
-import { parseKeepAlive } from "../core/duration.js";
-import { InfernoError } from "../errors/catalogue.js";
+import type { ApiKeyStore } from "../../auth/api-keys.js";
+import type { JwtIssuer } from "../../auth/jwt.js";
+import type { UserStore } from "../../auth/users.js";
+import { parseKeepAlive } from "../../core/duration.js";
+import { InfernoError } from "../../errors/catalogue.js";
 
 const admin = { role: "admin" as const };
 const limitsSchema = z

@@ -1,24 +1,24 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { keepAliveFor, requireModelControl } from "../auth/model-control.js";
-import { collectGeneration } from "../core/generation.js";
-import { mapGeneration } from "../core/stream-utils.js";
-import type { GenerationLimits } from "../dialects/native.js";
-import { chatBody, chatEvents, chatStatus, collectChat, toChatRequest } from "../dialects/ollama/chat.js";
-import { generateBody, generateOut, startPlan, toGeneratePlan, type Timing } from "../dialects/ollama/generate.js";
+import { keepAliveFor, requireModelControl } from "../../auth/model-control.js";
+import { collectGeneration } from "../../core/generation.js";
+import { mapGeneration } from "../../core/stream-utils.js";
+import type { GenerationLimits } from "../../dialects/native.js";
+import { chatBody, chatEvents, chatStatus, collectChat, toChatRequest } from "../../dialects/ollama/chat.js";
+import { generateBody, generateOut, startPlan, toGeneratePlan, type Timing } from "../../dialects/ollama/generate.js";
 import {
   applyKeepAlive, keepAliveOf, modelIdOf, ns, prepareTextModel, psEntry, showModel, tagEntry,
-} from "../dialects/ollama/models.js";
-import { keepAliveField, ollamaOptions } from "../dialects/ollama/options.js";
-import { InfernoError } from "../errors/catalogue.js";
-import { errorBody } from "../errors/error-handler.js";
-import { sendNdjson } from "../http/ndjson.js";
-import { abortOnDisconnect } from "../http/sse.js";
-import type { ModelRegistry } from "../registry/model-registry.js";
-import { startChat } from "../services/chat.js";
-import { embed } from "../services/embeddings.js";
-import { VERSION } from "../version.js";
+} from "../../dialects/ollama/models.js";
+import { keepAliveField, ollamaOptions } from "../../dialects/ollama/options.js";
+import { InfernoError } from "../../errors/catalogue.js";
+import { errorBody } from "../../errors/error-handler.js";
+import { sendNdjson } from "../../http/ndjson.js";
+import { abortOnDisconnect } from "../../http/sse.js";
+import type { ModelRegistry } from "../../registry/model-registry.js";
+import { startChat } from "../../services/chat.js";
+import { embed } from "../../services/embeddings.js";
+import { VERSION } from "../../version.js";
 
 /** The Ollama API level we answer as: one that current clients accept. */
 const OLLAMA_VERSION = "0.12.0";
