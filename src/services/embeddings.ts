@@ -3,9 +3,7 @@
 // `dimensions` and normalisation. Dialects parse their body and frame the vectors.
 import { InfernoError } from "../errors/catalogue.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
-import { GgufTextModel } from "../runtimes/llama/gguf-text-model.js";
-import { OnnxModel } from "../runtimes/onnx/onnx-model.js";
-import { capableModel } from "./models.js";
+import { textEncoder } from "./models.js";
 
 /** Inputs one request may embed (OpenAI's limit). */
 export const MAX_EMBEDDING_INPUTS = 2048;
@@ -52,19 +50,12 @@ export interface Embedder {
   embed(inputs: number[][], signal?: AbortSignal): Promise<Embeddings>;
 }
 
-async function embedder(registry: ModelRegistry, id: string): Promise<Embedder> {
-  const model = await capableModel(registry, id, "embeddings");
-  if (model instanceof GgufTextModel) return model;
-  if (model instanceof OnnxModel && model.text) return model.text;
-  throw new InfernoError("UNSUPPORTED_OPERATION", `model '${id}' does not compute embeddings`, { model: id, capabilities: model.capabilities });
-}
-
 /** Embeds every input on the model, or refuses the whole request before computing any. */
 export async function embed(registry: ModelRegistry, req: EmbedRequest, signal: AbortSignal): Promise<Embeddings> {
   if (req.inputs.length > MAX_EMBEDDING_INPUTS) {
     throw new InfernoError("INVALID_REQUEST", `${req.inputs.length} inputs is above the limit of ${MAX_EMBEDDING_INPUTS} per request`, undefined, { param: "input" });
   }
-  const model = await embedder(registry, req.model);
+  const model: Embedder = await textEncoder(registry, req.model, "embeddings");
   const { dimensions } = req;
   const tooWide = (size: number) =>
     new InfernoError("INVALID_REQUEST", `dimensions ${dimensions} is above model '${req.model}''s ${size}`, undefined, { param: "dimensions" });

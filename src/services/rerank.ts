@@ -2,9 +2,7 @@
 // model's capability, the limits, scoring, ordering and `top_n`. Dialects parse their body and frame the results.
 import { InfernoError } from "../errors/catalogue.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
-import { GgufTextModel } from "../runtimes/llama/gguf-text-model.js";
-import { OnnxModel } from "../runtimes/onnx/onnx-model.js";
-import { capableModel } from "./models.js";
+import { textEncoder } from "./models.js";
 
 /** Documents one request may rank (Cohere's limit). */
 export const MAX_RERANK_DOCUMENTS = 1000;
@@ -28,15 +26,8 @@ export interface RerankResult {
 export interface Reranker {
   /** Most tokens a query-document pair may have, special tokens included. */
   readonly inputTokenLimit: number;
-  rankInputTokens(query: string, document: string): number;
-  rank(query: string, documents: readonly string[], signal?: AbortSignal): Promise<number[]>;
-}
-
-async function reranker(registry: ModelRegistry, id: string): Promise<Reranker> {
-  const model = await capableModel(registry, id, "reranking");
-  if (model instanceof GgufTextModel) return model;
-  if (model instanceof OnnxModel && model.text) return model.text;
-  throw new InfernoError("UNSUPPORTED_OPERATION", `model '${id}' does not rerank`, { model: id, capabilities: model.capabilities });
+  /** The query with each document, tokenized once: each pair's length as the model sees it, and the run that scores them. */
+  rankPairs(query: string, documents: readonly string[]): { lengths: number[]; score: (signal?: AbortSignal) => Promise<number[]> };
 }
 
 /** Scores every document against the query, or refuses the whole request before scoring any. */
@@ -44,11 +35,11 @@ export async function rerank(registry: ModelRegistry, req: RerankRequest, signal
   if (req.documents.length > MAX_RERANK_DOCUMENTS) {
     throw new InfernoError("INVALID_REQUEST", `${req.documents.length} documents is above the limit of ${MAX_RERANK_DOCUMENTS} per request`, undefined, { param: "documents" });
   }
-  const model = await reranker(registry, req.model);
+  const model: Reranker = await textEncoder(registry, req.model, "reranking");
   const limit = model.inputTokenLimit;
+  const { lengths, score } = model.rankPairs(req.query, req.documents);
   let promptTokens = 0;
-  req.documents.forEach((document, i) => {
-    const tokens = model.rankInputTokens(req.query, document);
+  lengths.forEach((tokens, i) => {
     if (tokens > limit) {
       throw new InfernoError(
         "CONTEXT_LENGTH_EXCEEDED",
@@ -59,7 +50,7 @@ export async function rerank(registry: ModelRegistry, req: RerankRequest, signal
     }
     promptTokens += tokens;
   });
-  const scores = await model.rank(req.query, req.documents, signal);
+  const scores = await score(signal);
   const results = scores.map((relevanceScore, index) => ({ index, relevanceScore }));
   results.sort((a, b) => b.relevanceScore - a.relevanceScore || a.index - b.index);
   return { results: req.topN == null ? results : results.slice(0, req.topN), promptTokens };

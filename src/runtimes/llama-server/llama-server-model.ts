@@ -101,7 +101,7 @@ export class LlamaServerModel extends GgufTextModel<ServerSlot> {
     return best;
   }
 
-  rank(): Promise<number[]> {
+  protected rank(): Promise<number[]> {
     return Promise.reject(this.textOnly());
   }
 

@@ -75,7 +75,7 @@ export abstract class GgufTextModel<Slot> implements LoadedModel {
   protected abstract generateOn(input: SlotRequest<Slot>): GenerationStream;
   abstract embed(inputs: Array<string | number[]>, signal?: AbortSignal): Promise<{ vectors: number[][]; promptTokens: number }>;
   /** The relevance of each document to the query, from the model's classification head (0 to 1). */
-  abstract rank(query: string, documents: readonly string[], signal?: AbortSignal): Promise<number[]>;
+  protected abstract rank(query: Token[], documents: Token[][], signal?: AbortSignal): Promise<number[]>;
   protected abstract disposeEngine(): Promise<void>;
 
   get parallel(): number {
@@ -122,15 +122,17 @@ export abstract class GgufTextModel<Slot> implements LoadedModel {
   }
 
   /**
-   * The tokens a reranker sees for a query and a document: BOS, the query, EOS, SEP, the document, EOS
-   * (those the model has), each text without its leading space, as node-llama-cpp's ranking context
-   * builds them. A model whose GGUF carries a rerank template (`tokenizer.chat_template.rerank`) adds that
-   * template's text too; this count leaves it out.
+   * The query and each document tokenized once, without their leading space, as node-llama-cpp's ranking
+   * context tokenizes them; `lengths` counts what the reranker sees of each pair: BOS, the query, EOS, SEP,
+   * the document, EOS (those the model has). A model whose GGUF carries a rerank template
+   * (`tokenizer.chat_template.rerank`) adds that template's text too; the lengths leave it out.
    */
-  rankInputTokens(query: string, document: string): number {
+  rankPairs(query: string, documents: readonly string[]): { lengths: number[]; score: (signal?: AbortSignal) => Promise<number[]> } {
     const { bos, eos, sep } = this.model.tokens;
     const special = (bos == null ? 0 : 1) + (eos == null ? 0 : 2) + (sep == null ? 0 : 1);
-    return special + this.model.tokenize(query, false, "trimLeadingSpace").length + this.model.tokenize(document, false, "trimLeadingSpace").length;
+    const q = this.model.tokenize(query, false, "trimLeadingSpace");
+    const docs = documents.map((d) => this.model.tokenize(d, false, "trimLeadingSpace"));
+    return { lengths: docs.map((d) => special + q.length + d.length), score: (signal) => this.rank(q, docs, signal) };
   }
 
   /** Tokens of text as it appears inside a prompt (no BOS). */

@@ -97,7 +97,7 @@ export class LlamaTextModel extends GgufTextModel<LlamaContextSequence> {
    * Scores documents one at a time on a lazily created ranking context, in turn with embeddings (one
    * encoder context of each kind, taking turns). Inputs come checked by the rerank service.
    */
-  rank(query: string, documents: readonly string[], signal?: AbortSignal): Promise<number[]> {
+  protected rank(query: Token[], documents: Token[][], signal?: AbortSignal): Promise<number[]> {
     return this.counted(async () => {
       const run = this.embedChain.then(async () => {
         this.ranking ??= this.model.createRankingContext({ contextSize: this.embeddingContextSize, threads: this.settings.threads });

@@ -1,4 +1,4 @@
-import { onnxTextFacts, OnnxTextEncoder, type OnnxPooling } from "./onnx-text.js";
+import { OnnxTextEncoder, type OnnxPooling } from "./onnx-text.js";
 import { promises as fs } from "node:fs";
 import { InfernoError } from "../../errors/catalogue.js";
 import { redactPaths } from "../../errors/redact-paths.js";
@@ -98,8 +98,8 @@ export class OnnxRuntime {
       },
     });
     try {
-      const text = await onnxTextFacts(filePath, header);
-      if (text) model.attachText(await OnnxTextEncoder.open(filePath, text, header, (inputs, fetches, signal) => model.infer(inputs, fetches, signal), options.pooling));
+      const text = await OnnxTextEncoder.open(filePath, header, (inputs, fetches, signal) => model.infer(inputs, fetches, signal), options.pooling);
+      if (text) model.attachText(text);
     } catch (err) {
       await model.dispose();
       throw err;

@@ -32,7 +32,13 @@ const TEXT_INPUTS = new Set(["input_ids", "attention_mask", "token_type_ids"]);
  * dir), else `tokenizer.json` in the same folder, else in the parent of a folder named `onnx` (the Hugging
  * Face layout, `onnx/model.onnx`). The same for `tokenizer_config.json` and `1_Pooling/config.json`.
  */
-async function textFiles(onnxPath: string): Promise<{ tokenizer: string; config?: string; pooling?: string } | undefined> {
+interface TextFiles {
+  tokenizer: string;
+  config?: string;
+  pooling?: string;
+}
+
+async function textFiles(onnxPath: string): Promise<TextFiles | undefined> {
   const dir = path.dirname(onnxPath);
   const base = path.basename(onnxPath, path.extname(onnxPath));
   const exists = (f: string) => fs.stat(f).then((s) => s.isFile(), () => false);
@@ -67,6 +73,11 @@ const rank = (v: { shape: unknown[] | null }) => v.shape?.length;
 
 /** The model as a text encoder, when it has a tokenizer and the inputs and outputs of one; else undefined. */
 export async function onnxTextFacts(onnxPath: string, header: Pick<OnnxHeader, "inputs" | "outputs">): Promise<OnnxTextFacts | undefined> {
+  return (await describeText(onnxPath, header))?.facts;
+}
+
+/** The facts, and the files they came from (the encoder reads its tokenizer from them). */
+async function describeText(onnxPath: string, header: Pick<OnnxHeader, "inputs" | "outputs">): Promise<{ facts: OnnxTextFacts; files: TextFiles } | undefined> {
   const inputs = header.inputs.map((i) => i.name);
   if (!inputs.includes("input_ids") || !inputs.every((n) => TEXT_INPUTS.has(n))) return undefined;
   if (!header.inputs.every((i) => i.type === "int64" && rank(i) === 2)) return undefined;
@@ -78,10 +89,10 @@ export async function onnxTextFacts(onnxPath: string, header: Pick<OnnxHeader, "
     const config = await readJson(files.pooling, "the pooling config").catch(() => ({}) as Record<string, unknown>);
     if (config.pooling_mode_cls_token === true) pooling = "cls";
   }
-  if (out("logits", 2)) return { kind: "reranking", output: "logits", pooling: "none", inputs };
-  if (out("sentence_embedding", 2)) return { kind: "embeddings", output: "sentence_embedding", pooling: "none", inputs };
+  if (out("logits", 2)) return { files, facts: { kind: "reranking", output: "logits", pooling: "none", inputs } };
+  if (out("sentence_embedding", 2)) return { files, facts: { kind: "embeddings", output: "sentence_embedding", pooling: "none", inputs } };
   const hidden = out("last_hidden_state", 3) ?? out("token_embeddings", 3);
-  if (hidden) return { kind: "embeddings", output: hidden.name, pooling, inputs };
+  if (hidden) return { files, facts: { kind: "embeddings", output: hidden.name, pooling, inputs } };
   return undefined;
 }
 
@@ -100,9 +111,11 @@ export class OnnxTextEncoder {
     readonly embeddingSize: number | undefined,
   ) {}
 
-  static async open(onnxPath: string, facts: OnnxTextFacts, header: Pick<OnnxHeader, "inputs" | "outputs">, run: TensorRunner, pooling?: OnnxPooling): Promise<OnnxTextEncoder> {
-    const files = await textFiles(onnxPath);
-    if (!files) throw new InfernoError("MODEL_LOAD_FAILED", "the model's tokenizer.json is gone");
+  /** The model's text encoder, or undefined when it is not a text model (no tokenizer, or not a text graph). */
+  static async open(onnxPath: string, header: Pick<OnnxHeader, "inputs" | "outputs">, run: TensorRunner, pooling?: OnnxPooling): Promise<OnnxTextEncoder | undefined> {
+    const described = await describeText(onnxPath, header);
+    if (!described) return undefined;
+    const { facts, files } = described;
     const json = await readJson(files.tokenizer, "tokenizer.json");
     const config = files.config ? await readJson(files.config, "tokenizer_config.json") : {};
     let tokenizer: Tokenizer;
@@ -153,20 +166,22 @@ export class OnnxTextEncoder {
   }
 
   /** The tokens of a query-document pair as the cross-encoder sees them. */
-  pairTokens(query: string, document: string): { ids: number[]; types: number[] } {
+  private pairTokens(query: string, document: string): { ids: number[]; types: number[] } {
     const e = this.tokenizer.encode(query, { text_pair: document, return_token_type_ids: true });
     return { ids: e.ids, types: e.token_type_ids };
   }
 
-  rankInputTokens(query: string, document: string): number {
-    return this.pairTokens(query, document).ids.length;
+  /** Each query-document pair encoded once as the cross-encoder sees it: `lengths`, and the run that scores them. */
+  rankPairs(query: string, documents: readonly string[]): { lengths: number[]; score: (signal?: AbortSignal) => Promise<number[]> } {
+    const pairs = documents.map((d) => this.pairTokens(query, d));
+    return { lengths: pairs.map((p) => p.ids.length), score: (signal) => this.rank(pairs, signal) };
   }
 
-  /** Relevance of each document: the sigmoid of a one-label head, or the softmax of label 1 of a two-label one. */
-  async rank(query: string, documents: readonly string[], signal?: AbortSignal): Promise<number[]> {
+  /** Relevance of each pair: the sigmoid of a one-label head, or the softmax of label 1 of a two-label one. */
+  private async rank(pairs: Array<{ ids: number[]; types: number[] }>, signal?: AbortSignal): Promise<number[]> {
     const scores: number[] = [];
-    for (let i = 0; i < documents.length; i += ROWS_PER_RUN) {
-      const rows = documents.slice(i, i + ROWS_PER_RUN).map((d) => this.pairTokens(query, d));
+    for (let i = 0; i < pairs.length; i += ROWS_PER_RUN) {
+      const rows = pairs.slice(i, i + ROWS_PER_RUN);
       const { dims, data } = await this.runRows(rows, signal);
       const labels = dims[1] ?? 1;
       for (let r = 0; r < rows.length; r++) {
