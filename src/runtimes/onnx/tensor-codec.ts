@@ -9,7 +9,7 @@ import { elementWriter, jsonElements, jsonKind } from "./tensor-elements.js";
 import { checkCount, elementError, fillNested, invalidInput, nestedShape, parseShape, unravel } from "./tensor-shape.js";
 import type { DecodeLimits } from "./tensor-shape.js";
 import { elementCount, elementSize, elementTypeFromKserve, isElementType, kserveDatatype, viewData } from "./tensor-types.js";
-import type { DecodedTensor, ElementType, TensorSpec } from "./tensor-types.js";
+import type { DecodedTensor, ElementType, NumericData, TensorSpec } from "./tensor-types.js";
 
 export type { DecodeLimits } from "./tensor-shape.js";
 export type { DecodedTensor, ElementType, NumericData, TensorData, TensorSpec } from "./tensor-types.js";
@@ -199,4 +199,101 @@ export function encodeTensor(tensor: TensorLike, layout: "nested" | "flat"): Enc
 export function encodeKserveOutput(name: string, tensor: TensorLike): KserveOutput {
   const { type, dims, flat } = checkedElements(tensor);
   return { name, shape: dims, datatype: kserveDatatype(type), data: flat };
+}
+
+/** A tensor's datatype and shape as a KServe v2 binary request (REST binary extension, gRPC raw contents) declares them. */
+export interface RawTensorHeader {
+  datatype: string;
+  shape: readonly number[];
+}
+
+/**
+ * A tensor from raw bytes, the KServe v2 / Triton binary layout: row-major, little-endian elements without
+ * padding; BYTES elements each a 4-byte little-endian length and that many bytes (UTF-8 for strings).
+ * The byte length must be exactly what the shape and datatype make. A numeric tensor views `bytes` without a
+ * copy when they are aligned for the element type (the caller hands over a buffer it no longer changes).
+ */
+export function decodeRawTensor(spec: TensorSpec, header: RawTensorHeader, bytes: Uint8Array, limits: DecodeLimits): DecodedTensor {
+  const { datatype } = header;
+  if ((typeof datatype === "string" ? elementTypeFromKserve(datatype) : undefined) !== spec.type) {
+    const expected = kserveDatatype(spec.type);
+    throw invalidInput(spec, `.datatype: expected "${expected}", got ${JSON.stringify(datatype)}`, { expected, got: datatype });
+  }
+  const dims = parseShape(spec, header.shape);
+  const count = checkCount(spec, dims, limits);
+  if (spec.type === "string") return { type: "string", dims, data: decodeRawStrings(spec, bytes, count) };
+  const size = elementSize(spec.type) ?? 1;
+  const byteLength = count * size;
+  if (bytes.byteLength !== byteLength) {
+    throw invalidInput(spec, `: expected ${byteLength} raw bytes (${count} × ${size}-byte ${header.datatype}), got ${bytes.byteLength}`, {
+      expected: byteLength,
+      got: bytes.byteLength,
+    });
+  }
+  let buffer = bytes.buffer as ArrayBuffer;
+  let offset = bytes.byteOffset;
+  if (offset % size !== 0 || !(buffer instanceof ArrayBuffer)) {
+    buffer = new ArrayBuffer(byteLength);
+    new Uint8Array(buffer).set(bytes);
+    offset = 0;
+  }
+  const data = viewData(spec.type, buffer, count, offset);
+  if (spec.type === "bool") {
+    const flags = data as Uint8Array;
+    const bad = flags.findIndex((b) => b > 1);
+    if (bad >= 0) throw elementError(spec, { expected: "byte 0 or 1", got: flags[bad], gotText: String(flags[bad]) }, unravel(bad, dims), ` (byte ${bad})`);
+  }
+  return { type: spec.type, dims, data };
+}
+
+function decodeRawStrings(spec: TensorSpec, bytes: Uint8Array, count: number): string[] {
+  const out = new Array<string>(count);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  let at = 0;
+  for (let i = 0; i < count; i++) {
+    if (at + 4 > bytes.byteLength) {
+      throw invalidInput(spec, `: raw BYTES ended at element ${i} of ${count} (each element is a 4-byte length, then its bytes)`, { expected: count, got: i });
+    }
+    const length = view.getUint32(at, true);
+    at += 4;
+    if (at + length > bytes.byteLength) {
+      throw invalidInput(spec, `: raw BYTES element ${i} declares ${length} bytes, only ${bytes.byteLength - at} left`, { expected: length, got: bytes.byteLength - at });
+    }
+    try {
+      out[i] = decoder.decode(bytes.subarray(at, at + length));
+    } catch {
+      throw invalidInput(spec, `: raw BYTES element ${i} is not valid UTF-8`, { expected: "UTF-8", got: "invalid bytes" });
+    }
+    at += length;
+  }
+  if (at !== bytes.byteLength) {
+    throw invalidInput(spec, `: ${bytes.byteLength - at} raw bytes left over after ${count} BYTES elements`, { expected: at, got: bytes.byteLength });
+  }
+  return out;
+}
+
+/** A tensor as raw bytes (the layout decodeRawTensor reads): typed data is viewed, not copied; strings are length-prefixed UTF-8. */
+export function encodeRawTensor(tensor: TensorLike): { datatype: string; shape: number[]; bytes: Uint8Array } {
+  const { type, data } = tensor;
+  if (!isElementType(type)) {
+    throw new InfernoError("UNSUPPORTED_OPERATION", `output tensors of type ${type} can't be returned`, { dtype: type });
+  }
+  const shape = [...tensor.dims];
+  if (type === "string") return { datatype: "BYTES", shape, bytes: encodeRawStrings(data as ArrayLike<string>) };
+  const typed = data as NumericData;
+  return { datatype: kserveDatatype(type), shape, bytes: new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength) };
+}
+
+/** BYTES elements in the raw layout: each a 4-byte little-endian length, then the bytes. */
+export function encodeRawStrings(values: ArrayLike<string | Uint8Array>): Uint8Array {
+  const parts = Array.from(values, (v) => (typeof v === "string" ? Buffer.from(v, "utf8") : v));
+  const out = Buffer.allocUnsafe(parts.reduce((n, p) => n + 4 + p.byteLength, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.writeUInt32LE(part.byteLength, at);
+    out.set(part, at + 4);
+    at += 4 + part.byteLength;
+  }
+  return out;
 }

@@ -93,9 +93,9 @@ export function allocateData(type: ElementType, length: number): TensorData {
   return type === "string" ? new Array<string>(length).fill("") : new STORAGE[type](length);
 }
 
-/** A typed array of `type` viewing `length` elements of `buffer` (no copy). Not for "string". */
-export const viewData = (type: Exclude<ElementType, "string">, buffer: ArrayBuffer, length: number): NumericData =>
-  new STORAGE[type](buffer, 0, length);
+/** A typed array of `type` viewing `length` elements of `buffer` from `byteOffset` (no copy). Not for "string". */
+export const viewData = (type: Exclude<ElementType, "string">, buffer: ArrayBuffer, length: number, byteOffset = 0): NumericData =>
+  new STORAGE[type](buffer, byteOffset, length);
 
 /** Number of elements in a tensor of `dims` (1 for rank 0). */
 export const elementCount = (dims: readonly number[]): number => dims.reduce((n, d) => n * d, 1);
