@@ -1,5 +1,6 @@
 import { onnxTextFacts, type OnnxTextFacts } from "./runtimes/onnx/onnx-text.js";
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import Fastify, { type FastifyInstance } from "fastify";
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
@@ -41,6 +42,7 @@ import { openaiRerankRoutes, rerankRoutes } from "./transports/api/rerank.js";
 import { openaiFileRoutes } from "./transports/api/openai-files.js";
 import { openaiModelRoutes } from "./transports/api/openai-models.js";
 import { websocketRoutes, websocketSupport } from "./transports/api/websocket.js";
+import { grpcTransport } from "./transports/grpc/grpc-plugin.js";
 import { LlamaRuntime } from "./runtimes/llama/llama-runtime.js";
 import { inspectOnnx, OnnxRuntime } from "./runtimes/onnx/onnx-runtime.js";
 import webhooksPlugin from "./webhooks/webhooks.js";
@@ -66,9 +68,27 @@ function loggerOptions(config: Config) {
   };
 }
 
+/** The TLS files of the config, when TLS is on (both listeners use them). */
+export function tlsFiles(config: Config) {
+  return config.tlsCert && config.tlsKey ? { cert: config.tlsCert, key: config.tlsKey, clientCa: config.tlsClientCa } : undefined;
+}
+
+/** Node's HTTPS options for the TLS files: with a client CA, a client without a certificate it signed is refused in the handshake. */
+function httpsOptions(config: Config) {
+  const tls = tlsFiles(config);
+  if (!tls) return undefined;
+  return {
+    cert: readFileSync(tls.cert),
+    key: readFileSync(tls.key),
+    ...(tls.clientCa ? { ca: readFileSync(tls.clientCa), requestCert: true, rejectUnauthorized: true } : {}),
+  };
+}
+
 /** Builds the whole app without listening; the caller listens (or uses `inject` in tests) and closes it. */
 export async function buildServer(config: Config): Promise<FastifyInstance> {
+  const https = httpsOptions(config);
   const app = Fastify({
+    ...(https ? { https } : {}),
     logger: loggerOptions(config),
     bodyLimit: config.bodyLimit,
     // An oversized header block is refused by Node's parser (431) before it reaches a route.
@@ -245,5 +265,10 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
     { prefix: "/v1" },
   );
   await app.register(websocketRoutes, { registry, limits, auth: { enabled: config.auth, checkers }, draining: app.drainSignal });
+  if (config.grpcEnabled) {
+    await app.register(grpcTransport, {
+      registry, limits, auth: { enabled: config.auth, checkers }, requestTimeoutMs: config.requestTimeoutMs, maxMessageBytes: config.bodyLimit, tls: tlsFiles(config),
+    });
+  }
   return app;
 }

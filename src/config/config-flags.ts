@@ -17,6 +17,11 @@ interface FlagHelp {
 const HELP: Record<ConfigKey, FlagHelp> = {
   host: { arg: "H", help: "bind address" },
   port: { arg: "P", help: "port" },
+  grpcEnabled: { arg: "BOOL", help: "serve gRPC (KServe v2 / Triton) too" },
+  grpcPort: { arg: "P", help: "gRPC port, same host (0: any free port)" },
+  tlsCert: { arg: "FILE", help: "PEM certificate chain: HTTPS and gRPC over TLS" },
+  tlsKey: { arg: "FILE", help: "PEM private key of --tls-cert" },
+  tlsClientCa: { arg: "FILE", help: "PEM CA: require client certificates it signed (mTLS)" },
   modelsDir: { arg: "DIR", help: "model folder" },
   dataDir: { arg: "DIR", help: "registrations and other state" },
   modelRoots: { arg: "DIR", help: "extra folder models may be registered from (repeatable; env: ':'-separated)" },

@@ -40,6 +40,15 @@ export const configSchema = z
   .object({
     host: z.string().min(1).default("127.0.0.1"),
     port: intFromString(0, 65535).default(8080),
+    /** The gRPC listener (KServe v2 / Triton GRPCInferenceService), on the same host as HTTP. */
+    grpcEnabled: boolBool(true),
+    /** 8081, KServe's convention; 0 picks a free port. */
+    grpcPort: intFromString(0, 65535).default(8081),
+    /** PEM certificate chain and key: HTTPS and gRPC over TLS (both or neither). */
+    tlsCert: z.string().min(1).optional(),
+    tlsKey: z.string().min(1).optional(),
+    /** PEM CA bundle: clients must present a certificate it signed (mTLS), on both listeners. */
+    tlsClientCa: z.string().min(1).optional(),
     modelsDir: z.string().min(1).default("./models"),
     dataDir: z.string().min(1).default("./data"),
     /** Extra folders from which models may be registered by path (besides modelsDir). */
@@ -145,7 +154,9 @@ export const configSchema = z
     /** Where `pull hf:...` downloads from (a Hugging Face mirror, say). */
     hfEndpoint: z.string().url().default(DEFAULT_HF_ENDPOINT),
   })
-  .strict();
+  .strict()
+  .refine((c) => (c.tlsCert === undefined) === (c.tlsKey === undefined), { message: "tlsCert and tlsKey go together", path: ["tlsCert"] })
+  .refine((c) => c.tlsClientCa === undefined || c.tlsCert !== undefined, { message: "tlsClientCa needs tlsCert and tlsKey", path: ["tlsClientCa"] });
 
 export type Config = Readonly<z.infer<typeof configSchema>>;
 export type ConfigInput = z.input<typeof configSchema>;

@@ -11,7 +11,17 @@ declare module "fastify" {
      * (0: end the open requests now); every call returns the same report.
      */
     drain(graceMs: number): Promise<DrainReport>;
+    /**
+     * Counts a call of a transport that is not a Fastify route (gRPC) as an open request until the
+     * returned function is called: a drain waits for it and, when the grace runs out, ends it with `abortWith`.
+     */
+    trackCall(abortWith: (err: InfernoError) => void): () => void;
   }
+}
+
+/** What a drain can end: a request (its abortWith comes from the request-timeout plugin) or another transport's call. */
+interface OpenWork {
+  abortWith?: ((err: InfernoError) => void) | undefined;
 }
 
 /** What a drain found and did. */
@@ -44,7 +54,7 @@ export const shuttingDown = (details?: Record<string, unknown>) =>
  * Needs the request-timeout plugin (the request's signal) registered first.
  */
 async function shutdown(app: FastifyInstance): Promise<void> {
-  const open = new Set<FastifyRequest>();
+  const open = new Set<FastifyRequest | OpenWork>();
   const draining = new AbortController();
   let onIdle: (() => void) | undefined;
   let drained: Promise<DrainReport> | undefined;
@@ -111,6 +121,15 @@ async function shutdown(app: FastifyInstance): Promise<void> {
     app.log.info({ open_at_start: openAtStart, ended_by_grace: endedByGrace, ms: Date.now() - started }, "shut down");
     return { openAtStart, endedByGrace };
   }
+
+  app.decorate("trackCall", (abortWith: (err: InfernoError) => void) => {
+    const call: OpenWork = { abortWith };
+    open.add(call);
+    return () => {
+      if (!open.delete(call)) return;
+      if (open.size === 0) onIdle?.();
+    };
+  });
 
   app.decorate("drain", (graceMs: number) => {
     if (drained) {

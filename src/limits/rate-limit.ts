@@ -1,13 +1,32 @@
 import fastifyRateLimit, { normalizeIP } from "@fastify/rate-limit";
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from "fastify";
 import fp from "fastify-plugin";
-import type { RateLimits } from "../auth/principal.js";
+import type { Principal, RateLimits } from "../auth/principal.js";
 import type { Config } from "../config/config.js";
 import { InfernoError } from "../errors/catalogue.js";
 import type { RegistryEvent } from "../registry/model-registry.js";
 import type { LimitStore } from "./store/limit-store.js";
 import { LocalStore } from "./store/local-store.js";
 import { UsageContext } from "./usage-context.js";
+
+/**
+ * The limits for transports that are not Fastify routes (gRPC, IPC): one call is one request, counted in
+ * the same windows as HTTP requests of the same key. A refusal throws RATE_LIMIT_EXCEEDED with
+ * `details.retry_after` (seconds).
+ */
+export interface RateLimiter {
+  enabled: boolean;
+  /** Counts a request of `principal` (or of `ip` without a key); resolves to its key and the release of its concurrency slot. */
+  admit(principal: Principal | undefined, ip: string): Promise<{ key: string; release: () => void }>;
+  /** Runs `fn` so that the generations it starts are charged to `key`'s tokens per minute. */
+  runAs<T>(key: string, fn: () => T): T;
+}
+
+declare module "fastify" {
+  interface FastifyInstance {
+    rateLimiter: RateLimiter;
+  }
+}
 
 /** Which limit refused a request: the `limit` label of inferno_rate_limited_total and `details.limit`. */
 export type LimitName = "requests_per_minute" | "requests_per_hour" | "tokens_per_minute" | "concurrent_requests";
@@ -48,15 +67,23 @@ const isExempt = (url: string) => url === "/health" || url.startsWith("/v2/healt
  * Exported so that work done later on a request's behalf (a batch) is charged to the same key.
  */
 export function limitKey(request: FastifyRequest): string {
-  const p = request.principal;
+  return principalKey(request.principal, request.ip);
+}
+
+/** The rate-limit key of a principal connecting from `ip`, on any transport. */
+export function principalKey(p: Principal | undefined, ip: string): string {
   if (p?.keyId) return `key:${p.keyId}`;
   // A JWT user is counted as that user wherever they connect from.
   if (p?.via === "jwt") return `user:${p.user}`;
-  return `ip:${normalizeIP(request.ip)}`;
+  return `ip:${normalizeIP(ip)}`;
 }
 
 function limitsOf(request: FastifyRequest, defaults: RateLimits): RateLimits {
-  const own = request.principal?.limits;
+  return limitsFor(request.principal, defaults);
+}
+
+function limitsFor(principal: Principal | undefined, defaults: RateLimits): RateLimits {
+  const own = principal?.limits;
   return {
     requestsPerMinute: own?.requestsPerMinute ?? defaults.requestsPerMinute,
     requestsPerHour: own?.requestsPerHour ?? defaults.requestsPerHour,
@@ -109,7 +136,10 @@ function appendHook(route: RouteOptions, name: "onRequest" | "preHandler", hook:
 }
 
 async function rateLimit(app: FastifyInstance, opts: RateLimitPluginOptions): Promise<void> {
-  if (!opts.enabled) return;
+  if (!opts.enabled) {
+    app.decorate("rateLimiter", { enabled: false, admit: async (p, ip) => ({ key: principalKey(p, ip), release: () => {} }), runAs: (_key, fn) => fn() } satisfies RateLimiter);
+    return;
+  }
   const now = opts.now ?? Date.now;
   const store = opts.store ?? new LocalStore(now);
   const limits = (request: FastifyRequest) => limitsOf(request, opts.defaults);
@@ -127,33 +157,50 @@ async function rateLimit(app: FastifyInstance, opts: RateLimitPluginOptions): Pr
       limit,
     });
   };
-  const refuse = (reply: FastifyReply, limit: LimitName, waitMs: number) => {
-    const err = exceeded(limit, waitMs);
-    reply.header("retry-after", err.details!.retry_after);
-    return err;
-  };
 
-  // Runs after @fastify/rate-limit's per-minute hook (both are route hooks, added in this order).
-  const enforce = async (request: FastifyRequest, reply: FastifyReply) => {
+  /** The windows @fastify/rate-limit does not keep (hour, tokens, concurrency); resolves to the release of the concurrency slot. */
+  const admitWindows = async (key: string, limit: RateLimits): Promise<() => void> => {
     const started = now();
-    epochReset(reply, started);
-    const key = limitKey(request);
-    const limit = limits(request);
     const hour = await store.incr(`rph:${key}`, HOUR_MS);
-    if (hour.count > limit.requestsPerHour) throw refuse(reply, "requests_per_hour", hour.resetAt - started);
+    if (hour.count > limit.requestsPerHour) throw exceeded("requests_per_hour", hour.resetAt - started);
     const tokens = await store.get(`tpm:${key}`);
-    if (tokens && tokens.count >= limit.tokensPerMinute) throw refuse(reply, "tokens_per_minute", tokens.resetAt - started);
+    if (tokens && tokens.count >= limit.tokensPerMinute) throw exceeded("tokens_per_minute", tokens.resetAt - started);
     const running = inFlight.get(key) ?? 0;
-    if (running >= limit.concurrentRequests) throw refuse(reply, "concurrent_requests", CONCURRENCY_RETRY_MS);
+    if (running >= limit.concurrentRequests) throw exceeded("concurrent_requests", CONCURRENCY_RETRY_MS);
     inFlight.set(key, running + 1);
     let released = false;
-    const release = () => {
+    return () => {
       if (released) return;
       released = true;
       const left = (inFlight.get(key) ?? 1) - 1;
       if (left > 0) inFlight.set(key, left);
       else inFlight.delete(key);
     };
+  };
+
+  app.decorate("rateLimiter", {
+    enabled: true,
+    admit: async (principal, ip) => {
+      const key = principalKey(principal, ip);
+      const limit = limitsFor(principal, opts.defaults);
+      // Counted in the same per-minute window as the HTTP routes (@fastify/rate-limit's global store keys).
+      const minute = await store.incr(`rpm:${key}`, MINUTE_MS);
+      if (minute.count > limit.requestsPerMinute) throw exceeded("requests_per_minute", minute.resetAt - now());
+      return { key, release: await admitWindows(key, limit) };
+    },
+    runAs: (key, fn) => usage.run(key, fn),
+  } satisfies RateLimiter);
+
+  // Runs after @fastify/rate-limit's per-minute hook (both are route hooks, added in this order).
+  const enforce = async (request: FastifyRequest, reply: FastifyReply) => {
+    epochReset(reply, now());
+    let release: () => void;
+    try {
+      release = await admitWindows(limitKey(request), limits(request));
+    } catch (err) {
+      if (err instanceof InfernoError && err.details?.retry_after !== undefined) reply.header("retry-after", err.details.retry_after);
+      throw err;
+    }
     // 'close' comes once for every response, streams (hijacked) included; it may have come already.
     reply.raw.once("close", release);
     if (reply.raw.destroyed) release();

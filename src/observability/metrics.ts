@@ -12,6 +12,13 @@ export interface InfernoMetrics {
   rateLimited: Counter<"limit">;
   /** Requests refused by the auth plugin; `reason` is a short fixed code ("missing_credentials", "invalid_credentials", ...). */
   authFailures: Counter<"reason">;
+  /**
+   * A call of a transport that is not an HTTP route (gRPC) starts: it counts in flight until the returned
+   * function is called with its outcome, then in the request counter and duration histogram under its transport.
+   */
+  startCall(transport: "grpc" | "ipc"): (outcome: { model: string; route: string; status: string }) => void;
+  /** The `model` label for a model a client named: an id the registry knows, or "unknown" ("none" when none was named). */
+  modelLabel(named: unknown): string;
 }
 
 declare module "fastify" {
@@ -45,14 +52,14 @@ function defineMetrics(register: Registry, models: ModelRegistry) {
   return {
     requests: new Counter({
       name: "inferno_inference_requests_total",
-      help: "HTTP requests served (all routes but the scrape), by model, route pattern and status code",
-      labelNames: ["model", "route", "status"] as const,
+      help: "Requests served (every HTTP route but the scrape, gRPC calls), by model, route pattern or gRPC method, status code and transport (http, grpc)",
+      labelNames: ["model", "route", "status", "transport"] as const,
       registers,
     }),
     duration: new Histogram({
       name: "inferno_inference_duration_seconds",
-      help: "Time from request to the end of the response (streams included), by model and route pattern",
-      labelNames: ["model", "route"] as const,
+      help: "Time from request to the end of the response (streams included), by model, route pattern or gRPC method and transport",
+      labelNames: ["model", "route", "transport"] as const,
       buckets: DURATION_BUCKETS,
       registers,
     }),
@@ -75,7 +82,7 @@ function defineMetrics(register: Registry, models: ModelRegistry) {
       labelNames: ["model"] as const,
       registers,
     }),
-    inFlight: new Gauge({ name: "inferno_requests_in_flight", help: "HTTP requests being served now (streams until they close)", registers }),
+    inFlight: new Gauge({ name: "inferno_requests_in_flight", help: "Requests (HTTP, gRPC calls) being served now (streams until they close)", registers }),
     queueDepth: new Gauge({
       name: "inferno_queue_depth",
       help: "Requests waiting for a free sequence or batch slot, per loaded model",
@@ -144,8 +151,11 @@ function defineMetrics(register: Registry, models: ModelRegistry) {
 function modelLabel(request: FastifyRequest, models: ModelRegistry): string {
   const params = request.params as Record<string, unknown> | undefined;
   const body = request.body as Record<string, unknown> | null | undefined;
-  const named = params?.id ?? params?.name ?? (typeof body === "object" && body !== null ? body.model : undefined);
-  if (named === undefined) return "none";
+  return knownModel(params?.id ?? params?.name ?? (typeof body === "object" && body !== null ? body.model : undefined), models);
+}
+
+function knownModel(named: unknown, models: ModelRegistry): string {
+  if (named === undefined || named === "") return "none";
   if (typeof named !== "string") return "unknown";
   const id = named.endsWith(":latest") ? named.slice(0, -":latest".length) : named; // Ollama's only tag
   if (models.getLoaded(id) || models.list().some((m) => m.id === id)) return id;
@@ -157,7 +167,21 @@ async function metrics(app: FastifyInstance, opts: MetricsPluginOptions): Promis
   collectDefaultMetrics({ register });
   const m = defineMetrics(register, opts.registry);
   const custom = new CustomMetrics(register, opts.customLimits ?? { metrics: 100, series: 100 });
-  app.decorate("metrics", { registry: register, rateLimited: m.rateLimited, authFailures: m.authFailures } satisfies InfernoMetrics);
+  const startCall = (transport: string) => {
+    const started = performance.now();
+    m.inFlight.inc();
+    let done = false;
+    return (outcome: { model: string; route: string; status: string }) => {
+      if (done) return;
+      done = true;
+      m.inFlight.dec();
+      m.requests.inc({ ...outcome, transport });
+      m.duration.observe({ model: outcome.model, route: outcome.route, transport }, (performance.now() - started) / 1000);
+    };
+  };
+  app.decorate("metrics", {
+    registry: register, rateLimited: m.rateLimited, authFailures: m.authFailures, startCall, modelLabel: (named) => knownModel(named, opts.registry),
+  } satisfies InfernoMetrics);
 
   const onEvent = (event: RegistryEvent) => {
     if (event.kind === "generation") {
@@ -187,8 +211,8 @@ async function metrics(app: FastifyInstance, opts: MetricsPluginOptions): Promis
       const route = request.routeOptions.url ?? "unmatched";
       const model = modelLabel(request, opts.registry);
       const status = reply.raw.writableFinished ? String(reply.raw.statusCode) : CLIENT_CLOSED;
-      m.requests.inc({ model, route, status });
-      m.duration.observe({ model, route }, (performance.now() - started) / 1000);
+      m.requests.inc({ model, route, status, transport: "http" });
+      m.duration.observe({ model, route, transport: "http" }, (performance.now() - started) / 1000);
     });
     done();
   });

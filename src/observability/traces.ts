@@ -178,12 +178,27 @@ function eventSpan(event: RegistryEvent): { ms: number; attributes: SpanAttribut
   }
 }
 
+declare module "fastify" {
+  interface FastifyInstance {
+    /**
+     * A trace for a call of another transport (gRPC): its span continues `traceparent` when given;
+     * `run` makes the work it starts (queue wait, generation, tensor runs) child spans of it.
+     */
+    traceCall(name: string, traceparent: string | undefined, attributes: SpanAttributes): { span: Span; traceparent: string; run<T>(fn: () => T): T };
+  }
+}
+
 async function traces(app: FastifyInstance, opts: TracesPluginOptions): Promise<void> {
   const buffer = new SpanBuffer(opts.capacity ?? 1000);
   // The registry's events carry no request; they are emitted in the handler's async context, which
   // this storage links back to the request's span.
   const active = new AsyncLocalStorage<Span>();
   app.decorateRequest("span", undefined);
+  app.decorate("traceCall", (name: string, traceparent: string | undefined, attributes: SpanAttributes) => {
+    const incoming = parseTraceparent(traceparent);
+    const span = new Span(buffer, incoming?.traceId ?? hex(16), incoming?.parentId ?? null, name, attributes);
+    return { span, traceparent: `00-${span.traceId}-${span.spanId}-${incoming?.flags ?? "01"}`, run: <T>(fn: () => T) => active.run(span, fn) };
+  });
 
   app.addHook("onRequest", (request, reply, done) => {
     const incoming = parseTraceparent(request.headers.traceparent);

@@ -56,7 +56,7 @@ export interface ServedCli {
  * resolves once it listens.
  */
 export async function serveCli(args: string[], env: Record<string, string> = {}): Promise<ServedCli> {
-  const child = spawnCli(["serve", "--port", "0", "--log-level", "info", ...args], {
+  const child = spawnCli(["serve", "--port", "0", "--grpc-port", "0", "--log-level", "info", ...args], {
     cwd: process.cwd(),
     env: { INFERNO_LOG_PRETTY: "false", ...env },
   });

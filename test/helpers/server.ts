@@ -11,6 +11,8 @@ import { tempDir } from "./paths.js";
 export interface TestServer {
   app: FastifyInstance;
   url: string;
+  /** host:port of the gRPC listener (when grpcEnabled). */
+  grpcAddress: string | undefined;
   modelsDir: string;
   dataDir: string;
   /** Closes the app; the temp folders stay until cleanup (so a restart can reuse them). */
@@ -43,7 +45,7 @@ export async function startTestServer(opts: {
   const config = loadConfig({
     env: {},
     flags: {
-      port: 0, threads: 1, parallel: 4, contextSize: 256, logLevel: "silent", modelsDir, dataDir,
+      port: 0, grpcPort: 0, threads: 1, parallel: 4, contextSize: 256, logLevel: "silent", modelsDir, dataDir,
       // Linked model files stay where they are, so their folders are allowed roots.
       modelRoots: [...new Set(Object.values(opts.models ?? {}).map((f) => path.dirname(f)))],
       ...opts.config,
@@ -53,9 +55,11 @@ export async function startTestServer(opts: {
   await app.listen({ host: "127.0.0.1", port: 0 });
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : 0;
+  const grpcPort = config.grpcEnabled ? await app.grpc.listen("127.0.0.1", 0) : undefined;
   return {
     app,
-    url: `http://127.0.0.1:${port}`,
+    url: `http${config.tlsCert ? "s" : ""}://127.0.0.1:${port}`,
+    grpcAddress: grpcPort === undefined ? undefined : `127.0.0.1:${grpcPort}`,
     modelsDir,
     dataDir,
     close: () => app.close(),

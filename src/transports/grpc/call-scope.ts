@@ -1,0 +1,162 @@
+// What every gRPC call goes through, as an HTTP request goes through the app's hooks: the drain, auth
+// (bearer metadata, roles), rate limits, the time limit and the client's deadline, metrics and traces.
+import type { Metadata, ServerDuplexStream, ServerUnaryCall } from "@grpc/grpc-js";
+import type { FastifyInstance } from "fastify";
+import { ANONYMOUS, authenticateToken, type CredentialCheckers } from "../../auth/auth-plugin.js";
+import type { Principal, Role } from "../../auth/principal.js";
+import { InfernoError, isInfernoError } from "../../errors/catalogue.js";
+import { toInfernoError } from "../../errors/error-handler.js";
+import { shuttingDown } from "../../lifecycle/shutdown.js";
+import type { Span } from "../../observability/traces.js";
+import { statusName, grpcCode } from "./status.js";
+
+export type AnyCall = ServerUnaryCall<unknown, unknown> | ServerDuplexStream<unknown, unknown>;
+
+/** Who may make a call: anyone (health), any authenticated principal, or admins. */
+export type CallPolicy = "public" | Role;
+
+export interface ScopeContext {
+  app: FastifyInstance;
+  auth: { enabled: boolean; checkers: CredentialCheckers };
+  requestTimeoutMs: number;
+  /** True once the server drains: calls other than health checks are refused with UNAVAILABLE. */
+  draining: () => boolean;
+}
+
+const SERVICE = "/inference.GRPCInferenceService/";
+
+function bearerOf(metadata: Metadata): string | undefined {
+  const value = metadata.get("authorization")[0];
+  if (typeof value !== "string") return undefined;
+  return /^Bearer\s+(\S+)\s*$/i.exec(value)?.[1];
+}
+
+/** The peer's address without the port ("ipv4:127.0.0.1:5000" or "[::1]:5000" → the address). */
+export function peerAddress(peer: string): string {
+  const bare = peer.replace(/^ipv[46]:/, "");
+  const v6 = /^\[(.*)\]:\d+$/.exec(bare);
+  if (v6) return v6[1]!;
+  const i = bare.lastIndexOf(":");
+  return i > 0 && bare.indexOf(":") === i ? bare.slice(0, i) : bare;
+}
+
+/**
+ * One call: `signal` aborts when the client cancels, its deadline or the server's time limit passes, or the
+ * drain's grace runs out (its reason says which). `end` records the outcome once.
+ */
+export class CallScope {
+  readonly principal: Principal;
+  readonly signal: AbortSignal;
+  readonly span: Span;
+  readonly traceparent: string;
+  private readonly controller = new AbortController();
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly cleanups: Array<() => void> = [];
+  private readonly record: (outcome: { model: string; route: string; status: string }) => void;
+  private readonly run: <T>(fn: () => T) => T;
+  private model = "none";
+  private ended = false;
+  /** The client cancelled the call or its deadline passed: gRPC has answered it already. */
+  private gone: "CANCELLED" | "DEADLINE_EXCEEDED" | undefined;
+
+  /** Starts a call: throws the coded refusal (draining, credentials, role) before any work. */
+  constructor(private readonly ctx: ScopeContext, private readonly call: AnyCall, readonly method: string, policy: CallPolicy) {
+    const { app } = ctx;
+    this.signal = this.controller.signal;
+    this.record = app.metrics.startCall("grpc");
+    const trace = app.traceCall(`gRPC ${method}`, call.metadata.get("traceparent")[0] as string | undefined, { "rpc.system": "grpc", "rpc.method": method });
+    this.span = trace.span;
+    this.traceparent = trace.traceparent;
+    this.run = trace.run;
+    const deadline = call.getDeadline();
+    const deadlineAt = deadline instanceof Date ? deadline.getTime() : Number(deadline);
+    const onCancelled = () => {
+      this.gone = Date.now() >= deadlineAt ? "DEADLINE_EXCEEDED" : "CANCELLED";
+      this.abort(new InfernoError("SERVICE_UNAVAILABLE", "the client cancelled the call", { reason: "cancelled" }));
+    };
+    // A stream's requests each have a scope on the one call: each takes its listener away when it ends.
+    call.on("cancelled", onCancelled);
+    this.cleanups.push(() => call.off("cancelled", onCancelled));
+    try {
+      if (policy !== "public" && ctx.draining()) throw shuttingDown({ retry_after: 1 });
+      this.principal = this.authenticate(policy);
+    } catch (err) {
+      this.principal = ANONYMOUS;
+      this.end(err);
+      throw err;
+    }
+    const deadlineMs = deadlineAt - Date.now();
+    const limitMs = Math.min(ctx.requestTimeoutMs, deadlineMs);
+    const timeout = new InfernoError("TIMEOUT", deadlineMs <= ctx.requestTimeoutMs ? "the call's deadline passed" : `the call did not complete within ${ctx.requestTimeoutMs} ms`, {
+      timeout_ms: Math.max(0, Math.round(limitMs)),
+    });
+    this.timers.push(setTimeout(() => this.abort(timeout), Math.max(0, limitMs)));
+    if (policy !== "public") this.cleanups.push(app.trackCall((err) => this.abort(err)));
+  }
+
+  private authenticate(policy: CallPolicy): Principal {
+    const { auth, app } = this.ctx;
+    if (!auth.enabled) return ANONYMOUS;
+    const token = bearerOf(this.call.metadata);
+    const principal = token ? authenticateToken(token, auth.checkers) : undefined;
+    if (policy === "public") return principal ?? ANONYMOUS;
+    if (!principal) {
+      const reason = token ? "invalid_credentials" : "missing_credentials";
+      app.metrics.authFailures.inc({ reason });
+      throw new InfernoError(
+        "AUTHENTICATION_FAILED",
+        token ? "the API key or token is invalid, expired or revoked" : "this call needs 'authorization: Bearer <API key or JWT>' metadata",
+        { reason },
+      );
+    }
+    if (policy === "admin" && principal.role !== "admin") {
+      throw new InfernoError("AUTHORIZATION_FAILED", `this call needs the admin role; '${principal.user}' has '${principal.role}'`, { required_role: "admin" });
+    }
+    return principal;
+  }
+
+  /** The model the call names, for the metrics label (only ids the registry knows). */
+  named(model: string): void {
+    this.model = this.ctx.app.metrics.modelLabel(model);
+    this.span.attributes.model = model;
+  }
+
+  /** Counts the call against its key's rate limits (refusing it when over) and runs `work` as that key's usage, inside the call's trace. */
+  async limited<T>(work: () => Promise<T>): Promise<T> {
+    const limiter = this.ctx.app.rateLimiter;
+    const { key, release } = await limiter.admit(this.ctx.auth.enabled ? this.principal : undefined, peerAddress(this.call.getPeer()));
+    this.cleanups.push(release);
+    return limiter.runAs(key, () => this.run(work));
+  }
+
+  /** Runs `work` inside the call's trace without counting it (health and metadata calls). */
+  traced<T>(work: () => T): T {
+    return this.run(work);
+  }
+
+  abort(reason: InfernoError): void {
+    if (!this.controller.signal.aborted) this.controller.abort(reason);
+  }
+
+  /** The coded error a failure is reported as: the abort's reason when the call was aborted. */
+  failure(err: unknown): InfernoError {
+    const reason = this.signal.reason as unknown;
+    if (this.signal.aborted && isInfernoError(reason)) return reason;
+    return toInfernoError(err);
+  }
+
+  /** Records the outcome (once): metrics under the gRPC status name, the trace span, releases. */
+  end(err?: unknown): void {
+    if (this.ended) return;
+    this.ended = true;
+    for (const t of this.timers) clearTimeout(t);
+    for (const c of this.cleanups) c();
+    const coded = err === undefined ? undefined : isInfernoError(err) ? err : toInfernoError(err);
+    const status = this.gone ?? (coded ? statusName(grpcCode(coded.code)) : "OK");
+    this.record({ model: this.model, route: SERVICE + this.method, status });
+    this.span.end(coded && coded.status >= 500 ? "error" : "ok", { "rpc.grpc.status_code": status });
+    if (coded && coded.status >= 500 && coded.code !== "SERVICE_UNAVAILABLE" && coded.code !== "TIMEOUT") {
+      this.ctx.app.log.error({ err: coded.cause ?? coded, method: this.method }, "gRPC call failed");
+    }
+  }
+}

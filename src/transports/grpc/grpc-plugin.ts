@@ -1,0 +1,137 @@
+// The gRPC listener: the GRPCInferenceService (proto/inference.proto) and server reflection, on the
+// app's registry, auth, limits, metrics and drain. Started by `app.grpc.listen` once HTTP listens.
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { loadPackageDefinition, Server, ServerCredentials } from "@grpc/grpc-js";
+import { loadSync } from "@grpc/proto-loader";
+import { ReflectionService } from "@grpc/reflection";
+import type { FastifyInstance } from "fastify";
+import fp from "fastify-plugin";
+import type { CredentialCheckers } from "../../auth/auth-plugin.js";
+import type { ModelRegistry } from "../../registry/model-registry.js";
+import type { GenerationLimits } from "../../services/generation.js";
+import type { TensorLimits } from "../../services/tensors.js";
+import type { ProtoGrpcType } from "./generated/inference.js";
+import { inferenceService } from "./inference-service.js";
+import { ModelStats } from "./model-stats.js";
+
+declare module "fastify" {
+  interface FastifyInstance {
+    grpc: {
+      /** Binds the gRPC listener; resolves to its port. Rejects (port in use, bad certificate) with the reason. */
+      listen(host: string, port: number): Promise<number>;
+      /** The bound port, once listening. */
+      readonly port: number | undefined;
+    };
+  }
+}
+
+/** PEM files for TLS; `clientCa` requires client certificates it signed (mTLS). */
+export interface TlsFiles {
+  cert: string;
+  key: string;
+  clientCa?: string | undefined;
+}
+
+export interface GrpcPluginOptions {
+  registry: ModelRegistry;
+  limits: GenerationLimits & TensorLimits;
+  auth: { enabled: boolean; checkers: CredentialCheckers };
+  requestTimeoutMs: number;
+  /** Largest message a client may send (the HTTP body limit); larger ones get RESOURCE_EXHAUSTED from gRPC itself. */
+  maxMessageBytes: number;
+  tls?: TlsFiles | undefined;
+}
+
+/** The proto, from the package root (dist/src/transports/grpc → ../../../../proto; src/... → ../../../proto). */
+function protoFile(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const candidates = [path.resolve(here, "../../../../proto/inference.proto"), path.resolve(here, "../../../proto/inference.proto")];
+  return candidates.find((f) => existsSync(f)) ?? candidates[0]!;
+}
+
+/** Loader options: the ones the generated types were made with (package.json "gen:grpc"). */
+export const PROTO_OPTIONS = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true } as const;
+
+export function loadInferenceProto() {
+  return loadSync(protoFile(), PROTO_OPTIONS);
+}
+
+/** Server credentials from PEM files: insecure without them. */
+export function serverCredentials(tls: TlsFiles | undefined): ServerCredentials {
+  if (!tls) return ServerCredentials.createInsecure();
+  const ca = tls.clientCa ? readFileSync(tls.clientCa) : null;
+  return ServerCredentials.createSsl(ca, [{ cert_chain: readFileSync(tls.cert), private_key: readFileSync(tls.key) }], tls.clientCa !== undefined);
+}
+
+/** How many requests one ModelStreamInfer call may have running before the server stops reading it. */
+const MAX_STREAM_IN_FLIGHT = 64;
+/** How long closing waits for calls to finish before cutting them. */
+const CLOSE_WAIT_MS = 2000;
+
+async function grpcPlugin(app: FastifyInstance, opts: GrpcPluginOptions): Promise<void> {
+  const definition = loadInferenceProto();
+  const proto = loadPackageDefinition(definition) as unknown as ProtoGrpcType;
+  const stats = new ModelStats(opts.registry);
+  const server = new Server({
+    "grpc.max_receive_message_length": opts.maxMessageBytes,
+    "grpc.max_send_message_length": -1,
+  });
+  server.addService(
+    proto.inference.GRPCInferenceService.service,
+    inferenceService({
+      app,
+      auth: opts.auth,
+      requestTimeoutMs: opts.requestTimeoutMs,
+      draining: () => app.drainSignal.aborted,
+      registry: opts.registry,
+      limits: opts.limits,
+      stats,
+      maxStreamInFlight: MAX_STREAM_IN_FLIGHT,
+    }),
+  );
+  new ReflectionService(definition).addToServer(server);
+  let port: number | undefined;
+
+  app.decorate("grpc", {
+    listen: (host: string, wanted: number) =>
+      new Promise<number>((resolve, reject) => {
+        const address = host.includes(":") ? `[${host}]:${wanted}` : `${host}:${wanted}`;
+        let credentials: ServerCredentials;
+        try {
+          credentials = serverCredentials(opts.tls);
+        } catch (err) {
+          return reject(err);
+        }
+        server.bindAsync(address, credentials, (err, bound) => {
+          if (err) return reject(err);
+          port = bound;
+          app.log.info({ port: bound, tls: opts.tls !== undefined, mtls: opts.tls?.clientCa !== undefined }, `gRPC listening at ${opts.tls ? "grpcs" : "grpc"}://${host.includes(":") ? `[${host}]` : host}:${bound}`);
+          resolve(bound);
+        });
+      }),
+    get port() {
+      return port;
+    },
+  });
+
+  app.addHook("onClose", async () => {
+    stats.close();
+    if (port === undefined) return;
+    // Calls still open get the drain's grace before this (they count as open requests): cut what is left.
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        server.forceShutdown();
+        resolve();
+      }, CLOSE_WAIT_MS);
+      server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  });
+}
+
+/** The gRPC transport as a plugin; needs the metrics, traces, rate-limit and shutdown plugins registered first. */
+export const grpcTransport = fp(grpcPlugin, { name: "inferno-grpc", fastify: "5.x", dependencies: ["inferno-metrics", "inferno-traces", "inferno-rate-limit", "inferno-shutdown"] });
