@@ -2,7 +2,7 @@ import { z } from "zod";
 import { InfernoError } from "../errors/catalogue.js";
 import type { OnnxModel, TensorMap } from "../runtimes/onnx/onnx-model.js";
 import {
-  decodeBinaryTensor, decodeJsonTensor, decodeKserveTensor, encodeKserveOutput, encodeTensor,
+  decodeBinaryTensor, decodeJsonTensor, decodeKserveTensor, decodeRawTensor, encodeKserveOutput, encodeTensor, isElementType, kserveDatatype, MAX_TENSOR_RANK,
   type DecodedTensor, type DecodeLimits, type TensorSpec,
 } from "../runtimes/onnx/tensor-codec.js";
 
@@ -18,6 +18,31 @@ export const tensorBody = z
   })
   .strict();
 export type TensorBody = z.infer<typeof tensorBody>;
+
+/** `POST /models/{id}/inference` with an application/octet-stream body: one raw tensor for a single-input model. */
+export interface RawTensorBody {
+  raw: { bytes: Uint8Array; shape: number[]; dtype: string | undefined };
+  outputs?: undefined;
+  layout?: undefined;
+}
+
+/** The query of a raw body: `shape=1,1,28,28` and an optional `dtype` ("float32" or "FP32"; the input's own by default). */
+export const rawTensorQuery = z.object({ shape: z.string().max(256).optional(), dtype: z.string().max(16).optional() });
+
+/** The dims of a `shape` query parameter: decimal integers separated by commas (empty for a scalar). */
+export function parseShapeParam(text: string | undefined): number[] {
+  if (text === undefined) {
+    throw new InfernoError("INVALID_REQUEST", "an application/octet-stream body needs its shape as a query parameter, e.g. ?shape=1,1,28,28", {}, { param: "shape" });
+  }
+  const dims = text === "" ? [] : text.split(",");
+  const bad = dims.findIndex((d) => !/^\d{1,15}$/.test(d));
+  if (bad >= 0 || dims.length > MAX_TENSOR_RANK) {
+    throw new InfernoError("INVALID_REQUEST", `shape: expected up to ${MAX_TENSOR_RANK} non-negative integers separated by commas, got ${JSON.stringify(text)}`, {
+      got: text,
+    }, { param: "shape" });
+  }
+  return dims.map(Number);
+}
 
 const names = (specs: TensorSpec[]) => specs.map((s) => s.name);
 
@@ -48,8 +73,9 @@ export function outputNames(model: OnnxModel, requested: string[] | undefined, p
   return [...new Set(requested)];
 }
 
-/** Decodes the native body's inputs: nested JSON arrays, or the binary form. */
-export function decodeNativeInputs(model: OnnxModel, body: TensorBody, limits: DecodeLimits): Record<string, DecodedTensor> {
+/** Decodes the native body's inputs: nested JSON arrays, or the binary form; or the one input of a raw body. */
+export function decodeNativeInputs(model: OnnxModel, body: TensorBody | RawTensorBody, limits: DecodeLimits): Record<string, DecodedTensor> {
+  if ("raw" in body) return decodeRawBody(model, body.raw, limits);
   const out: Record<string, DecodedTensor> = {};
   for (const [spec, value] of matchInputs(model, new Map(Object.entries(body.inputs)), "inputs")) {
     const binary = value !== null && typeof value === "object" && !Array.isArray(value) ? binaryInput.safeParse(value) : undefined;
@@ -61,6 +87,17 @@ export function decodeNativeInputs(model: OnnxModel, body: TensorBody, limits: D
     out[spec.name] = binary?.success ? decodeBinaryTensor(spec, binary.data, limits) : decodeJsonTensor(spec, value, limits);
   }
   return out;
+}
+
+function decodeRawBody(model: OnnxModel, raw: RawTensorBody["raw"], limits: DecodeLimits): Record<string, DecodedTensor> {
+  const [spec, ...more] = model.inputs;
+  if (!spec || more.length > 0) {
+    throw new InfernoError("INVALID_REQUEST", `a raw application/octet-stream body is one tensor, but the model takes ${model.inputs.length} inputs (${names(model.inputs).join(", ")}); send JSON {inputs}`, {
+      expected: names(model.inputs),
+    });
+  }
+  const datatype = raw.dtype === undefined ? kserveDatatype(spec.type) : isElementType(raw.dtype) ? kserveDatatype(raw.dtype) : raw.dtype;
+  return { [spec.name]: decodeRawTensor(spec, { datatype, shape: raw.shape }, raw.bytes, limits) };
 }
 
 export const nativeOutputs = (outputs: TensorMap, layout: "nested" | "flat") =>
@@ -76,7 +113,7 @@ export const kserveInferBody = z.object({
         name: z.string().max(256),
         shape: z.array(z.number().int().min(0)).max(8),
         datatype: z.string().max(16),
-        data: z.unknown(),
+        data: z.unknown().optional(),
         parameters: z.record(z.string(), z.unknown()).optional(),
       }),
     )
@@ -86,14 +123,20 @@ export const kserveInferBody = z.object({
 });
 export type KserveInferBody = z.infer<typeof kserveInferBody>;
 
-export function decodeKserveInputs(model: OnnxModel, body: KserveInferBody, limits: DecodeLimits): Record<string, DecodedTensor> {
+/** Decodes a KServe v2 request's inputs; those in `raw` (by name: binary extension, gRPC raw contents) from their bytes. */
+export function decodeKserveInputs(
+  model: OnnxModel, body: KserveInferBody, limits: DecodeLimits, raw: ReadonlyMap<string, Uint8Array> = new Map(),
+): Record<string, DecodedTensor> {
   const given = new Map<string, KserveInferBody["inputs"][number]>();
   for (const input of body.inputs) {
     if (given.has(input.name)) throw new InfernoError("INVALID_REQUEST", `input ${input.name} given twice`, { input: input.name }, { param: "inputs" });
     given.set(input.name, input);
   }
   const out: Record<string, DecodedTensor> = {};
-  for (const [spec, input] of matchInputs(model, given, "inputs")) out[spec.name] = decodeKserveTensor(spec, input, limits);
+  for (const [spec, input] of matchInputs(model, given, "inputs")) {
+    const bytes = raw.get(spec.name);
+    out[spec.name] = bytes !== undefined ? decodeRawTensor(spec, input, bytes, limits) : decodeKserveTensor(spec, { datatype: input.datatype, shape: input.shape, data: input.data }, limits);
+  }
   return out;
 }
 

@@ -1,5 +1,5 @@
 // Tensor inference, for every transport that runs ONNX models (native, KServe v2).
-import { decodeNativeInputs, nativeOutputs, outputNames, type TensorBody } from "../dialects/tensor.js";
+import { decodeNativeInputs, nativeOutputs, outputNames, type RawTensorBody, type TensorBody } from "../dialects/tensor.js";
 import { InfernoError } from "../errors/catalogue.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
 import { OnnxModel } from "../runtimes/onnx/onnx-model.js";
@@ -27,8 +27,8 @@ export async function runTensors(registry: ModelRegistry, id: string, model: Onn
   return outputs;
 }
 
-/** `POST /models/{id}/inference` on an ONNX model: `{inputs}` → `{outputs: {name: {shape, dtype, data}}, latency_ms}`. */
-export async function tensorInference(registry: ModelRegistry, limits: TensorLimits, id: string, body: TensorBody, signal: AbortSignal) {
+/** `POST /models/{id}/inference` on an ONNX model: `{inputs}` or one raw tensor → `{outputs: {name: {shape, dtype, data}}, latency_ms}`. */
+export async function tensorInference(registry: ModelRegistry, limits: TensorLimits, id: string, body: TensorBody | RawTensorBody, signal: AbortSignal) {
   const started = performance.now();
   const model = await tensorModel(registry, id);
   const inputs = decodeNativeInputs(model, body, { maxElements: limits.maxTensorElements });

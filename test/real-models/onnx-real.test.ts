@@ -64,6 +64,29 @@ test("MNIST classifies drawn digits", { skip: mnist.skip }, async () => {
   }
 });
 
+test("MNIST: a raw octet-stream body and a KServe binary request classify as the JSON path does", { skip: mnist.skip }, async () => {
+  const image = drawDigit([[8, 6, 20, 6], [20, 6, 12, 23]]);
+  const bytes = Buffer.from(new Float32Array(image.flat(3)).buffer);
+  const json = await postJson(`${srv.url}/models/mnist/inference`, { inputs: { Input3: image } });
+  const raw = await fetch(`${srv.url}/models/mnist/inference?shape=1,1,28,28`, { method: "POST", headers: { "content-type": "application/octet-stream" }, body: bytes });
+  assert.equal(raw.status, 200);
+  assert.deepEqual(((await raw.json()) as any).outputs, json.body.outputs);
+  const header = Buffer.from(JSON.stringify({
+    inputs: [{ name: "Input3", shape: [1, 1, 28, 28], datatype: "FP32", parameters: { binary_data_size: bytes.length } }],
+    outputs: [{ name: "Plus214_Output_0", parameters: { binary_data: true } }],
+  }));
+  const kserve = await fetch(`${srv.url}/v2/models/mnist/infer`, {
+    method: "POST", headers: { "content-type": "application/octet-stream", "inference-header-content-length": String(header.length) }, body: Buffer.concat([header, bytes]),
+  });
+  assert.equal(kserve.status, 200);
+  const n = Number(kserve.headers.get("inference-header-content-length"));
+  const body = Buffer.from(await kserve.arrayBuffer());
+  assert.equal(JSON.parse(body.subarray(0, n).toString()).outputs[0].parameters.binary_data_size, 40);
+  const logits = new Float32Array(body.buffer.slice(body.byteOffset + n, body.byteOffset + n + 40));
+  assert.deepEqual([...logits], json.body.outputs.Plus214_Output_0.data[0]);
+  assert.equal(argmax([...logits]), 7);
+});
+
 /** A deterministic synthetic image, normalised as MobileNet expects (NCHW, 3×224×224). */
 function syntheticImage(seed: number): Float32Array {
   const out = new Float32Array(3 * 224 * 224);

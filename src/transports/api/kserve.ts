@@ -1,6 +1,8 @@
+import type { FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { decodeKserveInputs, kserveInferBody, kserveOutputs, outputNames } from "../../dialects/tensor.js";
+import { binaryInputs, binaryOutputNames, HEADER_LENGTH, kserveAnswer, splitBinaryBody } from "../../dialects/kserve-binary.js";
+import { decodeKserveInputs, kserveInferBody, outputNames } from "../../dialects/tensor.js";
 import { InfernoError } from "../../errors/catalogue.js";
 import { abortOnDisconnect } from "../../http/sse.js";
 import type { ModelRegistry } from "../../registry/model-registry.js";
@@ -19,9 +21,32 @@ const protocolShape = (shape: ReadonlyArray<number | string>) => shape.map((d) =
  * it can serve, and models load on first use.
  */
 export const kserveRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limits: TensorLimits }> = async (app, { registry, limits }) => {
+  // The binary data extension: a request with Inference-Header-Content-Length (whatever its content type) is
+  // split here; its JSON header goes on as the body, through the route's schema, and its tensor bytes wait
+  // in `binaryTails` for the handler. Every other body is read as JSON, as on every route.
+  const binaryTails = new WeakMap<FastifyRequest, Buffer>();
+  const json = app.getDefaultJsonParser("error", "error");
+  app.removeContentTypeParser("*");
+  app.addContentTypeParser(["application/json", "*"], { parseAs: "buffer" }, (request, body, done) => {
+    const length = request.headers[HEADER_LENGTH];
+    if (length === undefined) return json(request, (body as Buffer).toString("utf8"), done);
+    let header: Buffer;
+    try {
+      const split = splitBinaryBody(body as Buffer, length);
+      binaryTails.set(request, split.tail);
+      header = split.header;
+    } catch (err) {
+      return done(err as Error, undefined);
+    }
+    json(request, header.toString("utf8"), (err, parsed) => {
+      if (!err) return done(null, parsed);
+      done(new InfernoError("INVALID_REQUEST", `the inference header (the body's first ${header.length} bytes, per Inference-Header-Content-Length) is not valid JSON`), undefined);
+    });
+  });
+
   app.get("/health/live", { config: kserve }, async () => ({ live: true }));
   app.get("/health/ready", { config: kserve }, async () => ({ ready: true }));
-  app.get("/", { config: kserve }, async () => ({ name: "inferno", version: VERSION, extensions: [] }));
+  app.get("/", { config: kserve }, async () => ({ name: "inferno", version: VERSION, extensions: ["binary_tensor_data"] }));
 
   /** The tensor model behind a name and optional version (every model has the one version "1"). */
   const modelFor = async (params: z.infer<typeof modelParams>) => {
@@ -49,17 +74,17 @@ export const kserveRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limi
       return { name: req.params.name, ready: true };
     });
     app.post(`${path}/infer`, { schema: { params: modelParams, body: kserveInferBody }, config: kserve }, async (req, reply) => {
-      const model = await modelFor(req.params);
       const body = req.body;
-      const inputs = decodeKserveInputs(model, body, { maxElements: limits.maxTensorElements });
+      const raw = binaryInputs(body.inputs, binaryTails.get(req));
+      const model = await modelFor(req.params);
+      const inputs = decodeKserveInputs(model, body, { maxElements: limits.maxTensorElements }, raw);
       const fetches = outputNames(model, body.outputs?.map((o) => o.name), "outputs");
+      const binary = binaryOutputNames(body, fetches);
       const outputs = await runTensors(registry, req.params.name, model, inputs, fetches, abortOnDisconnect(reply).signal);
-      return {
-        model_name: req.params.name,
-        model_version: "1",
-        ...(body.id !== undefined ? { id: body.id } : {}),
-        outputs: kserveOutputs(outputs),
-      };
+      const head = { model_name: req.params.name, model_version: "1", ...(body.id !== undefined ? { id: body.id } : {}) };
+      const answer = kserveAnswer(head, outputs, binary);
+      if ("json" in answer) return answer.json;
+      return reply.type("application/octet-stream").header(HEADER_LENGTH, answer.headerLength).send(answer.body);
     });
   }
 };
