@@ -14,6 +14,7 @@ import type { GenerationLimits } from "../../services/generation.js";
 import type { TensorLimits } from "../../services/tensors.js";
 import type { ProtoGrpcType } from "./generated/inference.js";
 import { inferenceService } from "./inference-service.js";
+import { tolerantDeserializers } from "./malformed.js";
 import { ModelStats } from "./model-stats.js";
 
 declare module "fastify" {
@@ -79,7 +80,7 @@ async function grpcPlugin(app: FastifyInstance, opts: GrpcPluginOptions): Promis
     "grpc.max_send_message_length": -1,
   });
   server.addService(
-    proto.inference.GRPCInferenceService.service,
+    tolerantDeserializers(proto.inference.GRPCInferenceService.service),
     inferenceService({
       app,
       auth: opts.auth,

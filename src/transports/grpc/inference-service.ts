@@ -15,6 +15,7 @@ import type { ModelInferResponse } from "./generated/inference/ModelInferRespons
 import type { ModelStreamInferResponse } from "./generated/inference/ModelStreamInferResponse.js";
 import type { ModelStatistics } from "./generated/inference/ModelStatistics.js";
 import type { ModelStats } from "./model-stats.js";
+import { checkWellFormed } from "./malformed.js";
 import { grpcStatus } from "./status.js";
 import { decodeInputs, encodeOutputs, requestedOutputs } from "./tensors.js";
 import { textInference, textResponse, toParameter, usageParameters } from "./text.js";
@@ -53,7 +54,10 @@ export function inferenceService(opts: ServiceOptions): GRPCInferenceServiceHand
         callback(grpcStatus(err as InfernoError));
         return;
       }
-      const run = () => work(call.request, scope);
+      const run = () => {
+        checkWellFormed(call.request, `inference.${method}Request`);
+        return work(call.request, scope);
+      };
       (counted ? scope.limited(run) : scope.traced(run)).then(
         (res) => {
           scope.end();
@@ -203,7 +207,10 @@ export function inferenceService(opts: ServiceOptions): GRPCInferenceServiceHand
       running++;
       if (running >= opts.maxStreamInFlight) call.pause();
       scope
-        .limited(() => infer(req, scope, (response) => send({ error_message: "", infer_response: response })))
+        .limited(() => {
+          checkWellFormed(req, "inference.ModelInferRequest");
+          return infer(req, scope, (response) => send({ error_message: "", infer_response: response }));
+        })
         .then(
           async (response) => {
             scope.end();
