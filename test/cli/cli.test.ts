@@ -260,11 +260,13 @@ interface Served {
   stderr: () => string;
   /** Resolves with the first JSON log line whose msg is `msg` (seen before or after the call). */
   logLine: (msg: string) => Promise<Record<string, unknown>>;
+  /** Every JSON log line so far. */
+  logged: Array<Record<string, unknown>>;
 }
 
 /** Starts `inferno serve` and resolves once its JSON log says where it listens. */
 async function startServe(args: string[], env: Record<string, string> = {}): Promise<Served> {
-  const child = spawnCli(["serve", "--port", "0", "--log-level", "info", ...args], { INFERNO_LOG_PRETTY: "false", ...env });
+  const child = spawnCli(["serve", "--port", "0", "--grpc-port", "0", "--log-level", "info", ...args], { INFERNO_LOG_PRETTY: "false", ...env });
   const logged: Array<Record<string, unknown>> = [];
   const waiters: Array<{ msg: string; resolve: (line: Record<string, unknown>) => void }> = [];
   let stderr = "";
@@ -303,7 +305,7 @@ async function startServe(args: string[], env: Record<string, string> = {}): Pro
       const timer = setTimeout(() => reject(new Error(`no "${msg}" log line within 15 s; stderr: ${stderr}`)), 15_000);
       waiters.push({ msg, resolve: (l) => (clearTimeout(timer), resolve(l)) });
     });
-  return { child, url, exit, stderr: () => stderr, logLine };
+  return { child, url, exit, stderr: () => stderr, logLine, logged };
 }
 
 /** SIGTERM, then the exit code, failing when the process takes more than 5 s. */
@@ -333,6 +335,14 @@ describe("serve", () => {
     assert.match(second.stderr, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}`));
     assert.match(second.stderr, /EADDRINUSE|address already in use/);
     assert.doesNotMatch(second.stderr, STACK_LINE);
+
+    // gRPC listens beside HTTP (logged once listening); a busy gRPC port is a start-up error too.
+    const grpc = s.logged.find((l) => typeof l.msg === "string" && l.msg.startsWith("gRPC listening at grpc://127.0.0.1:"));
+    assert.ok(grpc, "the gRPC listener is logged");
+    const grpcBusy = await runCli(["serve", "--port", "0", "--grpc-port", String(grpc.port), "--log-level", "silent", "--data-dir", path.join(work, "serve-data-3")]);
+    assert.equal(grpcBusy.code, 1);
+    assert.match(grpcBusy.stderr, new RegExp(`cannot start gRPC on 127\\.0\\.0\\.1:${String(grpc.port)}`));
+    assert.doesNotMatch(grpcBusy.stderr, STACK_LINE);
 
     assert.equal(await stop(s), 0);
   });
