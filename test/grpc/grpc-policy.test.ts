@@ -72,6 +72,14 @@ test("auth: health is public; inference needs a valid key; repository changes ne
   assert.equal(denied.code, status.PERMISSION_DENIED);
   assert.match(denied.details, /^AUTHORIZATION_FAILED: /);
   await call(client, "RepositoryModelLoad", { model_name: "lin" }, bearer(adminKey));
+  // A stream without credentials ends with the status at its first request.
+  const stream = client.ModelStreamInfer();
+  const refused = new Promise<ServiceError>((resolve) => stream.on("error", resolve));
+  stream.on("data", () => assert.fail("no answer without credentials"));
+  stream.write(linInfer);
+  const streamErr = await refused;
+  assert.equal(streamErr.code, status.UNAUTHENTICATED);
+  assert.match(streamErr.details, /^AUTHENTICATION_FAILED: /);
 });
 
 test("rate limits: over the key's requests per minute is RESOURCE_EXHAUSTED with retry-after in trailers", async () => {

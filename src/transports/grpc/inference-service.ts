@@ -199,9 +199,10 @@ export function inferenceService(opts: ServiceOptions): GRPCInferenceServiceHand
       try {
         scope = new CallScope(opts, call as never, "ModelStreamInfer", "user");
       } catch (err) {
-        // Refused before any work (credentials, drain): the whole call ends with the status.
+        // Refused before any work (credentials, drain): the whole call ends with the status. grpc-js ends a
+        // server stream with the status of an 'error' it emits (destroy() would skip sending it).
+        if (!closed) call.emit("error", Object.assign(new Error((err as InfernoError).message), grpcStatus(err as InfernoError)));
         closed = true;
-        call.destroy(Object.assign(new Error((err as InfernoError).message), grpcStatus(err as InfernoError)));
         return;
       }
       running++;
