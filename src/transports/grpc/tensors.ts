@@ -42,7 +42,7 @@ export const hasContents = (c: InferTensorContents__Output | null): boolean =>
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 /** One input from typed contents, checked against the model's spec as the REST form is. */
-function decodeTyped(spec: TensorSpec, input: InputTensor, limits: DecodeLimits): DecodedTensor {
+export function decodeTyped(spec: TensorSpec, input: InputTensor, limits: DecodeLimits): DecodedTensor {
   const field = CONTENTS_FIELD[input.datatype];
   if (field === undefined) {
     const expected = kserveDatatype(spec.type);

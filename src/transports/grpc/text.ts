@@ -5,11 +5,13 @@ import type { GenerateRequest, GenerationResult } from "../../core/generation.js
 import { promptBody, toGenerateRequest, type GenerationLimits } from "../../dialects/native.js";
 import { InfernoError } from "../../errors/catalogue.js";
 import { parseBody } from "../../errors/error-handler.js";
-import { encodeRawStrings } from "../../runtimes/onnx/tensor-codec.js";
+import { decodeRawTensor, encodeRawStrings } from "../../runtimes/onnx/tensor-codec.js";
+import { jsonElements } from "../../runtimes/onnx/tensor-elements.js";
+import { elementTypeFromKserve } from "../../runtimes/onnx/tensor-types.js";
 import type { InferParameter, InferParameter__Output } from "./generated/inference/InferParameter.js";
 import type { ModelInferRequest__Output } from "./generated/inference/ModelInferRequest.js";
 import type { ModelInferResponse } from "./generated/inference/ModelInferResponse.js";
-import { hasContents, shapeOf } from "./tensors.js";
+import { decodeTyped, hasContents, shapeOf } from "./tensors.js";
 
 /** Settings a request may give, as parameters or input tensors; `stream` only means something on ModelStreamInfer. */
 const SETTINGS = new Set([
@@ -18,8 +20,6 @@ const SETTINGS = new Set([
 ]);
 const TEXT_INPUT = "text_input";
 export const TEXT_OUTPUT = "text_output";
-/** Longest prompt, in bytes, as on the native route (1,000,000 characters). */
-const MAX_PROMPT_BYTES = 4_000_000;
 
 /** A parameter's value, whichever member of the oneof carries it (64-bit integers as numbers when safe). */
 export function parameterValue(p: InferParameter__Output): boolean | number | string | undefined {
@@ -46,64 +46,23 @@ export function toParameter(value: boolean | number | string): InferParameter {
   return Number.isInteger(value) ? { int64_param: value } : { double_param: value };
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
+/** Most elements read from text_input or a settings tensor (one prompt; a few stop strings). */
+const SETTING_ELEMENTS = 64;
 
-function text(bytes: Uint8Array, where: string): string {
-  try {
-    return utf8.decode(bytes);
-  } catch {
-    throw new InfernoError("INVALID_REQUEST", `${where} is not valid UTF-8`, undefined, { param: where });
-  }
-}
-
-/** The elements of a small input tensor (typed or raw) as JSON-like values. */
-function elements(req: ModelInferRequest__Output, index: number): unknown[] {
+/** The elements of an input tensor (typed or raw) as JSON values, decoded by the tensor codec under `maxElements`. */
+function elements(req: ModelInferRequest__Output, index: number, maxElements: number): unknown[] {
   const input = req.inputs[index]!;
-  const where = `inputs.${input.name}`;
+  const type = elementTypeFromKserve(input.datatype);
+  if (type === undefined || type === "float16") {
+    throw new InfernoError("INVALID_REQUEST", `inputs.${input.name}.datatype: ${JSON.stringify(input.datatype)} is not taken here`, undefined, { param: `inputs.${input.name}` });
+  }
+  // Any shape: the settings' meaning is checked once their values are read.
+  const spec = { name: input.name, type, shape: [] };
   const raw = req.raw_input_contents[index];
-  if (input.datatype === "BYTES") {
-    if (raw !== undefined) return rawStrings(raw, where);
-    return (input.contents?.bytes_contents ?? []).map((b, i) => text(b, `${where}[${i}]`));
-  }
-  if (raw !== undefined) return rawNumbers(raw, input.datatype, where);
-  const c = input.contents;
-  const values = c ? [c.bool_contents, c.int_contents, c.int64_contents, c.uint_contents, c.uint64_contents, c.fp32_contents, c.fp64_contents].find((v) => v.length > 0) : undefined;
-  return (values ?? []).map((v) => (typeof v === "string" ? Number(v) : v));
-}
-
-function rawStrings(bytes: Uint8Array, where: string): string[] {
-  const out: string[] = [];
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  for (let at = 0; at < bytes.byteLength; ) {
-    const length = at + 4 <= bytes.byteLength ? view.getUint32(at, true) : -1;
-    if (length < 0 || at + 4 + length > bytes.byteLength) {
-      throw new InfernoError("INVALID_REQUEST", `${where}: raw BYTES are malformed (each element is a 4-byte little-endian length, then its bytes)`, undefined, { param: where });
-    }
-    out.push(text(bytes.subarray(at + 4, at + 4 + length), where));
-    at += 4 + length;
-  }
-  return out;
-}
-
-const RAW_READERS: Record<string, [number, (v: DataView, at: number) => number | boolean]> = {
-  BOOL: [1, (v, at) => v.getUint8(at) !== 0],
-  INT32: [4, (v, at) => v.getInt32(at, true)],
-  INT64: [8, (v, at) => Number(v.getBigInt64(at, true))],
-  UINT32: [4, (v, at) => v.getUint32(at, true)],
-  UINT64: [8, (v, at) => Number(v.getBigUint64(at, true))],
-  FP32: [4, (v, at) => v.getFloat32(at, true)],
-  FP64: [8, (v, at) => v.getFloat64(at, true)],
-};
-
-function rawNumbers(bytes: Uint8Array, datatype: string, where: string): Array<number | boolean> {
-  const reader = RAW_READERS[datatype];
-  if (!reader) throw new InfernoError("INVALID_REQUEST", `${where}: datatype ${datatype} is not taken here (BOOL, INT32, INT64, UINT32, UINT64, FP32, FP64 or BYTES)`, undefined, { param: where });
-  const [size, read] = reader;
-  if (bytes.byteLength % size !== 0 || bytes.byteLength > 64 * size) {
-    throw new InfernoError("INVALID_REQUEST", `${where}: ${bytes.byteLength} raw bytes are not a small ${datatype} tensor`, undefined, { param: where });
-  }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  return Array.from({ length: bytes.byteLength / size }, (_, i) => read(view, i * size));
+  const tensor = raw !== undefined
+    ? decodeRawTensor(spec, { datatype: input.datatype, shape: shapeOf(input.shape) }, raw, { maxElements })
+    : decodeTyped(spec, input, { maxElements });
+  return jsonElements(type, tensor.data);
 }
 
 export interface TextInference {
@@ -139,17 +98,12 @@ export function textInference(model: string, req: ModelInferRequest__Output, lim
     const given = req.raw_input_contents[i] !== undefined || hasContents(input.contents);
     if (input.name === TEXT_INPUT) {
       if (input.datatype !== "BYTES") throw new InfernoError("INVALID_REQUEST", `${where}.datatype: expected "BYTES", got ${JSON.stringify(input.datatype)}`, undefined, { param: where });
-      const raw = req.raw_input_contents[i];
-      if (raw && raw.byteLength > MAX_PROMPT_BYTES + 4) throw new InfernoError("PAYLOAD_TOO_LARGE", `${where}: the prompt is over ${MAX_PROMPT_BYTES} bytes`, undefined, { param: where });
-      const values = elements(req, i);
-      const count = shapeOf(input.shape).reduce((n, d) => n * d, 1);
-      if (values.length !== 1 || count !== 1) {
-        throw new InfernoError("INVALID_REQUEST", `${where}: expected one element (shape [1]), got ${values.length}`, undefined, { param: where });
-      }
+      const values = elements(req, i, SETTING_ELEMENTS);
+      if (values.length !== 1) throw new InfernoError("INVALID_REQUEST", `${where}: expected one element (shape [1]), got ${values.length}`, undefined, { param: where });
       prompt = values[0] as string;
     } else if (SETTINGS.has(input.name)) {
       if (!given) return;
-      const values = elements(req, i);
+      const values = elements(req, i, SETTING_ELEMENTS);
       body[input.name] = input.name === "stop" ? values : values.length === 1 ? values[0] : values;
     } else {
       throw new InfernoError("INVALID_REQUEST", `unknown input ${input.name}; a GGUF model takes ${TEXT_INPUT} and the settings ${[...SETTINGS].join(", ")}`, {
