@@ -35,14 +35,14 @@ export const onnxUsage = `usage: node dist/bench/onnx.js [options]
   --skip-breakdown          leave out the per-stage cost breakdown
   --json PATH               also write the results as JSON`;
 
-function positiveInt(name: string, value: string | undefined, fallback: number): number {
+export function positiveInt(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got "${value}"`);
   return n;
 }
 
-function positiveNumber(name: string, value: string | undefined, fallback: number): number {
+export function positiveNumber(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   const n = Number(value);
   if (!(n > 0) || !Number.isFinite(n)) throw new Error(`--${name} must be a positive number, got "${value}"`);

@@ -7,6 +7,7 @@ import { prepareRequest, responseOutput, sampleInput, type BenchModel, type Inpu
 import type { RawSession } from "./onnx-raw.js";
 import type { LatencyScenario, Side } from "./onnx-report.js";
 import type { OnnxBenchServer } from "./onnx-server.js";
+import { maxAbsDiff } from "./stats.js";
 
 const FORMS: InputForm[] = ["json", "b64", "kserve"];
 /** Untimed requests per side before latency is timed (JIT, connection setup, onnxruntime's first runs). */
@@ -31,13 +32,6 @@ async function timeNodeHttp(agent: http.Agent, url: string, body: Buffer): Promi
   if (res.status !== 200) throw new Error(`POST ${url}: HTTP ${res.status}: ${res.text.slice(0, 300)}`);
   return performance.now() - started;
 }
-
-const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
-  if (a.length !== b.length) return Number.POSITIVE_INFINITY;
-  let max = 0;
-  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
-  return max;
-};
 
 /** Sequential requests, the sides interleaved (and their order rotated) so that drift hits them all alike. */
 export async function latency(model: BenchModel, raw: RawSession, server: OnnxBenchServer, n: number): Promise<{ scenario: LatencyScenario; requests: PreparedRequest[]; input: Float32Array }> {

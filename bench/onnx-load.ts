@@ -42,36 +42,47 @@ async function cpuOverWindow(startMs: number, endMs: number, onMark: (mark: Wind
   return { cpuMs: (used.user + used.system) / 1000, ms: performance.now() - opened };
 }
 
-/** Runs the load and counts only what completes between warm-up's end and the window's end (no ramp, no drain). */
-export async function generateLoad(spec: LoadSpec, onMark: (mark: WindowMark) => void = () => {}): Promise<LoadResult> {
-  const body = Buffer.from(spec.body);
-  const agent = keepAliveAgent(spec.clients);
+/** The closed loop of a load, whatever carries its requests: `send` makes client `client`'s next request and rejects when it failed. */
+export async function windowedLoad(
+  spec: Pick<LoadSpec, "clients" | "warmupMs" | "durationMs">,
+  send: (client: number) => Promise<void>,
+  onMark: (mark: WindowMark) => void = () => {},
+): Promise<LoadResult> {
   const start = performance.now();
   const windowStart = start + spec.warmupMs;
   const windowEnd = windowStart + spec.durationMs;
   const latenciesMs: number[] = [];
   let errors = 0;
   let firstError: string | undefined;
-  const fail = (message: string) => {
-    errors++;
-    firstError ??= message;
-  };
-  const client = async () => {
+  const client = async (i: number) => {
     while (performance.now() < windowEnd && errors < 100) {
       const sent = performance.now();
       try {
-        const res = await httpPost(agent, spec.url, body);
+        await send(i);
         const done = performance.now();
-        if (res.status !== 200) fail(`HTTP ${res.status}: ${res.text.slice(0, 200)}`);
-        else if (done >= windowStart && done <= windowEnd) latenciesMs.push(done - sent);
+        if (done >= windowStart && done <= windowEnd) latenciesMs.push(done - sent);
       } catch (err) {
-        fail((err as Error).message);
+        errors++;
+        firstError ??= (err as Error).message;
       }
     }
   };
-  const [cpu] = await Promise.all([cpuOverWindow(windowStart, windowEnd, onMark), ...Array.from({ length: spec.clients }, client)]);
-  agent.destroy();
+  const [cpu] = await Promise.all([cpuOverWindow(windowStart, windowEnd, onMark), ...Array.from({ length: spec.clients }, (_, i) => client(i))]);
   return { completed: latenciesMs.length, windowMs: spec.durationMs, latenciesMs, errors, firstError, cpuMs: cpu.cpuMs, cpuWindowMs: cpu.ms };
+}
+
+/** Runs the load and counts only what completes between warm-up's end and the window's end (no ramp, no drain). */
+export async function generateLoad(spec: LoadSpec, onMark: (mark: WindowMark) => void = () => {}): Promise<LoadResult> {
+  const body = Buffer.from(spec.body);
+  const agent = keepAliveAgent(spec.clients);
+  try {
+    return await windowedLoad(spec, async () => {
+      const res = await httpPost(agent, spec.url, body);
+      if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${res.text.slice(0, 200)}`);
+    }, onMark);
+  } finally {
+    agent.destroy();
+  }
 }
 
 /** Where the load runs: a forked child process, so that the server's process does only server work, or this process. */

@@ -122,11 +122,11 @@ export function summarize(report: OnnxBenchReport) {
 }
 
 /** Other processes' CPU: /proc/stat counts in 10 ms ticks, so an idle machine can come out a little below 0. */
-const other = (n: number | null) => (n === null ? "—" : `${fixed(Math.max(0, n))}%`);
-const fixed = (n: number | null, digits = 0) => (n !== null && Number.isFinite(n) ? n.toFixed(digits) : "—");
-const int = (n: number | null) => (n !== null && Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "—");
+export const other = (n: number | null) => (n === null ? "—" : `${fixed(Math.max(0, n))}%`);
+export const fixed = (n: number | null, digits = 0) => (n !== null && Number.isFinite(n) ? n.toFixed(digits) : "—");
+export const int = (n: number | null) => (n !== null && Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "—");
 
-function table(header: string[], rows: string[][]): string {
+export function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
   return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");

@@ -13,6 +13,14 @@ export const median = (samples: readonly number[]): number => {
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 };
 
+/** Largest |a[i] − b[i]| (infinite when the lengths differ): 0 when two outputs agree exactly. */
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) return Number.POSITIVE_INFINITY;
+  let max = 0;
+  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
+  return max;
+}
+
 /** Timestamps (performance.now(), ms) of one generation as seen by whoever drove it. */
 export interface StreamTiming {
   /** Generated tokens (the runtime's count, not the number of events). */
