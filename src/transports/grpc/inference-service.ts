@@ -8,7 +8,8 @@ import { kserveDatatype } from "../../runtimes/onnx/tensor-types.js";
 import { startGeneration, textModel, type GenerationLimits } from "../../services/generation.js";
 import { runTensors, tensorModel, type TensorLimits } from "../../services/tensors.js";
 import { VERSION } from "../../version.js";
-import { CallScope, type CallPolicy, type ScopeContext } from "./call-scope.js";
+import { CallScope, type CallPolicy, type ScopeContext } from "../call-scope.js";
+import { grpcSource } from "./grpc-call.js";
 import type { GRPCInferenceServiceHandlers } from "./generated/inference/GRPCInferenceService.js";
 import type { ModelInferRequest__Output } from "./generated/inference/ModelInferRequest.js";
 import type { ModelInferResponse } from "./generated/inference/ModelInferResponse.js";
@@ -49,7 +50,7 @@ export function inferenceService(opts: ServiceOptions): GRPCInferenceServiceHand
     return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
       let scope: CallScope;
       try {
-        scope = new CallScope(opts, call as never, method, policy);
+        scope = new CallScope(opts, grpcSource(call as never, method), policy);
       } catch (err) {
         callback(grpcStatus(err as InfernoError));
         return;
@@ -197,7 +198,7 @@ export function inferenceService(opts: ServiceOptions): GRPCInferenceServiceHand
     call.on("data", (req: ModelInferRequest__Output) => {
       let scope: CallScope;
       try {
-        scope = new CallScope(opts, call as never, "ModelStreamInfer", "user");
+        scope = new CallScope(opts, grpcSource(call as never, "ModelStreamInfer"), "user");
       } catch (err) {
         // Refused before any work (credentials, drain): the whole call ends with the status. grpc-js ends a
         // server stream with the status of an 'error' it emits (destroy() would skip sending it).

@@ -1,16 +1,33 @@
-// What every gRPC call goes through, as an HTTP request goes through the app's hooks: the drain, auth
-// (bearer metadata, roles), rate limits, the time limit and the client's deadline, metrics and traces.
-import type { Metadata, ServerDuplexStream, ServerUnaryCall } from "@grpc/grpc-js";
+// What every call of a transport that is not a Fastify route (gRPC, IPC) goes through, as an HTTP request
+// goes through the app's hooks: the drain, auth (bearer credential, roles), rate limits, the time limit and
+// the client's deadline, metrics and traces.
 import type { FastifyInstance } from "fastify";
-import { ANONYMOUS, authenticateToken, type CredentialCheckers } from "../../auth/auth-plugin.js";
-import type { Principal, Role } from "../../auth/principal.js";
-import { InfernoError, isInfernoError } from "../../errors/catalogue.js";
-import { toInfernoError } from "../../errors/error-handler.js";
-import { shuttingDown } from "../../lifecycle/shutdown.js";
-import type { Span } from "../../observability/traces.js";
-import { statusName, grpcCode } from "./status.js";
+import { ANONYMOUS, authenticateToken, type CredentialCheckers } from "../auth/auth-plugin.js";
+import type { Principal, Role } from "../auth/principal.js";
+import { InfernoError, isInfernoError, type ErrorCode } from "../errors/catalogue.js";
+import { toInfernoError } from "../errors/error-handler.js";
+import { shuttingDown } from "../lifecycle/shutdown.js";
+import type { Span } from "../observability/traces.js";
 
-export type AnyCall = ServerUnaryCall<unknown, unknown> | ServerDuplexStream<unknown, unknown>;
+/** A call as its transport sees it. */
+export interface CallSource {
+  transport: "grpc" | "ipc";
+  /** The metrics `route` label: the gRPC method path, the IPC op. */
+  route: string;
+  /** The bearer credential (API key or JWT) the call presents. */
+  token: string | undefined;
+  /** The client's address, the rate-limit key of a call without credentials. */
+  peer: string;
+  /** When the client gives up (epoch ms; Infinity for never). */
+  deadlineAt: number;
+  traceparent: string | undefined;
+  /** Calls `listener` when the client goes away (cancels, disconnects); returns its removal. */
+  onGone(listener: () => void): () => void;
+  /** How the transport names the status of a coded error (gRPC status names; IPC the code itself). */
+  statusOf(code: ErrorCode): string;
+  /** How a client of this transport presents a credential, for the refusal's message. */
+  credentialHint: string;
+}
 
 /** Who may make a call: anyone (health), any authenticated principal, or admins. */
 export type CallPolicy = "public" | Role;
@@ -21,23 +38,6 @@ export interface ScopeContext {
   requestTimeoutMs: number;
   /** True once the server drains: calls other than health checks are refused with UNAVAILABLE. */
   draining: () => boolean;
-}
-
-const SERVICE = "/inference.GRPCInferenceService/";
-
-function bearerOf(metadata: Metadata): string | undefined {
-  const value = metadata.get("authorization")[0];
-  if (typeof value !== "string") return undefined;
-  return /^Bearer\s+(\S+)\s*$/i.exec(value)?.[1];
-}
-
-/** The peer's address without the port ("ipv4:127.0.0.1:5000" or "[::1]:5000" → the address). */
-export function peerAddress(peer: string): string {
-  const bare = peer.replace(/^ipv[46]:/, "");
-  const v6 = /^\[(.*)\]:\d+$/.exec(bare);
-  if (v6) return v6[1]!;
-  const i = bare.lastIndexOf(":");
-  return i > 0 && bare.indexOf(":") === i ? bare.slice(0, i) : bare;
 }
 
 /**
@@ -56,27 +56,26 @@ export class CallScope {
   private readonly run: <T>(fn: () => T) => T;
   private model = "none";
   private ended = false;
-  /** The client cancelled the call or its deadline passed: gRPC has answered it already. */
+  /** The client cancelled or left, or its deadline passed: the transport has ended the call already. */
   private gone: "CANCELLED" | "DEADLINE_EXCEEDED" | undefined;
 
   /** Starts a call: throws the coded refusal (draining, credentials, role) before any work. */
-  constructor(private readonly ctx: ScopeContext, private readonly call: AnyCall, readonly method: string, policy: CallPolicy) {
+  constructor(private readonly ctx: ScopeContext, private readonly source: CallSource, policy: CallPolicy) {
     const { app } = ctx;
     this.signal = this.controller.signal;
-    this.record = app.metrics.startCall("grpc");
-    const trace = app.traceCall(`gRPC ${method}`, call.metadata.get("traceparent")[0] as string | undefined, { "rpc.system": "grpc", "rpc.method": method });
+    this.record = app.metrics.startCall(source.transport);
+    const trace = app.traceCall(`${source.transport} ${source.route}`, source.traceparent, { "rpc.system": source.transport, "rpc.method": source.route });
     this.span = trace.span;
     this.traceparent = trace.traceparent;
     this.run = trace.run;
-    const deadline = call.getDeadline();
-    const deadlineAt = deadline instanceof Date ? deadline.getTime() : Number(deadline);
-    const onCancelled = () => {
-      this.gone = Date.now() >= deadlineAt ? "DEADLINE_EXCEEDED" : "CANCELLED";
-      this.abort(new InfernoError("SERVICE_UNAVAILABLE", "the client cancelled the call", { reason: "cancelled" }));
-    };
-    // A stream's requests each have a scope on the one call: each takes its listener away when it ends.
-    call.on("cancelled", onCancelled);
-    this.cleanups.push(() => call.off("cancelled", onCancelled));
+    const deadlineAt = source.deadlineAt;
+    // Several calls may share one client connection (a gRPC stream, an IPC socket): each takes its listener away when it ends.
+    this.cleanups.push(
+      source.onGone(() => {
+        this.gone = Date.now() >= deadlineAt ? "DEADLINE_EXCEEDED" : "CANCELLED";
+        this.abort(new InfernoError("SERVICE_UNAVAILABLE", "the client cancelled the call", { reason: "cancelled" }));
+      }),
+    );
     try {
       if (policy !== "public" && ctx.draining()) throw shuttingDown({ retry_after: 1 });
       this.principal = this.authenticate(policy);
@@ -97,7 +96,7 @@ export class CallScope {
   private authenticate(policy: CallPolicy): Principal {
     const { auth, app } = this.ctx;
     if (!auth.enabled) return ANONYMOUS;
-    const token = bearerOf(this.call.metadata);
+    const token = this.source.token;
     const principal = token ? authenticateToken(token, auth.checkers) : undefined;
     if (policy === "public") return principal ?? ANONYMOUS;
     if (!principal) {
@@ -105,7 +104,7 @@ export class CallScope {
       app.metrics.authFailures.inc({ reason });
       throw new InfernoError(
         "AUTHENTICATION_FAILED",
-        token ? "the API key or token is invalid, expired or revoked" : "this call needs 'authorization: Bearer <API key or JWT>' metadata",
+        token ? "the API key or token is invalid, expired or revoked" : `this call needs ${this.source.credentialHint}`,
         { reason },
       );
     }
@@ -124,7 +123,7 @@ export class CallScope {
   /** Counts the call against its key's rate limits (refusing it when over) and runs `work` as that key's usage, inside the call's trace. */
   async limited<T>(work: () => Promise<T>): Promise<T> {
     const limiter = this.ctx.app.rateLimiter;
-    const { key, release } = await limiter.admit(this.ctx.auth.enabled ? this.principal : undefined, peerAddress(this.call.getPeer()));
+    const { key, release } = await limiter.admit(this.ctx.auth.enabled ? this.principal : undefined, this.source.peer);
     this.cleanups.push(release);
     return limiter.runAs(key, () => this.run(work));
   }
@@ -152,11 +151,11 @@ export class CallScope {
     for (const t of this.timers) clearTimeout(t);
     for (const c of this.cleanups) c();
     const coded = err === undefined ? undefined : isInfernoError(err) ? err : toInfernoError(err);
-    const status = this.gone ?? (coded ? statusName(grpcCode(coded.code)) : "OK");
-    this.record({ model: this.model, route: SERVICE + this.method, status });
-    this.span.end(coded && coded.status >= 500 ? "error" : "ok", { "rpc.grpc.status_code": status });
+    const status = this.gone ?? (coded ? this.source.statusOf(coded.code) : "OK");
+    this.record({ model: this.model, route: this.source.route, status });
+    this.span.end(coded && coded.status >= 500 ? "error" : "ok", { "rpc.status": status });
     if (coded && coded.status >= 500 && coded.code !== "SERVICE_UNAVAILABLE" && coded.code !== "TIMEOUT") {
-      this.ctx.app.log.error({ err: coded.cause ?? coded, method: this.method }, "gRPC call failed");
+      this.ctx.app.log.error({ err: coded.cause ?? coded, transport: this.source.transport, route: this.source.route }, "call failed");
     }
   }
 }

@@ -1,0 +1,42 @@
+// A gRPC call as the shared call scope sees it (src/transports/call-scope.ts).
+import type { Metadata, ServerDuplexStream, ServerUnaryCall } from "@grpc/grpc-js";
+import type { CallSource } from "../call-scope.js";
+import { grpcCode, statusName } from "./status.js";
+
+export type AnyCall = ServerUnaryCall<unknown, unknown> | ServerDuplexStream<unknown, unknown>;
+
+const SERVICE = "/inference.GRPCInferenceService/";
+
+function bearerOf(metadata: Metadata): string | undefined {
+  const value = metadata.get("authorization")[0];
+  if (typeof value !== "string") return undefined;
+  return /^Bearer\s+(\S+)\s*$/i.exec(value)?.[1];
+}
+
+/** The peer's address without the port ("ipv4:127.0.0.1:5000" or "[::1]:5000" → the address). */
+export function peerAddress(peer: string): string {
+  const bare = peer.replace(/^ipv[46]:/, "");
+  const v6 = /^\[(.*)\]:\d+$/.exec(bare);
+  if (v6) return v6[1]!;
+  const i = bare.lastIndexOf(":");
+  return i > 0 && bare.indexOf(":") === i ? bare.slice(0, i) : bare;
+}
+
+export function grpcSource(call: AnyCall, method: string): CallSource {
+  const deadline = call.getDeadline();
+  const traceparent = call.metadata.get("traceparent")[0];
+  return {
+    transport: "grpc",
+    route: SERVICE + method,
+    token: bearerOf(call.metadata),
+    peer: peerAddress(call.getPeer()),
+    deadlineAt: deadline instanceof Date ? deadline.getTime() : Number(deadline),
+    traceparent: typeof traceparent === "string" ? traceparent : undefined,
+    onGone: (listener) => {
+      call.on("cancelled", listener);
+      return () => call.off("cancelled", listener);
+    },
+    statusOf: (code) => statusName(grpcCode(code)),
+    credentialHint: "'authorization: Bearer <API key or JWT>' metadata",
+  };
+}
