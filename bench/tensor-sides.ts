@@ -1,0 +1,127 @@
+// The sides of the tensor comparison: raw session.run in this process, and each transport to the server child.
+// Every side answers the same three questions: its output (checked against raw), one timed request, a load window.
+import { modelInfer, type GrpcClient } from "./grpc-bench-client.js";
+import { httpPost, keepAliveAgent } from "./onnx-http.js";
+import type { BenchModel } from "./onnx-inputs.js";
+import { windowedLoad, type WindowMark } from "./onnx-load.js";
+import { machineBusyMs } from "./onnx-machine.js";
+import type { RawSession } from "./onnx-raw.js";
+import type { ThroughputRun } from "./onnx-report.js";
+import { grpcOutput, grpcTensorRequest, httpWire, type HttpForm, type TensorSideName } from "./tensor-wire.js";
+import { serverDelta, type ServerSample, type TransportServer } from "./transport-server.js";
+
+export interface TensorSide {
+  name: TensorSideName;
+  /** Images per request (transports) or per session.run (raw). */
+  rows: number;
+  /** The output of one request, to check against raw's. */
+  output(): Promise<ArrayLike<number>>;
+  /** Milliseconds of one request, one at a time. */
+  time(): Promise<number>;
+  /** `clients` closed-loop clients for a warm-up, then a counted window (raw: one back-to-back loop). */
+  throughput(clients: number, warmupMs: number, durationMs: number): Promise<ThroughputRun>;
+  close(): void;
+}
+
+/** raw session.run on `rows` images at a time: one session runs one call at a time, so its load is one loop whatever the clients. */
+export function rawSide(raw: RawSession, model: BenchModel, data: Float32Array, rows = 1): TensorSide {
+  const dims = [rows, ...model.dims.slice(1)];
+  return {
+    name: "raw",
+    rows,
+    output: () => raw.run(data, dims),
+    time: () => raw.time(data, dims),
+    throughput: async (_clients, warmupMs, durationMs) => {
+      const r = await raw.loop(data, dims, warmupMs, durationMs);
+      return {
+        perSecond: r.runs / (r.windowMs / 1000),
+        latenciesMs: r.latenciesMs,
+        serverCpuPct: (r.cpuMs / r.windowMs) * 100,
+        clientCpuPct: null,
+        otherCpuPct: r.machineBusyMs === null ? null : ((r.machineBusyMs - r.cpuMs) / r.windowMs) * 100,
+        serverElu: null,
+        requestsPerRun: null,
+        errors: 0,
+        firstError: undefined,
+      };
+    },
+    close: () => {},
+  };
+}
+
+/** A load window on the server, sampled at the window's open and close: the server's CPU, ELU and session runs, and the rest of the machine's CPU. */
+async function serverLoad(server: TransportServer, id: string, clients: number, warmupMs: number, durationMs: number, send: (client: number) => Promise<void>): Promise<ThroughputRun> {
+  let open: { sample: Promise<ServerSample>; at: number; busy: number | null } | undefined;
+  let close: { sample: Promise<ServerSample>; at: number; busy: number | null } | undefined;
+  const onMark = (mark: WindowMark) => {
+    const now = { sample: server.sample(), at: performance.now(), busy: machineBusyMs() };
+    if (mark === "open") open = now;
+    else close = now;
+  };
+  const load = await windowedLoad({ clients, warmupMs, durationMs }, send, onMark);
+  if (!open || !close) throw new Error("the load never closed its window");
+  const windowMs = close.at - open.at;
+  const srv = serverDelta(await open.sample, await close.sample, windowMs, id);
+  const busyMs = open.busy === null || close.busy === null ? null : close.busy - open.busy;
+  return {
+    perSecond: load.completed / (durationMs / 1000),
+    latenciesMs: load.latenciesMs,
+    serverCpuPct: srv.cpuPct,
+    clientCpuPct: (load.cpuMs / load.cpuWindowMs) * 100,
+    otherCpuPct: busyMs === null ? null : ((busyMs - srv.cpuMs - load.cpuMs) / windowMs) * 100,
+    serverElu: srv.elu,
+    requestsPerRun: srv.sessionRuns > 0 ? load.completed / srv.sessionRuns : null,
+    errors: load.errors,
+    firstError: load.firstError,
+  };
+}
+
+/** A REST form with node:http keep-alive agents: one connection for single requests, one per client under load. */
+export function httpSide(server: TransportServer, model: BenchModel, id: string, data: Float32Array, form: HttpForm, name: TensorSideName = form): TensorSide {
+  const wire = httpWire(model, id, data, form);
+  const url = server.url + wire.path;
+  const single = keepAliveAgent(1);
+  const post = async (agent = single) => {
+    const answer = await httpPost(agent, url, wire.body, wire.headers);
+    if (answer.status !== 200) throw new Error(`${form}: HTTP ${answer.status}: ${answer.text.slice(0, 200)}`);
+    return answer;
+  };
+  return {
+    name,
+    rows: 1,
+    output: async () => wire.output(await post()),
+    time: async () => {
+      const started = performance.now();
+      await post();
+      return performance.now() - started;
+    },
+    throughput: async (clients, warmupMs, durationMs) => {
+      const agent = keepAliveAgent(clients);
+      try {
+        return await serverLoad(server, id, clients, warmupMs, durationMs, async () => void (await post(agent)));
+      } finally {
+        agent.destroy();
+      }
+    },
+    close: () => single.destroy(),
+  };
+}
+
+/** gRPC ModelInfer over `channels` (client i uses channel i mod n); single requests use the first. The channels belong to the caller. */
+export function grpcSide(server: TransportServer, channels: GrpcClient[], model: BenchModel, id: string, data: Float32Array, name: TensorSideName = "grpc"): TensorSide {
+  const req = grpcTensorRequest(model, id, data);
+  const first = channels[0]!;
+  return {
+    name,
+    rows: 1,
+    output: async () => grpcOutput(model, await modelInfer(first, req)),
+    time: async () => {
+      const started = performance.now();
+      await modelInfer(first, req);
+      return performance.now() - started;
+    },
+    throughput: (clients, warmupMs, durationMs) =>
+      serverLoad(server, id, clients, warmupMs, durationMs, async (client) => void (await modelInfer(channels[client % channels.length]!, req))),
+    close: () => {},
+  };
+}
