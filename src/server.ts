@@ -43,6 +43,7 @@ import { openaiFileRoutes } from "./transports/api/openai-files.js";
 import { openaiModelRoutes } from "./transports/api/openai-models.js";
 import { websocketRoutes, websocketSupport } from "./transports/api/websocket.js";
 import { grpcTransport } from "./transports/grpc/grpc-plugin.js";
+import { ipcTransport } from "./transports/ipc/ipc-plugin.js";
 import { LlamaRuntime } from "./runtimes/llama/llama-runtime.js";
 import { inspectOnnx, OnnxRuntime } from "./runtimes/onnx/onnx-runtime.js";
 import webhooksPlugin from "./webhooks/webhooks.js";
@@ -268,6 +269,12 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   if (config.grpcEnabled) {
     await app.register(grpcTransport, {
       registry, limits, auth: { enabled: config.auth, checkers }, requestTimeoutMs: config.requestTimeoutMs, maxMessageBytes: config.bodyLimit, tls: tlsFiles(config),
+    });
+  }
+  if (config.ipcSocket) {
+    await app.register(ipcTransport, {
+      socketPath: config.ipcSocket, mode: config.ipcSocketMode, settings: { maxFrameBytes: config.ipcMaxFrameBytes, maxInFlight: config.ipcMaxInFlight },
+      registry, limits, auth: { enabled: config.auth, checkers }, requestTimeoutMs: config.requestTimeoutMs,
     });
   }
   return app;

@@ -56,6 +56,15 @@ export async function serve(flags: Record<string, unknown>): Promise<void> {
       throw Object.assign(new Error(`cannot start gRPC on ${config.host}:${config.grpcPort}: ${(err as Error).message} (--grpc-port, or --grpc-enabled false)`), { exitCode: 1 });
     }
   }
+  if (config.ipcSocket) {
+    try {
+      await app.ipc.listen();
+    } catch (err) {
+      app.log.fatal({ err }, `cannot listen on the IPC socket ${config.ipcSocket}`);
+      await app.close();
+      throw Object.assign(new Error(`cannot listen on the IPC socket ${config.ipcSocket}: ${(err as Error).message}`), { exitCode: 1 });
+    }
+  }
   // Warm the llama.cpp backend now so the first request does not pay for it; a failure shows at first load.
   app.llamaRuntime.getLlama().catch((err: unknown) => app.log.error({ err }, "llama.cpp backend failed to start"));
 }

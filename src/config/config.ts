@@ -44,6 +44,18 @@ export const configSchema = z
     grpcEnabled: boolBool(true),
     /** 8081, KServe's convention; 0 picks a free port. */
     grpcPort: intFromString(0, 65535).default(8081),
+    /** Unix domain socket for the IPC protocol (docs/ipc.md); off when unset. */
+    ipcSocket: z.string().min(1).max(100).optional(),
+    /** File mode of the IPC socket, octal ("0600": only this user may connect). */
+    ipcSocketMode: z
+      .union([z.number().int(), z.string().regex(/^0?[0-7]{3}$/, "expected an octal file mode such as 0600")])
+      .default("0600")
+      .transform((v) => (typeof v === "number" ? v : parseInt(v, 8)))
+      .refine((v) => v >= 0 && v <= 0o777, "expected a file mode between 0000 and 0777"),
+    /** Largest IPC frame; a larger one closes that connection with an error frame. */
+    ipcMaxFrameBytes: intFromString(1024, 1 << 30).default(64 * 1024 * 1024),
+    /** Requests one IPC connection may have running; the server stops reading it beyond. */
+    ipcMaxInFlight: intFromString(1, 100_000).default(64),
     /** PEM certificate chain and key: HTTPS and gRPC over TLS (both or neither). */
     tlsCert: z.string().min(1).optional(),
     tlsKey: z.string().min(1).optional(),

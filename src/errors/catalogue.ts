@@ -13,6 +13,8 @@ export const errorCatalogue = {
   /** A client that did not finish sending its request within Node's request timeout. */
   REQUEST_TIMEOUT: { status: 408, type: "invalid_request_error" },
   MODEL_EXISTS: { status: 409, type: "conflict_error" },
+  /** The client cancelled its request (IPC `cancel`); 499 as nginx logs a client that closed first. */
+  CANCELLED: { status: 499, type: "invalid_request_error" },
   MODEL_BUSY: { status: 409, type: "conflict_error" },
   MODEL_NOT_LOADED: { status: 409, type: "conflict_error" },
   USER_EXISTS: { status: 409, type: "conflict_error" },

@@ -133,6 +133,17 @@ export class CallScope {
     return this.run(work);
   }
 
+  /** The client asked to stop this call (IPC `cancel`): the work stops; a generation still returns its usage so far. */
+  cancel(): void {
+    this.gone = "CANCELLED";
+    this.abort(new InfernoError("CANCELLED", "the client cancelled the request"));
+  }
+
+  /** Whether the call ended because the client cancelled it. */
+  get cancelled(): boolean {
+    return this.gone === "CANCELLED";
+  }
+
   abort(reason: InfernoError): void {
     if (!this.controller.signal.aborted) this.controller.abort(reason);
   }

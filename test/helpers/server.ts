@@ -52,10 +52,19 @@ export async function startTestServer(opts: {
     },
   });
   const app = await buildServer(config);
-  await app.listen({ host: "127.0.0.1", port: 0 });
-  const address = app.server.address();
-  const port = typeof address === "object" && address ? address.port : 0;
-  const grpcPort = config.grpcEnabled ? await app.grpc.listen("127.0.0.1", 0) : undefined;
+  let port = 0;
+  let grpcPort: number | undefined;
+  try {
+    await app.listen({ host: "127.0.0.1", port: 0 });
+    const address = app.server.address();
+    port = typeof address === "object" && address ? address.port : 0;
+    grpcPort = config.grpcEnabled ? await app.grpc.listen("127.0.0.1", 0) : undefined;
+    if (config.ipcSocket) await app.ipc.listen();
+  } catch (err) {
+    await app.close();
+    await tmp?.cleanup();
+    throw err;
+  }
   return {
     app,
     url: `http${config.tlsCert ? "s" : ""}://127.0.0.1:${port}`,

@@ -1,0 +1,214 @@
+// One IPC client connection: frames in, requests run concurrently (up to a limit, then the socket is not
+// read), responses interleaved by id, a stream paused while the socket does not drain.
+import type { Socket } from "node:net";
+import { authenticateToken } from "../../auth/auth-plugin.js";
+import { ipcOps, ipcOut, isIpcOp, IPC_PROTOCOL_VERSION, requestHead } from "../../dialects/ipc.js";
+import { InfernoError, isInfernoError, type ErrorCode } from "../../errors/catalogue.js";
+import { parseBody } from "../../errors/error-handler.js";
+import { VERSION } from "../../version.js";
+import { CallScope, type CallSource, type ScopeContext } from "../call-scope.js";
+import { decodeFrame, encodeFrame, FrameReader } from "./frames.js";
+import { modelOf, OP_POLICY, runOp, type OpContext } from "./ipc-ops.js";
+
+export interface ConnectionSettings {
+  maxFrameBytes: number;
+  /** Requests one connection may have running; the server stops reading it beyond. */
+  maxInFlight: number;
+}
+
+export interface ConnectionContext extends ScopeContext, Omit<OpContext, "send"> {
+  settings: ConnectionSettings;
+}
+
+const OPEN_OPS = new Set(["hello", "health"]);
+
+export class IpcConnection {
+  private readonly reader: FrameReader;
+  private readonly running = new Map<number, CallScope>();
+  private readonly goneListeners = new Set<() => void>();
+  private token: string | undefined;
+  private greeted = false;
+  private closed = false;
+  private paused = false;
+
+  constructor(private readonly socket: Socket, private readonly ctx: ConnectionContext) {
+    this.reader = new FrameReader(ctx.settings.maxFrameBytes);
+    socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    socket.on("close", () => this.onClose());
+    socket.on("error", () => {});
+  }
+
+  /** Requests running now. */
+  get inFlight(): number {
+    return this.running.size;
+  }
+
+  private onData(chunk: Buffer): void {
+    let frames: Buffer[];
+    try {
+      frames = this.reader.push(chunk);
+    } catch (err) {
+      return this.fail(err);
+    }
+    for (const frame of frames) {
+      if (this.closed) return;
+      this.onFrame(frame);
+    }
+  }
+
+  private onFrame(frame: Buffer): void {
+    let message: unknown;
+    try {
+      message = decodeFrame(frame);
+    } catch (err) {
+      return this.fail(new InfernoError("INVALID_REQUEST", `a frame is not valid MessagePack (${(err as Error).message})`));
+    }
+    if (message === null || typeof message !== "object" || Array.isArray(message) || message instanceof Uint8Array) {
+      return this.fail(new InfernoError("INVALID_REQUEST", "a frame must hold one MessagePack map"));
+    }
+    const head = requestHead.safeParse(message);
+    if (!head.success) {
+      return this.fail(new InfernoError("INVALID_REQUEST", "a request needs id (an unsigned integer) and op (a string)", { issues: head.error.issues.map((i) => i.path.join(".")) }));
+    }
+    const { id, op } = head.data;
+    const request = message as Record<string, unknown>;
+    if (this.running.has(id)) return this.fail(new InfernoError("INVALID_REQUEST", `id ${id} is already in flight on this connection`, { id }));
+    if (this.ctx.auth.enabled && !this.greeted && !OPEN_OPS.has(op)) {
+      this.ctx.app.metrics.authFailures.inc({ reason: "missing_credentials" });
+      return this.fail(new InfernoError("AUTHENTICATION_FAILED", "send 'hello' with a token (an API key or JWT) first"), id);
+    }
+    if (!isIpcOp(op)) return void this.send(ipcOut.error(id, "INVALID_REQUEST", `unknown op '${op}'`, { ops: Object.keys(ipcOps) }));
+    if (op === "hello") return this.hello(id, request);
+    if (op === "cancel") return this.cancel(id, request);
+    this.start(op, id, request);
+  }
+
+  private hello(id: number, request: Record<string, unknown>): void {
+    let body;
+    try {
+      body = parseBody(ipcOps.hello, request);
+    } catch (err) {
+      return void this.sendError(id, err);
+    }
+    if (body.version !== undefined && body.version !== IPC_PROTOCOL_VERSION) {
+      return this.fail(new InfernoError("INVALID_REQUEST", `protocol version ${body.version} is not served; this server speaks ${IPC_PROTOCOL_VERSION}`, { version: IPC_PROTOCOL_VERSION }), id);
+    }
+    if (this.ctx.auth.enabled) {
+      const principal = body.token ? authenticateToken(body.token, this.ctx.auth.checkers) : undefined;
+      if (!principal) {
+        const reason = body.token ? "invalid_credentials" : "missing_credentials";
+        this.ctx.app.metrics.authFailures.inc({ reason });
+        return this.fail(new InfernoError("AUTHENTICATION_FAILED", body.token ? "the API key or token is invalid, expired or revoked" : "hello needs a token when auth is on", { reason }), id);
+      }
+      this.token = body.token;
+      this.greeted = true;
+      return void this.send(ipcOut.result(id, { version: IPC_PROTOCOL_VERSION, server: "inferno", server_version: VERSION, auth: true, user: principal.user, role: principal.role }));
+    }
+    this.greeted = true;
+    this.send(ipcOut.result(id, { version: IPC_PROTOCOL_VERSION, server: "inferno", server_version: VERSION, auth: false }));
+  }
+
+  private cancel(id: number, request: Record<string, unknown>): void {
+    let body;
+    try {
+      body = parseBody(ipcOps.cancel, request);
+    } catch (err) {
+      return void this.sendError(id, err);
+    }
+    const scope = this.running.get(body.target);
+    scope?.cancel();
+    this.send(ipcOut.result(id, { target: body.target, cancelled: scope !== undefined }));
+  }
+
+  private start(op: keyof typeof OP_POLICY, id: number, request: Record<string, unknown>): void {
+    const source: CallSource = {
+      transport: "ipc",
+      route: op,
+      token: this.token,
+      peer: "ipc",
+      deadlineAt: Infinity,
+      traceparent: typeof request.traceparent === "string" ? request.traceparent : undefined,
+      onGone: (listener) => {
+        this.goneListeners.add(listener);
+        return () => this.goneListeners.delete(listener);
+      },
+      statusOf: (code) => code,
+      credentialHint: "a 'hello' with a token first",
+    };
+    let scope: CallScope;
+    try {
+      scope = new CallScope(this.ctx, source, OP_POLICY[op]);
+    } catch (err) {
+      return void this.sendError(id, err);
+    }
+    const model = modelOf(request);
+    if (model !== undefined) scope.named(model);
+    this.running.set(id, scope);
+    if (this.running.size >= this.ctx.settings.maxInFlight && !this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    }
+    const ctx: OpContext = { ...this.ctx, send: (frame) => this.send(frame) };
+    scope
+      .limited(() => runOp(op, id, request, scope, ctx))
+      .then(
+        async (final) => {
+          scope.end();
+          await this.send(final);
+        },
+        async (err: unknown) => {
+          const coded = scope.failure(err);
+          scope.end(coded);
+          await this.sendError(id, coded);
+        },
+      )
+      .finally(() => {
+        this.running.delete(id);
+        if (this.paused && this.running.size < this.ctx.settings.maxInFlight) {
+          this.paused = false;
+          this.socket.resume();
+        }
+      });
+  }
+
+  /** Writes a frame; resolves once the socket is below its high-water mark again (a slow reader pauses its streams). */
+  private send(frame: object): Promise<void> {
+    if (this.closed || this.socket.destroyed) return Promise.resolve();
+    if (this.socket.write(encodeFrame(frame))) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        this.socket.off("drain", done);
+        this.socket.off("close", done);
+        resolve();
+      };
+      this.socket.once("drain", done);
+      this.socket.once("close", done);
+    });
+  }
+
+  private sendError(id: number, err: unknown): Promise<void> {
+    const coded = isInfernoError(err) ? err : new InfernoError("INTERNAL_ERROR", "internal server error", undefined, { cause: err });
+    return this.send(ipcOut.error(id, coded.code, coded.message, coded.details));
+  }
+
+  /** A protocol error: one last error frame (for the request's id when known), then the connection closes. */
+  private fail(err: unknown, id: number | null = null): void {
+    if (this.closed) return;
+    const coded = isInfernoError(err) ? err : new InfernoError("INTERNAL_ERROR", "internal server error");
+    this.socket.end(encodeFrame(ipcOut.error(id, coded.code as ErrorCode, coded.message, coded.details)));
+    this.closed = true;
+    this.onClose();
+  }
+
+  /** The client went away (or was closed): every request it had running stops. */
+  private onClose(): void {
+    this.closed = true;
+    for (const listener of [...this.goneListeners]) listener();
+    this.goneListeners.clear();
+  }
+
+  /** Ends the connection now (server shutdown). */
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
