@@ -177,6 +177,16 @@ export class InfernoClient {
     return this.call({ op: "infer", model, inputs: wire, ...(opts.outputs ? { outputs: opts.outputs } : {}) }, opts.signal);
   }
 
+  /** Loads a model (admin role when auth is on). */
+  load(model: string): Promise<{ model: string; status: "loaded"; load_time_ms: number }> {
+    return this.call({ op: "load", model });
+  }
+
+  /** Unloads a model (admin role when auth is on). */
+  unload(model: string): Promise<{ model: string; status: "unloaded"; was_loaded: boolean }> {
+    return this.call({ op: "unload", model });
+  }
+
   /** Embeddings as Float32Arrays (unit length). */
   async embed(model: string, input: string | string[], opts: { dimensions?: number; truncate?: boolean; signal?: AbortSignal } = {}): Promise<{ embeddings: Float32Array[]; usage: { prompt_tokens: number } }> {
     const { signal, ...rest } = opts;
