@@ -86,7 +86,7 @@ test("a key revoked while its connection is open stops working at the next reque
   }
 });
 
-test("drain: a running stream finishes, new requests get SERVICE_UNAVAILABLE, the socket file goes", async () => {
+test("drain: a running stream finishes, new requests get SERVICE_UNAVAILABLE, the socket file goes; the client reconnects to the next server", async () => {
   const dir = await tempDir("inferno-ipc-drain-");
   const sock = path.join(dir.dir, "d.sock");
   const s = await startTestServer({ files: { "tiny.gguf": buildTinyLlamaGguf({ contextLength: 8192 }) }, config: { ipcSocket: sock, contextSize: 8192, maxTokensLimit: 8000 } });
@@ -105,6 +105,13 @@ test("drain: a running stream finishes, new requests get SERVICE_UNAVAILABLE, th
     assert.equal((await stream.result).finish_reason, "length");
     assert.deepEqual(await drained, { openAtStart: 1, endedByGrace: 0 });
     await assert.rejects(stat(sock), /ENOENT/);
+    // A server started again on the path: the client reconnects on its next call.
+    const again = await startTestServer({ config: { ipcSocket: sock } });
+    try {
+      assert.equal((await c.health()).status, "healthy");
+    } finally {
+      await again.cleanup();
+    }
   } finally {
     c.close();
     await s.cleanup();
