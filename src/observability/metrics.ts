@@ -52,13 +52,13 @@ function defineMetrics(register: Registry, models: ModelRegistry) {
   return {
     requests: new Counter({
       name: "inferno_inference_requests_total",
-      help: "Requests served (every HTTP route but the scrape, gRPC calls), by model, route pattern or gRPC method, status code and transport (http, grpc)",
+      help: "Requests served (every HTTP route but the scrape, gRPC and IPC calls), by model, route pattern, gRPC method or IPC op, status and transport (http, grpc, ipc)",
       labelNames: ["model", "route", "status", "transport"] as const,
       registers,
     }),
     duration: new Histogram({
       name: "inferno_inference_duration_seconds",
-      help: "Time from request to the end of the response (streams included), by model, route pattern or gRPC method and transport",
+      help: "Time from request to the end of the response (streams included), by model, route pattern, gRPC method or IPC op, and transport",
       labelNames: ["model", "route", "transport"] as const,
       buckets: DURATION_BUCKETS,
       registers,
@@ -82,7 +82,7 @@ function defineMetrics(register: Registry, models: ModelRegistry) {
       labelNames: ["model"] as const,
       registers,
     }),
-    inFlight: new Gauge({ name: "inferno_requests_in_flight", help: "Requests (HTTP, gRPC calls) being served now (streams until they close)", registers }),
+    inFlight: new Gauge({ name: "inferno_requests_in_flight", help: "Requests (HTTP, gRPC and IPC calls) being served now (streams until they close)", registers }),
     queueDepth: new Gauge({
       name: "inferno_queue_depth",
       help: "Requests waiting for a free sequence or batch slot, per loaded model",
