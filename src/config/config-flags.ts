@@ -20,7 +20,7 @@ const HELP: Record<ConfigKey, FlagHelp> = {
   grpcEnabled: { arg: "BOOL", help: "serve gRPC (KServe v2 / Triton) too" },
   grpcPort: { arg: "P", help: "gRPC port, same host (0: any free port)" },
   ipcSocket: { arg: "PATH", help: "serve the IPC protocol on this Unix socket (docs/ipc.md)" },
-  ipcSocketMode: { arg: "MODE", help: "file mode of the IPC socket (octal)" },
+  ipcSocketMode: { arg: "MODE", help: "file mode of the IPC socket (octal)", shown: "0600" },
   ipcMaxFrameBytes: { arg: "BYTES", help: "largest IPC frame (the connection is closed above)" },
   ipcMaxInFlight: { arg: "N", help: "requests one IPC connection may have running" },
   tlsCert: { arg: "FILE", help: "PEM certificate chain: HTTPS and gRPC over TLS" },

@@ -13,7 +13,7 @@ export const IPC_PROTOCOL_VERSION = 1;
 /** The id and op every request has; the rest is checked per op. */
 export const requestHead = z.object({
   id: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
-  op: z.string().max(32),
+  op: z.string(),
 });
 
 const modelName = z.string().min(1).max(256);
@@ -45,6 +45,8 @@ export const ipcOps = {
     input: embeddingInput,
     truncate: z.boolean().optional(),
     dimensions: z.number().int().min(1).optional(),
+    /** Unit-length vectors (default true), as the native route's `normalize`. */
+    normalize: z.boolean().optional(),
   }),
   cancel: z.object({ target: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER) }),
   load: z.object({ model: modelName }),

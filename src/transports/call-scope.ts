@@ -139,6 +139,15 @@ export class CallScope {
     this.abort(new InfernoError("CANCELLED", "the client cancelled the request"));
   }
 
+  /**
+   * After work that stops quietly when aborted (a generation returns what it has): throws the reason when
+   * the server stopped it (time limit, shutdown grace), so the client gets that error, not a short success.
+   * A client's own cancel is not an error.
+   */
+  throwIfAborted(): void {
+    if (this.signal.aborted && !this.cancelled) throw this.failure(this.signal.reason);
+  }
+
   /** Whether the call ended because the client cancelled it. */
   get cancelled(): boolean {
     return this.gone === "CANCELLED";

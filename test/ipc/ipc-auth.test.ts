@@ -86,7 +86,7 @@ test("a key revoked while its connection is open stops working at the next reque
   }
 });
 
-test("drain: a running stream finishes, new requests get SERVICE_UNAVAILABLE, the socket file goes; the client reconnects to the next server", async () => {
+test("drain: a running stream finishes, new requests get SERVICE_UNAVAILABLE; a server started on the path meanwhile keeps its socket; the client reconnects to it", async () => {
   const dir = await tempDir("inferno-ipc-drain-");
   const sock = path.join(dir.dir, "d.sock");
   const s = await startTestServer({ files: { "tiny.gguf": buildTinyLlamaGguf({ contextLength: 8192 }) }, config: { ipcSocket: sock, contextSize: 8192, maxTokensLimit: 8000 } });
@@ -101,17 +101,19 @@ test("drain: a running stream finishes, new requests get SERVICE_UNAVAILABLE, th
       assert.match(e.message, /shutting down/);
       return true;
     });
-    while (!(await it.next()).done);
-    assert.equal((await stream.result).finish_reason, "length");
-    assert.deepEqual(await drained, { openAtStart: 1, endedByGrace: 0 });
-    await assert.rejects(stat(sock), /ENOENT/);
-    // A server started again on the path: the client reconnects on its next call.
+    // The next server may take the path while this one still drains; this one's shutdown leaves it alone.
     const again = await startTestServer({ config: { ipcSocket: sock } });
     try {
+      while (!(await it.next()).done);
+      assert.equal((await stream.result).finish_reason, "length");
+      assert.deepEqual(await drained, { openAtStart: 1, endedByGrace: 0 });
+      assert.ok((await stat(sock)).isSocket(), "the new server's socket is still there");
+      // The client reconnects to it on its next call.
       assert.equal((await c.health()).status, "healthy");
     } finally {
       await again.cleanup();
     }
+    await assert.rejects(stat(sock), /ENOENT/);
   } finally {
     c.close();
     await s.cleanup();

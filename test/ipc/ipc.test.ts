@@ -248,3 +248,46 @@ test("a stale socket file is replaced at start; a live server on the path is a s
     await second.cleanup();
   }
 });
+
+test("at ipcMaxInFlight, further requests wait their turn, a cancel still gets through, and a time limit is an error, not a short success", async () => {
+  const sock = path.join(tmp.dir, "one.sock");
+  const one = await startTestServer({
+    files: { "tiny.gguf": buildTinyLlamaGguf({ contextLength: 8192 }) },
+    config: { ipcSocket: sock, ipcMaxInFlight: 1, parallel: 4, contextSize: 8192, maxTokensLimit: 8000, requestTimeoutMs: 1000 },
+  });
+  await one.app.registry.load("tiny"); // the 1 s limit is for generation, not the first load
+  const c = new RawConnection(sock);
+  try {
+    const long = { op: "generate", model: "tiny", prompt: "x", max_tokens: 6000, ignore_eos: true, stream: true };
+    // Two requests in one write: one runs, one waits (the model could run four at once).
+    c.write(Buffer.concat([1, 2].map((id) => RawConnection.frame({ ...long, id }))));
+    const first = await c.next();
+    assert.deepEqual([first.id, first.event], [1, "token"]);
+    const model = one.app.registry.getLoaded("tiny") as LlamaTextModel;
+    assert.equal(model.inFlight, 1, "one request runs at a time");
+    // Cancel the running one and the waiting one.
+    c.write(Buffer.concat([RawConnection.frame({ id: 10, op: "cancel", target: 1 }), RawConnection.frame({ id: 11, op: "cancel", target: 2 })]));
+    const seen = new Map<number, any>();
+    while (!seen.has(10) || !seen.has(11) || !seen.has(2) || seen.get(1)?.event !== "done") {
+      const f = await c.next();
+      if (f.event !== "token") seen.set(f.id, f);
+    }
+    assert.equal(seen.get(1).finish_reason, "cancelled");
+    assert.deepEqual(seen.get(10).result, { target: 1, cancelled: true });
+    assert.deepEqual(seen.get(11).result, { target: 2, cancelled: true });
+    assert.equal(seen.get(2).error.code, "CANCELLED");
+    // The 1 s time limit ends a generation with TIMEOUT, not a successful "done".
+    c.write(RawConnection.frame({ ...long, id: 3 }));
+    let end;
+    do end = await c.next(); while (end.event === "token");
+    assert.equal(end.id, 3);
+    assert.equal(end.error?.code, "TIMEOUT", JSON.stringify(end));
+    // Six in one write still run one at a time.
+    c.write(Buffer.concat([20, 21, 22, 23, 24, 25].map((id) => RawConnection.frame({ ...long, max_tokens: 50, id }))));
+    assert.equal((await c.next()).id, 20);
+    assert.equal(model.inFlight, 1);
+  } finally {
+    c.end();
+    await one.cleanup();
+  }
+});

@@ -100,11 +100,13 @@ export function inferenceService(opts: ServiceOptions): GRPCInferenceServiceHand
       const generation = await startGeneration(registry, gen, scope.signal);
       if (!stream || !onToken) {
         const result = await collectGeneration(generation);
+        scope.throwIfAborted();
         return textResponse({ ...base, parameters: { ...usageParameters(result), triton_final_response: toParameter(true) } }, result.text, raw);
       }
       for (;;) {
         const step = await generation.next();
         if (step.done) {
+          scope.throwIfAborted();
           // Triton's last response of a decoupled request: no output, the final flag (and the usage).
           return { ...base, parameters: { ...usageParameters(step.value), triton_final_response: toParameter(true) } };
         }

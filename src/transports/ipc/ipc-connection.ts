@@ -25,6 +25,11 @@ const OPEN_OPS = new Set(["hello", "health"]);
 export class IpcConnection {
   private readonly reader: FrameReader;
   private readonly running = new Map<number, CallScope>();
+  /**
+   * Requests read while `maxInFlight` were running: they start in order as slots free. The socket stays
+   * readable while up to as many again wait, so a `cancel` still gets through to a busy connection.
+   */
+  private readonly waiting = new Map<number, { op: keyof typeof OP_POLICY; request: Record<string, unknown> }>();
   private readonly goneListeners = new Set<() => void>();
   private token: string | undefined;
   private greeted = false;
@@ -72,15 +77,33 @@ export class IpcConnection {
     }
     const { id, op } = head.data;
     const request = message as Record<string, unknown>;
-    if (this.running.has(id)) return this.fail(new InfernoError("INVALID_REQUEST", `id ${id} is already in flight on this connection`, { id }));
+    if (this.running.has(id) || this.waiting.has(id)) return this.fail(new InfernoError("INVALID_REQUEST", `id ${id} is already in flight on this connection`, { id }));
     if (this.ctx.auth.enabled && !this.greeted && !OPEN_OPS.has(op)) {
       this.ctx.app.metrics.authFailures.inc({ reason: "missing_credentials" });
       return this.fail(new InfernoError("AUTHENTICATION_FAILED", "send 'hello' with a token (an API key or JWT) first"), id);
     }
-    if (!isIpcOp(op)) return void this.send(ipcOut.error(id, "INVALID_REQUEST", `unknown op '${op}'`, { ops: Object.keys(ipcOps) }));
+    if (!isIpcOp(op)) return void this.send(ipcOut.error(id, "INVALID_REQUEST", `unknown op '${op.slice(0, 64)}'`, { ops: Object.keys(ipcOps) }));
     if (op === "hello") return this.hello(id, request);
     if (op === "cancel") return this.cancel(id, request);
-    this.start(op, id, request);
+    if (this.running.size < this.ctx.settings.maxInFlight) return this.start(op, id, request);
+    this.waiting.set(id, { op, request });
+    if (this.waiting.size > this.ctx.settings.maxInFlight && !this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    }
+  }
+
+  /** A slot freed: the oldest waiting requests start; the socket is read again once few enough wait. */
+  private startWaiting(): void {
+    for (const [id, { op, request }] of this.waiting) {
+      if (this.running.size >= this.ctx.settings.maxInFlight) break;
+      this.waiting.delete(id);
+      this.start(op, id, request);
+    }
+    if (this.paused && this.waiting.size <= this.ctx.settings.maxInFlight && !this.closed) {
+      this.paused = false;
+      this.socket.resume();
+    }
   }
 
   private hello(id: number, request: Record<string, unknown>): void {
@@ -117,7 +140,9 @@ export class IpcConnection {
     }
     const scope = this.running.get(body.target);
     scope?.cancel();
-    this.send(ipcOut.result(id, { target: body.target, cancelled: scope !== undefined }));
+    const queued = this.waiting.delete(body.target);
+    if (queued) this.send(ipcOut.error(body.target, "CANCELLED", "the client cancelled the request before it started"));
+    this.send(ipcOut.result(id, { target: body.target, cancelled: scope !== undefined || queued }));
   }
 
   private start(op: keyof typeof OP_POLICY, id: number, request: Record<string, unknown>): void {
@@ -144,31 +169,27 @@ export class IpcConnection {
     const model = modelOf(request);
     if (model !== undefined) scope.named(model);
     this.running.set(id, scope);
-    if (this.running.size >= this.ctx.settings.maxInFlight && !this.paused) {
-      this.paused = true;
-      this.socket.pause();
-    }
     const ctx: OpContext = { ...this.ctx, send: (frame) => this.send(frame) };
-    scope
-      .limited(() => runOp(op, id, request, scope, ctx))
-      .then(
-        async (final) => {
-          scope.end();
-          await this.send(final);
-        },
-        async (err: unknown) => {
-          const coded = scope.failure(err);
-          scope.end(coded);
-          await this.sendError(id, coded);
-        },
-      )
-      .finally(() => {
-        this.running.delete(id);
-        if (this.paused && this.running.size < this.ctx.settings.maxInFlight) {
-          this.paused = false;
-          this.socket.resume();
-        }
-      });
+    // Health checks are not counted against rate limits (as GET /health is not).
+    const run = () => runOp(op, id, request, scope, ctx);
+    (OP_POLICY[op] === "public" ? scope.traced(run) : scope.limited(run)).then(
+      (final) => {
+        scope.end();
+        this.finish(id, final);
+      },
+      (err: unknown) => {
+        const coded = scope.failure(err);
+        scope.end(coded);
+        this.finish(id, ipcOut.error(id, coded.code, coded.message, coded.details));
+      },
+    );
+  }
+
+  /** The last frame of a request: its id is free again once that frame is queued (the client may reuse it). */
+  private finish(id: number, frame: object): void {
+    this.running.delete(id);
+    void this.send(frame);
+    this.startWaiting();
   }
 
   /** Writes a frame; resolves once the socket is below its high-water mark again (a slow reader pauses its streams). */
@@ -207,8 +228,10 @@ export class IpcConnection {
     this.goneListeners.clear();
   }
 
-  /** Ends the connection now (server shutdown). */
-  destroy(): void {
-    this.socket.destroy();
+  /** Ends the connection at server shutdown: frames already written are still delivered; it is cut after `graceMs`. */
+  close(graceMs: number): void {
+    this.closed = true;
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), graceMs).unref();
   }
 }

@@ -73,7 +73,11 @@ export async function runOp(op: Exclude<IpcOp, "hello" | "cancel">, id: number, 
       const stream: GenerationStream = req.messages
         ? (await startChat(registry, { ...req, messages: req.messages }, scope.signal)).stream
         : await startGeneration(registry, req, scope.signal);
-      if (body.stream !== true) return ipcOut.generated(id, await collectGeneration(stream), scope.cancelled);
+      if (body.stream !== true) {
+        const whole = await collectGeneration(stream);
+        scope.throwIfAborted();
+        return ipcOut.generated(id, whole, scope.cancelled);
+      }
       let result: GenerationResult;
       for (;;) {
         const step = await stream.next();
@@ -83,11 +87,14 @@ export async function runOp(op: Exclude<IpcOp, "hello" | "cancel">, id: number, 
         }
         await ctx.send(ipcOut.token(id, step.value.text));
       }
+      scope.throwIfAborted();
       return ipcOut.done(id, result, scope.cancelled);
     }
     case "embed": {
       const body = parseBody(ipcOps.embed, request);
-      const out = await embed(registry, { model: body.model, inputs: embeddingInputs(body.input), truncate: body.truncate ?? false, dimensions: body.dimensions }, scope.signal);
+      const out = await embed(registry, {
+        model: body.model, inputs: embeddingInputs(body.input), truncate: body.truncate ?? false, dimensions: body.dimensions, normalize: body.normalize ?? true,
+      }, scope.signal);
       return ipcOut.result(id, {
         model: body.model,
         // Each vector as little-endian float32 bytes: no per-number encoding on either side.

@@ -31,6 +31,9 @@ export interface IpcPluginOptions {
   requestTimeoutMs: number;
 }
 
+/** How long a connection gets at shutdown to take its last frames before it is cut. */
+const CLOSE_WAIT_MS = 1000;
+
 /** Whether something answers on the socket path: a live server, not a file left by a crashed one. */
 function live(socketPath: string): Promise<boolean> {
   return new Promise((resolve) => {
@@ -102,11 +105,12 @@ async function ipcPlugin(app: FastifyInstance, opts: IpcPluginOptions): Promise<
   // During a drain the socket takes no new connections; open ones get SERVICE_UNAVAILABLE for new requests
   // while theirs finish (they count as open requests for the grace).
   app.drainSignal.addEventListener("abort", () => server?.close(), { once: true });
+  // Closing the listener removes the socket file (libuv unlinks it), so a server started on the path after
+  // this one is never touched by this one's shutdown.
   app.addHook("onClose", async () => {
     if (!server) return;
-    for (const c of connections) c.destroy();
+    for (const c of connections) c.close(CLOSE_WAIT_MS);
     await new Promise<void>((resolve) => server!.close(() => resolve()));
-    await unlink(opts.socketPath).catch(() => {});
   });
 }
 
