@@ -124,6 +124,14 @@ test("infer: raw float32 bytes in and out, values right", async () => {
   await assert.rejects(client.infer("nope", {}), (e: InfernoIpcError) => e.code === "MODEL_NOT_FOUND");
 });
 
+test("metrics count IPC requests by op and code under transport=\"ipc\"", async () => {
+  await client.infer("lin", { x: { datatype: "FP32", shape: [1, 4], data: new Float32Array([1, 2, 3, 4]) } });
+  await assert.rejects(client.infer("lin", { x: { datatype: "FP32", shape: [1, 5], data: new Float32Array(5) } }));
+  const text = await (await fetch(`${srv.url}/metrics`)).text();
+  assert.match(text, /inferno_inference_requests_total\{model="lin",route="infer",status="OK",transport="ipc"\} \d+/);
+  assert.match(text, /inferno_inference_requests_total\{model="lin",route="infer",status="INVALID_REQUEST",transport="ipc"\} \d+/);
+});
+
 test("generate: whole and streamed give the REST text; many streams interleave on one connection", { skip: stories.skip }, async () => {
   const settings = { prompt: "Once upon a time", max_tokens: 30, temperature: 0 };
   const rest = await postJson(`${srv.url}/inference`, { model: "stories", ...settings });
