@@ -11,9 +11,9 @@ export interface ChildRpc<Req> {
   close(): Promise<void>;
 }
 
-/** Forks `script` with `arg`, waits for its ready message, and wires request/answer over IPC; `label` names it in errors. */
-export async function forkRpc<Req extends object>(script: URL, arg: string, label: string): Promise<ChildRpc<Req>> {
-  const child = fork(script, [arg], { stdio: ["ignore", "inherit", "inherit", "ipc"], env: llamaProcessEnv() });
+/** Forks `script` with `arg` (and node flags `execArgv`), waits for its ready message, and wires request/answer over IPC; `label` names it in errors. */
+export async function forkRpc<Req extends object>(script: URL, arg: string, label: string, execArgv = process.execArgv): Promise<ChildRpc<Req>> {
+  const child = fork(script, [arg], { stdio: ["ignore", "inherit", "inherit", "ipc"], env: llamaProcessEnv(), execArgv });
   const ready = await new Promise<unknown>((resolve, reject) => {
     child.once("message", resolve);
     child.once("error", reject);

@@ -22,6 +22,8 @@ export interface InfernoOptions {
   /** The GGUF engine (Inferno's default when absent) and, for "llama-server", its binary. */
   engine?: "node-llama-cpp" | "llama-server";
   llamaServer?: string;
+  /** Also serve the IPC protocol on this Unix socket (listened on by the caller, `app.ipc.listen()`). */
+  ipcSocket?: string;
 }
 
 export interface BenchServer {
@@ -57,6 +59,7 @@ export async function startInferno(opts: InfernoOptions): Promise<BenchServer> {
       ...(opts.queueSize !== undefined ? { queueSize: opts.queueSize } : {}),
       ...(opts.engine ? { ggufEngine: opts.engine } : {}),
       ...(opts.llamaServer ? { llamaServer: opts.llamaServer } : {}),
+      ...(opts.ipcSocket ? { ipcSocket: opts.ipcSocket } : {}),
       keepAlive: -1,
       logLevel: "silent",
       modelsDir,

@@ -27,7 +27,7 @@ export interface OnnxBenchServer {
  * A real Inferno on an ephemeral loopback port. `models` maps ids to .onnx files, which are linked into a
  * throwaway models dir, so one file can be served under several ids, each loaded with its own options.
  */
-export async function startOnnxInferno(opts: { models: Record<string, string>; threads: number }): Promise<OnnxBenchServer> {
+export async function startOnnxInferno(opts: { models: Record<string, string>; threads: number; ipcSocket?: string }): Promise<OnnxBenchServer> {
   const tmp = await mkdtemp(path.join(os.tmpdir(), "inferno-onnx-bench-"));
   const modelsDir = path.join(tmp, "models");
   await mkdir(modelsDir);
@@ -46,6 +46,7 @@ export async function startOnnxInferno(opts: { models: Record<string, string>; t
       onnxInterOpThreads: 1,
       // Never unload a model between scenarios: a reload would drop the options it was loaded with.
       keepAlive: -1,
+      ...(opts.ipcSocket ? { ipcSocket: opts.ipcSocket } : {}),
       logLevel: "silent",
       modelsDir,
       dataDir: path.join(tmp, "data"),

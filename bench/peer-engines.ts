@@ -50,14 +50,16 @@ export interface RawEngine extends PeerEngine {
   tokenCount(text: string): Promise<number>;
 }
 
-/** What peer-engines.ts forks raw-child.js with. */
-export type RawChildSpec = EngineSettings;
+/** What raw-child.js is forked with (`sequenceOrder`: batch as Inferno does, see raw-llama.ts). */
+export type RawChildSpec = EngineSettings & { sequenceOrder?: boolean };
 
 /** What the parent may ask raw-child.js. */
 export type RawChildRequest =
   | { op: "stats" }
   | { op: "tokenCount"; text: string }
   | { op: "stream"; prompt: string; maxTokens: number }
+  /** `streams` generations at once, timed on the child's clock (the transport bench's raw side). */
+  | { op: "streams"; prompt: string; maxTokens: number; streams: number }
   | { op: "loop"; prompt: string; maxTokens: number; clients: number; windowMs: number };
 
 async function httpLoop(clients: number, windowMs: number, maxTokens: number, one: (tokens: number, hooks: StreamHooks) => Promise<StreamTiming>): Promise<LoopResult> {

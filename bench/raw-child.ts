@@ -16,6 +16,7 @@ const raw = await RawLlama.open(llama, spec.modelPath, {
   threads: spec.batchThreads,
   decodeThreads: spec.threads,
   batchSize: spec.batchSize,
+  sequenceOrder: spec.sequenceOrder,
 });
 // The vocabulary as Inferno counts it (llama-text-model.ts): the GGUF's token list, else the embedding rows.
 const list = (raw.model.fileInfo.metadata as { tokenizer?: { ggml?: { tokens?: unknown } } }).tokenizer?.ggml?.tokens;
@@ -63,14 +64,18 @@ async function generate(prompt: string, maxTokens: number, signal: AbortSignal, 
 async function answer(msg: RawChildRequest): Promise<unknown> {
   const never = new AbortController().signal;
   switch (msg.op) {
-    case "stats":
-      return { rss: process.memoryUsage().rss };
+    case "stats": {
+      const cpu = process.cpuUsage();
+      return { rss: process.memoryUsage().rss, cpuUs: cpu.user + cpu.system };
+    }
     case "tokenCount":
       return raw.tokenize(msg.text).length;
     case "stream": {
       const t = await generate(msg.prompt, msg.maxTokens, never);
       return { ...t, startMs: 0, firstTokenMs: t.firstTokenMs - t.startMs, lastTokenMs: t.lastTokenMs - t.startMs, endMs: t.endMs - t.startMs };
     }
+    case "streams":
+      return Promise.all(Array.from({ length: msg.streams }, () => generate(msg.prompt, msg.maxTokens, never)));
     case "loop":
       return staggeredLoop(msg.clients, msg.windowMs, msg.maxTokens, (tokens, signal, onToken, deadlineMs) =>
         generate(msg.prompt, tokens, signal, deadlineMs, onToken),

@@ -8,6 +8,7 @@ import {
   type SequenceEvaluateOptions,
   type Token,
 } from "node-llama-cpp";
+import { sequenceOrderStrategy } from "../src/runtimes/llama/batch-order.js";
 import { splitThreadsByBatch } from "../src/runtimes/llama/batch-threads.js";
 import type { StreamTiming } from "./stats.js";
 
@@ -21,6 +22,8 @@ export interface RawContextOptions {
   batchSize: number;
   /** llama.cpp threads for one-token batches when fewer than `threads` (Inferno's split, batch-threads.ts); `threads` for every batch when absent. */
   decodeThreads?: number;
+  /** Batches in sequence-id order, as Inferno batches (batch-order.ts), instead of node-llama-cpp's queue order. */
+  sequenceOrder?: boolean;
 }
 
 /** Opens the llama.cpp backend once per bench, CPU only, with the thread cap the bench was given. */
@@ -44,12 +47,15 @@ export class RawLlama {
 
   static async open(llama: Llama, modelPath: string, opts: RawContextOptions): Promise<RawLlama> {
     const model = await llama.loadModel({ modelPath, gpuLayers: 0 });
+    let created: LlamaContext | undefined;
     const context = await model.createContext({
       contextSize: opts.contextSize,
       sequences: opts.sequences,
       threads: opts.threads,
       batchSize: opts.batchSize,
+      ...(opts.sequenceOrder ? { batching: { itemPrioritizationStrategy: sequenceOrderStrategy(() => created) } } : {}),
     });
+    created = context;
     if (opts.decodeThreads !== undefined && opts.decodeThreads < opts.threads) splitThreadsByBatch(context, opts.decodeThreads);
     const sequences: LlamaContextSequence[] = [];
     while (context.sequencesLeft > 0) sequences.push(context.getSequence());

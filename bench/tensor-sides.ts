@@ -1,13 +1,14 @@
 // The sides of the tensor comparison: raw session.run in this process, and each transport to the server child.
 // Every side answers the same three questions: its output (checked against raw), one timed request, a load window.
 import { modelInfer, type GrpcClient } from "./grpc-bench-client.js";
+import type { InfernoClient, RawIpcClient } from "./ipc-bench-client.js";
 import { httpPost, keepAliveAgent } from "./onnx-http.js";
 import type { BenchModel } from "./onnx-inputs.js";
 import { windowedLoad, type WindowMark } from "./onnx-load.js";
 import { machineBusyMs } from "./onnx-machine.js";
 import type { RawSession } from "./onnx-raw.js";
 import type { ThroughputRun } from "./onnx-report.js";
-import { grpcOutput, grpcTensorRequest, httpWire, type HttpForm, type TensorSideName } from "./tensor-wire.js";
+import { grpcOutput, grpcTensorRequest, httpWire, ipcFrame, ipcFrameOutput, ipcInputs, ipcOutput, type HttpForm, type TensorSideName } from "./tensor-wire.js";
 import { serverDelta, type ServerSample, type TransportServer } from "./transport-server.js";
 
 export interface TensorSide {
@@ -107,21 +108,39 @@ export function httpSide(server: TransportServer, model: BenchModel, id: string,
   };
 }
 
-/** gRPC ModelInfer over `channels` (client i uses channel i mod n); single requests use the first. The channels belong to the caller. */
-export function grpcSide(server: TransportServer, channels: GrpcClient[], model: BenchModel, id: string, data: Float32Array, name: TensorSideName = "grpc"): TensorSide {
-  const req = grpcTensorRequest(model, id, data);
-  const first = channels[0]!;
+/** A transport whose client sends a request and awaits its answer: client i's request is `call(i)`; single requests are client 0's. */
+function unarySide(server: TransportServer, id: string, name: TensorSideName, call: (client: number) => Promise<unknown>, output: () => Promise<ArrayLike<number>>): TensorSide {
   return {
     name,
     rows: 1,
-    output: async () => grpcOutput(model, await modelInfer(first, req)),
+    output,
     time: async () => {
       const started = performance.now();
-      await modelInfer(first, req);
+      await call(0);
       return performance.now() - started;
     },
-    throughput: (clients, warmupMs, durationMs) =>
-      serverLoad(server, id, clients, warmupMs, durationMs, async (client) => void (await modelInfer(channels[client % channels.length]!, req))),
+    throughput: (clients, warmupMs, durationMs) => serverLoad(server, id, clients, warmupMs, durationMs, async (client) => void (await call(client))),
     close: () => {},
   };
+}
+
+/** gRPC ModelInfer over `channels` (client i uses channel i mod n). The channels belong to the caller. */
+export function grpcSide(server: TransportServer, channels: GrpcClient[], model: BenchModel, id: string, data: Float32Array, name: TensorSideName = "grpc"): TensorSide {
+  const req = grpcTensorRequest(model, id, data);
+  const call = (client: number) => modelInfer(channels[client % channels.length]!, req);
+  return unarySide(server, id, name, call, async () => grpcOutput(model, await call(0)));
+}
+
+/** IPC infer with the shipped client over `clients` (client i uses connection i mod n). The clients belong to the caller. */
+export function ipcSide(server: TransportServer, clients: InfernoClient[], model: BenchModel, id: string, data: Float32Array, name: TensorSideName = "ipc"): TensorSide {
+  const inputs = ipcInputs(model, data);
+  const call = (client: number) => clients[client % clients.length]!.infer(id, inputs);
+  return unarySide(server, id, name, call, async () => ipcOutput(model, await call(0)));
+}
+
+/** IPC infer with the raw-frame client: every client on its one connection. The client belongs to the caller. */
+export function ipcRawSide(server: TransportServer, client: RawIpcClient, model: BenchModel, id: string, data: Float32Array, name: TensorSideName = "ipc-raw"): TensorSide {
+  const request = ipcFrame(model, id, data);
+  const call = () => client.send(request);
+  return unarySide(server, id, name, call, async () => ipcFrameOutput(model, await call()));
 }

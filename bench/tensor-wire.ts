@@ -1,14 +1,19 @@
 // One float32 input the ways each transport's client sends it, and the output read back from each answer.
 import { Buffer } from "node:buffer";
+import type { Tensor } from "../src/client/index.js";
+import { decodeFrame } from "../src/transports/ipc/frames.js";
 import type { ModelInferRequest } from "../src/transports/grpc/generated/inference/ModelInferRequest.js";
 import type { ModelInferResponse__Output } from "../src/transports/grpc/generated/inference/ModelInferResponse.js";
+import { framed } from "./ipc-bench-client.js";
 import type { HttpAnswer } from "./onnx-http.js";
 import { prepareRequest, responseOutput, type BenchModel } from "./onnx-inputs.js";
 
 /** The REST forms of a tensor request. */
 export type HttpForm = "kserve-json" | "kserve-binary" | "octet";
+/** The IPC sides: the shipped client on one connection or on one per client, and the minimal raw-frame client. */
+export type IpcForm = "ipc" | "ipc-conns" | "ipc-raw";
 /** Every side of the tensor comparison; the floors are bare servers with a canned answer (transport-floor.ts). */
-export type TensorSideName = "raw" | "grpc" | HttpForm | "grpc-floor" | "http-floor";
+export type TensorSideName = "raw" | "grpc" | HttpForm | IpcForm | "grpc-floor" | "http-floor" | "ipc-floor" | "ipc-raw-floor";
 
 export const SIDE_LABELS: Record<TensorSideName, string> = {
   raw: "raw session.run (bench process)",
@@ -16,8 +21,13 @@ export const SIDE_LABELS: Record<TensorSideName, string> = {
   "kserve-binary": "REST /v2/.../infer, binary extension",
   "kserve-json": "REST /v2/.../infer, JSON data",
   octet: "REST /models/{id}/inference, octet-stream",
+  ipc: "IPC infer, shipped client, 1 connection",
+  "ipc-conns": "IPC infer, shipped client, 1 connection each",
+  "ipc-raw": "IPC infer, raw-frame client, 1 connection",
   "grpc-floor": "floor: bare grpc-js server, canned answer",
   "http-floor": "floor: bare node:http server, canned answer",
+  "ipc-floor": "floor: bare Unix-socket server, shipped client",
+  "ipc-raw-floor": "floor: bare Unix-socket server, raw-frame client",
 };
 
 /** A REST request ready to send again and again, and how to read the model's output from its answer. */
@@ -92,3 +102,20 @@ export function grpcOutput(model: BenchModel, res: ModelInferResponse__Output): 
   if (i < 0 || !bytes) throw new Error(`no raw output ${model.output} in the ModelInfer response`);
   return floats(bytes);
 }
+
+/** The shipped IPC client's inputs for `data`: it sends a typed array as its bytes. */
+export const ipcInputs = (model: BenchModel, data: Float32Array) => ({ [model.input]: { datatype: "FP32", shape: [...model.dims], data } });
+
+/** The same infer request as one frame for the raw-frame client. */
+export const ipcFrame = (model: BenchModel, id: string, data: Float32Array) =>
+  framed({ op: "infer", model: id, inputs: { [model.input]: { datatype: "FP32", shape: [...model.dims], data: bytesOf(data) } } });
+
+/** The output of an infer result (the bytes may be a view at any offset of the frame: floats() copies them). */
+export function ipcOutput(model: BenchModel, result: { outputs: Record<string, Tensor> }): Float32Array {
+  const t = result.outputs[model.output];
+  if (!t || Array.isArray(t.data)) throw new Error(`no raw output ${model.output} in the IPC answer`);
+  return floats(t.data);
+}
+
+/** The output in an answer frame's MessagePack bytes (the raw-frame client's answer). */
+export const ipcFrameOutput = (model: BenchModel, frame: Buffer) => ipcOutput(model, (decodeFrame(frame) as { result: { outputs: Record<string, Tensor> } }).result);

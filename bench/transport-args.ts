@@ -6,15 +6,21 @@ import { positiveInt, positiveNumber } from "./onnx-args.js";
 
 export const PARTS = ["mnist", "mobilenet", "stream"] as const;
 export type Part = (typeof PARTS)[number];
+/** What --only takes: the parts, and "ipc" (only raw and the IPC sides; mnist and stream unless other parts are named). */
+const ONLY = [...PARTS, "ipc"] as const;
 
 export interface TransportBenchOptions {
   quick: boolean;
   only: Set<Part>;
+  /** Only raw and the IPC sides (issue #16's comparison). */
+  ipcOnly: boolean;
   modelsDir: string;
   /** The GGUF of the streaming part. */
   gguf: string;
   /** Also stream on the 85M random-weight bench model (generated once by peer-model.ts). */
   with85m: boolean;
+  /** Tokens per stream on the 85M model. */
+  maxTokens85m: number;
   /** onnxruntime intra-op threads and llama.cpp threads, every side alike (Inferno's default: cores − 1). */
   threads: number;
   /** Rounds of each ONNX scenario; figures are medians over them. */
@@ -30,12 +36,16 @@ export interface TransportBenchOptions {
   streamRuns: number;
   streams: number;
   maxTokens: number;
+  /** Where the Inferno server children write V8 CPU profiles (node --cpu-prof), if anywhere. */
+  cpuProf: string | undefined;
   json: string | undefined;
 }
 
 export const transportUsage = `usage: node dist/bench/transports.js [options]
-  --quick               a smoke run (about a minute): 1 round, 1 s windows, 100 latency requests, 3 stream rounds
-  --only LIST           parts to run: ${PARTS.join(",")} (default: all)
+  --quick               a smoke run (about a minute): 1 round, 1 s windows, 100 latency requests, 3 stream rounds of
+                        128 tokens, no 85M model
+  --only LIST           parts to run: ${PARTS.join(",")} (default: all); "ipc" runs only raw and the IPC sides, of mnist
+                        and stream unless other parts are named
   --runs N              rounds of each ONNX scenario, reported as the median (default 3; quick 1)
   --duration S          seconds of one measured throughput window (default 3; quick 1)
   --warmup S            seconds of load before each window opens (default 0.5; quick 0.3)
@@ -44,11 +54,15 @@ export const transportUsage = `usage: node dist/bench/transports.js [options]
   --latency-requests N  sequential mnist requests per side and round (default 300; quick 100)
   --stream-runs N       rounds of each streaming scenario (default 9; quick 3)
   --streams N           concurrent streams of the batched streaming scenario, and the server's parallel (default 8)
-  --max-tokens N        tokens per stream (default 256)
+  --max-tokens N        tokens per stream on --gguf (default 256; quick 128)
+  --max-tokens-85m N    tokens per stream on the 85M model (default 128)
   --threads N           onnxruntime intra-op and llama.cpp threads on every side (default cores − 1, Inferno's default)
   --models DIR          folder holding mnist-8.onnx and mobilenetv2-12-int8.onnx (default ../shared/models)
   --gguf PATH           GGUF of the streaming part (default ../shared/models/stories260K.gguf)
-  --with-85m            also stream on the 85M random-weight bench model (generated into the cache once, 87 MiB)
+  --with-85m            also stream on the 85M random-weight bench model (generated into the cache once, 87 MiB);
+                        the default except with --quick
+  --without-85m         stream on --gguf only
+  --cpu-prof DIR        the Inferno server children write V8 CPU profiles into DIR (node --cpu-prof) when they close
   --json PATH           also write the results as JSON`;
 
 export function parseTransportArgs(argv: string[]): TransportBenchOptions | "help" {
@@ -67,10 +81,13 @@ export function parseTransportArgs(argv: string[]): TransportBenchOptions | "hel
       "stream-runs": { type: "string" },
       streams: { type: "string" },
       "max-tokens": { type: "string" },
+      "max-tokens-85m": { type: "string" },
       threads: { type: "string" },
       models: { type: "string" },
       gguf: { type: "string" },
       "with-85m": { type: "boolean" },
+      "without-85m": { type: "boolean" },
+      "cpu-prof": { type: "string" },
       json: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
@@ -78,14 +95,19 @@ export function parseTransportArgs(argv: string[]): TransportBenchOptions | "hel
   if (values.help) return "help";
   const quick = values.quick === true;
   const only = new Set((values.only ?? PARTS.join(",")).split(",").map((v) => v.trim()));
-  const unknown = [...only].filter((v) => !(PARTS as readonly string[]).includes(v));
-  if (unknown.length > 0) throw new Error(`--only takes ${PARTS.join(", ")}; got "${unknown.join(", ")}"`);
+  const unknown = [...only].filter((v) => !(ONLY as readonly string[]).includes(v));
+  if (unknown.length > 0) throw new Error(`--only takes ${ONLY.join(", ")}; got "${unknown.join(", ")}"`);
+  const ipcOnly = only.delete("ipc");
+  if (ipcOnly && only.size === 0) only.add("mnist").add("stream");
+  if (values["with-85m"] && values["without-85m"]) throw new Error("--with-85m and --without-85m contradict each other");
   return {
     quick,
     only: only as Set<Part>,
+    ipcOnly,
     modelsDir: path.resolve(values.models ?? path.join(repoRoot, "../shared/models")),
     gguf: path.resolve(values.gguf ?? path.join(repoRoot, "../shared/models/stories260K.gguf")),
-    with85m: values["with-85m"] === true,
+    with85m: values["with-85m"] === true || (!quick && values["without-85m"] !== true),
+    maxTokens85m: positiveInt("max-tokens-85m", values["max-tokens-85m"], 128),
     threads: positiveInt("threads", values.threads, defaultThreads()),
     runs: positiveInt("runs", values.runs, quick ? 1 : 3),
     durationS: positiveNumber("duration", values.duration, quick ? 1 : 3),
@@ -95,7 +117,8 @@ export function parseTransportArgs(argv: string[]): TransportBenchOptions | "hel
     latencyRequests: positiveInt("latency-requests", values["latency-requests"], quick ? 100 : 300),
     streamRuns: positiveInt("stream-runs", values["stream-runs"], quick ? 3 : 9),
     streams: positiveInt("streams", values.streams, 8),
-    maxTokens: positiveInt("max-tokens", values["max-tokens"], 256),
+    maxTokens: positiveInt("max-tokens", values["max-tokens"], quick ? 128 : 256),
+    cpuProf: values["cpu-prof"] === undefined ? undefined : path.resolve(values["cpu-prof"]),
     json: values.json,
   };
 }

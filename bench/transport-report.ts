@@ -1,6 +1,7 @@
 import { fixed, int, other, table } from "./onnx-report.js";
 import { median, quantile } from "./stats.js";
 import { SIDE_LABELS, type TensorSideName } from "./tensor-wire.js";
+import { goal, grpcStreamGoals, ipcStreamGoals, streamLines, streamSummary, verdict } from "./transport-stream-report.js";
 import type { LatencyResult, ThroughputResult, ThroughputSide } from "./transport-tensors.js";
 import type { StreamScenario } from "./transport-streams.js";
 
@@ -15,6 +16,8 @@ export interface TransportFacts {
   threads: number;
   clients: number;
   grpcChannels: number;
+  /** Only raw and the IPC sides ran (--only ipc). */
+  ipcOnly: boolean;
   loadAverage: { start: number; end: number };
   quick: boolean;
 }
@@ -29,9 +32,6 @@ export interface TransportReport {
   throughput: ThroughputResult[];
   streams: StreamScenario[];
 }
-
-/** What a report line promises, and whether the run kept it. */
-const goal = (value: number, target: number, atMost: boolean) => ({ value, target, met: atMost ? value <= target : value >= target });
 
 const sideName = (s: Pick<ThroughputSide, "side" | "rows">) => (s.side === "raw" && s.rows > 1 ? `raw session.run, batch ${s.rows}` : SIDE_LABELS[s.side]);
 
@@ -57,39 +57,32 @@ function throughputSummary(t: ThroughputResult) {
   // The raw ceiling is the better of raw's loops (batch 1, or the batcher's batch size), in images/s.
   const rawBest = Math.max(...sides.filter((s) => s.side === "raw").map((s) => s.images_per_second));
   const vsRaw = Object.fromEntries(sides.filter((s) => s.side !== "raw").map((s) => [s.side, s.images_per_second / rawBest]));
-  return { model: t.model, clients: t.clients, batching: t.batching, sides, raw_best_images_per_second: rawBest, vs_raw: vsRaw, grpc_vs_rest_binary: images("grpc") / images("kserve-binary"), max_abs_diff_vs_raw: t.maxAbsDiff };
+  return {
+    model: t.model, clients: t.clients, batching: t.batching, sides, raw_best_images_per_second: rawBest, vs_raw: vsRaw,
+    grpc_vs_rest_binary: images("grpc") / images("kserve-binary"), ipc_vs_rest_binary: images("ipc") / images("kserve-binary"), ipc_vs_grpc: images("ipc") / images("grpc"),
+    max_abs_diff_vs_raw: t.maxAbsDiff,
+  };
 }
 
 /** The bare server each side's transport is measured against. */
-const FLOOR_OF: Partial<Record<TensorSideName, TensorSideName>> = { grpc: "grpc-floor", "kserve-binary": "http-floor", "kserve-json": "http-floor", octet: "http-floor" };
+const FLOOR_OF: Partial<Record<TensorSideName, TensorSideName>> = {
+  grpc: "grpc-floor", "kserve-binary": "http-floor", "kserve-json": "http-floor", octet: "http-floor", ipc: "ipc-floor", "ipc-raw": "ipc-raw-floor",
+};
 
 function latencySummary(l: LatencyResult) {
-  const sides = l.sides.map((s) => ({ side: s.side, label: SIDE_LABELS[s.side], p50_ms: median(s.p50Ms), p99_ms: median(s.p99Ms) }));
-  const p50 = (side: TensorSideName | undefined) => sides.find((s) => s.side === side)?.p50_ms ?? Number.NaN;
+  const sides = l.sides.map((s) => ({
+    side: s.side, label: SIDE_LABELS[s.side], p50_ms: median(s.p50Ms), p99_ms: median(s.p99Ms), b2b_p50_ms: median(s.b2bP50Ms), b2b_p99_ms: median(s.b2bP99Ms),
+  }));
+  const floor = (side: TensorSideName) => sides.find((s) => s.side === FLOOR_OF[side]);
   const raw = sides.find((s) => s.side === "raw")!;
   return {
     model: l.model, requests: l.requests, rounds: l.rounds, other_cpu_pct: l.otherCpuPct, max_abs_diff_vs_raw: l.maxAbsDiff,
     sides: sides.map((s) => ({
-      ...s, overhead_p50_ms: s.p50_ms - raw.p50_ms, overhead_p99_ms: s.p99_ms - raw.p99_ms,
+      ...s, overhead_p50_ms: s.p50_ms - raw.p50_ms, overhead_p99_ms: s.p99_ms - raw.p99_ms, b2b_overhead_p50_ms: s.b2b_p50_ms - raw.b2b_p50_ms,
       // What is left of the overhead once the bare transport's own round trip is taken out: Inferno's share.
-      own_p50_ms: FLOOR_OF[s.side] ? s.p50_ms - raw.p50_ms - p50(FLOOR_OF[s.side]) : null,
+      own_p50_ms: floor(s.side) ? s.p50_ms - raw.p50_ms - floor(s.side)!.p50_ms : null,
+      b2b_own_p50_ms: floor(s.side) ? s.b2b_p50_ms - raw.b2b_p50_ms - floor(s.side)!.b2b_p50_ms : null,
     })),
-  };
-}
-
-function streamSummary(s: StreamScenario) {
-  const side = (k: "sse" | "grpc") => ({
-    tok_s: median(s.sides[k].rates), tok_s_min: Math.min(...s.sides[k].rates), tok_s_max: Math.max(...s.sides[k].rates),
-    server_cpu_us_per_token: median(s.sides[k].serverCpuUsPerToken), client_cpu_us_per_token: median(s.sides[k].clientCpuUsPerToken),
-  });
-  const sse = side("sse");
-  const grpc = side("grpc");
-  return {
-    model: s.model, streams: s.streams, parallel: s.parallel, max_tokens: s.maxTokens, measures: s.measures, sse, grpc,
-    grpc_vs_sse: goal(grpc.tok_s / sse.tok_s, 0.98, false),
-    // Round i of each side ran back to back, so their ratio shares most of the machine's other noise.
-    grpc_vs_sse_paired: median(s.sides.grpc.rates.map((r, i) => r / s.sides.sse.rates[i]!)),
-    warnings: s.warnings,
   };
 }
 
@@ -99,27 +92,40 @@ export function summarize(report: TransportReport) {
   const throughput = report.throughput.map(throughputSummary);
   const mnist = throughput.find((t) => t.model.startsWith("mnist"));
   const mobilenet = throughput.find((t) => t.model.startsWith("mobilenet"));
-  const grpcLatency = latency?.sides.find((s) => s.side === "grpc");
-  const grpcFloor = latency?.sides.find((s) => s.side === "grpc-floor");
+  const lat = (side: TensorSideName) => latency?.sides.find((s) => s.side === side);
+  const grpcLatency = lat("grpc");
+  const ipcLatency = lat("ipc");
   return {
     latency,
     throughput,
     streams: report.streams.map(streamSummary),
     goals: {
       mnist_grpc_overhead_p50_ms: grpcLatency && goal(grpcLatency.overhead_p50_ms, 0.3, true),
-      mnist_grpc_floor_p50_ms: grpcFloor?.p50_ms,
+      mnist_grpc_floor_p50_ms: lat("grpc-floor")?.p50_ms,
       mnist_grpc_own_p50_ms: grpcLatency?.own_p50_ms ?? undefined,
       mnist_grpc_vs_rest_binary: mnist?.grpc_vs_rest_binary,
       mnist_grpc_vs_raw: mnist?.vs_raw.grpc,
       mobilenet_grpc_vs_raw: mobilenet?.vs_raw.grpc !== undefined ? goal(mobilenet.vs_raw.grpc, 0.8, false) : undefined,
       mobilenet_rest_binary_vs_raw: mobilenet?.vs_raw["kserve-binary"] !== undefined ? goal(mobilenet.vs_raw["kserve-binary"], 0.8, false) : undefined,
+      mnist_ipc_overhead_p50_ms: ipcLatency && goal(ipcLatency.overhead_p50_ms, 0.05, true),
+      mnist_ipc_raw_frames_overhead_p50_ms: lat("ipc-raw")?.overhead_p50_ms,
+      mnist_ipc_floor_p50_ms: lat("ipc-floor")?.p50_ms,
+      mnist_ipc_raw_floor_p50_ms: lat("ipc-raw-floor")?.p50_ms,
+      mnist_ipc_own_p50_ms: ipcLatency?.own_p50_ms ?? undefined,
+      mnist_ipc_b2b_overhead_p50_ms: ipcLatency && goal(ipcLatency.b2b_overhead_p50_ms, 0.05, true),
+      mnist_ipc_raw_frames_b2b_overhead_p50_ms: lat("ipc-raw")?.b2b_overhead_p50_ms,
+      mnist_ipc_floor_b2b_p50_ms: lat("ipc-floor")?.b2b_p50_ms,
+      mnist_ipc_raw_floor_b2b_p50_ms: lat("ipc-raw-floor")?.b2b_p50_ms,
+      mnist_ipc_own_b2b_p50_ms: ipcLatency?.b2b_own_p50_ms ?? undefined,
+      mnist_ipc_vs_raw: mnist?.vs_raw.ipc,
+      mnist_ipc_connections_vs_raw: mnist?.vs_raw["ipc-conns"],
+      mnist_ipc_raw_frames_vs_raw: mnist?.vs_raw["ipc-raw"],
     },
   };
 }
 
-const ratio = (n: number | undefined) => (n === undefined ? "—" : `${fixed(n, 2)}×`);
-const verdict = (g: { value: number; target: number; met: boolean } | undefined, show: (n: number) => string) =>
-  g === undefined ? "not run" : `${show(g.value)} (${g.met ? "meets" : "misses"} the goal of ${show(g.target)})`;
+const ratio = (n: number | undefined) => (n === undefined || !Number.isFinite(n) ? "—" : `${fixed(n, 2)}×`);
+const ms = (n: number | undefined) => `${fixed(n ?? null, 3)} ms`;
 const diffs = (d: Partial<Record<TensorSideName, number>>) => Object.entries(d).map(([k, v]) => `${k} ${v}`).join(", ");
 
 export function formatReport(report: TransportReport): string {
@@ -136,13 +142,18 @@ export function formatReport(report: TransportReport): string {
     const l = s.latency;
     out.push(
       "",
-      `${l.model}: latency at 1 client, ${l.requests} sequential requests per side and round, sides in turn, median of ${l.rounds} round${l.rounds === 1 ? "" : "s"}; ` +
-        `other processes used ${other(l.other_cpu_pct)} CPU meanwhile`,
+      `${l.model}: latency at 1 client, ${l.requests} sequential requests per side and round, median of ${l.rounds} round${l.rounds === 1 ? "" : "s"}; ` +
+        `other processes used ${other(l.other_cpu_pct)} CPU meanwhile. In turn: the sides take turns request by request (each request finds its`,
+      "server idle since its last one); back to back: one side's requests one after another (server and client awake).",
       table(
-        ["side", "p50 ms", "p99 ms", "p50 − raw ms", "p99 − raw ms", "p50 − raw − floor ms"],
+        ["side", "in turn: p50 ms", "p99 ms", "p50 − raw", "p99 − raw", "p50 − raw − floor", "back to back: p50 ms", "p99 ms", "p50 − raw", "p50 − raw − floor"],
         l.sides.map((x) => {
           const vsRaw = x.side !== "raw" && !x.side.endsWith("floor");
-          return [x.label, fixed(x.p50_ms, 3), fixed(x.p99_ms, 3), vsRaw ? fixed(x.overhead_p50_ms, 3) : "—", vsRaw ? fixed(x.overhead_p99_ms, 3) : "—", fixed(x.own_p50_ms, 3)];
+          const ifVsRaw = (n: number) => (vsRaw ? fixed(n, 3) : "—");
+          return [
+            x.label, fixed(x.p50_ms, 3), fixed(x.p99_ms, 3), ifVsRaw(x.overhead_p50_ms), ifVsRaw(x.overhead_p99_ms), fixed(x.own_p50_ms, 3),
+            fixed(x.b2b_p50_ms, 3), fixed(x.b2b_p99_ms, 3), ifVsRaw(x.b2b_overhead_p50_ms), fixed(x.b2b_own_p50_ms, 3),
+          ];
         }),
       ),
       `outputs vs raw on the same input, max |diff|: ${diffs(l.max_abs_diff_vs_raw)}`,
@@ -161,38 +172,41 @@ export function formatReport(report: TransportReport): string {
           `${fixed(x.server_cpu_pct)}%`, x.client_cpu_pct === null ? "—" : `${fixed(x.client_cpu_pct)}%`, fixed(x.server_elu, 2), other(x.other_cpu_pct),
         ]),
       ),
-      `gRPC / REST binary: ${ratio(t.grpc_vs_rest_binary)}; outputs vs raw, max |diff|: ${diffs(t.max_abs_diff_vs_raw)}`,
+      `gRPC / REST binary: ${ratio(t.grpc_vs_rest_binary)}; IPC / REST binary: ${ratio(t.ipc_vs_rest_binary)}; IPC / gRPC: ${ratio(t.ipc_vs_grpc)}; ` +
+        `outputs vs raw, max |diff|: ${diffs(t.max_abs_diff_vs_raw)}`,
       ...t.sides.filter((x) => x.errors > 0).map((x) => `errors: ${x.label}: ${x.errors} (first: ${x.first_error})`),
     );
   }
-  if (s.streams.length > 0) {
-    out.push(
-      "",
-      `token streams: greedy, ignore_eos, median of ${report.streamRuns} rounds per scenario, sides in turn; one server per scenario with parallel = streams`,
-      table(
-        ["model", "streams", "SSE tok/s (min–max)", "gRPC tok/s (min–max)", "gRPC/SSE", "paired", "server CPU µs/tok SSE / gRPC", "client CPU µs/tok SSE / gRPC"],
-        s.streams.map((x) => [
-          x.model, String(x.streams), `${fixed(x.sse.tok_s)} (${fixed(x.sse.tok_s_min)}–${fixed(x.sse.tok_s_max)})`,
-          `${fixed(x.grpc.tok_s)} (${fixed(x.grpc.tok_s_min)}–${fixed(x.grpc.tok_s_max)})`, ratio(x.grpc_vs_sse.value), ratio(x.grpc_vs_sse_paired),
-          `${fixed(x.sse.server_cpu_us_per_token)} / ${fixed(x.grpc.server_cpu_us_per_token)}`, `${fixed(x.sse.client_cpu_us_per_token)} / ${fixed(x.grpc.client_cpu_us_per_token)}`,
-        ]),
-      ),
-      ...s.streams.flatMap((x) => x.warnings.slice(0, 3).map((w) => `warning: ${x.model}, ${x.streams} streams: ${w}`)),
-    );
-  }
+  out.push(...streamLines(s.streams, report.streamRuns));
   const g = s.goals;
   out.push(
     "",
-    "goals (issue #15):",
-    `  mnist-8 gRPC overhead over raw at 1 client, p50: ${verdict(g.mnist_grpc_overhead_p50_ms, (n) => `${fixed(n, 3)} ms`)}; ` +
-      `of which a bare grpc-js round trip ${fixed(g.mnist_grpc_floor_p50_ms ?? null, 3)} ms, Inferno's own ${fixed(g.mnist_grpc_own_p50_ms ?? null, 3)} ms`,
-    `  mnist-8 at ${f.clients} clients: gRPC / REST binary ${ratio(g.mnist_grpc_vs_rest_binary)}, gRPC / raw ${ratio(g.mnist_grpc_vs_raw)}`,
-    `  mobilenet at ${f.clients} clients, images/s over raw's best loop: gRPC ${verdict(g.mobilenet_grpc_vs_raw, (n) => `${fixed(n, 2)}×`)}, ` +
-      `REST binary ${verdict(g.mobilenet_rest_binary_vs_raw, (n) => `${fixed(n, 2)}×`)}`,
-    ...s.streams.map((x) => `  ${x.model}, ${x.streams} stream${x.streams === 1 ? "" : "s"}: gRPC / SSE ${verdict(x.grpc_vs_sse, (n) => `${fixed(n, 3)}×`)}`),
+    "goals (issue #16, IPC):",
+    `  mnist-8 IPC overhead over raw at 1 client, p50, shipped client, in turn: ${verdict(g.mnist_ipc_overhead_p50_ms, (n) => `${fixed(n, 3)} ms`)}; ` +
+      `raw-frame client ${ms(g.mnist_ipc_raw_frames_overhead_p50_ms)}`,
+    `    a bare Unix-socket round trip: ${ms(g.mnist_ipc_floor_p50_ms)} (shipped client), ${ms(g.mnist_ipc_raw_floor_p50_ms)} (raw frames); Inferno's own ${ms(g.mnist_ipc_own_p50_ms)}`,
+    `  the same back to back: ${verdict(g.mnist_ipc_b2b_overhead_p50_ms, (n) => `${fixed(n, 3)} ms`)}; raw-frame client ${ms(g.mnist_ipc_raw_frames_b2b_overhead_p50_ms)}`,
+    `    a bare Unix-socket round trip: ${ms(g.mnist_ipc_floor_b2b_p50_ms)} (shipped client), ${ms(g.mnist_ipc_raw_floor_b2b_p50_ms)} (raw frames); Inferno's own ${ms(g.mnist_ipc_own_b2b_p50_ms)}`,
+    `  mnist-8 at ${f.clients} clients over raw: IPC 1 connection ${ratio(g.mnist_ipc_vs_raw)}, ${f.clients} connections ${ratio(g.mnist_ipc_connections_vs_raw)}, ` +
+      `raw frames ${ratio(g.mnist_ipc_raw_frames_vs_raw)}`,
+    ...ipcStreamGoals(s.streams),
+  );
+  if (!f.ipcOnly) {
+    out.push(
+      "goals (issue #15, gRPC):",
+      `  mnist-8 gRPC overhead over raw at 1 client, p50: ${verdict(g.mnist_grpc_overhead_p50_ms, (n) => `${fixed(n, 3)} ms`)}; ` +
+        `of which a bare grpc-js round trip ${ms(g.mnist_grpc_floor_p50_ms)}, Inferno's own ${ms(g.mnist_grpc_own_p50_ms)}`,
+      `  mnist-8 at ${f.clients} clients: gRPC / REST binary ${ratio(g.mnist_grpc_vs_rest_binary)}, gRPC / raw ${ratio(g.mnist_grpc_vs_raw)}`,
+      `  mobilenet at ${f.clients} clients, images/s over raw's best loop: gRPC ${verdict(g.mobilenet_grpc_vs_raw, (n) => `${fixed(n, 2)}×`)}, ` +
+        `REST binary ${verdict(g.mobilenet_rest_binary_vs_raw, (n) => `${fixed(n, 2)}×`)}`,
+      ...grpcStreamGoals(s.streams),
+    );
+  }
+  out.push(
     "",
     "raw = onnxruntime-node in the bench's process, Inferno's session options; the server is a real Inferno in a child process.",
-    "Clients run in the bench's process: node:http keep-alive agents (one connection per client) and grpc-js; the sides never run at once.",
+    "Clients run in the bench's process: node:http keep-alive agents (one connection per client), grpc-js (one channel for all), the shipped",
+    "IPC client (src/client: one connection for all, or one each) and a raw-frame IPC client (one connection); the sides never run at once.",
     "CPU % = process CPU time over the window / window (100% = one core); server CPU includes its onnxruntime worker threads; client CPU is",
     "the bench process's; other CPU is the rest of the machine (well above 0: a busy machine, noisy figures). ELU = the server's main-thread",
     "event-loop utilization. req/run = requests per session.run (the dynamic batcher merges same-shaped requests).",

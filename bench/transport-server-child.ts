@@ -1,6 +1,9 @@
 // The transport bench's server process (forked by transport-server.ts): starts Inferno (buildServer, then
-// app.listen and app.grpc.listen on loopback, ephemeral ports) or the bare floor servers, sends back its
-// addresses, answers samples of its CPU time, event-loop use and session runs, and closes when the parent disconnects.
+// app.listen and app.grpc.listen on loopback, ephemeral ports, and app.ipc.listen on a Unix socket in the temp
+// dir) or the bare floor servers, sends back its addresses, answers samples of its CPU time, event-loop use and
+// session runs, and closes when the parent disconnects.
+import os from "node:os";
+import path from "node:path";
 import { startInferno } from "./inferno-server.js";
 import { startOnnxInferno } from "./onnx-server.js";
 import { startTransportFloor } from "./transport-floor.js";
@@ -8,10 +11,11 @@ import type { ServerSample, TransportServer, TransportServerSpec } from "./trans
 
 const spec = JSON.parse(process.argv[2] ?? "{}") as TransportServerSpec;
 const counters = new Map<string, () => number>();
+const ipcSocket = path.join(os.tmpdir(), `inferno-bench-${process.pid}.sock`);
 
 async function start(): Promise<Omit<TransportServer, "sample"> & { close(): Promise<void> }> {
-  if (spec.kind === "floor") return { ...(await startTransportFloor()), modelId: "", options: {} };
-  const server = spec.kind === "onnx" ? await startOnnxInferno({ models: spec.models, threads: spec.threads }) : await startInferno(spec.opts);
+  if (spec.kind === "floor") return { ...(await startTransportFloor(ipcSocket)), modelId: "", options: {} };
+  const server = spec.kind === "onnx" ? await startOnnxInferno({ models: spec.models, threads: spec.threads, ipcSocket }) : await startInferno({ ...spec.opts, ipcSocket });
   const options: Record<string, Record<string, unknown>> = {};
   if (spec.kind === "onnx" && "load" in server) {
     for (const id of Object.keys(spec.models)) {
@@ -21,7 +25,8 @@ async function start(): Promise<Omit<TransportServer, "sample"> & { close(): Pro
     }
   }
   const grpcPort = await server.app.grpc.listen("127.0.0.1", 0);
-  return { url: server.url, grpcAddress: `127.0.0.1:${grpcPort}`, modelId: "modelId" in server ? server.modelId : "", options, close: () => server.close() };
+  await server.app.ipc.listen();
+  return { url: server.url, grpcAddress: `127.0.0.1:${grpcPort}`, ipcSocket, modelId: "modelId" in server ? server.modelId : "", options, close: () => server.close() };
 }
 
 function sample(): ServerSample {

@@ -1,4 +1,4 @@
-// A transport bench server in its own process: a real Inferno with HTTP and gRPC both listening on loopback.
+// A transport bench server in its own process: a real Inferno with HTTP and gRPC listening on loopback and IPC on a Unix socket.
 import { forkRpc } from "./child-rpc.js";
 import type { InfernoOptions } from "./inferno-server.js";
 
@@ -23,6 +23,8 @@ export interface TransportServer {
   url: string;
   /** host:port of the gRPC listener. */
   grpcAddress: string;
+  /** Path of the IPC socket. */
+  ipcSocket: string;
   /** The served model's id (GGUF). */
   modelId: string;
   /** The load options each ONNX model reports (batching). */
@@ -31,8 +33,10 @@ export interface TransportServer {
   close(): Promise<void>;
 }
 
-export async function spawnTransportServer(spec: TransportServerSpec): Promise<TransportServer> {
-  const rpc = await forkRpc<{ op: "sample" }>(new URL("./transport-server-child.js", import.meta.url), JSON.stringify(spec), "bench server");
+/** Forks the server; with `cpuProfDir`, it writes a V8 CPU profile there when it exits (node --cpu-prof). */
+export async function spawnTransportServer(spec: TransportServerSpec, cpuProfDir?: string): Promise<TransportServer> {
+  const execArgv = cpuProfDir ? [...process.execArgv, "--cpu-prof", "--cpu-prof-dir", cpuProfDir] : undefined;
+  const rpc = await forkRpc<{ op: "sample" }>(new URL("./transport-server-child.js", import.meta.url), JSON.stringify(spec), "bench server", execArgv);
   const ready = rpc.ready as Omit<TransportServer, "sample" | "close">;
   return { ...ready, sample: () => rpc.ask({ op: "sample" }), close: rpc.close };
 }

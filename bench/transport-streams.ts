@@ -1,7 +1,11 @@
-// The streaming part of the transport bench: greedy token streams of a GGUF through ModelStreamInfer and through
-// SSE (POST /inference/stream), one stream on a parallel-1 server and N at once on a parallel-N server.
+// The streaming part of the transport bench: greedy token streams of a GGUF through IPC (the shipped client),
+// ModelStreamInfer and SSE (POST /inference/stream), against raw node-llama-cpp in a process of its own
+// (raw-child.ts); one stream on a parallel-1 server and context, N at once on parallel-N ones.
 import path from "node:path";
+import { forkRpc } from "./child-rpc.js";
 import { connect, grpcChannels, streamGeneration, streamInferRequest } from "./grpc-bench-client.js";
+import { ipcClients, ipcGeneration } from "./ipc-bench-client.js";
+import type { EngineSettings, RawChildRequest, RawChildSpec } from "./peer-engines.js";
 import { rotate } from "./rotate.js";
 import { streamAgent, streamConcurrently, type StreamRequest } from "./sse-client.js";
 import { aggregateRate, decodeRate, type StreamTiming } from "./stats.js";
@@ -11,14 +15,15 @@ import { spawnTransportServer } from "./transport-server.js";
 const PROMPT = "Once upon a time";
 const SETTLE_MS = 100;
 
-export type StreamSide = "sse" | "grpc";
+export type StreamSide = "raw" | "ipc" | "sse" | "grpc";
+const SIDES: StreamSide[] = ["raw", "ipc", "sse", "grpc"];
 
 export interface StreamSideRuns {
   /** tok/s of each round (see StreamScenario.measures). */
   rates: number[];
   /** Tokens each round generated, all streams together. */
   tokens: number[];
-  /** CPU (all threads) per generated token: the server's process, and the bench's (the client's). */
+  /** CPU (all threads) per generated token: the server's process (raw: raw's), and the bench's (the client's). */
   serverCpuUsPerToken: number[];
   clientCpuUsPerToken: number[];
 }
@@ -29,7 +34,7 @@ export interface StreamScenario {
   parallel: number;
   maxTokens: number;
   measures: string;
-  sides: Record<StreamSide, StreamSideRuns>;
+  sides: Partial<Record<StreamSide, StreamSideRuns>>;
   /** Streams that stopped before max_tokens, or failed outright. */
   warnings: string[];
 }
@@ -40,34 +45,43 @@ interface Round {
   clientCpuUs: number;
 }
 
-async function scenario(modelPath: string, streams: number, opts: TransportBenchOptions): Promise<StreamScenario> {
-  const server = await spawnTransportServer({ kind: "gguf", opts: { modelPath, threads: opts.threads, parallel: streams, contextSize: 2048, batchSize: 512 } });
+async function scenario(modelPath: string, maxTokens: number, streams: number, opts: TransportBenchOptions): Promise<StreamScenario> {
+  // Every side alike: threads for every batch, `streams` sequences, 2048 tokens of context each, batch 512.
+  const settings: EngineSettings = { modelPath, threads: opts.threads, batchThreads: opts.threads, parallel: streams, contextSize: 2048, batchSize: 512 };
+  const names = opts.ipcOnly ? SIDES.filter((s) => s === "raw" || s === "ipc") : SIDES;
+  const server = await spawnTransportServer({ kind: "gguf", opts: settings }, opts.cpuProf);
+  // Raw batches its sequences in id order as Inferno does (batch-order.ts): the ratio is then the transport's and the
+  // server's cost, not that of node-llama-cpp's default order, which splits 8 streams' tokens into several micro-batches.
+  const rawSpec: RawChildSpec = { ...settings, sequenceOrder: true };
+  const raw = await forkRpc<RawChildRequest>(new URL("./raw-child.js", import.meta.url), JSON.stringify(rawSpec), "raw node-llama-cpp child");
   const [channel] = grpcChannels(server.grpcAddress, 1);
+  const [ipc] = await ipcClients(server.ipcSocket, 1);
   const agent = streamAgent(streams);
   try {
     await connect([channel!]);
-    const req: StreamRequest = { model: server.modelId, prompt: PROMPT, maxTokens: opts.maxTokens, ignoreEos: true };
+    const req: StreamRequest = { model: server.modelId, prompt: PROMPT, maxTokens, ignoreEos: true };
     const grpcReq = streamInferRequest(req);
-    // Each stream of the gRPC side is its own call on the one channel, as each SSE stream is its own request.
+    const each = (one: () => Promise<StreamTiming>) => Promise.all(Array.from({ length: streams }, one));
+    // Each stream of a server side is its own request (IPC: on the one connection; gRPC: its own call on the one channel).
     const run: Record<StreamSide, () => Promise<StreamTiming[]>> = {
+      raw: () => raw.ask({ op: "streams", prompt: PROMPT, maxTokens, streams }),
+      ipc: () => each(() => ipcGeneration(ipc!, req)),
       sse: () => streamConcurrently(agent, server.url, req, streams),
-      grpc: () => Promise.all(Array.from({ length: streams }, () => streamGeneration(channel!, grpcReq))),
+      grpc: () => each(() => streamGeneration(channel!, grpcReq)),
     };
+    const cpuUs = async (side: StreamSide) => (side === "raw" ? (await raw.ask<{ cpuUs: number }>({ op: "stats" })).cpuUs : (await server.sample()).cpuUs);
     const measured = (side: StreamSide) => async (): Promise<Round> => {
-      const before = await server.sample();
+      const before = await cpuUs(side);
       const cpu = process.cpuUsage();
       const timings = await run[side]();
       const used = process.cpuUsage(cpu);
-      const after = await server.sample();
-      return { timings, serverCpuUs: after.cpuUs - before.cpuUs, clientCpuUs: used.user + used.system };
+      return { timings, serverCpuUs: (await cpuUs(side)) - before, clientCpuUs: used.user + used.system };
     };
-    await run.sse(); // loads the model
-    await run.grpc();
-    const names: StreamSide[] = ["sse", "grpc"];
+    for (const side of names) await run[side](); // loads the model, fills the prompt caches
     const rounds = await rotate(opts.streamRuns, names.map(measured), SETTLE_MS);
     const rate = (t: StreamTiming[]) => (streams === 1 ? decodeRate(t[0]!) : aggregateRate(t));
     const warnings = names.flatMap((side, i) =>
-      rounds[i]!.flatMap((r) => r.timings.filter((t) => t.tokens !== opts.maxTokens).map((t) => `${side}: a stream ended after ${t.tokens} tokens (${t.finishReason})`)),
+      rounds[i]!.flatMap((r) => r.timings.filter((t) => t.tokens !== maxTokens).map((t) => `${side}: a stream ended after ${t.tokens} tokens (${t.finishReason})`)),
     );
     const sides = Object.fromEntries(
       names.map((side, i) => {
@@ -80,14 +94,14 @@ async function scenario(modelPath: string, streams: number, opts: TransportBench
           clientCpuUsPerToken: rs.map((r, k) => r.clientCpuUs / tokens[k]!),
         }];
       }),
-    ) as Record<StreamSide, StreamSideRuns>;
+    );
     return {
       model: path.basename(modelPath, ".gguf"),
       streams,
       parallel: streams,
-      maxTokens: opts.maxTokens,
+      maxTokens,
       measures: streams === 1
-        ? "decode tok/s of one stream, (n − 1) / (last token − first token), timed client-side on the token events/responses"
+        ? "decode tok/s of one stream, (n − 1) / (last token − first token), timed client-side on the token events (raw: in its loop)"
         : `aggregate tok/s of ${streams} concurrent streams: all tokens / (last end − first start), prefill included`,
       sides,
       warnings,
@@ -95,16 +109,18 @@ async function scenario(modelPath: string, streams: number, opts: TransportBench
   } finally {
     agent.destroy();
     channel?.close();
+    ipc?.close();
+    await raw.close();
     await server.close();
   }
 }
 
-/** One stream, then --streams at once, on `modelPath`: each on a fresh server whose parallel is the stream count. */
-export async function streamPart(modelPath: string, opts: TransportBenchOptions): Promise<StreamScenario[]> {
+/** One stream, then --streams at once, on `modelPath`: each on a fresh server and raw child whose parallel is the stream count. */
+export async function streamPart(modelPath: string, maxTokens: number, opts: TransportBenchOptions): Promise<StreamScenario[]> {
   const out: StreamScenario[] = [];
   for (const streams of [...new Set([1, opts.streams])]) {
     console.error(`${path.basename(modelPath)}: ${streams} stream${streams === 1 ? "" : "s"}...`);
-    out.push(await scenario(modelPath, streams, opts));
+    out.push(await scenario(modelPath, maxTokens, streams, opts));
   }
   return out;
 }

@@ -1,20 +1,22 @@
 // The tensor parts of the transport bench: mnist-8 latency at one client and throughput at many; mobilenet
 // throughput with the server's default dynamic batching against raw session.run at batch 1 and batch 16.
-import { connect, grpcChannels, type GrpcClient } from "./grpc-bench-client.js";
+// Every transport: gRPC, REST (KServe JSON and binary, native octet-stream) and IPC, and their bare floors.
+import { connect, grpcChannels } from "./grpc-bench-client.js";
+import { ipcClients, RawIpcClient } from "./ipc-bench-client.js";
 import { MNIST, MOBILENET, sampleInput, type BenchModel } from "./onnx-inputs.js";
 import { machineBusyMs } from "./onnx-machine.js";
 import type { RawSession } from "./onnx-raw.js";
 import type { ThroughputRun } from "./onnx-report.js";
 import { rotate } from "./rotate.js";
 import { maxAbsDiff, quantile } from "./stats.js";
-import { grpcSide, httpSide, rawSide, type TensorSide } from "./tensor-sides.js";
+import { grpcSide, httpSide, ipcRawSide, ipcSide, rawSide, type TensorSide } from "./tensor-sides.js";
 import type { TensorSideName } from "./tensor-wire.js";
 import type { TransportBenchOptions } from "./transport-args.js";
 import type { TransportServer } from "./transport-server.js";
 
 /** Untimed requests per side before latency is timed (JIT, connections, onnxruntime's first runs). */
 const LATENCY_WARMUP = 20;
-/** The untimed load of each side before the throughput rounds. */
+/** The untimed load of each side before the throughput rounds (a quick run: 0.4 s). */
 const PRIME_MS = 1000;
 /** Lets the side that just ran drain its sockets before the next starts. */
 const SETTLE_MS = 100;
@@ -23,8 +25,12 @@ export interface LatencyResult {
   model: string;
   requests: number;
   rounds: number;
-  /** p50 and p99 of each round, per side. */
-  sides: Array<{ side: TensorSideName; p50Ms: number[]; p99Ms: number[] }>;
+  /**
+   * p50 and p99 of each round, per side: the sides in turn request by request (each request finds its server idle
+   * since the other sides' requests, as a caller with sporadic requests does), and back to back (`b2b`: a side's
+   * requests one after another, its server and client awake, as a busy caller's).
+   */
+  sides: Array<{ side: TensorSideName; p50Ms: number[]; p99Ms: number[]; b2bP50Ms: number[]; b2bP99Ms: number[] }>;
   /** Largest |side − raw| of the output on the same input: 0 when the same numbers came back. */
   maxAbsDiff: Partial<Record<TensorSideName, number>>;
   /** CPU other processes used while the latency rounds ran, % of one core (null off Linux). */
@@ -56,7 +62,7 @@ async function check(sides: TensorSide[], expected: ArrayLike<number>): Promise<
 async function latency(model: BenchModel, sides: TensorSide[], servers: TransportServer[], opts: TransportBenchOptions): Promise<LatencyResult> {
   for (let i = 0; i < LATENCY_WARMUP; i++) for (const s of sides) await s.time();
   const started = { at: performance.now(), cpu: process.cpuUsage(), busy: machineBusyMs(), servers: await Promise.all(servers.map((s) => s.sample())) };
-  const result: LatencyResult["sides"] = sides.map((s) => ({ side: s.name, p50Ms: [], p99Ms: [] }));
+  const result: LatencyResult["sides"] = sides.map((s) => ({ side: s.name, p50Ms: [], p99Ms: [], b2bP50Ms: [], b2bP99Ms: [] }));
   for (let round = 0; round < opts.runs; round++) {
     // Request by request, the sides in turn, so that drift hits them all alike.
     const samples = await rotate(opts.latencyRequests, sides.map((s) => () => s.time()));
@@ -65,6 +71,16 @@ async function latency(model: BenchModel, sides: TensorSide[], servers: Transpor
       result[i]!.p99Ms.push(quantile(ms, 0.99));
     });
   }
+  const block = async (s: TensorSide) => {
+    const ms: number[] = [];
+    for (let i = 0; i < opts.latencyRequests; i++) ms.push(await s.time());
+    return ms;
+  };
+  const blocks = await rotate(opts.runs, sides.map((s) => () => block(s)));
+  blocks.forEach((rounds, i) => {
+    result[i]!.b2bP50Ms.push(...rounds.map((ms) => quantile(ms, 0.5)));
+    result[i]!.b2bP99Ms.push(...rounds.map((ms) => quantile(ms, 0.99)));
+  });
   const used = process.cpuUsage(started.cpu);
   const busy = machineBusyMs();
   const serversUs = (await Promise.all(servers.map((s) => s.sample()))).reduce((sum, b, i) => sum + b.cpuUs - started.servers[i]!.cpuUs, 0);
@@ -75,7 +91,8 @@ async function latency(model: BenchModel, sides: TensorSide[], servers: Transpor
 
 async function throughput(model: BenchModel, sides: TensorSide[], opts: TransportBenchOptions, batching: string): Promise<ThroughputResult> {
   // One untimed window per side first: a side's first window under load otherwise runs partly unoptimized (JIT) code.
-  for (const s of sides) await s.throughput(opts.clients, PRIME_MS / 2, PRIME_MS / 2);
+  const primeMs = opts.quick ? 400 : PRIME_MS;
+  for (const s of sides) await s.throughput(opts.clients, primeMs / 2, primeMs / 2);
   const runs = await rotate(opts.runs, sides.map((s) => () => s.throughput(opts.clients, opts.warmupS * 1000, opts.durationS * 1000)), SETTLE_MS);
   return { model: model.name, clients: opts.clients, batching, sides: sides.map((s, i) => ({ side: s.name, rows: s.rows, runs: runs[i]! })), maxAbsDiff: {} };
 }
@@ -83,60 +100,85 @@ async function throughput(model: BenchModel, sides: TensorSide[], opts: Transpor
 const describeBatching = (o: Record<string, unknown> | undefined, model: BenchModel) =>
   !model.batchable ? "n/a (batch dim fixed at 1)" : `server default: max ${o?.max_batch_size} rows, delay ${o?.max_queue_delay_us} µs`;
 
+/** The clients of one server and of its floor, opened for a part and closed together. */
+async function openClients(server: TransportServer, floor: TransportServer, opts: TransportBenchOptions, ipcConnections: number) {
+  const grpc = opts.ipcOnly ? [] : grpcChannels(server.grpcAddress, opts.grpcChannels);
+  const grpcFloor = opts.ipcOnly ? [] : grpcChannels(floor.grpcAddress, opts.grpcChannels);
+  await connect([...grpc, ...grpcFloor]);
+  const ipc = await ipcClients(server.ipcSocket, ipcConnections);
+  const ipcFloor = await ipcClients(floor.ipcSocket, 1);
+  const ipcRaw = await RawIpcClient.open(server.ipcSocket);
+  const ipcRawFloor = await RawIpcClient.open(floor.ipcSocket);
+  return {
+    grpc, grpcFloor, ipc, ipcFloor, ipcRaw, ipcRawFloor,
+    close: () => {
+      for (const c of [...grpc, ...grpcFloor, ...ipc, ...ipcFloor, ipcRaw, ipcRawFloor]) c.close();
+    },
+  };
+}
+
+/** With --only ipc, only raw and the IPC sides run. */
+const selected = (sides: TensorSide[], opts: TransportBenchOptions) => (opts.ipcOnly ? sides.filter((s) => s.name === "raw" || s.name.startsWith("ipc")) : sides);
+
 /** mnist-8: every transport, and the bare floors, at one client (latency) and at --clients (throughput). */
 export async function mnistPart(server: TransportServer, floor: TransportServer, raw: RawSession, opts: TransportBenchOptions): Promise<{ latency: LatencyResult; throughput: ThroughputResult }> {
   const input = sampleInput(MNIST);
   const id = MNIST.name;
-  const channels = grpcChannels(server.grpcAddress, opts.grpcChannels);
-  const floorChannels = grpcChannels(floor.grpcAddress, opts.grpcChannels);
-  await connect([...channels, ...floorChannels]);
-  const sides = [
+  const c = await openClients(server, floor, opts, opts.clients);
+  const sides = selected([
     rawSide(raw, MNIST, input),
-    grpcSide(server, channels, MNIST, id, input),
+    grpcSide(server, c.grpc, MNIST, id, input),
     httpSide(server, MNIST, id, input, "kserve-binary"),
     httpSide(server, MNIST, id, input, "kserve-json"),
     httpSide(server, MNIST, id, input, "octet"),
-    grpcSide(floor, floorChannels, MNIST, id, input, "grpc-floor"),
+    // One connection shared by every concurrent request, as an app keeps one client; and one per client.
+    ipcSide(server, c.ipc.slice(0, 1), MNIST, id, input),
+    ipcSide(server, c.ipc, MNIST, id, input, "ipc-conns"),
+    ipcRawSide(server, c.ipcRaw, MNIST, id, input),
+    grpcSide(floor, c.grpcFloor, MNIST, id, input, "grpc-floor"),
     httpSide(floor, MNIST, id, input, "kserve-binary", "http-floor"),
-  ];
+    ipcSide(floor, c.ipcFloor, MNIST, id, input, "ipc-floor"),
+    ipcRawSide(floor, c.ipcRawFloor, MNIST, id, input, "ipc-raw-floor"),
+  ], opts);
   try {
     const diff = await check(sides.filter((s) => !s.name.endsWith("floor")), await raw.run(input, MNIST.dims));
     console.error("mnist-8: latency...");
-    const lat = { ...(await latency(MNIST, sides, [server, floor], opts)), maxAbsDiff: diff };
+    // At one client, a connection per client is the one-connection side again.
+    const lat = { ...(await latency(MNIST, sides.filter((s) => s.name !== "ipc-conns"), [server, floor], opts)), maxAbsDiff: diff };
     console.error(`mnist-8: throughput, ${opts.clients} clients...`);
     const thr = { ...(await throughput(MNIST, sides, opts, describeBatching(server.options[id], MNIST))), maxAbsDiff: diff };
     return { latency: lat, throughput: thr };
   } finally {
-    closeAll(sides, [...channels, ...floorChannels]);
+    closeAll(sides, c);
   }
 }
 
-/** mobilenet: REST binary and gRPC at --clients with the server's default batching, against raw at batch 1 and at the batcher's size, and the floors. */
+/** mobilenet: REST binary, gRPC and IPC at --clients with the server's default batching, against raw at batch 1 and at the batcher's size, and the floors. */
 export async function mobilenetPart(server: TransportServer, floor: TransportServer, raw: RawSession, opts: TransportBenchOptions): Promise<ThroughputResult> {
   const input = sampleInput(MOBILENET);
   const id = MOBILENET.name;
   const maxBatch = Number(server.options[id]?.max_batch_size ?? 16);
-  const channels = grpcChannels(server.grpcAddress, opts.grpcChannels);
-  const floorChannels = grpcChannels(floor.grpcAddress, opts.grpcChannels);
-  await connect([...channels, ...floorChannels]);
-  const sides = [
+  const c = await openClients(server, floor, opts, 1);
+  const sides = selected([
     rawSide(raw, MOBILENET, input),
     rawSide(raw, MOBILENET, sampleInput(MOBILENET, maxBatch), maxBatch),
     httpSide(server, MOBILENET, id, input, "kserve-binary"),
-    grpcSide(server, channels, MOBILENET, id, input),
-    grpcSide(floor, floorChannels, MOBILENET, id, input, "grpc-floor"),
+    grpcSide(server, c.grpc, MOBILENET, id, input),
+    ipcSide(server, c.ipc, MOBILENET, id, input),
+    grpcSide(floor, c.grpcFloor, MOBILENET, id, input, "grpc-floor"),
     httpSide(floor, MOBILENET, id, input, "kserve-binary", "http-floor"),
-  ];
+    ipcSide(floor, c.ipcFloor, MOBILENET, id, input, "ipc-floor"),
+  ], opts);
   try {
     const diff = await check(sides.filter((s) => s.rows === 1 && !s.name.endsWith("floor")), await raw.run(input, MOBILENET.dims));
     console.error(`mobilenet: throughput, ${opts.clients} clients...`);
     return { ...(await throughput(MOBILENET, sides, opts, describeBatching(server.options[id], MOBILENET))), maxAbsDiff: diff };
   } finally {
-    closeAll(sides, [...channels, ...floorChannels]);
+    closeAll(sides, c);
   }
 }
 
-function closeAll(sides: TensorSide[], channels: GrpcClient[]): void {
+function closeAll(sides: TensorSide[], clients: { close(): void }): void {
   for (const s of sides) s.close();
-  for (const c of channels) c.close();
+  clients.close();
 }

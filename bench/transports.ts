@@ -1,7 +1,8 @@
 /**
- * Transport cost (issue #15): gRPC ModelInfer, REST KServe v2 (JSON and binary extension) and the native
- * octet-stream route against raw session.run on mnist-8 and mobilenetv2-12-int8, and ModelStreamInfer against
- * SSE token streams on a GGUF, in one run with the sides in turn. Run: `npm run bench:transports -- --help`.
+ * Transport cost (issues #15 and #16): gRPC ModelInfer, REST KServe v2 (JSON and binary extension), the native
+ * octet-stream route and IPC infer against raw session.run on mnist-8 and mobilenetv2-12-int8, and IPC,
+ * ModelStreamInfer and SSE token streams against raw node-llama-cpp on GGUFs, in one run with the sides in turn.
+ * Run: `npm run bench:transports -- --help`.
  */
 import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
@@ -25,7 +26,7 @@ async function tensorParts(opts: TransportBenchOptions): Promise<Pick<TransportR
   if (models.length === 0) return out;
   const files = Object.fromEntries(models.map((m) => [m.name, path.join(opts.modelsDir, m.file)]));
   for (const file of Object.values(files)) if (!existsSync(file)) throw new Error(`model not found: ${file} (pass --models DIR)`);
-  const server = await spawnTransportServer({ kind: "onnx", models: files, threads: opts.threads });
+  const server = await spawnTransportServer({ kind: "onnx", models: files, threads: opts.threads }, opts.cpuProf);
   const floor = await spawnTransportServer({ kind: "floor" });
   try {
     if (opts.only.has("mnist")) {
@@ -66,8 +67,8 @@ async function main(): Promise<void> {
   const streams = [];
   if (opts.only.has("stream")) {
     if (!existsSync(opts.gguf)) throw new Error(`model not found: ${opts.gguf} (pass --gguf PATH)`);
-    streams.push(...(await streamPart(opts.gguf, opts)));
-    if (opts.with85m) streams.push(...(await streamPart(await peerBenchModel(repoRoot), opts)));
+    streams.push(...(await streamPart(opts.gguf, opts.maxTokens, opts)));
+    if (opts.with85m) streams.push(...(await streamPart(await peerBenchModel(repoRoot), opts.maxTokens85m, opts)));
   }
   const report: TransportReport = {
     facts: {
@@ -80,6 +81,7 @@ async function main(): Promise<void> {
       threads: opts.threads,
       clients: opts.clients,
       grpcChannels: opts.grpcChannels,
+      ipcOnly: opts.ipcOnly,
       loadAverage: { start: loadAtStart, end: os.loadavg()[0] ?? 0 },
       quick: opts.quick,
     },
