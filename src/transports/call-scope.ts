@@ -86,10 +86,10 @@ export class CallScope {
     }
     const deadlineMs = deadlineAt - Date.now();
     const limitMs = Math.min(ctx.requestTimeoutMs, deadlineMs);
-    const timeout = new InfernoError("TIMEOUT", deadlineMs <= ctx.requestTimeoutMs ? "the call's deadline passed" : `the call did not complete within ${ctx.requestTimeoutMs} ms`, {
+    // The error is made only when the limit passes (an Error captures a stack: not for every call).
+    this.timers.push(setTimeout(() => this.abort(new InfernoError("TIMEOUT", deadlineMs <= ctx.requestTimeoutMs ? "the call's deadline passed" : `the call did not complete within ${ctx.requestTimeoutMs} ms`, {
       timeout_ms: Math.max(0, Math.round(limitMs)),
-    });
-    this.timers.push(setTimeout(() => this.abort(timeout), Math.max(0, limitMs)));
+    })), Math.max(0, limitMs)));
     if (policy !== "public") this.cleanups.push(app.trackCall((err) => this.abort(err)));
   }
 

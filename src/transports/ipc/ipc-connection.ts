@@ -35,6 +35,7 @@ export class IpcConnection {
   private greeted = false;
   private closed = false;
   private paused = false;
+  private corked = false;
 
   constructor(private readonly socket: Socket, private readonly ctx: ConnectionContext) {
     this.reader = new FrameReader(ctx.settings.maxFrameBytes);
@@ -195,6 +196,15 @@ export class IpcConnection {
   /** Writes a frame; resolves once the socket is below its high-water mark again (a slow reader pauses its streams). */
   private send(frame: object): Promise<void> {
     if (this.closed || this.socket.destroyed) return Promise.resolve();
+    // Frames written in the same tick (answers of requests that finished together) go out in one write.
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
     if (this.socket.write(encodeFrame(frame))) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => {
