@@ -190,12 +190,23 @@ export function inferenceService(opts: ServiceOptions): GRPCInferenceServiceHand
       }
     };
     /** Waits until the client has read what was written (the server does not buffer for a slow reader without bound). */
-    const send = (message: ModelStreamInferResponse) =>
-      new Promise<void>((resolve) => {
-        if (call.cancelled || closed) return resolve();
-        if (call.write(message)) resolve();
-        else call.once("drain", () => resolve());
+    let drained: Promise<void> | undefined;
+    const send = (message: ModelStreamInferResponse): Promise<void> => {
+      if (call.cancelled || closed) return Promise.resolve();
+      if (call.write(message)) return Promise.resolve();
+      // The stream's requests that wait to write share one wait for the call to drain (or be cancelled).
+      drained ??= new Promise<void>((resolve) => {
+        const done = () => {
+          call.off("drain", done);
+          call.off("cancelled", done);
+          drained = undefined;
+          resolve();
+        };
+        call.once("drain", done);
+        call.once("cancelled", done);
       });
+      return drained;
+    };
 
     call.on("data", (req: ModelInferRequest__Output) => {
       let scope: CallScope;

@@ -36,6 +36,7 @@ export class IpcConnection {
   private closed = false;
   private paused = false;
   private corked = false;
+  private drained: Promise<void> | undefined;
 
   constructor(private readonly socket: Socket, private readonly ctx: ConnectionContext) {
     this.reader = new FrameReader(ctx.settings.maxFrameBytes);
@@ -206,15 +207,18 @@ export class IpcConnection {
       });
     }
     if (this.socket.write(encodeFrame(frame))) return Promise.resolve();
-    return new Promise((resolve) => {
+    // Every request waiting to write shares one wait for the socket to drain (or close).
+    this.drained ??= new Promise<void>((resolve) => {
       const done = () => {
         this.socket.off("drain", done);
         this.socket.off("close", done);
+        this.drained = undefined;
         resolve();
       };
       this.socket.once("drain", done);
       this.socket.once("close", done);
     });
+    return this.drained;
   }
 
   private sendError(id: number, err: unknown): Promise<void> {
