@@ -135,6 +135,23 @@ test("the client's deadline is honoured: DEADLINE_EXCEEDED and the generation st
   await sequenceFree();
 });
 
+test("the server's time limit ends a generation with DEADLINE_EXCEEDED (TIMEOUT), not a short success", async () => {
+  const limited = await startTestServer({
+    files: { "tiny.gguf": buildTinyLlamaGguf({ contextLength: 8192 }) },
+    config: { requestTimeoutMs: 1000, contextSize: 8192, maxTokensLimit: 8000 },
+  });
+  const c = inferenceClient(limited.grpcAddress!);
+  try {
+    await limited.app.registry.load("tiny"); // the limit is for generation, not the first load
+    const err = await callError(call(c, "ModelInfer", longText()));
+    assert.equal(err.code, status.DEADLINE_EXCEEDED);
+    assert.match(err.details, /^TIMEOUT: /);
+  } finally {
+    c.close();
+    await limited.cleanup();
+  }
+});
+
 test("cancelling a ModelStreamInfer call mid-stream stops generation and frees the sequence", async () => {
   const stream = client.ModelStreamInfer(bearer(userKey));
   let chunks = 0;

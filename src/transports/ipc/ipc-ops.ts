@@ -11,7 +11,7 @@ import { embed } from "../../services/embeddings.js";
 import { startGeneration, type GenerationLimits } from "../../services/generation.js";
 import { runTensors, tensorModel, type TensorLimits } from "../../services/tensors.js";
 import { VERSION } from "../../version.js";
-import { describeModel } from "../api/models.js";
+import { describeModel } from "../../dialects/model-description.js";
 import type { CallPolicy, CallScope } from "../call-scope.js";
 
 export interface OpContext {
