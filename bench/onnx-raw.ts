@@ -1,5 +1,6 @@
 import ort from "onnxruntime-node";
 import { machineBusyMs } from "./onnx-machine.js";
+import type { ThroughputRun } from "./onnx-report.js";
 
 /** What Inferno passes to InferenceSession.create (see OnnxRuntime.load), so both sides run the same graph the same way. */
 export const sessionOptions = (threads: number): ort.InferenceSession.SessionOptions => ({
@@ -73,4 +74,20 @@ export class RawSession {
   release(): Promise<void> {
     return this.session.release();
   }
+}
+
+/** A back-to-back raw loop as a throughput run: the raw side's row of every ONNX throughput table. */
+export async function rawThroughput(raw: RawSession, data: Float32Array, dims: readonly number[], warmupMs: number, durationMs: number): Promise<ThroughputRun> {
+  const r = await raw.loop(data, dims, warmupMs, durationMs);
+  return {
+    perSecond: r.runs / (r.windowMs / 1000),
+    latenciesMs: r.latenciesMs,
+    serverCpuPct: (r.cpuMs / r.windowMs) * 100,
+    clientCpuPct: null,
+    otherCpuPct: r.machineBusyMs === null ? null : ((r.machineBusyMs - r.cpuMs) / r.windowMs) * 100,
+    serverElu: null,
+    requestsPerRun: null,
+    errors: 0,
+    firstError: undefined,
+  };
 }

@@ -16,7 +16,7 @@ import { MNIST, MOBILENET, prepareRequest, sampleInput, type BenchModel, type In
 import { latency } from "./onnx-latency.js";
 import { machineBusyMs, packageVersion } from "./onnx-machine.js";
 import { childLoadClient, inProcessLoadClient, type LoadClient, type WindowMark } from "./onnx-load.js";
-import { RawSession } from "./onnx-raw.js";
+import { RawSession, rawThroughput } from "./onnx-raw.js";
 import { formatReport, summarize, type OnnxBenchReport, type ThroughputRun, type ThroughputScenario } from "./onnx-report.js";
 import { startOnnxInferno, type OnnxBenchServer } from "./onnx-server.js";
 import { quantile } from "./stats.js";
@@ -74,21 +74,6 @@ async function infernoRun(server: OnnxBenchServer, client: LoadClient, id: strin
   };
 }
 
-async function rawRun(raw: RawSession, data: Float32Array, dims: readonly number[], opts: OnnxBenchOptions): Promise<ThroughputRun> {
-  const r = await raw.loop(data, dims, opts.warmupS * 1000, opts.durationS * 1000);
-  return {
-    perSecond: r.runs / (r.windowMs / 1000),
-    latenciesMs: r.latenciesMs,
-    serverCpuPct: (r.cpuMs / r.windowMs) * 100,
-    clientCpuPct: null,
-    otherCpuPct: r.machineBusyMs === null ? null : ((r.machineBusyMs - r.cpuMs) / r.windowMs) * 100,
-    serverElu: null,
-    requestsPerRun: null,
-    errors: 0,
-    firstError: undefined,
-  };
-}
-
 type Planned = Omit<ThroughputScenario, "runs"> & { run: () => Promise<ThroughputRun> };
 
 function plan(opts: OnnxBenchOptions, server: OnnxBenchServer, client: LoadClient, raws: { mnist: RawSession; mobilenet: RawSession }, batching: Record<string, string>): Planned[] {
@@ -101,13 +86,13 @@ function plan(opts: OnnxBenchOptions, server: OnnxBenchServer, client: LoadClien
     return { name, side: "inferno", batching: batching[id]!, clients: opts.clients, rows: 1, form, run: () => infernoRun(server, client, id, r, opts) };
   };
   return [
-    { name: "mnist-8 raw session.run", side: "raw", batching: "—", clients: 1, rows: 1, form: null, run: () => rawRun(raws.mnist, mnistIn, MNIST.dims, opts) },
+    { name: "mnist-8 raw session.run", side: "raw", batching: "—", clients: 1, rows: 1, form: null, run: () => rawThroughput(raws.mnist, mnistIn, MNIST.dims, opts.warmupS * 1000, opts.durationS * 1000) },
     inferno("mnist-8 Inferno data_b64", MNIST, IDS.mnist, "b64", mnistIn),
     inferno("mnist-8 Inferno nested JSON", MNIST, IDS.mnist, "json", mnistIn),
-    { name: "mobilenet raw session.run, batch 1", side: "raw", batching: "—", clients: 1, rows: 1, form: null, run: () => rawRun(raws.mobilenet, mobIn, MOBILENET.dims, opts) },
+    { name: "mobilenet raw session.run, batch 1", side: "raw", batching: "—", clients: 1, rows: 1, form: null, run: () => rawThroughput(raws.mobilenet, mobIn, MOBILENET.dims, opts.warmupS * 1000, opts.durationS * 1000) },
     {
       name: "mobilenet raw session.run, batch 16", side: "raw", batching: "—", clients: 1, rows: 16, form: null,
-      run: () => rawRun(raws.mobilenet, mob16, [16, ...MOBILENET.dims.slice(1)], opts),
+      run: () => rawThroughput(raws.mobilenet, mob16, [16, ...MOBILENET.dims.slice(1)], opts.warmupS * 1000, opts.durationS * 1000),
     },
     inferno("mobilenet Inferno data_b64", MOBILENET, IDS.noBatch, "b64", mobIn),
     inferno("mobilenet Inferno data_b64", MOBILENET, IDS.mobilenet, "b64", mobIn),

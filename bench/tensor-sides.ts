@@ -6,7 +6,7 @@ import { httpPost, keepAliveAgent } from "./onnx-http.js";
 import type { BenchModel } from "./onnx-inputs.js";
 import { windowedLoad, type WindowMark } from "./onnx-load.js";
 import { machineBusyMs } from "./onnx-machine.js";
-import type { RawSession } from "./onnx-raw.js";
+import { rawThroughput, type RawSession } from "./onnx-raw.js";
 import type { ThroughputRun } from "./onnx-report.js";
 import { grpcOutput, grpcTensorRequest, httpWire, ipcFrame, ipcFrameOutput, ipcInputs, ipcOutput, type HttpForm, type TensorSideName } from "./tensor-wire.js";
 import { serverDelta, type ServerSample, type TransportServer } from "./transport-server.js";
@@ -32,20 +32,7 @@ export function rawSide(raw: RawSession, model: BenchModel, data: Float32Array, 
     rows,
     output: () => raw.run(data, dims),
     time: () => raw.time(data, dims),
-    throughput: async (_clients, warmupMs, durationMs) => {
-      const r = await raw.loop(data, dims, warmupMs, durationMs);
-      return {
-        perSecond: r.runs / (r.windowMs / 1000),
-        latenciesMs: r.latenciesMs,
-        serverCpuPct: (r.cpuMs / r.windowMs) * 100,
-        clientCpuPct: null,
-        otherCpuPct: r.machineBusyMs === null ? null : ((r.machineBusyMs - r.cpuMs) / r.windowMs) * 100,
-        serverElu: null,
-        requestsPerRun: null,
-        errors: 0,
-        firstError: undefined,
-      };
-    },
+    throughput: (_clients, warmupMs, durationMs) => rawThroughput(raw, data, dims, warmupMs, durationMs),
     close: () => {},
   };
 }
