@@ -266,15 +266,14 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
     { prefix: "/v1" },
   );
   await app.register(websocketRoutes, { registry, limits, auth: { enabled: config.auth, checkers }, draining: app.drainSignal });
+  // The transports that are not Fastify routes get the same registry, limits and auth.
+  const transport = { registry, limits, auth: { enabled: config.auth, checkers }, requestTimeoutMs: config.requestTimeoutMs };
   if (config.grpcEnabled) {
-    await app.register(grpcTransport, {
-      registry, limits, auth: { enabled: config.auth, checkers }, requestTimeoutMs: config.requestTimeoutMs, maxMessageBytes: config.bodyLimit, tls: tlsFiles(config),
-    });
+    await app.register(grpcTransport, { ...transport, maxMessageBytes: config.bodyLimit, tls: tlsFiles(config) });
   }
   if (config.ipcSocket) {
     await app.register(ipcTransport, {
-      socketPath: config.ipcSocket, mode: config.ipcSocketMode, settings: { maxFrameBytes: config.ipcMaxFrameBytes, maxInFlight: config.ipcMaxInFlight },
-      registry, limits, auth: { enabled: config.auth, checkers }, requestTimeoutMs: config.requestTimeoutMs,
+      ...transport, socketPath: config.ipcSocket, mode: config.ipcSocketMode, settings: { maxFrameBytes: config.ipcMaxFrameBytes, maxInFlight: config.ipcMaxInFlight },
     });
   }
   return app;

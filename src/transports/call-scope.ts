@@ -8,6 +8,9 @@ import { InfernoError, isInfernoError, type ErrorCode } from "../errors/catalogu
 import { toInfernoError } from "../errors/error-handler.js";
 import { shuttingDown } from "../lifecycle/shutdown.js";
 import type { Span } from "../observability/traces.js";
+import type { ModelRegistry } from "../registry/model-registry.js";
+import type { GenerationLimits } from "../services/generation.js";
+import type { TensorLimits } from "../services/tensors.js";
 
 /** A call as its transport sees it. */
 export interface CallSource {
@@ -32,6 +35,14 @@ export interface CallSource {
 /** Who may make a call: anyone (health), any authenticated principal, or admins. */
 export type CallPolicy = "public" | Role;
 
+/** What a non-HTTP transport plugin (gRPC, IPC) is given beside its own settings. */
+export interface TransportOptions {
+  registry: ModelRegistry;
+  limits: GenerationLimits & TensorLimits;
+  auth: { enabled: boolean; checkers: CredentialCheckers };
+  requestTimeoutMs: number;
+}
+
 export interface ScopeContext {
   app: FastifyInstance;
   auth: { enabled: boolean; checkers: CredentialCheckers };
@@ -39,6 +50,11 @@ export interface ScopeContext {
   /** True once the server drains: calls other than health checks are refused with UNAVAILABLE. */
   draining: () => boolean;
 }
+
+/** The call scope's context for a transport plugin of `app`. */
+export const scopeContext = (app: FastifyInstance, opts: TransportOptions): ScopeContext => ({
+  app, auth: opts.auth, requestTimeoutMs: opts.requestTimeoutMs, draining: () => app.drainSignal.aborted,
+});
 
 /**
  * One call: `signal` aborts when the client cancels, its deadline or the server's time limit passes, or the

@@ -8,10 +8,7 @@ import { loadSync } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import type { FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
-import type { CredentialCheckers } from "../../auth/auth-plugin.js";
-import type { ModelRegistry } from "../../registry/model-registry.js";
-import type { GenerationLimits } from "../../services/generation.js";
-import type { TensorLimits } from "../../services/tensors.js";
+import { scopeContext, type TransportOptions } from "../call-scope.js";
 import type { ProtoGrpcType } from "./generated/inference.js";
 import { inferenceService } from "./inference-service.js";
 import { tolerantDeserializers } from "./malformed.js";
@@ -35,11 +32,7 @@ export interface TlsFiles {
   clientCa?: string | undefined;
 }
 
-export interface GrpcPluginOptions {
-  registry: ModelRegistry;
-  limits: GenerationLimits & TensorLimits;
-  auth: { enabled: boolean; checkers: CredentialCheckers };
-  requestTimeoutMs: number;
+export interface GrpcPluginOptions extends TransportOptions {
   /** Largest message a client may send (the HTTP body limit); larger ones get RESOURCE_EXHAUSTED from gRPC itself. */
   maxMessageBytes: number;
   tls?: TlsFiles | undefined;
@@ -111,10 +104,7 @@ async function grpcPlugin(app: FastifyInstance, opts: GrpcPluginOptions): Promis
   server.addService(
     tolerantDeserializers(proto.inference.GRPCInferenceService.service),
     inferenceService({
-      app,
-      auth: opts.auth,
-      requestTimeoutMs: opts.requestTimeoutMs,
-      draining: () => app.drainSignal.aborted,
+      ...scopeContext(app, opts),
       registry: opts.registry,
       limits: opts.limits,
       stats,

@@ -34,11 +34,6 @@ export class FrameReader {
     return frames;
   }
 
-  /** Bytes buffered towards the next frame. */
-  get buffered(): number {
-    return this.pendingBytes;
-  }
-
   private peek(n: number): Buffer {
     const first = this.pending[0]!;
     if (first.length >= n) return first;

@@ -45,11 +45,6 @@ export class IpcConnection {
     socket.on("error", () => {});
   }
 
-  /** Requests running now. */
-  get inFlight(): number {
-    return this.running.size;
-  }
-
   private onData(chunk: Buffer): void {
     let frames: Buffer[];
     try {

@@ -4,10 +4,7 @@ import { chmod, lstat, unlink } from "node:fs/promises";
 import { connect, createServer, type Server } from "node:net";
 import type { FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
-import type { CredentialCheckers } from "../../auth/auth-plugin.js";
-import type { ModelRegistry } from "../../registry/model-registry.js";
-import type { GenerationLimits } from "../../services/generation.js";
-import type { TensorLimits } from "../../services/tensors.js";
+import { scopeContext, type TransportOptions } from "../call-scope.js";
 import { IpcConnection, type ConnectionSettings } from "./ipc-connection.js";
 
 declare module "fastify" {
@@ -15,20 +12,15 @@ declare module "fastify" {
     ipc: {
       /** Listens on the socket path (replacing a stale socket file); rejects when a live server holds it. */
       listen(): Promise<string>;
-      readonly connections: number;
     };
   }
 }
 
-export interface IpcPluginOptions {
+export interface IpcPluginOptions extends TransportOptions {
   socketPath: string;
   /** File mode of the socket (0o600: only this user may connect). */
   mode: number;
   settings: ConnectionSettings;
-  registry: ModelRegistry;
-  limits: GenerationLimits & TensorLimits;
-  auth: { enabled: boolean; checkers: CredentialCheckers };
-  requestTimeoutMs: number;
 }
 
 /** How long a connection gets at shutdown to take its last frames before it is cut. */
@@ -62,10 +54,7 @@ async function ipcPlugin(app: FastifyInstance, opts: IpcPluginOptions): Promise<
   const connections = new Set<IpcConnection>();
   let server: Server | undefined;
   const ctx = {
-    app,
-    auth: opts.auth,
-    requestTimeoutMs: opts.requestTimeoutMs,
-    draining: () => app.drainSignal.aborted,
+    ...scopeContext(app, opts),
     registry: opts.registry,
     limits: opts.limits,
     settings: opts.settings,
@@ -96,9 +85,6 @@ async function ipcPlugin(app: FastifyInstance, opts: IpcPluginOptions): Promise<
       server = s;
       app.log.info({ path: opts.socketPath, mode: `0${opts.mode.toString(8)}` }, `IPC listening at ${opts.socketPath}`);
       return opts.socketPath;
-    },
-    get connections() {
-      return connections.size;
     },
   });
 
