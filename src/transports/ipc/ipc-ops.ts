@@ -2,10 +2,10 @@
 import { collectGeneration, type GenerationResult, type GenerationStream } from "../../core/generation.js";
 import { embeddingInputs } from "../../dialects/embedding-input.js";
 import { generateRequest, ipcOps, ipcOut, IPC_PROTOCOL_VERSION, type IpcOp } from "../../dialects/ipc.js";
-import { matchInputs, outputNames } from "../../dialects/tensor.js";
+import { decodeKserveInputs, outputNames } from "../../dialects/tensor.js";
 import { parseBody } from "../../errors/error-handler.js";
 import type { ModelRegistry } from "../../registry/model-registry.js";
-import { decodeKserveTensor, decodeRawTensor, encodeRawTensor, type DecodedTensor } from "../../runtimes/onnx/tensor-codec.js";
+import { encodeRawTensor } from "../../runtimes/onnx/tensor-codec.js";
 import { startChat } from "../../services/chat.js";
 import { embed } from "../../services/embeddings.js";
 import { startGeneration, type GenerationLimits } from "../../services/generation.js";
@@ -48,16 +48,11 @@ export async function runOp(op: Exclude<IpcOp, "hello" | "cancel">, id: number, 
     case "infer": {
       const body = parseBody(ipcOps.infer, request);
       const model = await tensorModel(registry, body.model);
-      const given = new Map(Object.entries(body.inputs));
-      const inputs: Record<string, DecodedTensor> = {};
-      for (const [spec, tensor] of matchInputs(model, given, "inputs")) {
-        const header = { datatype: tensor.datatype, shape: tensor.shape };
-        const bytes = tensor.data instanceof Uint8Array ? tensor.data : undefined;
-        // Raw bytes; a BYTES tensor may also come as a list of strings (MessagePack strings are UTF-8 already).
-        inputs[spec.name] = bytes
-          ? decodeRawTensor(spec, header, bytes, { maxElements: limits.maxTensorElements })
-          : decodeKserveTensor(spec, { ...header, data: tensor.data }, { maxElements: limits.maxTensorElements });
-      }
+      // Raw bytes (bin) go through the raw codec; a BYTES tensor may also come as a list of strings, read as KServe data.
+      const entries = Object.entries(body.inputs);
+      const raw = new Map(entries.flatMap(([name, t]) => (t.data instanceof Uint8Array ? [[name, t.data] as const] : [])));
+      const tensors = entries.map(([name, t]) => ({ name, datatype: t.datatype, shape: t.shape, data: t.data instanceof Uint8Array ? undefined : t.data }));
+      const inputs = decodeKserveInputs(model, { inputs: tensors }, { maxElements: limits.maxTensorElements }, raw);
       const outputs = await runTensors(registry, body.model, model, inputs, outputNames(model, body.outputs, "outputs"), scope.signal);
       return ipcOut.result(id, {
         model: body.model,
