@@ -2,7 +2,7 @@ import { onnxTextFacts, type OnnxTextFacts } from "./runtimes/onnx/onnx-text.js"
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import Fastify, { type FastifyInstance } from "fastify";
+import Fastify, { LogController, type FastifyInstance } from "fastify";
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
 import cors from "@fastify/cors";
 import { ApiKeyStore } from "./auth/api-keys.js";
@@ -22,6 +22,7 @@ import { requestTimeoutPlugin } from "./limits/request-timeout.js";
 import { UsageContext } from "./limits/usage-context.js";
 import { shutdownPlugin } from "./lifecycle/shutdown.js";
 import { metricsPlugin } from "./observability/metrics.js";
+import { requestLogPlugin } from "./observability/request-log.js";
 import { tracesPlugin } from "./observability/traces.js";
 import { parseBudget, parseVramBudget, systemProbe } from "./registry/memory-budget.js";
 import { ModelRegistry } from "./registry/model-registry.js";
@@ -65,7 +66,8 @@ function loggerOptions(config: Config) {
   return {
     level: config.logLevel,
     redact: ["req.headers.authorization", "req.headers.cookie"],
-    ...(pretty ? { transport: { target: "pino-pretty", options: { translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname" } } } : {}),
+    // Pretty lines show the message only for the request line and the banner; JSON keeps their fields.
+    ...(pretty ? { transport: { target: "pino-pretty", options: { translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname,reqId,http,startup", singleLine: true } } } : {}),
   };
 }
 
@@ -91,6 +93,8 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   const app = Fastify({
     ...(https ? { https } : {}),
     logger: loggerOptions(config),
+    // One line per request from request-log.ts instead of Fastify's two.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimit,
     // An oversized header block is refused by Node's parser (431) before it reaches a route.
     http: { maxHeaderSize: config.maxHeaderBytes },
@@ -220,6 +224,7 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   await app.register(rateLimitPlugin, { ...rateLimitSettings(config), generations: registry, usage });
   await app.register(metricsPlugin, { registry });
   await app.register(tracesPlugin, { registry });
+  await app.register(requestLogPlugin, { registry });
   const db = openDatabase(config.dataDir);
   const keys = new ApiKeyStore(db);
   const users = new UserStore(db);

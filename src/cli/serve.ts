@@ -1,6 +1,7 @@
 import { isIP } from "node:net";
 import { ConfigError, loadConfig } from "../config/config.js";
-import { buildServer } from "../server.js";
+import { buildServer, tlsFiles } from "../server.js";
+import { startupBanner } from "./banner.js";
 
 /** How long after the grace a drain that hangs (a stuck native call, say) is cut short with exit code 1. */
 const HARD_EXIT_AFTER_GRACE_MS = 15_000;
@@ -65,8 +66,28 @@ export async function serve(flags: Record<string, unknown>): Promise<void> {
       throw Object.assign(new Error(`cannot listen on the IPC socket ${config.ipcSocket}: ${(err as Error).message}`), { exitCode: 1 });
     }
   }
-  // Warm the llama.cpp backend now so the first request does not pay for it; a failure shows at first load.
-  app.llamaRuntime.getLlama().catch((err: unknown) => app.log.error({ err }, "llama.cpp backend failed to start"));
+  // Warm the llama.cpp backend now so the first request does not pay for it (and the banner can name it).
+  const llamaBackend = await app.llamaRuntime.getLlama().then(
+    (llama) => (llama.gpu === false ? "cpu" : llama.gpu),
+    (err: unknown) => {
+      app.log.error({ err }, "llama.cpp backend failed to start");
+      return `failed to start (${(err as Error).message})`;
+    },
+  );
+  const address = app.server.address();
+  const models = app.registry.list();
+  const banner = startupBanner({
+    http: { host: config.host, port: typeof address === "object" && address ? address.port : config.port, tls: tlsFiles(config) !== undefined, local: isLoopback(config.host) },
+    grpcPort: config.grpcEnabled ? app.grpc.port : undefined,
+    ipcSocket: config.ipcSocket,
+    modelsDir: config.modelsDir,
+    models: models.map((m) => m.id),
+    demo: models.length > 0 && models.every((m) => (m.source as string) === "demo"),
+    auth: config.auth,
+    llamaBackend,
+    onnxProvider: config.onnxProvider,
+  });
+  app.log.info({ startup: banner.fields }, banner.text);
 }
 
 /** Loopback addresses only: 127.0.0.0/8, ::1 and "localhost". 0.0.0.0 and :: listen everywhere. */

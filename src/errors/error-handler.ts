@@ -5,6 +5,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
 import type { ZodType } from "zod";
 import { errorCatalogue, InfernoError, type ErrorCode } from "./catalogue.js";
+import { noteErrorCode } from "../observability/request-log.js";
 
 /** Which envelope a route answers errors in; set per route (`config.dialect`) or by URL prefix. */
 export type ErrorDialect = "native" | "openai" | "ollama" | "kserve";
@@ -95,7 +96,8 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, thrown: 
   if (typeof retryAfter === "number" && !reply.hasHeader("retry-after")) reply.header("retry-after", String(Math.ceil(retryAfter)));
   if (isShedding(err)) request.log.warn({ code: err.code, reason: err.message }, "request refused under load");
   else if (err.status >= 500) request.log.error({ err: err.cause ?? err, code: err.code }, "request failed");
-  else request.log.info({ code: err.code, reason: err.message }, "request rejected");
+  else request.log.debug({ code: err.code, reason: err.message }, "request rejected");
+  noteErrorCode(request, err.code);
   return reply.code(err.status).type("application/json").send(errorBody(err, dialectOf(request), request.id));
 }
 
