@@ -4,9 +4,12 @@
 #                         --build-arg ORT_INSTALL=cuda12 .
 # Run:  docker run --rm -p 8080:8080 -v $PWD/models:/models -v inferno-data:/data [--gpus all] inferno
 # Key:  docker run --rm -v inferno-data:/data inferno security api-key create --user me --name laptop --role admin
-ARG RUNTIME_BASE=node:20-bookworm-slim
+# Node 22 is the LTS line the image runs on (Node 20 reached its end of life in April 2026); the project's
+# tests run on Node 20 and 22 alike (engines: >=20).
+ARG NODE_BASE=node:22-bookworm-slim
+ARG RUNTIME_BASE=${NODE_BASE}
 
-FROM node:20-bookworm-slim AS build
+FROM ${NODE_BASE} AS build
 WORKDIR /app
 COPY package.json package-lock.json .npmrc tsconfig.json ./
 COPY src ./src
@@ -21,6 +24,16 @@ WORKDIR /app
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+# Read at run time: the gRPC service definition, the web console's files, and the two demo models that are
+# served while /models holds no model of its own (they live here, not in the models volume).
+COPY proto ./proto
+COPY console ./console
+COPY demo ./demo
+# A user of its own, not root; the volumes belong to it. The uid is fixed so that a bind-mounted models or
+# data folder can be given to it (chown 10001 ./data).
+RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home inferno \
+    && mkdir -p /models /data && chown inferno:inferno /models /data
+USER inferno
 ENV NODE_ENV=production \
     INFERNO_HOST=0.0.0.0 \
     INFERNO_PORT=8080 \
@@ -30,7 +43,7 @@ ENV NODE_ENV=production \
     INFERNO_AUTH=true \
     INFERNO_LOG_PRETTY=false
 VOLUME ["/models", "/data"]
-EXPOSE 8080
+EXPOSE 8080 8081
 HEALTHCHECK --interval=30s --timeout=3s CMD node -e "fetch('http://127.0.0.1:8080/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 ENTRYPOINT ["node", "dist/src/main.cjs"]
 CMD ["serve"]
