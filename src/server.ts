@@ -25,6 +25,7 @@ import { metricsPlugin } from "./observability/metrics.js";
 import { tracesPlugin } from "./observability/traces.js";
 import { parseBudget, parseVramBudget, systemProbe } from "./registry/memory-budget.js";
 import { ModelRegistry } from "./registry/model-registry.js";
+import { ModelPuller } from "./services/pull.js";
 import { openDatabase } from "./store/database.js";
 import { embeddingRoutes } from "./transports/api/embeddings.js";
 import { healthRoutes } from "./transports/api/health.js";
@@ -236,7 +237,8 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
 
   const limits = { defaultMaxTokens: config.defaultMaxTokens, maxTokensLimit: config.maxTokensLimit, maxTensorElements: config.maxTensorElements };
   await app.register(healthRoutes, { registry, startedAt: Date.now() });
-  await app.register(modelRoutes, { registry });
+  const puller = new ModelPuller({ registry, modelsDir: config.modelsDir, hfEndpoint: config.hfEndpoint, allowPrivate: config.pullAllowPrivate });
+  await app.register(modelRoutes, { registry, puller });
   await app.register(inferenceRoutes, { registry, limits });
   await app.register(embeddingRoutes, { registry });
   await app.register(rerankRoutes, { registry });
