@@ -243,7 +243,7 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   await app.register(embeddingRoutes, { registry });
   await app.register(rerankRoutes, { registry });
   // Each compatible API family is one plugin under its prefix.
-  await app.register(async (ollama) => ollama.register(ollamaRoutes, { registry, limits }), { prefix: "/api" });
+  await app.register(async (ollama) => ollama.register(ollamaRoutes, { registry, limits, puller }), { prefix: "/api" });
   await app.register(async (kserve) => kserve.register(kserveRoutes, { registry, limits }), { prefix: "/v2" });
   // One batch engine (store and worker) for /batch and /v1/batches.
   const batchStore = new BatchStore(db);

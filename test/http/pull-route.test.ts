@@ -1,4 +1,4 @@
-// POST /models/pull through a real listen + fetch, downloading from a loopback HTTP
+// POST /models/pull and POST /api/pull through a real listen + fetch, downloading from a loopback HTTP
 // server in the test (Range / If-Range / ETag, slow on demand). Needs ../shared/models: mnist-8.onnx and
 // stories260K.gguf (skipped without them).
 import assert from "node:assert/strict";
@@ -257,6 +257,10 @@ test("with auth on: admin only; private and loopback sources are refused without
   const as = (key?: string): RequestInit => ({ headers: key ? { authorization: `Bearer ${key}` } : {} });
   const body = { source: `${up}/mnist-8.onnx` };
   assert.equal((await pull(locked, body, as())).status, 401);
+  for (const route of ["/models/pull", "/api/pull"]) {
+    const r = await pull(locked, { ...body, model: body.source }, as(userKey), route);
+    assert.equal(r.status, 403, route);
+  }
   const userRefusal = (await (await pull(locked, body, as(userKey))).json()) as any;
   assert.equal(userRefusal.error.code, "AUTHORIZATION_FAILED");
   const before = requests.length;
@@ -270,4 +274,28 @@ test("with auth on: admin only; private and loopback sources are refused without
   }
   assert.equal(requests.length, before, "no request reached the private source");
   assert.deepEqual(await readdir(locked.modelsDir), []);
+});
+
+test("Ollama's /api/pull: an hf:/URL model streams Ollama's lines; a registry name is refused", { skip }, async () => {
+  const refused = await postJson(`${permissive.url}/api/pull`, { model: "llama3" });
+  assert.equal(refused.status, 400);
+  assert.match(refused.body.error, /Ollama's registry.*hf:OWNER\/REPO/);
+  const hfco = await postJson(`${permissive.url}/api/pull`, { model: "hf.co/owner/repo:Q4_K_M" });
+  assert.equal(hfco.status, 400);
+
+  const res = await pull(permissive, { model: `${up}/o/mnist-ollama.onnx` }, {}, "/api/pull");
+  assert.equal(res.status, 200);
+  const got = await lines(res);
+  const size = files.get("/o/mnist-ollama.onnx")!.length;
+  assert.deepEqual(got[0], { status: "pulling manifest" });
+  assert.deepEqual(got.filter((l) => l.status === "downloading").at(-1), { status: "downloading", digest: "mnist-ollama.onnx", total: size, completed: size });
+  assert.deepEqual(got.slice(-2), [{ status: "verifying sha256 digest" }, { status: "success" }]);
+  assert.equal((await fetch(`${permissive.url}/models/mnist-ollama`)).status, 200);
+
+  const quiet = await postJson(`${permissive.url}/api/pull`, { model: `${up}/o/mnist-quiet.onnx`, stream: false });
+  assert.equal(quiet.status, 200);
+  assert.deepEqual(quiet.body, { status: "success" });
+  const exists = await postJson(`${permissive.url}/api/pull`, { model: `${up}/o/mnist-quiet.onnx` });
+  assert.equal(exists.status, 409);
+  assert.match(exists.body.error, /already exists/);
 });
