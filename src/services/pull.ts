@@ -42,7 +42,7 @@ export interface ModelPullerOptions {
 const PARAM_OF: Partial<Record<PullErrorCode, string>> = { INVALID_SOURCE: "source", INVALID_NAME: "name" };
 
 /** A failed pull as the catalogue error a client gets; `details.reason` keeps pullModel's finer code. */
-export function pullFailure(err: unknown, id?: string): unknown {
+function pullFailure(err: unknown, id?: string): unknown {
   if (!(err instanceof PullError)) return err;
   const details = { reason: err.code as string, ...(id ? { model: id } : {}) };
   switch (err.code) {
@@ -199,11 +199,12 @@ export class ModelPuller {
 
   /** Lists the new file at once; a replaced model that was loaded is unloaded so its next use loads the new file. */
   private async afterPull(id: string, force: boolean): Promise<void> {
-    await this.opts.registry.scan();
-    if (!force || !this.opts.registry.getLoaded(id)) return;
-    await this.opts.registry.unload(id, "reload").catch((err: unknown) => {
-      // In use: it keeps serving the old file until it is unloaded.
+    const { registry } = this.opts;
+    await registry.scan();
+    if (!force || !registry.getLoaded(id)) return;
+    await registry.unload(id, "reload").catch((err: unknown) => {
       if (!(isInfernoError(err) && err.code === "MODEL_BUSY")) throw err;
+      registry.setKeepAlive(id, 0); // serving requests: it goes once they end (as Ollama's keep_alive 0)
     });
   }
 }

@@ -140,7 +140,7 @@ test("an ONNX pull streams progress, then verifying, then the model; it is liste
   assert.deepEqual(infer.body.outputs[0].shape, [1, 10]);
 });
 
-test("an existing model is 409 MODEL_EXISTS; force replaces it, and stream: false answers one object", { skip }, async () => {
+test("an existing model is 409 MODEL_EXISTS; force replaces it (unloading it), and stream: false answers one object", { skip }, async () => {
   const again = await postJson(`${permissive.url}/models/pull`, { source: `${up}/mnist-8.onnx` });
   assert.equal(again.status, 409);
   assert.equal(again.body.error.code, "MODEL_EXISTS");
@@ -150,6 +150,7 @@ test("an existing model is 409 MODEL_EXISTS; force replaces it, and stream: fals
   const body = (await forced.json()) as any;
   assert.equal(body.status, "success");
   assert.equal(body.model.id, "mnist-8");
+  assert.equal(body.model.loaded, false, "the replaced model, loaded by the last test, was unloaded");
 });
 
 test("a sha256 mismatch ends the stream with an error line and leaves no file", { skip }, async () => {
