@@ -26,6 +26,7 @@ import { requestLogPlugin } from "./observability/request-log.js";
 import { tracesPlugin } from "./observability/traces.js";
 import { parseBudget, parseVramBudget, systemProbe } from "./registry/memory-budget.js";
 import { ModelRegistry } from "./registry/model-registry.js";
+import { ModelPuller } from "./services/pull.js";
 import { openDatabase } from "./store/database.js";
 import { embeddingRoutes } from "./transports/api/embeddings.js";
 import { healthRoutes } from "./transports/api/health.js";
@@ -241,12 +242,13 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
 
   const limits = { defaultMaxTokens: config.defaultMaxTokens, maxTokensLimit: config.maxTokensLimit, maxTensorElements: config.maxTensorElements };
   await app.register(healthRoutes, { registry, startedAt: Date.now() });
-  await app.register(modelRoutes, { registry });
+  const puller = new ModelPuller({ registry, modelsDir: config.modelsDir, hfEndpoint: config.hfEndpoint, allowPrivate: config.pullAllowPrivate });
+  await app.register(modelRoutes, { registry, puller });
   await app.register(inferenceRoutes, { registry, limits });
   await app.register(embeddingRoutes, { registry });
   await app.register(rerankRoutes, { registry });
   // Each compatible API family is one plugin under its prefix.
-  await app.register(async (ollama) => ollama.register(ollamaRoutes, { registry, limits }), { prefix: "/api" });
+  await app.register(async (ollama) => ollama.register(ollamaRoutes, { registry, limits, puller }), { prefix: "/api" });
   await app.register(async (kserve) => kserve.register(kserveRoutes, { registry, limits }), { prefix: "/v2" });
   // One batch engine (store and worker) for /batch and /v1/batches.
   const batchStore = new BatchStore(db);

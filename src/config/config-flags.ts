@@ -73,6 +73,7 @@ const HELP: Record<ConfigKey, FlagHelp> = {
   maxHeaderBytes: { arg: "BYTES", help: "request header cap (431 above)" },
   batchConcurrency: { arg: "N", help: "batch items run at once" },
   webhookAllowPrivate: { help: "allow webhook targets on private and loopback addresses" },
+  pullAllowPrivate: { help: "let POST /models/pull download from private and loopback addresses" },
   hfEndpoint: { arg: "URL", help: "where pull hf:... downloads from" },
 };
 

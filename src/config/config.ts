@@ -163,6 +163,11 @@ export const configSchema = z
     batchConcurrency: intFromString(1, 256).default(1),
     /** Let webhooks target private, loopback and link-local addresses (off: only public addresses). */
     webhookAllowPrivate: boolBool(false),
+    /**
+     * Let server-side pulls (POST /models/pull) reach private, loopback and link-local addresses, redirects
+     * included (off: only public addresses, as for webhooks). The CLI's `inferno pull` is not affected.
+     */
+    pullAllowPrivate: boolBool(false),
     /** Where `pull hf:...` downloads from (a Hugging Face mirror, say). */
     hfEndpoint: z.string().url().default(DEFAULT_HF_ENDPOINT),
   })

@@ -25,6 +25,8 @@ export const errorCatalogue = {
   INVALID_MODEL_FILE: { status: 422, type: "invalid_request_error" },
   RATE_LIMIT_EXCEEDED: { status: 429, type: "rate_limit_error" },
   INFERENCE_FAILED: { status: 500, type: "server_error" },
+  /** A model download (POST /models/pull) failed upstream: an HTTP error, a dropped or short transfer. */
+  DOWNLOAD_FAILED: { status: 502, type: "server_error" },
   MODEL_LOAD_FAILED: { status: 500, type: "server_error" },
   INTERNAL_ERROR: { status: 500, type: "server_error" },
   SERVICE_UNAVAILABLE: { status: 503, type: "server_error" },

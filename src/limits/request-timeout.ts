@@ -16,6 +16,10 @@ declare module "fastify" {
      */
     abortWith?: (err: InfernoError) => void;
   }
+  interface FastifyContextConfig {
+    /** false: the route has no time limit (a model download may take hours); a disconnect or a drain still ends it. */
+    timeLimit?: false;
+  }
 }
 
 export interface RequestTimeoutOptions {
@@ -57,7 +61,8 @@ async function requestTimeout(app: FastifyInstance, opts: RequestTimeoutOptions)
       request.abortWith!(new InfernoError("TIMEOUT", `the request did not complete within ${opts.timeoutMs} ms`, { timeout_ms: opts.timeoutMs }));
     };
     // A WebSocket lives as long as its client uses it: the limit is for HTTP requests.
-    const timer = request.headers.upgrade?.toLowerCase() === "websocket" ? undefined : setTimeout(expire, opts.timeoutMs);
+    const unlimited = request.headers.upgrade?.toLowerCase() === "websocket" || request.routeOptions.config?.timeLimit === false;
+    const timer = unlimited ? undefined : setTimeout(expire, opts.timeoutMs);
     // 'close' comes once for every response: sent, hijacked, or cut short by the client.
     res.once("close", () => {
       clearTimeout(timer);

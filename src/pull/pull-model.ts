@@ -53,6 +53,8 @@ export interface PullOptions {
   /** Aborting rejects with the AbortError and keeps the part for a later resume. */
   signal?: AbortSignal;
   onProgress?: (p: PullProgress) => void;
+  /** Called once the last byte is in, before the size, sha256 and file-type checks and the rename. */
+  onVerifying?: () => void;
   fetchImpl?: typeof fetch;
 }
 
@@ -74,7 +76,7 @@ const SHA256_HEX = /^[0-9a-f]{64}$/i;
 const GGUF_MAGIC = Buffer.from("GGUF", "latin1");
 
 export async function pullModel(opts: PullOptions): Promise<PullResult> {
-  const { url, id, ext } = checkRequest(opts);
+  const { url, id, ext } = planPull(opts);
   const dir = path.resolve(opts.modelsDir);
   const files: PartFiles = {
     final: path.join(dir, id + ext),
@@ -86,6 +88,7 @@ export async function pullModel(opts: PullOptions): Promise<PullResult> {
   await mkdir(dir, { recursive: true });
 
   const got = await download(url, files, opts);
+  opts.onVerifying?.();
   if (got.total !== null && got.bytes !== got.total) {
     // A short part can still be resumed; a long one cannot be the file the server described.
     if (got.bytes > got.total) await removePartial(files);
@@ -108,7 +111,8 @@ export async function pullModel(opts: PullOptions): Promise<PullResult> {
   return { path: files.final, id, bytes: got.bytes, sha256: got.sha256, resumedFrom: got.resumedFrom };
 }
 
-function checkRequest(opts: PullOptions): { url: URL; id: string; ext: string } {
+/** What a pull would fetch and the model id and extension it would write, or the PullError refusing it. */
+export function planPull(opts: Pick<PullOptions, "source" | "name" | "sha256" | "hfEndpoint">): { url: URL; id: string; ext: string } {
   let source;
   try {
     source = resolveModelSource(opts.source, opts.hfEndpoint);

@@ -24,6 +24,10 @@ async function build(t: TestContext) {
   app.post("/v1/completions", honours);
   app.post("/api/generate", honours);
   app.get("/quick", async () => ({ ok: true }));
+  app.get("/download", { config: { timeLimit: false } }, async (request) => {
+    await sleep(150); // a model download: longer than the limit, and exempt from it
+    return { aborted: request.abortSignal?.aborted };
+  });
   app.get("/stuck", async () => {
     await sleep(400); // ignores the signal, like a model that is still loading
     return { ok: true };
@@ -33,6 +37,13 @@ async function build(t: TestContext) {
 }
 
 describe("request timeout", () => {
+  it("leaves a route with timeLimit: false alone", async (t) => {
+    const { app } = await build(t);
+    const res = await app.inject({ method: "GET", url: "/download" });
+    assert.equal(res.statusCode, 200);
+    assert.deepEqual(res.json(), { aborted: false });
+  });
+
   it("aborts the work and answers 504 TIMEOUT in the route's dialect", async (t) => {
     const { app, seen } = await build(t);
     const native = await app.inject({ method: "POST", url: "/inference" });

@@ -2,8 +2,12 @@ import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { MODES } from "../../core/capabilities.js";
 import { describeModel, memoryFields } from "../../dialects/model-description.js";
-import type { ModelRegistry } from "../../registry/model-registry.js";
+import { InfernoError } from "../../errors/catalogue.js";
+import { sendNdjson } from "../../http/ndjson.js";
 import { modelIdParams } from "../../http/params.js";
+import { abortOnDisconnect } from "../../http/sse.js";
+import type { ModelRegistry } from "../../registry/model-registry.js";
+import type { ModelPuller, PullEvent } from "../../services/pull.js";
 
 /** Load options every runtime accepts; unknown keys are refused rather than passed to native code. */
 export const loadOptionsSchema = z
@@ -31,7 +35,18 @@ const registerBody = z.object({
   options: loadOptionsSchema.optional(),
 }).strict();
 
-export const modelRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry }> = async (app, { registry }) => {
+const pullBody = z.object({
+  /** An http(s) URL or hf:OWNER/REPO[@REVISION]/FILE. */
+  source: z.string().min(1).max(4096),
+  /** The model id; the remote file name without its extension by default. */
+  name: z.string().min(1).max(128).optional(),
+  sha256: z.string().regex(/^[0-9a-fA-F]{64}$/, "expected 64 hexadecimal digits").optional(),
+  force: z.boolean().optional(),
+  /** false: one JSON object once the pull is done, instead of NDJSON progress. */
+  stream: z.boolean().optional(),
+}).strict();
+
+export const modelRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; puller: ModelPuller }> = async (app, { registry, puller }) => {
   app.get("/models", async () => {
     await registry.scan();
     return { models: await Promise.all(registry.list().map((m) => describeModel(registry, m))) };
@@ -46,6 +61,28 @@ export const modelRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry }> = a
   app.post("/models", { schema: { body: registerBody }, config: admin }, async (req, reply) => {
     const entry = await registry.register(req.body);
     return reply.code(201).send(await describeModel(registry, entry, true));
+  });
+
+  /** The native pull lines: progress as is; success carries the model as GET /models/:id shows it. */
+  async function* pullLines(events: AsyncIterable<PullEvent>) {
+    for await (const e of events) {
+      if (e.status !== "success") yield e;
+      else yield { status: "success", model: await describeModel(registry, await registry.get(e.id), true) };
+    }
+  }
+
+  // No time limit: a large model takes longer than requestTimeoutMs; the client leaving stops it.
+  app.post("/models/pull", { schema: { body: pullBody }, config: { ...admin, timeLimit: false } }, async (req, reply) => {
+    const { stream = true, ...request } = req.body;
+    const pull = await puller.start(request, abortOnDisconnect(reply).signal);
+    if (stream) {
+      await sendNdjson(req, reply, pullLines(pull.events), (err) => ({ status: "error", error: { code: err.code, message: err.message, details: err.details ?? {} } }));
+      return reply;
+    }
+    let last: unknown;
+    for await (const line of pullLines(pull.events)) last = line;
+    if (!last || (last as { status?: string }).status !== "success") throw new InfernoError("CANCELLED", "the pull was stopped");
+    return last;
   });
 
   app.post("/models/:id/load", { schema: { params: modelIdParams, body: loadOptionsSchema.optional() }, config: admin }, async (req) => {

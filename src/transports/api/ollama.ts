@@ -11,12 +11,14 @@ import {
   applyKeepAlive, keepAliveOf, modelIdOf, ns, prepareTextModel, psEntry, showModel, tagEntry,
 } from "../../dialects/ollama/models.js";
 import { keepAliveField, ollamaOptions } from "../../dialects/ollama/options.js";
+import { pullBody, pullLines, pullSourceOf } from "../../dialects/ollama/pull.js";
 import { InfernoError } from "../../errors/catalogue.js";
 import { errorBody } from "../../errors/error-handler.js";
 import { sendNdjson } from "../../http/ndjson.js";
 import { abortOnDisconnect } from "../../http/sse.js";
 import type { ModelRegistry } from "../../registry/model-registry.js";
 import { startChat } from "../../services/chat.js";
+import type { ModelPuller } from "../../services/pull.js";
 import { embed } from "../../services/embeddings.js";
 import { VERSION } from "../../version.js";
 
@@ -37,7 +39,10 @@ const embedBody = z.object({
 });
 const embeddingsBody = z.object({ model: modelName, prompt: longText.nullish(), options: ollamaOptions, keep_alive: keepAliveField });
 
-export const ollamaRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limits: GenerationLimits }> = async (app, { registry, limits }) => {
+export const ollamaRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limits: GenerationLimits; puller: ModelPuller }> = async (
+  app,
+  { registry, limits, puller },
+) => {
   /** The part of a request's keep_alive its principal may set (a user's never shortens the server's). */
   const allowedKeepAlive = (req: FastifyRequest, asked: number | null | undefined) =>
     keepAliveFor(req.principal, asked, registry.defaultKeepAliveMs);
@@ -73,6 +78,18 @@ export const ollamaRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limi
   app.get("/tags", { config: ollama }, async () => {
     await registry.scan();
     return { models: await Promise.all(registry.list().map((entry) => tagEntry(registry, entry))) };
+  });
+
+  // Admin only and without a time limit, as POST /models/pull (see there).
+  app.post("/pull", { schema: { body: pullBody }, config: { ...ollama, role: "admin", timeLimit: false } }, async (req, reply) => {
+    const model = req.body.model ?? req.body.name;
+    if (!model) throw new InfernoError("INVALID_REQUEST", "model is required", undefined, { param: "model" });
+    const pull = await puller.start({ source: pullSourceOf(model) }, abortOnDisconnect(reply).signal);
+    if (req.body.stream !== false) return stream(req, reply, pullLines(pull));
+    let last: Record<string, unknown> | undefined;
+    for await (const line of pullLines(pull)) last = line;
+    if (last?.status !== "success") throw new InfernoError("CANCELLED", "the pull was stopped");
+    return last;
   });
 
   app.post("/show", { schema: { body: showBody }, config: ollama }, async (req) => {
