@@ -168,9 +168,13 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
     maxBatchSize: config.onnxMaxBatchSize,
     maxQueueDelayMicros: config.onnxMaxQueueDelayUs,
   });
+  // One database for the data dir: registrations, keys, users, batches, files, webhooks.
+  const db = openDatabase(config.dataDir);
   const registry = new ModelRegistry({
     modelsDir: config.modelsDir,
     dataDir: config.dataDir,
+    db,
+    demoModels: config.demoModels,
     modelRoots: config.modelRoots,
     log: app.log,
     keepAliveMs: parseKeepAlive(config.keepAlive) ?? null,
@@ -207,7 +211,12 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
       },
     },
   });
-  await registry.init();
+  try {
+    await registry.init();
+  } catch (err) {
+    db.close();
+    throw err;
+  }
   app.decorate("registry", registry);
   app.decorate("llamaRuntime", llamaRuntime);
   app.addHook("onClose", async () => {
@@ -226,10 +235,10 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   await app.register(metricsPlugin, { registry });
   await app.register(tracesPlugin, { registry });
   await app.register(requestLogPlugin, { registry });
-  const db = openDatabase(config.dataDir);
   const keys = new ApiKeyStore(db);
   const users = new UserStore(db);
   const jwt = new JwtIssuer({ secret: config.jwtSecret, dataDir: config.dataDir, expiresIn: config.jwtExpiresIn });
+  // Opened before the registry (which keeps its registrations there); its close keeps its place among the hooks.
   app.addHook("onClose", async () => db.close());
   // A JWT names its user; the role comes from the user store at request time (a demoted or deleted user's
   // tokens follow within seconds), as an API key's comes from its row.

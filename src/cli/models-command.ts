@@ -1,9 +1,12 @@
-import { promises as fs } from "node:fs";
+import { existsSync, promises as fs } from "node:fs";
 import path from "node:path";
+import Database from "better-sqlite3";
 import { loadConfig } from "../config/config.js";
 import type { Logger } from "../core/logger.js";
+import { LEGACY_FILE } from "../registry/legacy-registrations.js";
 import { ModelRegistry } from "../registry/model-registry.js";
 import { modelTypeOf } from "../registry/model-paths.js";
+import { openDatabase } from "../store/database.js";
 import { inspectGguf } from "../runtimes/llama/llama-runtime.js";
 
 const quietLog: Logger = { error: () => {}, warn: () => {}, info: () => {}, debug: () => {} };
@@ -15,25 +18,44 @@ const human = (n: number) => {
   return `${n.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
 };
 
+/**
+ * The data dir's database, where registrations are; an empty one in memory when the data dir has no
+ * state yet, so that listing creates none.
+ */
+function registrationsDb(dataDir: string): Database.Database {
+  const state = ["inferno.db", LEGACY_FILE].some((f) => existsSync(path.join(dataDir, f)));
+  return state ? openDatabase(dataDir) : new Database(":memory:");
+}
+
 /** `inferno models list`: what the server would serve, without starting it. */
 export async function modelsList(flags: Record<string, unknown>, json: boolean): Promise<void> {
   const config = loadConfig({ flags });
-  const registry = new ModelRegistry({ ...config, log: quietLog, runtimes: {} });
-  await registry.init();
-  const models = registry.list();
+  const db = registrationsDb(config.dataDir);
+  let models;
+  try {
+    const registry = new ModelRegistry({ ...config, db, log: quietLog, runtimes: {} });
+    await registry.init();
+    models = registry.list();
+  } finally {
+    db.close();
+  }
   if (json) {
-    console.log(JSON.stringify(models.map(({ id, type, path: p, sizeBytes, source }) => ({ id, type, path: p, size_bytes: sizeBytes, source })), null, 2));
+    const rows = models.map(({ id, type, path: p, sizeBytes, source, missing }) => ({ id, type, path: p, size_bytes: sizeBytes, source, missing: missing === true }));
+    console.log(JSON.stringify(rows, null, 2));
     return;
   }
   if (models.length === 0) {
     console.log(`no models in ${config.modelsDir} (add one with: npx inferno pull URL)`);
     return;
   }
-  const rows = models.map((m) => [m.id, m.type, human(m.sizeBytes), m.source, m.path]);
+  const rows = models.map((m) => [m.id, m.type, human(m.sizeBytes), m.missing ? `${m.source} (file missing)` : m.source, m.path]);
   const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i]!.length), ["ID", "TYPE", "SIZE", "SOURCE"][i]!.length));
   const line = (r: string[]) => r.map((c, i) => (i < 4 ? c.padEnd(widths[i]!) : c)).join("  ");
   console.log(line(["ID", "TYPE", "SIZE", "SOURCE", "PATH"]));
   for (const r of rows) console.log(line(r));
+  if (models.some((m) => m.source === "demo")) {
+    console.log(`(demo models: ${config.modelsDir} holds no model yet; --demo-models false hides them)`);
+  }
 }
 
 /** `inferno models info FILE`: header facts of a model file, read without loading it. */

@@ -75,14 +75,15 @@ export async function serve(flags: Record<string, unknown>): Promise<void> {
     },
   );
   const address = app.server.address();
-  const models = app.registry.list();
+  const models = app.registry.list().filter((m) => !m.missing);
+  const summary = app.registry.summary();
   const banner = startupBanner({
     http: { host: config.host, port: typeof address === "object" && address ? address.port : config.port, tls: tlsFiles(config) !== undefined, local: isLoopback(config.host) },
     grpcPort: config.grpcEnabled ? app.grpc.port : undefined,
     ipcSocket: config.ipcSocket,
     modelsDir: config.modelsDir,
     models: models.map((m) => m.id),
-    demo: models.length > 0 && models.every((m) => (m.source as string) === "demo"),
+    demo: summary.demo,
     auth: config.auth,
     llamaBackend,
     onnxProvider: config.onnxProvider,

@@ -63,6 +63,11 @@ export const configSchema = z
     tlsClientCa: z.string().min(1).optional(),
     modelsDir: z.string().min(1).default("./models"),
     dataDir: z.string().min(1).default("./data"),
+    /**
+     * Serve the demo models shipped in demo/models (source "demo") while the models dir holds no model
+     * file and nothing is registered by path; they go at the first scan that finds a model of your own.
+     */
+    demoModels: boolBool(true),
     /** Extra folders from which models may be registered by path (besides modelsDir). */
     modelRoots: listFromString.default([]),
     /** llama.cpp threads for one-token batches (one stream decoding). */

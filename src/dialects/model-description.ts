@@ -29,6 +29,8 @@ export async function describeModel(registry: ModelRegistry, entry: ModelEntry, 
     context_size: loaded?.contextSize ?? trained,
     capabilities: (await registry.capabilities(entry).catch(() => undefined))?.capabilities ?? [],
     source: entry.source,
+    /** A registration whose file was renamed or deleted: listed, not served (MODEL_FILE_MISSING). */
+    missing: entry.missing === true,
     created: entry.created,
     ...(loaded ? { ...memoryFields(loaded), options: loaded.options } : {}),
     ...(entry.type === "onnx" ? signatureOf(loaded, facts) : {}),

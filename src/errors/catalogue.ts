@@ -17,6 +17,8 @@ export const errorCatalogue = {
   CANCELLED: { status: 499, type: "invalid_request_error" },
   MODEL_BUSY: { status: 409, type: "conflict_error" },
   MODEL_NOT_LOADED: { status: 409, type: "conflict_error" },
+  /** A registered model whose file was renamed or deleted: it is listed (missing: true) but not served. */
+  MODEL_FILE_MISSING: { status: 409, type: "conflict_error" },
   USER_EXISTS: { status: 409, type: "conflict_error" },
   PAYLOAD_TOO_LARGE: { status: 413, type: "invalid_request_error" },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, type: "invalid_request_error" },

@@ -118,7 +118,7 @@ function defineMetrics(register: Registry, models: ModelRegistry) {
     }),
     unloads: new Counter({
       name: "inferno_model_unloads_total",
-      help: "Models unloaded, by reason: request, keep_alive, make_room (for another model), reload, broken",
+      help: "Models unloaded, by reason: request, keep_alive, make_room (for another model), reload, broken, removed (gone from the catalogue or its file missing)",
       labelNames: ["model", "reason"] as const,
       registers,
     }),

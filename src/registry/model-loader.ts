@@ -71,8 +71,10 @@ export class ModelLoader {
   }
 
   private async loadOnce(id: string, options: Record<string, unknown>): Promise<LoadedModel> {
-    const entry = await this.catalogue.get(id);
+    const entry = await this.catalogue.servable(id);
     this.catalogue.checkOptions(entry.type, options);
+    // Before a reload disposes the loaded model: a file gone since the last scan is noticed here.
+    await this.catalogue.ensureFile(entry);
     const current = this.loaded.get(id);
     if (current) {
       if (Object.entries(options).every(([k, v]) => current.options[k] === v)) return this.touch(id, current);
@@ -104,8 +106,10 @@ export class ModelLoader {
   /**
    * The loaded model for a request, loading it on first use. The model is held until the caller's next
    * turn of the event loop, so that a load making room cannot unload it before the request starts on it.
+   * A model no longer in the catalogue, or whose registered file is missing, is refused even while loaded.
    */
   async acquire(id: string): Promise<LoadedModel> {
+    await this.catalogue.servable(id);
     let model = this.loaded.get(id);
     if (model?.broken && model.inFlight === 0) {
       this.opts.log.warn({ model: id }, "model stopped working; loading it again");
@@ -244,6 +248,14 @@ export class ModelLoader {
   }
 
   /**
+   * Unloads a model that can no longer be served (catalogue.servable refuses it) as soon as it is idle:
+   * now, or once its requests in flight are done.
+   */
+  retire(id: string): void {
+    if (this.loaded.has(id)) this.arm(id, 0, "removed");
+  }
+
+  /**
    * Restarts this model's idle countdown with a request's own keep-alive (null: forever, 0: unload as
    * soon as it is idle). As in Ollama it lasts until the next request, which brings the default back.
    */
@@ -267,7 +279,7 @@ export class ModelLoader {
     return model;
   }
 
-  private arm(id: string, ms: number | null): void {
+  private arm(id: string, ms: number | null, reason: UnloadReason = "keep_alive"): void {
     const prev = this.expiry.get(id);
     if (prev) clearTimeout(prev.timer);
     this.expiry.delete(id);
@@ -277,8 +289,8 @@ export class ModelLoader {
       const model = this.loaded.get(id);
       if (!model) return;
       // Still serving: count the idle time again from now.
-      if (model.inFlight > 0 || this.loading.has(id)) return this.arm(id, Math.max(ms, BUSY_RECHECK_MS));
-      this.unload(id, "keep_alive").catch((err: unknown) => this.opts.log.warn({ err, model: id }, "keep-alive unload failed"));
+      if (model.inFlight > 0 || this.loading.has(id)) return this.arm(id, Math.max(ms, BUSY_RECHECK_MS), reason);
+      this.unload(id, reason).catch((err: unknown) => this.opts.log.warn({ err, model: id, reason }, "idle unload failed"));
     }, ms);
     timer.unref();
     this.expiry.set(id, { timer, at: Date.now() + ms });

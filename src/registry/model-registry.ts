@@ -1,3 +1,4 @@
+import type Database from "better-sqlite3";
 import type { GenerationResult } from "../core/generation.js";
 import type { ModelCapabilities } from "../core/capabilities.js";
 import type { Logger } from "../core/logger.js";
@@ -32,15 +33,25 @@ export interface ModelEntry {
   name: string;
   type: ModelType;
   path: string;
-  source: "models-dir" | "registered";
+  /** Where it comes from: a file of the models dir, a registration by path, or the shipped demo models. */
+  source: "models-dir" | "registered" | "demo";
   options: Record<string, unknown>;
   sizeBytes: number;
   created: number;
+  /** A registration whose file is gone (renamed or deleted): listed, never served, back when the file is. */
+  missing?: boolean;
 }
 
 export interface RegistryOptions {
   modelsDir: string;
+  /** Where an older Inferno's registrations.json may wait to be imported. */
   dataDir: string;
+  /** The data dir's database (src/store/database.ts), where registrations are kept. */
+  db: Database.Database;
+  /** Serve the demo models (demo/models) while there is no other model (config demoModels). */
+  demoModels?: boolean;
+  /** Where the demo models are; default: demo/models of this checkout or image. */
+  demoDir?: string;
   modelRoots: readonly string[];
   runtimes: Partial<Record<ModelType, ModelRuntime>>;
   log: Logger;
@@ -69,10 +80,12 @@ export type RegistryEvent =
   | { kind: "unload"; model: string; ms: number; reason: UnloadReason }
   | { kind: "tensor-run"; model: string; ms: number; batch: number };
 
-/** Why a model left memory: asked to, idle past its keep-alive, to make room for another, reloaded, or broken. */
-export type UnloadReason = "request" | "keep_alive" | "make_room" | "reload" | "broken";
+/**
+ * Why a model left memory: asked to, idle past its keep-alive, to make room for another, reloaded, broken,
+ * or removed (it left the catalogue or its file went missing).
+ */
+export type UnloadReason = "request" | "keep_alive" | "make_room" | "reload" | "broken" | "removed";
 
-/** Knows every model (discovered in the models dir or registered by path) and which are loaded. */
 /**
  * Every model, through one object: the catalogue (what exists, model-catalogue.ts) and the loader (what
  * is in memory, model-loader.ts), and the observers of what happens to them (metrics, traces).
@@ -83,7 +96,9 @@ export class ModelRegistry {
   private readonly listeners = new Set<(event: RegistryEvent) => void>();
 
   constructor(private readonly opts: RegistryOptions) {
-    this.catalogue = new ModelCatalogue(opts);
+    // A model that stops being servable (gone from the models dir, demo models replaced, file missing)
+    // leaves memory once its requests are done.
+    this.catalogue = new ModelCatalogue({ ...opts, onUnavailable: (ids) => ids.forEach((id) => this.loader.retire(id)) });
     this.loader = new ModelLoader(this.catalogue, { log: opts.log, keepAliveMs: opts.keepAliveMs, memory: opts.memory, emit: (e) => this.emit(e) });
   }
 
@@ -94,6 +109,8 @@ export class ModelRegistry {
   get = (id: string) => this.catalogue.get(id);
   register = (input: { name: string; path: string; options?: Record<string, unknown> }) => this.catalogue.register(input);
   facts = (entry: ModelEntry) => this.catalogue.facts(entry);
+  /** What the start-up banner says: how many models, whether they are the demo models. */
+  summary = () => this.catalogue.summary();
 
   /** Forgets a registration, unloading the model first (the file is never touched). */
   async unregister(id: string): Promise<ModelEntry> {

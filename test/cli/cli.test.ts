@@ -119,8 +119,16 @@ describe("models list", { concurrency: true }, () => {
     assert.deepEqual((JSON.parse(r.stdout) as Array<{ id: string }>).map((m) => m.id), ["tiny"]);
   });
 
-  it("an empty or missing models dir is a friendly message, not an error", async () => {
-    const r = await runCli(["models", "list", "--models-dir", "nothing-here"]);
+  it("an empty or missing models dir lists the demo models the server would serve", async () => {
+    const r = await runCli(["models", "list", "--json", "--models-dir", "nothing-here", "--data-dir", path.join(work, "list-data")]);
+    assert.equal(r.code, 0, r.stderr);
+    const models = JSON.parse(r.stdout) as Array<Record<string, unknown>>;
+    assert.deepEqual(models.map((m) => [m.id, m.type, m.source]), [["mnist-8", "onnx", "demo"], ["stories260K", "gguf", "demo"]]);
+    assert.ok(!existsSync(path.join(work, "list-data")), "listing creates no data dir");
+  });
+
+  it("with demo models off, an empty or missing models dir is a friendly message, not an error", async () => {
+    const r = await runCli(["models", "list", "--models-dir", "nothing-here", "--demo-models", "false"]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /no models in .*nothing-here/);
     assert.equal(r.stderr, "");
@@ -400,5 +408,11 @@ describe("serve", () => {
     const list = (await (await fetch(`${third.url}/models`)).json()) as { models: Array<{ id: string; source: string }> };
     assert.deepEqual(list.models.map((m) => [m.id, m.source]), [["reg1", "registered"]]);
     assert.equal(await stop(third), 0);
+
+    // The CLI reads registrations from the same database.
+    const listed = await runCli(["models", "list", "--json", ...dirs, "--model-root", root]);
+    assert.equal(listed.code, 0, listed.stderr);
+    const rows = JSON.parse(listed.stdout) as Array<Record<string, unknown>>;
+    assert.deepEqual(rows.map((m) => [m.id, m.source, m.missing]), [["reg1", "registered", false]]);
   });
 });

@@ -46,6 +46,8 @@ export async function startTestServer(opts: {
     env: {},
     flags: {
       port: 0, grpcPort: 0, threads: 1, parallel: 4, contextSize: 256, logLevel: "silent", modelsDir, dataDir,
+      // Each test sees only the models it puts in; the demo models have their own tests (demo-models.test.ts).
+      demoModels: false,
       // Linked model files stay where they are, so their folders are allowed roots.
       modelRoots: [...new Set(Object.values(opts.models ?? {}).map((f) => path.dirname(f)))],
       ...opts.config,

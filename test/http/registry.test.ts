@@ -1,8 +1,10 @@
 // Needs no external model: tiny llama GGUF fixtures are generated at test time.
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { mkdir, readFile, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, test } from "node:test";
+import { openDatabase } from "../../src/store/database.js";
 import { writeTinyLlamaGguf, buildTinyLlamaGguf } from "../fixtures/gguf-writer.js";
 import { tempDir } from "../helpers/paths.js";
 import { postJson, startTestServer, type TestServer } from "../helpers/server.js";
@@ -103,6 +105,11 @@ test("registration by path: allowed roots only, persisted across restarts, delet
   assert.equal(gen.status, 200);
   assert.equal(srv.app.registry.getLoaded("mine")?.contextSize, 128, "registration options apply");
   await srv.close();
+  // Kept in the data dir's database (registrations-migration.test.ts covers an older registrations.json).
+  assert.ok(!existsSync(path.join(dirs.dataDir, "registrations.json")));
+  const db = openDatabase(dirs.dataDir);
+  assert.deepEqual(db.prepare("SELECT id, path FROM registrations").all(), [{ id: "mine", path: file }]);
+  db.close();
 
   srv = await startTestServer({ dirs, config: { modelRoots: [outside] } });
   const after = await getJson(`${srv.url}/models/mine`);

@@ -77,7 +77,7 @@ export const ollamaRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limi
 
   app.get("/tags", { config: ollama }, async () => {
     await registry.scan();
-    return { models: await Promise.all(registry.list().map((entry) => tagEntry(registry, entry))) };
+    return { models: await Promise.all(registry.list().filter((m) => !m.missing).map((entry) => tagEntry(registry, entry))) };
   });
 
   // Admin only and without a time limit, as POST /models/pull (see there).

@@ -12,9 +12,10 @@ export const openaiModelRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry 
     capabilities: (await registry.capabilities(m).catch(() => undefined))?.capabilities ?? [],
   });
 
+  // Only what can be served: a registration whose file is missing is on the native GET /models alone.
   app.get("/models", { config: { dialect: "openai" } }, async () => {
     await registry.scan();
-    return { object: "list", data: await Promise.all(registry.list().map(modelObject)) };
+    return { object: "list", data: await Promise.all(registry.list().filter((m) => !m.missing).map(modelObject)) };
   });
 
   app.get(

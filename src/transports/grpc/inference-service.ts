@@ -156,7 +156,7 @@ export function inferenceService(opts: ServiceOptions): GRPCInferenceServiceHand
       await registry.scan();
       const models = registry.list().map((m) => {
         const loaded = registry.getLoaded(m.id) !== undefined;
-        return { name: m.id, version: "1", state: loaded ? "READY" : "UNAVAILABLE", reason: loaded ? "" : "unloaded" };
+        return { name: m.id, version: "1", state: loaded ? "READY" : "UNAVAILABLE", reason: loaded ? "" : m.missing ? "model file missing" : "unloaded" };
       });
       return { models: req.ready ? models.filter((m) => m.state === "READY") : models };
     }),
