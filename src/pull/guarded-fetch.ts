@@ -14,7 +14,7 @@ import https from "node:https";
 import { isIP, type LookupFunction } from "node:net";
 import { Readable } from "node:stream";
 import { VERSION } from "../version.js";
-import { isPrivateAddress } from "../webhooks/webhook-target.js";
+import { isPrivateAddress } from "../core/private-address.js";
 
 /** A host that resolves to a refused address; pullModel reports it as DOWNLOAD_FAILED with this cause. */
 export class PrivateAddressError extends Error {
