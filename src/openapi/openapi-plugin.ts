@@ -97,6 +97,9 @@ function finishOperation(op: Operation, facts: RouteFacts): void {
   const [method, url] = [facts.key.slice(0, facts.key.indexOf(" ")), facts.key.slice(facts.key.indexOf(" ") + 1)];
   const doc = routeDoc(method, url);
   if (doc.requestContent) op.requestBody = { ...op.requestBody, content: doc.requestContent };
+  for (const { name, description } of doc.headers ?? []) {
+    op.parameters = [...((op.parameters as unknown[]) ?? []), { name, in: "header", required: false, description, schema: { type: "integer", minimum: 0 } }];
+  }
   const example = REQUEST_EXAMPLES[facts.key];
   const json = op.requestBody?.content["application/json"];
   if (json && example !== undefined) json.example = example;

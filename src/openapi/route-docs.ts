@@ -49,6 +49,8 @@ export interface RouteDoc {
   responseContent?: Record<string, { schema: object }>;
   /** Replaces the success answer's JSON instead of adding to it. */
   responseOnly?: boolean;
+  /** Header parameters the route reads outside its schemas. */
+  headers?: Array<{ name: string; description: string }>;
 }
 
 const bytes = { type: "string", contentMediaType: "application/octet-stream" };
@@ -59,6 +61,7 @@ const KSERVE_INFER: RouteDoc = {
     "JSON tensors, or the binary data extension: the JSON header of `Inference-Header-Content-Length` bytes followed by the raw tensors " +
     "(any content type). Outputs asked with `binary_data` come back the same way, as application/octet-stream.",
   responseContent: { "application/octet-stream": { schema: bytes } },
+  headers: [{ name: "Inference-Header-Content-Length", description: "Binary data extension: the length of the JSON header before the raw tensors." }],
 };
 
 /** Routes keyed "METHOD /url" as registered (`:param`, prefix included). */
