@@ -105,10 +105,14 @@ function finishOperation(op: Operation, facts: RouteFacts): void {
   if (json && example !== undefined) json.example = example;
   const status = doc.status ?? 200;
   const success = status === 204 ? { description: "No content" } : { description: "Success", content: successContent(doc) };
+  // A route that declares response schemas keeps them; @fastify/swagger's placeholder for one that does not goes.
+  const placeholder = (r: { description?: string; content?: unknown }) => r.description === "Default Response" && r.content === undefined;
+  const declared = Object.entries(op.responses ?? {}).filter(([, r]) => !placeholder(r as { description?: string }));
   op.responses = {
     [status]: success,
     ...Object.fromEntries(facts.statuses.map((s) => [s, errorResponse(s, facts.dialect)])),
     default: errorResponse("default", facts.dialect),
+    ...Object.fromEntries(declared),
   };
 }
 

@@ -3,6 +3,10 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, before, test } from "node:test";
 import { Validator } from "@seriousme/openapi-schema-validator";
+import Fastify from "fastify";
+import { serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
+import { z } from "zod";
+import { openapiPlugin } from "../../src/openapi/openapi-plugin.js";
 import { routeDoc, tagOf } from "../../src/openapi/route-docs.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
 
@@ -180,4 +184,30 @@ test("the docs never weaken auth", async () => {
   // Nothing else under /docs opens up: an unknown path there is as closed as anywhere.
   assert.equal((await srv.app.inject({ method: "GET", url: "/docsx" })).statusCode, 401);
   assert.equal((await srv.app.inject({ method: "GET", url: "/openapi.yaml" })).statusCode, 401);
+});
+
+test("a route added later by any plugin is documented with no entry anywhere", async (t) => {
+  const app = Fastify({ logger: false });
+  t.after(() => app.close());
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  await app.register(openapiPlugin, { metricsPublic: false });
+  await app.register(async (scope) => {
+    scope.post(
+      "/v1/things/:id",
+      { schema: { params: z.object({ id: z.string() }), body: z.object({ model: z.string() }), response: { 200: z.object({ ok: z.boolean() }) } }, config: { role: "admin" } },
+      async () => ({ ok: true }),
+    );
+  });
+  await app.ready();
+  const later = (app.swagger() as any).paths["/v1/things/{id}"].post;
+  assert.equal(later.tags[0], "OpenAI");
+  assert.equal(later.summary, "POST /v1/things/{id}");
+  assert.deepEqual(later.security, [{ bearer: [] }]);
+  assert.match(later.description, /admin role/);
+  for (const status of ["400", "401", "403", "404", "503", "default"]) {
+    assert.equal(later.responses[status].content["application/json"].schema.$ref, "#/components/schemas/OpenAIError", status);
+  }
+  // Its own response schema is kept.
+  assert.deepEqual(later.responses["200"].content["application/json"].schema.required, ["ok"]);
 });
