@@ -23,6 +23,7 @@ import { UsageContext } from "./limits/usage-context.js";
 import { shutdownPlugin } from "./lifecycle/shutdown.js";
 import { metricsPlugin } from "./observability/metrics.js";
 import { requestLogPlugin } from "./observability/request-log.js";
+import { openapiPlugin } from "./openapi/openapi-plugin.js";
 import { tracesPlugin } from "./observability/traces.js";
 import { parseBudget, parseVramBudget, systemProbe } from "./registry/memory-budget.js";
 import { ModelRegistry } from "./registry/model-registry.js";
@@ -129,6 +130,8 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   app.addHook("onRoute", (route) => {
     for (const method of [route.method].flat()) if (method !== "HEAD") routeTable.push({ method, url: route.url });
   });
+  // Before any route: the OpenAPI document is collected from every route registered after it.
+  await app.register(openapiPlugin, { metricsPublic: config.metricsPublic });
   // `curl -d '{...}'` sends form-urlencoded and some clients send text/plain: every body is read as JSON.
   app.removeContentTypeParser("text/plain");
   app.addContentTypeParser("*", { parseAs: "string" }, (request, body, done) => {

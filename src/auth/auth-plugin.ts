@@ -32,6 +32,16 @@ const PUBLIC_ROUTES = [
   // The WebSocket API authenticates with its first message (browsers cannot set headers on an upgrade),
   // so the upgrade itself gets through; the socket enforces auth before anything else (src/transports/api/websocket.ts).
   "GET /ws",
+  // The API's own description (src/openapi): the document, and the page that renders it with its assets.
+  // GET only (HEAD and OPTIONS follow, as below); the UI's copy of the document is /docs/json and /docs/yaml.
+  "GET /openapi.json",
+  "GET /docs",
+  "GET /docs/",
+  "GET /docs/json",
+  "GET /docs/yaml",
+  "GET /docs/static/*",
+  "GET /docs/static/index.html",
+  "GET /docs/static/swagger-initializer.js",
 ];
 
 const API_KEY_PREFIX = "inf_";
@@ -63,13 +73,23 @@ export function bearer(request: FastifyRequest): string | undefined {
   return m?.[1];
 }
 
+const openRoutes = (metricsPublic: boolean) => [...PUBLIC_ROUTES, ...(metricsPublic ? ["GET /metrics"] : [])];
+const pathsOf = (routes: string[]) => [...new Set(routes.map((r) => r.slice(r.indexOf(" ") + 1)))];
+
+/**
+ * Every "METHOD /route-pattern" reachable without credentials. HEAD and OPTIONS of a public path are
+ * public too: load balancers probe with HEAD, and OPTIONS asks only which methods a path has.
+ */
+export function publicRouteSet(metricsPublic: boolean): ReadonlySet<string> {
+  const open = openRoutes(metricsPublic);
+  return new Set([...open, ...pathsOf(open).map((url) => `OPTIONS ${url}`)]);
+}
+
 async function authPlugin(app: FastifyInstance, opts: AuthPluginOptions): Promise<void> {
-  const open = [...PUBLIC_ROUTES, ...(opts.metricsPublic ? ["GET /metrics"] : [])];
-  const publicPaths = [...new Set(open.map((r) => r.slice(r.indexOf(" ") + 1)))];
-  // HEAD and OPTIONS of a public path are public too: load balancers probe with HEAD, and OPTIONS asks
-  // only which methods a path has. Fastify answers HEAD with the GET handler; OPTIONS is answered here.
-  const publicRoutes = new Set([...open, ...publicPaths.map((url) => `OPTIONS ${url}`)]);
-  for (const url of publicPaths) {
+  const open = openRoutes(opts.metricsPublic);
+  const publicRoutes = publicRouteSet(opts.metricsPublic);
+  // Fastify answers HEAD with the GET handler; OPTIONS of a public path is answered here.
+  for (const url of pathsOf(open)) {
     const allow = allowedMethods(open, url);
     app.options(url, async (_request, reply) => reply.code(204).header("allow", allow).send());
   }

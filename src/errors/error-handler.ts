@@ -78,11 +78,13 @@ export function errorBody(err: InfernoError, dialect: ErrorDialect, requestId: s
   };
 }
 
-export function dialectOf(request: FastifyRequest): ErrorDialect {
-  const routed = request.routeOptions.config?.dialect;
-  if (routed) return routed;
-  const url = request.url;
+/** The dialect a URL's prefix implies, for a route (or a not-found URL) that does not set `config.dialect`. */
+export function dialectOfUrl(url: string): ErrorDialect {
   return url.startsWith("/v1/") ? "openai" : url.startsWith("/api/") ? "ollama" : url.startsWith("/v2/") || url === "/v2" ? "kserve" : "native";
+}
+
+export function dialectOf(request: FastifyRequest): ErrorDialect {
+  return request.routeOptions.config?.dialect ?? dialectOfUrl(request.url);
 }
 
 const SHEDDING = new Set<ErrorCode>(["SERVICE_UNAVAILABLE", "TIMEOUT", "INSUFFICIENT_MEMORY"]);
