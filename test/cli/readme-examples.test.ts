@@ -43,7 +43,7 @@ test("the README's curl examples run against a live server", async (t) => {
   const unmarked = blocks.filter((b) => b.marker === undefined || !/^(run|skip \S.*)$/.test(b.marker));
   assert.deepEqual(unmarked.map((b) => b.line), [], "README blocks that call the API need <!-- readme-test: run --> or <!-- readme-test: skip REASON -->");
   const runnable = blocks.filter((b) => b.marker === "run");
-  assert.ok(runnable.length >= 4, `only ${runnable.length} runnable README examples`);
+  assert.ok(runnable.length >= 5, `only ${runnable.length} runnable README examples`);
 
   const { dir, cleanup } = await tempDir();
   t.after(cleanup);
