@@ -25,7 +25,8 @@ export function noteErrorCode(request: FastifyRequest, code: string): void {
 /** Whether a request's line is logged at debug rather than info (probes, scrapes, static files). */
 export function isQuietRoute(request: FastifyRequest): boolean {
   const route = request.routeOptions.url;
-  return route === undefined ? false : QUIET_ROUTES.has(route) || request.routeOptions.config?.quietLog === true;
+  if (route === undefined) return false;
+  return QUIET_ROUTES.has(route) || route.startsWith("/docs/static/") || request.routeOptions.config?.quietLog === true;
 }
 
 declare module "fastify" {
