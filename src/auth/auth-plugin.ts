@@ -32,6 +32,10 @@ const PUBLIC_ROUTES = [
   // The WebSocket API authenticates with its first message (browsers cannot set headers on an upgrade),
   // so the upgrade itself gets through; the socket enforces auth before anything else (src/transports/api/websocket.ts).
   "GET /ws",
+  // The web console's page and its static files (src/transports/console): files only, no data; every
+  // API call the page makes carries the user's own key and is checked like any other.
+  "GET /",
+  "GET /console/*",
 ];
 
 const API_KEY_PREFIX = "inf_";

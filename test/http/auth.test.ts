@@ -8,8 +8,11 @@ import { postJson, startTestServer, type TestServer } from "../helpers/server.js
 let srv: TestServer;
 let adminKey: string;
 let userKey: string;
-const PUBLIC_PATHS = ["/health", "/v2/health/live", "/v2/health/ready", "/auth/login", "/ws"];
-const PUBLIC = new Set(["GET /health", "GET /v2/health/live", "GET /v2/health/ready", "POST /auth/login", ...PUBLIC_PATHS.map((p) => `OPTIONS ${p}`)]);
+// "/" and "/console/*" are the web console's page and files (test/console/console.test.ts checks what they serve).
+const PUBLIC_PATHS = ["/health", "/v2/health/live", "/v2/health/ready", "/auth/login", "/ws", "/", "/console/*"];
+const PUBLIC = new Set([
+  "GET /health", "GET /v2/health/live", "GET /v2/health/ready", "POST /auth/login", "GET /", "GET /console/*", ...PUBLIC_PATHS.map((p) => `OPTIONS ${p}`),
+]);
 const b64url = (v: unknown) => Buffer.from(typeof v === "string" ? v : JSON.stringify(v)).toString("base64url");
 const auth = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
 
