@@ -45,6 +45,7 @@ import { openaiRerankRoutes, rerankRoutes } from "./transports/api/rerank.js";
 import { openaiFileRoutes } from "./transports/api/openai-files.js";
 import { openaiModelRoutes } from "./transports/api/openai-models.js";
 import { websocketRoutes, websocketSupport } from "./transports/api/websocket.js";
+import { consolePlugin } from "./transports/console/console-plugin.js";
 import { grpcTransport } from "./transports/grpc/grpc-plugin.js";
 import { ipcTransport } from "./transports/ipc/ipc-plugin.js";
 import { LlamaRuntime } from "./runtimes/llama/llama-runtime.js";
@@ -284,6 +285,7 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
     },
     { prefix: "/v1" },
   );
+  await app.register(consolePlugin);
   await app.register(websocketRoutes, { registry, limits, auth: { enabled: config.auth, checkers }, draining: app.drainSignal });
   // The transports that are not Fastify routes get the same registry, limits and auth.
   const transport = { registry, limits, auth: { enabled: config.auth, checkers }, requestTimeoutMs: config.requestTimeoutMs };

@@ -42,6 +42,10 @@ const PUBLIC_ROUTES = [
   "GET /docs/static/*",
   "GET /docs/static/index.html",
   "GET /docs/static/swagger-initializer.js",
+  // The web console's page and its static files (src/transports/console): files only, no data; every
+  // API call the page makes carries the user's own key and is checked like any other.
+  "GET /",
+  "GET /console/*",
 ];
 
 const API_KEY_PREFIX = "inf_";

@@ -4,6 +4,7 @@ import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ModelRegistry, RegistryEvent } from "../registry/model-registry.js";
 import { customMetricBody, CustomMetrics } from "./custom-metrics.js";
+import { summaryRoute, TokenHistory } from "./metrics-summary.js";
 
 /** The per-app metrics other plugins feed; `registry` is what `GET /metrics` serves. */
 export interface InfernoMetrics {
@@ -35,6 +36,8 @@ export interface MetricsPluginOptions {
 
 /** The scrape route itself stays out of the request metrics, so a scrape never sees itself in flight. */
 const SCRAPE_ROUTE = "/metrics";
+/** Nor does the summary (polled by the web console every few seconds). */
+const SUMMARY_ROUTE = "/metrics/summary";
 /** A request that ends before its response did (the client left) counts under this status, as in nginx. */
 const CLIENT_CLOSED = "499";
 
@@ -183,8 +186,10 @@ async function metrics(app: FastifyInstance, opts: MetricsPluginOptions): Promis
     registry: register, rateLimited: m.rateLimited, authFailures: m.authFailures, startCall, modelLabel: (named) => knownModel(named, opts.registry),
   } satisfies InfernoMetrics);
 
+  const history = new TokenHistory();
   const onEvent = (event: RegistryEvent) => {
     if (event.kind === "generation") {
+      history.record(event.result.promptTokens, event.result.completionTokens);
       const labels = { model: event.model };
       m.promptTokens.inc(labels, event.result.promptTokens);
       m.generatedTokens.inc(labels, event.result.completionTokens);
@@ -203,7 +208,7 @@ async function metrics(app: FastifyInstance, opts: MetricsPluginOptions): Promis
   // or the client left first (no 'finish', so no onResponse: onRequestAbort instead). One listener
   // covers all three without double counting.
   app.addHook("onRequest", (request, reply, done) => {
-    if (request.routeOptions.url === SCRAPE_ROUTE) return done();
+    if (request.routeOptions.url === SCRAPE_ROUTE || request.routeOptions.url === SUMMARY_ROUTE) return done();
     const started = performance.now();
     m.inFlight.inc();
     reply.raw.once("close", () => {
@@ -221,6 +226,13 @@ async function metrics(app: FastifyInstance, opts: MetricsPluginOptions): Promis
   app.get(SCRAPE_ROUTE, async (_request, reply) => {
     reply.type(register.contentType);
     return register.metrics();
+  });
+
+  summaryRoute(app, {
+    history,
+    inFlight: async () => (await m.inFlight.get()).values[0]?.value ?? 0,
+    queues: () => opts.registry.loadedModels().map(([model, loaded]) => ({ model, queued: hasQueue(loaded) ? loaded.queued : 0 })),
+    modelsLoaded: () => opts.registry.loadedModels().length,
   });
 
   app.withTypeProvider<ZodTypeProvider>().post(

@@ -8,11 +8,13 @@ import { postJson, startTestServer, type TestServer } from "../helpers/server.js
 let srv: TestServer;
 let adminKey: string;
 let userKey: string;
-// The API docs: the document, the page, and the page's assets and copy of the document (src/openapi).
+// The API docs: the document, the page, and the page's assets and copy of the document (src/openapi);
+// "/" and "/console/*" are the web console's page and files (test/console/console.test.ts checks what they serve).
 const DOCS_PATHS = ["/openapi.json", "/docs", "/docs/", "/docs/json", "/docs/yaml", "/docs/static/*", "/docs/static/index.html", "/docs/static/swagger-initializer.js"];
-const PUBLIC_PATHS = ["/health", "/v2/health/live", "/v2/health/ready", "/auth/login", "/ws", ...DOCS_PATHS];
+const PUBLIC_PATHS = ["/health", "/v2/health/live", "/v2/health/ready", "/auth/login", "/ws", "/", "/console/*", ...DOCS_PATHS];
 const PUBLIC = new Set([
-  "GET /health", "GET /v2/health/live", "GET /v2/health/ready", "POST /auth/login", ...DOCS_PATHS.map((p) => `GET ${p}`), ...PUBLIC_PATHS.map((p) => `OPTIONS ${p}`),
+  "GET /health", "GET /v2/health/live", "GET /v2/health/ready", "POST /auth/login", "GET /", "GET /console/*",
+  ...DOCS_PATHS.map((p) => `GET ${p}`), ...PUBLIC_PATHS.map((p) => `OPTIONS ${p}`),
 ]);
 const b64url = (v: unknown) => Buffer.from(typeof v === "string" ? v : JSON.stringify(v)).toString("base64url");
 const auth = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
