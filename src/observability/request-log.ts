@@ -13,7 +13,7 @@ interface RequestTally {
   completionTokens: number;
 }
 
-const QUIET_ROUTES = new Set(["/health", "/v2/health/live", "/v2/health/ready", "/metrics"]);
+const QUIET_ROUTES = new Set(["/health", "/v2/health/live", "/v2/health/ready", "/metrics", "/metrics/summary", "/console/*"]);
 const CLIENT_CLOSED = 499;
 const errorCodes = new WeakMap<FastifyRequest, string>();
 
