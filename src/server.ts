@@ -28,6 +28,7 @@ import { tracesPlugin } from "./observability/traces.js";
 import { parseBudget, parseVramBudget, systemProbe } from "./registry/memory-budget.js";
 import { ModelRegistry } from "./registry/model-registry.js";
 import { ModelPuller } from "./services/pull.js";
+import { SharedRedis } from "./shared/redis.js";
 import { openDatabase } from "./store/database.js";
 import { embeddingRoutes } from "./transports/api/embeddings.js";
 import { healthRoutes } from "./transports/api/health.js";
@@ -54,6 +55,8 @@ import webhooksPlugin from "./webhooks/webhooks.js";
 
 declare module "fastify" {
   interface FastifyInstance {
+    /** The Redis shared with other replicas (config redisUrl); undefined for a single process. */
+    sharedRedis: SharedRedis | undefined;
     registry: ModelRegistry;
     llamaRuntime: LlamaRuntime;
     routeTable: ReadonlyArray<{ method: string; url: string }>;
@@ -114,6 +117,10 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
     forceCloseConnections: true,
   }).withTypeProvider<ZodTypeProvider>();
 
+  // Shared state with other replicas (src/shared/redis.ts): connected now, closed with the app.
+  const sharedRedis = config.redisUrl ? new SharedRedis({ url: config.redisUrl, log: app.log.child({ component: "redis" }) }) : undefined;
+  app.decorate("sharedRedis", sharedRedis);
+  if (sharedRedis) app.addHook("onClose", async () => sharedRedis.close());
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   registerErrorHandling(app);

@@ -76,6 +76,9 @@ const HELP: Record<ConfigKey, FlagHelp> = {
   webhookAllowPrivate: { help: "allow webhook targets on private and loopback addresses" },
   pullAllowPrivate: { help: "let POST /models/pull download from private and loopback addresses" },
   hfEndpoint: { arg: "URL", help: "where pull hf:... downloads from" },
+  redisUrl: { arg: "URL", help: "share keys, limits, batches and webhooks with other replicas through this Redis" },
+  replicaId: { arg: "ID", help: "this replica's name (metrics label, Redis)", shown: "host-pid" },
+  sharedDataDir: { arg: "DIR", help: "with --redis-url: folder all replicas mount for files and batch results", shown: "dataDir" },
 };
 
 const KEYS = Object.keys(configSchema.shape) as ConfigKey[];

@@ -175,6 +175,15 @@ export const configSchema = z
     pullAllowPrivate: boolBool(false),
     /** Where `pull hf:...` downloads from (a Hugging Face mirror, say). */
     hfEndpoint: z.string().url().default(DEFAULT_HF_ENDPOINT),
+    /**
+     * Shared state for several replicas (keys, users, rate limits, batch jobs, webhooks) in this Redis
+     * (`redis://[:password@]host:port[/db]` or `rediss://`); unset: one process, SQLite and memory.
+     */
+    redisUrl: z.string().regex(/^rediss?:\/\/\S+$/, "a redis:// or rediss:// URL").optional(),
+    /** This process's name among replicas: the `replica` label of its metrics and its name in Redis. */
+    replicaId: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "1-64 letters, digits, '.', '_' or '-'").default(`${os.hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 48)}-${process.pid}`),
+    /** With redisUrl: a folder every replica mounts, for uploaded files and batch results (default: dataDir). */
+    sharedDataDir: z.string().min(1).optional(),
   })
   .strict()
   .refine((c) => (c.tlsCert === undefined) === (c.tlsKey === undefined), { message: "tlsCert and tlsKey go together", path: ["tlsCert"] })
@@ -248,6 +257,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     ...cfg,
     modelsDir: path.resolve(cfg.modelsDir),
     dataDir: path.resolve(cfg.dataDir),
+    sharedDataDir: cfg.sharedDataDir === undefined ? undefined : path.resolve(cfg.sharedDataDir),
     modelRoots: Object.freeze(cfg.modelRoots.map((r) => path.resolve(r))) as string[],
   });
 }
