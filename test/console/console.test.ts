@@ -2,7 +2,8 @@
 // mnist-8.onnx) and Chromium at /usr/bin/chromium; skipped without them (INFERNO_REQUIRE_REAL_MODELS=1 or
 // INFERNO_REQUIRE_BROWSER=1 make them required). INFERNO_SCREENSHOTS=1 also writes docs/console-*.png.
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { createServer } from "node:http";
 import net from "node:net";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -34,7 +35,8 @@ let browser: Browser;
 
 before(async () => {
   if (skip) return;
-  srv = await startTestServer({ models: { stories260K: stories.path, mnist: mnist.path }, config: { contextSize: 2048, parallel: 2 } });
+  // pullAllowPrivate: the pull test downloads from a server on loopback.
+  srv = await startTestServer({ models: { stories260K: stories.path, mnist: mnist.path }, config: { contextSize: 2048, parallel: 2, pullAllowPrivate: true } });
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
 });
 after(async () => {
@@ -299,4 +301,46 @@ test("only the console's own files are served, and nothing else becomes public",
   for (const [method, url] of [["POST", "/"], ["PUT", "/console/app.js"], ["DELETE", "/console/app.js"], ["GET", "/models"], ["GET", "/metrics/summary"]] as const) {
     assert.equal((await secured.app.inject({ method, url, payload: method === "GET" ? undefined : {} })).statusCode, 401, `${method} ${url}`);
   }
+});
+
+test("Pull downloads a model with a progress bar and lists it", { skip }, async (t) => {
+  // The file in 8 slices 150 ms apart, so the page shows progress before the download ends.
+  const bytes = readFileSync(mnist.path);
+  const upstream = createServer(async (req, res) => {
+    if (req.url !== "/files/digits.onnx") return res.writeHead(404).end();
+    res.writeHead(200, { "content-type": "application/octet-stream", "content-length": bytes.length });
+    const slice = Math.ceil(bytes.length / 8);
+    for (let at = 0; at < bytes.length; at += slice) {
+      res.write(bytes.subarray(at, at + slice));
+      await sleep(150);
+    }
+    res.end();
+  });
+  await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
+  t.after(() => upstream.close());
+  const source = `http://127.0.0.1:${(upstream.address() as net.AddressInfo).port}/files/digits.onnx`;
+
+  const page = await open(srv.url);
+  await ready(page);
+  await page.fill("#pull-source", source);
+  await page.click("#pull-submit");
+  // A determinate bar part-way: the total is known from content-length and some bytes have arrived.
+  await page.waitForFunction(() => {
+    const bar = document.querySelector("#pull-progress");
+    return !bar.hidden && bar.max === 26454 && bar.value > 0 && bar.value < bar.max;
+  });
+  assert.match(await page.locator("#pull-status").innerText(), /of 25\.8 KB/);
+  await page.waitForSelector('tr[data-model="digits"]');
+  assert.equal(await page.locator("#pull-status").innerText(), "pulled digits");
+  assert.equal(await page.locator("#pull-progress").isHidden(), true);
+  const listed = await srv.app.inject({ method: "GET", url: "/models/digits" });
+  assert.equal(listed.statusCode, 200);
+  assert.equal(JSON.parse(listed.body).type, "onnx");
+
+  // Pulling it again is refused with its code, shown like every API error.
+  await page.click("#pull-submit");
+  const toast = page.locator("#toasts .toast.error");
+  await toast.waitFor();
+  assert.equal(await toast.locator(".code").innerText(), "MODEL_EXISTS");
+  await close(page);
 });
