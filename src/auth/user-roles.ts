@@ -9,7 +9,10 @@ export interface UserRolesOptions {
   now?: () => number;
 }
 
-/** Long enough to spare the database a read per request, short enough that a demotion bites quickly. */
+/**
+ * Long enough to spare the database a read per request, short enough that a demotion bites quickly. With
+ * Redis a change is announced to every replica at once (auth-channel.ts), and this only bounds a lost message.
+ */
 export const ROLE_TTL_MS = 5000;
 /** Entries kept before the expired ones are swept (only tokens this server signed reach the cache). */
 const MAX_ENTRIES = 10_000;

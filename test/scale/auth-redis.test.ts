@@ -76,6 +76,10 @@ test("three replicas share keys, users and revocations through Redis, and ride o
     const ms = await Promise.all([r1, r3].map((base) => within(1000, `revocation on ${base}`, async () => (await get(base, "/v1/models", key)).status === 401)));
     t.diagnostic(`revocation refused on replicas 1 and 3 after ${ms.map((m) => Math.round(m)).join(" and ")} ms`);
     assert.ok(Math.max(...ms) < 1000);
+    const listed = await cli("api-key", "list", "--json");
+    assert.equal(listed.code, 0, listed.stderr);
+    const mine = (JSON.parse(listed.stdout) as Array<{ id: string; revoked_at: number | null; last_used_at: number | null }>).find((k) => k.id === id);
+    assert.equal(typeof mine?.revoked_at, "number", "the CLI lists what the replicas wrote in Redis");
   });
 
   await t.test("a user's role change on one replica reaches tokens on the others within 1 s", async () => {
