@@ -5,11 +5,9 @@ import path from "node:path";
 import Fastify, { LogController, type FastifyInstance } from "fastify";
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
 import cors from "@fastify/cors";
-import { ApiKeyStore } from "./auth/api-keys.js";
 import authPlugin, { isCorsPreflight, type CredentialCheckers } from "./auth/auth-plugin.js";
+import { redisStores, sharedJwtSecret, sqliteStores } from "./auth/credential-stores.js";
 import { JwtIssuer } from "./auth/jwt.js";
-import { UserRoles } from "./auth/user-roles.js";
-import { UserStore } from "./auth/users.js";
 import { BatchStore } from "./batch/batch-store.js";
 import { BatchWorker } from "./batch/batch-worker.js";
 import type { Config } from "./config/config.js";
@@ -243,17 +241,18 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   // Whose tokens a generation is: set per request by the rate limiter, per item by the batch worker.
   const usage = new UsageContext();
   await app.register(rateLimitPlugin, { ...rateLimitSettings(config), generations: registry, usage });
-  await app.register(metricsPlugin, { registry });
+  // Replicas sharing a Redis are told apart by the `replica` label of every metric.
+  await app.register(metricsPlugin, { registry, ...(sharedRedis ? { replica: config.replicaId } : {}) });
   await app.register(tracesPlugin, { registry });
   await app.register(requestLogPlugin, { registry });
-  const keys = new ApiKeyStore(db);
-  const users = new UserStore(db);
-  const jwt = new JwtIssuer({ secret: config.jwtSecret, dataDir: config.dataDir, expiresIn: config.jwtExpiresIn });
+  // Keys and users in the data dir's SQLite, or in Redis shared with the other replicas (credential-stores.ts).
+  const { keys, users, roles, close: closeCredentials } = sharedRedis ? redisStores(sharedRedis) : sqliteStores(db);
+  app.addHook("preClose", async () => closeCredentials());
+  // Replicas share the generated JWT secret through Redis (only with auth on: without it Redis need not be up to start).
+  const jwtSecret = config.jwtSecret ?? (sharedRedis && config.auth ? await sharedJwtSecret(sharedRedis) : undefined);
+  const jwt = new JwtIssuer({ secret: jwtSecret, dataDir: config.dataDir, expiresIn: config.jwtExpiresIn });
   // Opened before the registry (which keeps its registrations there); its close keeps its place among the hooks.
   app.addHook("onClose", async () => db.close());
-  // A JWT names its user; the role comes from the user store at request time (a demoted or deleted user's
-  // tokens follow within seconds), as an API key's comes from its row.
-  const roles = new UserRoles({ lookup: (username) => users.get(username)?.role });
   const checkers: CredentialCheckers = { verifyApiKey: (key) => keys.verify(key), verifyJwt: (token) => roles.current(jwt.verify(token)) };
   await app.register(authPlugin, { enabled: config.auth, metricsPublic: config.metricsPublic, cors: config.corsOrigins.length > 0, ...checkers });
   await app.register(authRoutes, { keys, users, jwt });
@@ -261,7 +260,7 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   await app.register(webhooksPlugin, { db, registry, allowPrivate: config.webhookAllowPrivate });
 
   const limits = { defaultMaxTokens: config.defaultMaxTokens, maxTokensLimit: config.maxTokensLimit, maxTensorElements: config.maxTensorElements };
-  await app.register(healthRoutes, { registry, startedAt: Date.now() });
+  await app.register(healthRoutes, { registry, startedAt: Date.now(), redis: sharedRedis });
   const puller = new ModelPuller({ registry, modelsDir: config.modelsDir, hfEndpoint: config.hfEndpoint, allowPrivate: config.pullAllowPrivate });
   await app.register(modelRoutes, { registry, puller });
   await app.register(inferenceRoutes, { registry, limits });

@@ -4,6 +4,7 @@ import { z } from "zod";
 import { InfernoError } from "../errors/catalogue.js";
 import { migrate } from "../store/database.js";
 import type { Principal, RateLimits, Role } from "./principal.js";
+import type { ApiKeys } from "./stores.js";
 
 const MIGRATIONS = [
   `CREATE TABLE api_keys (
@@ -73,7 +74,7 @@ const ID_LENGTH = 12;
 // sends, not as decoded bytes: base64url decoding ignores junk and the last char's spare bits.
 const KEY_PATTERN = /^inf_([A-Za-z0-9]{12})_([A-Za-z0-9_-]{43})$/;
 /** last_used_at is a hint, so a key is written at most this often rather than on every request. */
-const TOUCH_INTERVAL_MS = 60_000;
+export const TOUCH_INTERVAL_MS = 60_000;
 
 const limitsSchema = z
   .object({
@@ -98,8 +99,64 @@ export function checkRole(value: unknown): Role {
   return value;
 }
 
-const sha256 = (text: string) => createHash("sha256").update(text, "utf8").digest();
-const seconds = (ms: number | null) => (ms === null ? null : Math.floor(ms / 1000));
+/** The digest a key's secret is kept as (every store hashes the same way). */
+export const sha256 = (text: string) => createHash("sha256").update(text, "utf8").digest();
+export const seconds = (ms: number | null) => (ms === null ? null : Math.floor(ms / 1000));
+
+/** The id and secret of a well-formed key (`inf_<id>_<secret>`), else undefined. */
+export function parseKey(key: string): { id: string; secret: string } | undefined {
+  const m = KEY_PATTERN.exec(key);
+  return m ? { id: m[1]!, secret: m[2]! } : undefined;
+}
+
+/** Whether a presented secret matches the stored digest, in constant time. */
+export function secretMatches(stored: Buffer, secret: string): boolean {
+  const presented = sha256(secret);
+  return stored.length === presented.length && timingSafeEqual(stored, presented);
+}
+
+/** A new key's parts once its input is checked: what every store writes. */
+export interface NewApiKey {
+  id: () => string;
+  user: string;
+  name: string;
+  role: Role;
+  /** JSON of the limits, null without any. */
+  limits: string | null;
+  createdMs: number;
+  expiresMs: number | null;
+  secret: string;
+}
+
+/** Checks a create request and draws the secret; `id()` draws an id (call again on a clash). */
+export function newApiKey(input: CreateApiKeyInput, now: number): NewApiKey {
+  const user = checkLabel("user", input.user);
+  const name = checkLabel("name", input.name);
+  const role = checkRole(input.role ?? "user");
+  const { expiresInMs } = input;
+  if (expiresInMs !== undefined && !(Number.isSafeInteger(expiresInMs) && expiresInMs > 0)) {
+    throw new InfernoError("INVALID_REQUEST", "expiry must be a positive number of milliseconds", undefined, { param: "expires_in" });
+  }
+  const parsedLimits = limitsSchema.safeParse(input.limits ?? {});
+  if (!parsedLimits.success) {
+    throw new InfernoError("INVALID_REQUEST", `invalid limits: ${parsedLimits.error.issues[0]?.message ?? "bad value"}`, undefined, { param: "limits" });
+  }
+  const limits = Object.keys(parsedLimits.data).length > 0 ? JSON.stringify(parsedLimits.data) : null;
+  const expiresMs = expiresInMs === undefined ? null : now + expiresInMs;
+  return { id: newId, user, name, role, limits, createdMs: now, expiresMs, secret: randomBytes(32).toString("base64url") };
+}
+
+/** What a created key is reported as (the only time its full text exists outside its holder). */
+export function createdKey(k: NewApiKey, id: string): CreatedApiKey {
+  return { id, key: `inf_${id}_${k.secret}`, user: k.user, name: k.name, role: k.role, created: Math.floor(k.createdMs / 1000), expires_at: seconds(k.expiresMs) };
+}
+
+/** The principal of a verified key. */
+export function keyPrincipal(id: string, user: string, role: Role, limits: string | null): Principal {
+  const principal: Principal = { user, role, via: "api-key", keyId: id };
+  if (limits !== null) principal.limits = JSON.parse(limits) as Partial<RateLimits>;
+  return principal;
+}
 
 function newId(): string {
   let id = "";
@@ -122,7 +179,7 @@ function info(row: Row): ApiKeyInfo {
 }
 
 /** API keys kept in the database as sha256 of their secret; the key itself is shown once, at creation. */
-export class ApiKeyStore {
+export class ApiKeyStore implements ApiKeys {
   readonly #db: Database.Database;
   readonly #now: () => number;
   readonly #byId: Database.Statement<[string], Row>;
@@ -137,31 +194,15 @@ export class ApiKeyStore {
   }
 
   create(input: CreateApiKeyInput): CreatedApiKey {
-    const user = checkLabel("user", input.user);
-    const name = checkLabel("name", input.name);
-    const role = checkRole(input.role ?? "user");
-    const { expiresInMs } = input;
-    if (expiresInMs !== undefined && !(Number.isSafeInteger(expiresInMs) && expiresInMs > 0)) {
-      throw new InfernoError("INVALID_REQUEST", "expiry must be a positive number of milliseconds", undefined, { param: "expires_in" });
-    }
-    const parsedLimits = limitsSchema.safeParse(input.limits ?? {});
-    if (!parsedLimits.success) {
-      throw new InfernoError("INVALID_REQUEST", `invalid limits: ${parsedLimits.error.issues[0]?.message ?? "bad value"}`, undefined, { param: "limits" });
-    }
-    const limits = Object.keys(parsedLimits.data).length > 0 ? JSON.stringify(parsedLimits.data) : null;
-    const now = this.#now();
-    const expiresMs = expiresInMs === undefined ? null : now + expiresInMs;
-    const secret = randomBytes(32).toString("base64url");
+    const k = newApiKey(input, this.#now());
     const insert = this.#db.prepare(
       `INSERT INTO api_keys (id, user, name, role, secret_sha256, limits, created_ms, expires_ms)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
     );
     // 62^12 ids make a clash all but impossible; retrying keeps it from ever being an error.
     for (let attempt = 0; attempt < 5; attempt++) {
-      const id = newId();
-      if (insert.run(id, user, name, role, sha256(secret), limits, now, expiresMs).changes === 1) {
-        return { id, key: `inf_${id}_${secret}`, user, name, role, created: Math.floor(now / 1000), expires_at: seconds(expiresMs) };
-      }
+      const id = k.id();
+      if (insert.run(id, k.user, k.name, k.role, sha256(k.secret), k.limits, k.createdMs, k.expiresMs).changes === 1) return createdKey(k, id);
     }
     throw new InfernoError("INTERNAL_ERROR", "could not allocate an API key id");
   }
@@ -188,12 +229,10 @@ export class ApiKeyStore {
 
   /** The principal a presented key stands for, or undefined for a malformed, unknown, wrong, revoked or expired key. */
   verify(key: string): Principal | undefined {
-    const m = KEY_PATTERN.exec(key);
-    if (!m) return undefined;
-    const row = this.#byId.get(m[1]!);
-    if (!row) return undefined;
-    const presented = sha256(m[2]!);
-    if (row.secret_sha256.length !== presented.length || !timingSafeEqual(row.secret_sha256, presented)) return undefined;
+    const parsed = parseKey(key);
+    if (!parsed) return undefined;
+    const row = this.#byId.get(parsed.id);
+    if (!row || !secretMatches(row.secret_sha256, parsed.secret)) return undefined;
     const now = this.#now();
     if (row.revoked_ms !== null || (row.expires_ms !== null && now >= row.expires_ms)) return undefined;
     if (row.last_used_ms === null || now - row.last_used_ms >= TOUCH_INTERVAL_MS) {
@@ -203,8 +242,6 @@ export class ApiKeyStore {
         // A busy database (the CLI writing) must not turn a valid key away; the next minute tries again.
       }
     }
-    const principal: Principal = { user: row.user, role: row.role, via: "api-key", keyId: row.id };
-    if (row.limits !== null) principal.limits = JSON.parse(row.limits) as Partial<RateLimits>;
-    return principal;
+    return keyPrincipal(row.id, row.user, row.role, row.limits);
   }
 }

@@ -2,11 +2,15 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
 import { InfernoError } from "../errors/catalogue.js";
 import type { Principal } from "./principal.js";
+import type { Awaitable } from "./stores.js";
 
-/** What the plugin needs to check a bearer credential; the API-key store and the JWT issuer provide it. */
+/**
+ * What the plugin needs to check a bearer credential; the API-key store and the JWT issuer provide it.
+ * Answers come at once from SQLite or a cache, later from Redis; an unreachable Redis throws the coded 503.
+ */
 export interface CredentialCheckers {
-  verifyApiKey(key: string): Principal | undefined;
-  verifyJwt(token: string): Principal | undefined;
+  verifyApiKey(key: string): Awaitable<Principal | undefined>;
+  verifyJwt(token: string): Awaitable<Principal | undefined>;
 }
 
 export interface AuthPluginOptions extends CredentialCheckers {
@@ -26,6 +30,8 @@ export const ANONYMOUS: Principal = Object.freeze({ user: "anonymous", role: "ad
  */
 const PUBLIC_ROUTES = [
   "GET /health",
+  "GET /health/live",
+  "GET /health/ready",
   "GET /v2/health/live",
   "GET /v2/health/ready",
   "POST /auth/login",
@@ -65,7 +71,7 @@ function allowedMethods(routes: string[], url: string): string {
 }
 
 /** The principal a bearer credential (API key or JWT) stands for, or undefined when it is not valid. */
-export function authenticateToken(token: string, checkers: CredentialCheckers): Principal | undefined {
+export function authenticateToken(token: string, checkers: CredentialCheckers): Awaitable<Principal | undefined> {
   return token.startsWith(API_KEY_PREFIX) ? checkers.verifyApiKey(token) : checkers.verifyJwt(token);
 }
 
@@ -112,9 +118,16 @@ async function authPlugin(app: FastifyInstance, opts: AuthPluginOptions): Promis
     const method = request.method === "HEAD" ? "GET" : request.method;
     const route = `${method} ${request.routeOptions.url ?? ""}`;
     const token = bearer(request);
-    const principal = token ? authenticateToken(token, opts) : undefined;
+    const isPublic = publicRoutes.has(route);
+    let principal: Principal | undefined;
+    try {
+      principal = token ? await authenticateToken(token, opts) : undefined;
+    } catch (err) {
+      // The credential store is unreachable (Redis down: the coded 503): a public route still answers.
+      if (!isPublic) throw err;
+    }
     if (principal) request.principal = principal;
-    if (publicRoutes.has(route)) return;
+    if (isPublic) return;
     // @fastify/cors answers a preflight in its own onRequest hook, before this one; should one still get
     // here, it reaches no handler but an OPTIONS route, so it can do nothing beyond the CORS answer.
     if (opts.cors && isCorsPreflight(request)) return;

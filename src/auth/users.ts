@@ -1,9 +1,12 @@
-import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from "node:crypto";
+import { randomBytes, timingSafeEqual } from "node:crypto";
 import type Database from "better-sqlite3";
-import { InfernoError } from "../errors/catalogue.js";
 import { migrate } from "../store/database.js";
 import { checkLabel, checkRole } from "./api-keys.js";
+import { checkPassword, decode, DEFAULT_SCRYPT, derive, encode, MAX_PASSWORD, sameParams, userExists, type ParsedHash, type ScryptParams } from "./passwords.js";
 import type { Principal, Role } from "./principal.js";
+import type { Users } from "./stores.js";
+
+export { DEFAULT_SCRYPT, type ScryptParams } from "./passwords.js";
 
 const MIGRATIONS = [
   `CREATE TABLE users (
@@ -14,26 +17,12 @@ const MIGRATIONS = [
    ) STRICT;`,
 ];
 
-/** scrypt cost: N = 2^logN. Kept with every hash, so raising it later re-hashes each user at their next login. */
-export interface ScryptParams {
-  logN: number;
-  r: number;
-  p: number;
-  keyLength: number;
-}
-
-export const DEFAULT_SCRYPT: Readonly<ScryptParams> = Object.freeze({ logN: 15, r: 8, p: 1, keyLength: 64 });
-
 /** A user as listed (no hash). `created` is unix seconds. */
 export interface UserInfo {
   username: string;
   role: Role;
   created: number;
 }
-
-const MIN_PASSWORD = 8;
-// Long enough for any passphrase; a cap keeps a megabyte "password" from being hashed.
-const MAX_PASSWORD = 1024;
 
 interface Row {
   username: string;
@@ -42,38 +31,8 @@ interface Row {
   created_ms: number;
 }
 
-interface ParsedHash {
-  params: ScryptParams;
-  salt: Buffer;
-  hash: Buffer;
-}
-
-function derive(password: string, salt: Buffer, params: ScryptParams): Promise<Buffer> {
-  const N = 2 ** params.logN;
-  // Node refuses anything over maxmem (32 MiB by default), and 128·N·r is exactly 32 MiB at the defaults.
-  const options: ScryptOptions = { N, r: params.r, p: params.p, maxmem: 2 * 128 * N * params.r * params.p + 1024 * 1024 };
-  return new Promise((resolve, reject) => {
-    scrypt(password.normalize("NFC"), salt, params.keyLength, options, (err, key) => (err ? reject(err) : resolve(key)));
-  });
-}
-
-/** PHC-style text: $scrypt$ln=15,r=8,p=1$<salt>$<hash> (base64 without padding). */
-function encode({ params, salt, hash }: ParsedHash): string {
-  const b64 = (b: Buffer) => b.toString("base64").replace(/=+$/, "");
-  return `$scrypt$ln=${params.logN},r=${params.r},p=${params.p}$${b64(salt)}$${b64(hash)}`;
-}
-
-function decode(text: string): ParsedHash | undefined {
-  const m = /^\$scrypt\$ln=(\d+),r=(\d+),p=(\d+)\$([A-Za-z0-9+/]+)\$([A-Za-z0-9+/]+)$/.exec(text);
-  if (!m) return undefined;
-  const hash = Buffer.from(m[5]!, "base64");
-  return { params: { logN: Number(m[1]), r: Number(m[2]), p: Number(m[3]), keyLength: hash.length }, salt: Buffer.from(m[4]!, "base64"), hash };
-}
-
-const sameParams = (a: ScryptParams, b: ScryptParams) => a.logN === b.logN && a.r === b.r && a.p === b.p && a.keyLength === b.keyLength;
-
 /** Users who log in with a password (for JWTs); passwords are kept as salted scrypt hashes. */
-export class UserStore {
+export class UserStore implements Users {
   readonly #db: Database.Database;
   readonly #params: ScryptParams;
   readonly #now: () => number;
@@ -149,15 +108,3 @@ export class UserStore {
     this.#db.prepare("UPDATE users SET password_hash = ? WHERE username = ? AND password_hash = ?").run(next, username, old);
   }
 }
-
-function checkPassword(password: unknown): void {
-  if (typeof password !== "string" || password.length < MIN_PASSWORD) {
-    throw new InfernoError("INVALID_REQUEST", `password must be at least ${MIN_PASSWORD} characters`, undefined, { param: "password" });
-  }
-  if (password.length > MAX_PASSWORD) {
-    throw new InfernoError("INVALID_REQUEST", `password must be at most ${MAX_PASSWORD} characters`, undefined, { param: "password" });
-  }
-}
-
-// No USER_EXISTS code in the catalogue yet: a 400 naming the conflict until one is added.
-const userExists = (username: string) => new InfernoError("USER_EXISTS", `user '${username}' already exists`, { username }, { param: "username" });

@@ -1,10 +1,13 @@
-import type Database from "better-sqlite3";
 import { ApiKeyStore, checkRole } from "../auth/api-keys.js";
 import type { Role } from "../auth/principal.js";
+import { RedisApiKeyStore } from "../auth/redis-api-keys.js";
+import { RedisUserStore } from "../auth/redis-users.js";
+import type { ApiKeys, Users } from "../auth/stores.js";
 import { UserStore } from "../auth/users.js";
 import { loadConfig } from "../config/config.js";
 import { parseKeepAlive } from "../core/duration.js";
 import { InfernoError } from "../errors/catalogue.js";
+import { SharedRedis } from "../shared/redis.js";
 import { openDatabase } from "../store/database.js";
 
 /** Bad arguments to `inferno security ...`; the CLI turns it into exit code 2. */
@@ -60,7 +63,11 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString("utf8").replace(/\r?\n$/, "");
 }
 
-/** `inferno security api-key|user ...`: manages credentials in the data dir's database; the server need not run. */
+/**
+ * `inferno security api-key|user ...`: manages credentials in the data dir's database, or in Redis with
+ * redisUrl (flag, env or config file, as the server reads it); the server need not run. In Redis a
+ * revocation, role change or deletion is announced to every running replica at once.
+ */
 export async function security(args: string[], options: SecurityOptions, flags: Record<string, unknown>): Promise<void> {
   const [group, action, target, ...extra] = args;
   if (extra.length > 0) throw usage(`unexpected argument '${extra[0]}'`);
@@ -68,15 +75,31 @@ export async function security(args: string[], options: SecurityOptions, flags: 
   if (!run) throw usage(group === undefined ? "missing api-key or user" : `unknown security command '${group}'`);
   // Arguments are checked before the database is opened, so a typo creates no data dir.
   const command = run(action, target, options);
-  const db = openDatabase(loadConfig({ flags }).dataDir);
+  const config = loadConfig({ flags });
+  if (config.redisUrl) {
+    const redis = new SharedRedis({ url: config.redisUrl, log: quiet });
+    const keys = new RedisApiKeyStore(redis);
+    try {
+      await redis.waitReady();
+      await command({ keys, users: new RedisUserStore(redis) });
+    } finally {
+      await keys.close();
+      await redis.close();
+    }
+    return;
+  }
+  const db = openDatabase(config.dataDir);
   try {
-    await command(db);
+    await command({ keys: new ApiKeyStore(db), users: new UserStore(db) });
   } finally {
     db.close();
   }
 }
 
-type Command = (db: Database.Database) => void | Promise<void>;
+// waitReady's error says what went wrong; the connection's own retries need not be logged.
+const quiet = { error: () => undefined, warn: () => undefined, info: () => undefined, debug: () => undefined };
+
+type Command = (stores: { keys: ApiKeys; users: Users }) => void | Promise<void>;
 
 function apiKeyCommand(action: string | undefined, target: string | undefined, o: SecurityOptions): Command {
   if (action === "create") {
@@ -90,8 +113,8 @@ function apiKeyCommand(action: string | undefined, target: string | undefined, o
       if (typeof ms !== "number" || ms <= 0) throw usage(`--expires-in must be a positive duration (seconds, or such as 30m, 720h), not '${o.expiresIn}'`);
       expiresInMs = ms;
     }
-    return (db) => {
-      const k = new ApiKeyStore(db).create({ user, name, role: keyRole, ...(expiresInMs !== undefined ? { expiresInMs } : {}) });
+    return async ({ keys }) => {
+      const k = await keys.create({ user, name, role: keyRole, ...(expiresInMs !== undefined ? { expiresInMs } : {}) });
       if (o.json) {
         console.log(JSON.stringify({ id: k.id, key: k.key, user: k.user, name: k.name, role: k.role, expires_at: k.expires_at }));
         return;
@@ -103,8 +126,8 @@ function apiKeyCommand(action: string | undefined, target: string | undefined, o
   }
   if (action === "list") {
     if (target !== undefined) throw usage(`unexpected argument '${target}'`);
-    return (db) => {
-      const keys = new ApiKeyStore(db).list();
+    return async (stores) => {
+      const keys = await stores.keys.list();
       if (o.json) return console.log(JSON.stringify(keys, null, 2));
       if (keys.length === 0) return console.log("no API keys (create one with: inferno security api-key create --user USER --name NAME)");
       const status = (k: (typeof keys)[number]) =>
@@ -117,8 +140,8 @@ function apiKeyCommand(action: string | undefined, target: string | undefined, o
   }
   if (action === "revoke") {
     const id = required(target, "the key ID");
-    return (db) => {
-      const k = new ApiKeyStore(db).revoke(id);
+    return async ({ keys }) => {
+      const k = await keys.revoke(id);
       if (!k) throw new InfernoError("NOT_FOUND", `no API key with id '${id}'`);
       if (o.json) return console.log(JSON.stringify(k));
       console.log(`revoked API key ${k.id} (${k.user}, ${k.name})`);
@@ -133,17 +156,17 @@ function userCommand(action: string | undefined, target: string | undefined, o: 
     const username = required(o.username, "--username");
     const given = required(o.password, "--password");
     const userRole = role(o.role);
-    return async (db) => {
+    return async ({ users }) => {
       const password = given === "-" ? await readStdin() : given;
-      const u = await new UserStore(db).create(username, password, userRole);
+      const u = await users.create(username, password, userRole);
       if (o.json) return console.log(JSON.stringify(u));
       console.log(`created user ${u.username} (role ${u.role})`);
     };
   }
   if (action === "list") {
     if (target !== undefined) throw usage(`unexpected argument '${target}'`);
-    return (db) => {
-      const users = new UserStore(db).list();
+    return async (stores) => {
+      const users = await stores.users.list();
       if (o.json) return console.log(JSON.stringify(users, null, 2));
       if (users.length === 0) return console.log("no users (create one with: inferno security user create --username U --password -)");
       table(["USERNAME", "ROLE", "CREATED"], users.map((u) => [u.username, u.role, date(u.created)]));
@@ -152,16 +175,16 @@ function userCommand(action: string | undefined, target: string | undefined, o: 
   if (action === "set-role") {
     const username = required(target, "the USERNAME");
     const newRole = role(required(o.role, "--role"));
-    return (db) => {
-      const u = new UserStore(db).setRole(username, newRole);
+    return async ({ users }) => {
+      const u = await users.setRole(username, newRole);
       if (!u) throw new InfernoError("NOT_FOUND", `no user '${username}'`);
       console.log(`user ${u.username} now has role ${u.role} (tokens already issued follow within seconds)`);
     };
   }
   if (action === "delete") {
     const username = required(target, "the USERNAME");
-    return (db) => {
-      if (!new UserStore(db).delete(username)) throw new InfernoError("NOT_FOUND", `no user '${username}'`);
+    return async ({ users }) => {
+      if (!(await users.delete(username))) throw new InfernoError("NOT_FOUND", `no user '${username}'`);
       console.log(`deleted user ${username}`);
     };
   }

@@ -17,6 +17,10 @@ declare module "fastify" {
      */
     trackCall(abortWith: (err: InfernoError) => void): () => void;
   }
+  interface FastifyContextConfig {
+    /** A health probe (/health/live, /health/ready): answered during a drain, and not waited for by it. */
+    probe?: boolean;
+  }
 }
 
 /** What a drain can end: a request (its abortWith comes from the request-timeout plugin) or another transport's call. */
@@ -62,6 +66,10 @@ async function shutdown(app: FastifyInstance): Promise<void> {
   app.decorate("drainSignal", draining.signal);
 
   app.addHook("onRequest", (request, reply, done) => {
+    if (request.routeOptions.config?.probe === true) {
+      done();
+      return;
+    }
     if (draining.signal.aborted) {
       reply.header("connection", "close");
       done(shuttingDown({ retry_after: RETRY_AFTER_S }));

@@ -32,6 +32,8 @@ export interface MetricsPluginOptions {
   registry: ModelRegistry;
   /** Most custom metrics and label sets per custom metric `POST /metrics/custom` may create. */
   customLimits?: { metrics: number; series: number };
+  /** This process's name among replicas (config replicaId, with redisUrl): a `replica` label on every series. */
+  replica?: string;
 }
 
 /** The scrape route itself stays out of the request metrics, so a scrape never sees itself in flight. */
@@ -167,6 +169,7 @@ function knownModel(named: unknown, models: ModelRegistry): string {
 
 async function metrics(app: FastifyInstance, opts: MetricsPluginOptions): Promise<void> {
   const register = new Registry();
+  if (opts.replica !== undefined) register.setDefaultLabels({ replica: opts.replica });
   collectDefaultMetrics({ register });
   const m = defineMetrics(register, opts.registry);
   const custom = new CustomMetrics(register, opts.customLimits ?? { metrics: 100, series: 100 });

@@ -61,7 +61,8 @@ export const scopeContext = (app: FastifyInstance, opts: TransportOptions): Scop
  * drain's grace runs out (its reason says which). `end` records the outcome once.
  */
 export class CallScope {
-  readonly principal: Principal;
+  /** Who the call acts as: set by `open` once the credential is checked. */
+  principal: Principal = ANONYMOUS;
   readonly signal: AbortSignal;
   readonly span: Span;
   readonly traceparent: string;
@@ -75,8 +76,22 @@ export class CallScope {
   /** The client cancelled or left, or its deadline passed: the transport has ended the call already. */
   private gone: "CANCELLED" | "DEADLINE_EXCEEDED" | undefined;
 
-  /** Starts a call: throws the coded refusal (draining, credentials, role) before any work. */
-  constructor(private readonly ctx: ScopeContext, private readonly source: CallSource, policy: CallPolicy) {
+  /**
+   * Starts a call: rejects with the coded refusal (draining, credentials, role, credential store
+   * unreachable) before any work. The credential may be checked against Redis, hence the promise.
+   */
+  static async open(ctx: ScopeContext, source: CallSource, policy: CallPolicy): Promise<CallScope> {
+    const scope = new CallScope(ctx, source, policy);
+    try {
+      scope.principal = await scope.authenticate(policy);
+    } catch (err) {
+      scope.end(err);
+      throw err;
+    }
+    return scope;
+  }
+
+  private constructor(private readonly ctx: ScopeContext, private readonly source: CallSource, policy: CallPolicy) {
     const { app } = ctx;
     this.signal = this.controller.signal;
     this.record = app.metrics.startCall(source.transport);
@@ -92,11 +107,8 @@ export class CallScope {
         this.abort(new InfernoError("SERVICE_UNAVAILABLE", "the client cancelled the call", { reason: "cancelled" }));
       }),
     );
-    try {
-      if (policy !== "public" && ctx.draining()) throw shuttingDown({ retry_after: 1 });
-      this.principal = this.authenticate(policy);
-    } catch (err) {
-      this.principal = ANONYMOUS;
+    if (policy !== "public" && ctx.draining()) {
+      const err = shuttingDown({ retry_after: 1 });
       this.end(err);
       throw err;
     }
@@ -109,12 +121,15 @@ export class CallScope {
     if (policy !== "public") this.cleanups.push(app.trackCall((err) => this.abort(err)));
   }
 
-  private authenticate(policy: CallPolicy): Principal {
+  private async authenticate(policy: CallPolicy): Promise<Principal> {
     const { auth, app } = this.ctx;
     if (!auth.enabled) return ANONYMOUS;
     const token = this.source.token;
-    const principal = token ? authenticateToken(token, auth.checkers) : undefined;
-    if (policy === "public") return principal ?? ANONYMOUS;
+    if (policy === "public") {
+      // A health check answers even while the credential store is unreachable.
+      return (token ? await Promise.resolve(authenticateToken(token, auth.checkers)).catch(() => undefined) : undefined) ?? ANONYMOUS;
+    }
+    const principal = token ? await authenticateToken(token, auth.checkers) : undefined;
     if (!principal) {
       const reason = token ? "invalid_credentials" : "missing_credentials";
       app.metrics.authFailures.inc({ reason });

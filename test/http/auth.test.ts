@@ -11,9 +11,9 @@ let userKey: string;
 // The API docs: the document, the page, and the page's assets and copy of the document (src/openapi);
 // "/" and "/console/*" are the web console's page and files (test/console/console.test.ts checks what they serve).
 const DOCS_PATHS = ["/openapi.json", "/docs", "/docs/", "/docs/json", "/docs/yaml", "/docs/static/*", "/docs/static/index.html", "/docs/static/swagger-initializer.js"];
-const PUBLIC_PATHS = ["/health", "/v2/health/live", "/v2/health/ready", "/auth/login", "/ws", "/", "/console/*", ...DOCS_PATHS];
+const PUBLIC_PATHS = ["/health", "/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready", "/auth/login", "/ws", "/", "/console/*", ...DOCS_PATHS];
 const PUBLIC = new Set([
-  "GET /health", "GET /v2/health/live", "GET /v2/health/ready", "POST /auth/login", "GET /", "GET /console/*",
+  "GET /health", "GET /health/live", "GET /health/ready", "GET /v2/health/live", "GET /v2/health/ready", "POST /auth/login", "GET /", "GET /console/*",
   ...DOCS_PATHS.map((p) => `GET ${p}`), ...PUBLIC_PATHS.map((p) => `OPTIONS ${p}`),
 ]);
 const b64url = (v: unknown) => Buffer.from(typeof v === "string" ? v : JSON.stringify(v)).toString("base64url");
@@ -47,7 +47,7 @@ test("every route in Fastify's route table refuses a request without credentials
 });
 
 test("HEAD and OPTIONS of a public route need no credentials; of any other route they do", async () => {
-  for (const path of ["/health", "/v2/health/live", "/v2/health/ready"]) {
+  for (const path of ["/health", "/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready"]) {
     const head = await fetch(`${srv.url}${path}`, { method: "HEAD" });
     assert.equal(head.status, 200, `HEAD ${path}`);
     assert.equal(await head.text(), "");

@@ -16,7 +16,7 @@ let adminKey: string;
 let doc: any;
 const PKG = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
 // The same policy auth.test.ts checks by behaviour; the document must say it too.
-const PUBLIC_GET = ["/health", "/v2/health/live", "/v2/health/ready", "/ws", "/openapi.json", "/docs", "/", "/console/*"];
+const PUBLIC_GET = ["/health", "/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready", "/ws", "/openapi.json", "/docs", "/", "/console/*"];
 const PUBLIC = new Set([...PUBLIC_GET.map((p) => `GET ${p}`), "POST /auth/login", ...[...PUBLIC_GET, "/auth/login"].map((p) => `OPTIONS ${p}`)]);
 const ENVELOPES = ["NativeError", "OpenAIError", "OllamaError", "KServeError"];
 const envelopeOf = (path: string) =>

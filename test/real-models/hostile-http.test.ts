@@ -153,7 +153,7 @@ test("with auth on, hostile credentials on every route get a coded answer and no
     await locked.cleanup();
   });
   const plain: Hostile = { name: "base", body: JSON.stringify({ model: "stories", prompt: "Once", max_tokens: 2 }) };
-  const open = new Set(["/health", "/v2/health/live", "/v2/health/ready", "/auth/login", "/ws", "/", "/console/*", "/openapi.json", "/docs"]);
+  const open = new Set(["/health", "/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready", "/auth/login", "/ws", "/", "/console/*", "/openapi.json", "/docs"]);
   const isOpen = (url: string) => open.has(url) || url.startsWith("/docs/");
   const cases: Case[] = [];
   for (const { method, url } of locked.app.routeTable) {

@@ -1,8 +1,7 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
-import type { ApiKeyStore } from "../../auth/api-keys.js";
 import type { JwtIssuer } from "../../auth/jwt.js";
-import type { UserStore } from "../../auth/users.js";
+import type { ApiKeys, Users } from "../../auth/stores.js";
 import { parseKeepAlive } from "../../core/duration.js";
 import { InfernoError } from "../../errors/catalogue.js";
 
@@ -29,7 +28,7 @@ const createKeyBody = z
   .strict();
 
 /** Login for JWTs, and API-key management for admins (the same operations as `inferno security api-key`). */
-export const authRoutes: FastifyPluginAsyncZod<{ keys: ApiKeyStore; users: UserStore; jwt: JwtIssuer }> = async (app, { keys, users, jwt }) => {
+export const authRoutes: FastifyPluginAsyncZod<{ keys: ApiKeys; users: Users; jwt: JwtIssuer }> = async (app, { keys, users, jwt }) => {
   app.post(
     "/auth/login",
     { schema: { body: z.object({ username: z.string().min(1).max(128), password: z.string().min(1).max(1024) }) } },
@@ -40,7 +39,7 @@ export const authRoutes: FastifyPluginAsyncZod<{ keys: ApiKeyStore; users: UserS
     },
   );
 
-  app.get("/auth/api-keys", { config: admin }, async () => ({ api_keys: keys.list() }));
+  app.get("/auth/api-keys", { config: admin }, async () => ({ api_keys: await keys.list() }));
 
   app.post("/auth/api-keys", { schema: { body: createKeyBody }, config: admin }, async (req, reply) => {
     const { expires_in, ...rest } = req.body;
@@ -48,12 +47,12 @@ export const authRoutes: FastifyPluginAsyncZod<{ keys: ApiKeyStore; users: UserS
     if (expiresInMs === null || (expires_in !== undefined && !expiresInMs)) {
       throw new InfernoError("INVALID_REQUEST", "expires_in must be a positive duration (seconds, or e.g. 30m, 720h)", undefined, { param: "expires_in" });
     }
-    const created = keys.create({ ...rest, ...(expiresInMs ? { expiresInMs } : {}) });
+    const created = await keys.create({ ...rest, ...(expiresInMs ? { expiresInMs } : {}) });
     return reply.code(201).send(created);
   });
 
   app.delete("/auth/api-keys/:id", { schema: { params: z.object({ id: z.string().min(1).max(64) }) }, config: admin }, async (req) => {
-    const revoked = keys.revoke(req.params.id);
+    const revoked = await keys.revoke(req.params.id);
     if (!revoked) throw new InfernoError("NOT_FOUND", `no API key with id '${req.params.id}'`, { id: req.params.id });
     return { id: revoked.id, revoked: true, revoked_at: revoked.revoked_at };
   });

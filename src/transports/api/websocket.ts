@@ -137,33 +137,62 @@ class Session {
     }
     if (message.type === "ping") return this.send(wsOut.pong());
     if (message.type === "cancel") return this.cancel(message.id);
-    if (this.recheck()) this.start(message);
+    const ok = this.recheck(message.id);
+    if (ok instanceof Promise) void ok.then((yes) => yes && this.start(message));
+    else if (ok) this.start(message);
   }
 
   /**
    * A socket may stay open far longer than a role lasts: each inference is a request, so its credential
    * is checked again (a revoked key or a deleted user closes the socket; a JWT user's role is re-read).
    */
-  private recheck(): boolean {
+  private recheck(id: string): boolean | Promise<boolean> {
     if (!this.ctx.auth.enabled || this.token === undefined) return true;
-    const principal = authenticateToken(this.token, this.ctx.auth.checkers);
-    if (!principal) {
-      this.refuse("invalid_credentials", "the API key or token is no longer valid (expired, revoked, or its user was removed)");
-      return false;
+    const checked = this.check(this.token, id);
+    const apply = (principal: Principal | null | undefined) => {
+      if (principal === null) return false;
+      if (!principal) {
+        this.refuse("invalid_credentials", "the API key or token is no longer valid (expired, revoked, or its user was removed)");
+        return false;
+      }
+      this.principal = principal;
+      return true;
+    };
+    return checked instanceof Promise ? checked.then(apply) : apply(checked);
+  }
+
+  /**
+   * The credential's principal, at once or (from Redis) later. Null when it could not be checked (Redis
+   * unreachable): that message gets the coded 503 and the socket stays open, as an HTTP client retries.
+   */
+  private check(token: string, id?: string): Principal | undefined | null | Promise<Principal | undefined | null> {
+    const unavailable = (err: unknown) => {
+      const coded = toInfernoError(err);
+      this.fail(coded.code, coded.message, coded.details, id);
+      return null;
+    };
+    try {
+      const checked = authenticateToken(token, this.ctx.auth.checkers);
+      return checked instanceof Promise ? checked.catch(unavailable) : checked;
+    } catch (err) {
+      return unavailable(err);
     }
-    this.principal = principal;
-    return true;
   }
 
   private authenticate(token: string): void {
     // With auth off every socket acts as the anonymous admin and tokens are not looked at, as over HTTP.
     if (!this.ctx.auth.enabled) return this.send(wsOut.authOk(this.principal ?? ANONYMOUS));
-    const principal = authenticateToken(token, this.ctx.auth.checkers);
-    if (!principal) return this.refuse("invalid_credentials", "the API key or token is invalid, expired or revoked");
-    this.principal = principal;
-    this.token = token;
-    clearTimeout(this.authTimer);
-    this.send(wsOut.authOk(principal));
+    const checked = this.check(token);
+    const apply = (principal: Principal | null | undefined) => {
+      if (principal === null) return;
+      if (!principal) return this.refuse("invalid_credentials", "the API key or token is invalid, expired or revoked");
+      this.principal = principal;
+      this.token = token;
+      clearTimeout(this.authTimer);
+      this.send(wsOut.authOk(principal));
+    };
+    if (checked instanceof Promise) void checked.then(apply);
+    else apply(checked);
   }
 
   /** A failed or missing authentication: a last error, then close 4401 (its inferences stop too). */

@@ -48,28 +48,24 @@ export function inferenceService(opts: ServiceOptions): GRPCInferenceServiceHand
   /** A unary handler: the scope's checks, the work, then the answer or the coded status. */
   function unary<Req, Res>(method: string, policy: CallPolicy, work: (req: Req, scope: CallScope) => Promise<Res>, counted = true) {
     return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
-      let scope: CallScope;
-      try {
-        scope = new CallScope(opts, grpcSource(call as never, method), policy);
-      } catch (err) {
-        callback(grpcStatus(err as InfernoError));
-        return;
-      }
-      const run = () => {
-        checkWellFormed(call.request, `inference.${method}Request`);
-        return work(call.request, scope);
+      const serve = (scope: CallScope) => {
+        const run = () => {
+          checkWellFormed(call.request, `inference.${method}Request`);
+          return work(call.request, scope);
+        };
+        (counted ? scope.limited(run) : scope.traced(run)).then(
+          (res) => {
+            scope.end();
+            callback(null, res);
+          },
+          (err: unknown) => {
+            const coded = scope.failure(err);
+            scope.end(coded);
+            callback(grpcStatus(coded));
+          },
+        );
       };
-      (counted ? scope.limited(run) : scope.traced(run)).then(
-        (res) => {
-          scope.end();
-          callback(null, res);
-        },
-        (err: unknown) => {
-          const coded = scope.failure(err);
-          scope.end(coded);
-          callback(grpcStatus(coded));
-        },
-      );
+      CallScope.open(opts, grpcSource(call as never, method), policy).then(serve, (err: unknown) => callback(grpcStatus(err as InfernoError)));
     };
   }
 
@@ -209,32 +205,33 @@ export function inferenceService(opts: ServiceOptions): GRPCInferenceServiceHand
     };
 
     call.on("data", (req: ModelInferRequest__Output) => {
-      let scope: CallScope;
-      try {
-        scope = new CallScope(opts, grpcSource(call as never, "ModelStreamInfer"), "user");
-      } catch (err) {
-        // Refused before any work (credentials, drain): the whole call ends with the status. grpc-js ends a
-        // server stream with the status of an 'error' it emits (destroy() would skip sending it).
-        if (!closed) call.emit("error", Object.assign(new Error((err as InfernoError).message), grpcStatus(err as InfernoError)));
-        closed = true;
-        return;
-      }
+      // Counted from the start: the credential check may wait on Redis, and the stream must not end meanwhile.
       running++;
       if (running >= opts.maxStreamInFlight) call.pause();
-      scope
-        .limited(() => {
-          checkWellFormed(req, "inference.ModelInferRequest");
-          return infer(req, scope, (response) => send({ error_message: "", infer_response: response }));
-        })
+      CallScope.open(opts, grpcSource(call as never, "ModelStreamInfer"), "user")
         .then(
-          async (response) => {
-            scope.end();
-            await send({ error_message: "", infer_response: response });
-          },
-          async (err: unknown) => {
-            const coded = scope.failure(err);
-            scope.end(coded);
-            await send({ error_message: `${coded.code}: ${coded.message}`, infer_response: { model_name: req.model_name, model_version: "1", id: req.id } });
+          (scope) =>
+            scope
+              .limited(() => {
+                checkWellFormed(req, "inference.ModelInferRequest");
+                return infer(req, scope, (response) => send({ error_message: "", infer_response: response }));
+              })
+              .then(
+                async (response) => {
+                  scope.end();
+                  await send({ error_message: "", infer_response: response });
+                },
+                async (err: unknown) => {
+                  const coded = scope.failure(err);
+                  scope.end(coded);
+                  await send({ error_message: `${coded.code}: ${coded.message}`, infer_response: { model_name: req.model_name, model_version: "1", id: req.id } });
+                },
+              ),
+          (err: unknown) => {
+            // Refused before any work (credentials, drain): the whole call ends with the status. grpc-js ends a
+            // server stream with the status of an 'error' it emits (destroy() would skip sending it).
+            if (!closed) call.emit("error", Object.assign(new Error((err as InfernoError).message), grpcStatus(err as InfernoError)));
+            closed = true;
           },
         )
         .finally(() => {

@@ -2,6 +2,7 @@
 // read), responses interleaved by id, a stream paused while the socket does not drain.
 import type { Socket } from "node:net";
 import { authenticateToken } from "../../auth/auth-plugin.js";
+import type { Principal } from "../../auth/principal.js";
 import { ipcOps, ipcOut, isIpcOp, IPC_PROTOCOL_VERSION, requestHead } from "../../dialects/ipc.js";
 import { InfernoError, isInfernoError, type ErrorCode } from "../../errors/catalogue.js";
 import { parseBody } from "../../errors/error-handler.js";
@@ -24,7 +25,10 @@ const OPEN_OPS = new Set(["hello", "health"]);
 
 export class IpcConnection {
   private readonly reader: FrameReader;
-  private readonly running = new Map<number, CallScope>();
+  /** Requests running, by id; undefined while its credential is being checked (CallScope.open). */
+  private readonly running = new Map<number, CallScope | undefined>();
+  /** Ids cancelled while their credential was being checked: cancelled as soon as they open. */
+  private readonly cancelOnOpen = new Set<number>();
   /**
    * Requests read while `maxInFlight` were running: they start in order as slots free. The socket stays
    * readable while up to as many again wait, so a `cancel` still gets through to a busy connection.
@@ -114,18 +118,25 @@ export class IpcConnection {
       return this.fail(new InfernoError("INVALID_REQUEST", `protocol version ${body.version} is not served; this server speaks ${IPC_PROTOCOL_VERSION}`, { version: IPC_PROTOCOL_VERSION }), id);
     }
     if (this.ctx.auth.enabled) {
-      const principal = body.token ? authenticateToken(body.token, this.ctx.auth.checkers) : undefined;
-      if (!principal) {
-        const reason = body.token ? "invalid_credentials" : "missing_credentials";
-        this.ctx.app.metrics.authFailures.inc({ reason });
-        return this.fail(new InfernoError("AUTHENTICATION_FAILED", body.token ? "the API key or token is invalid, expired or revoked" : "hello needs a token when auth is on", { reason }), id);
-      }
-      this.token = body.token;
-      this.greeted = true;
-      return void this.send(ipcOut.result(id, { version: IPC_PROTOCOL_VERSION, server: "inferno", server_version: VERSION, auth: true, user: principal.user, role: principal.role }));
+      const token = body.token;
+      // From Redis the answer comes later: a client waits for hello's answer before its first request.
+      const checked = token ? authenticateToken(token, this.ctx.auth.checkers) : undefined;
+      if (!(checked instanceof Promise)) return this.greet(id, token, checked);
+      return void checked.then((principal) => this.greet(id, token, principal), (err: unknown) => this.sendError(id, err));
     }
     this.greeted = true;
     this.send(ipcOut.result(id, { version: IPC_PROTOCOL_VERSION, server: "inferno", server_version: VERSION, auth: false }));
+  }
+
+  private greet(id: number, token: string | undefined, principal: Principal | undefined): void {
+    if (!principal) {
+      const reason = token ? "invalid_credentials" : "missing_credentials";
+      this.ctx.app.metrics.authFailures.inc({ reason });
+      return this.fail(new InfernoError("AUTHENTICATION_FAILED", token ? "the API key or token is invalid, expired or revoked" : "hello needs a token when auth is on", { reason }), id);
+    }
+    this.token = token;
+    this.greeted = true;
+    this.send(ipcOut.result(id, { version: IPC_PROTOCOL_VERSION, server: "inferno", server_version: VERSION, auth: true, user: principal.user, role: principal.role }));
   }
 
   private cancel(id: number, request: Record<string, unknown>): void {
@@ -135,11 +146,13 @@ export class IpcConnection {
     } catch (err) {
       return void this.sendError(id, err);
     }
+    const running = this.running.has(body.target);
     const scope = this.running.get(body.target);
-    scope?.cancel();
+    if (scope) scope.cancel();
+    else if (running) this.cancelOnOpen.add(body.target);
     const queued = this.waiting.delete(body.target);
     if (queued) this.send(ipcOut.error(body.target, "CANCELLED", "the client cancelled the request before it started"));
-    this.send(ipcOut.result(id, { target: body.target, cancelled: scope !== undefined || queued }));
+    this.send(ipcOut.result(id, { target: body.target, cancelled: running || queued }));
   }
 
   private start(op: keyof typeof OP_POLICY, id: number, request: Record<string, unknown>): void {
@@ -157,15 +170,24 @@ export class IpcConnection {
       statusOf: (code) => code,
       credentialHint: "a 'hello' with a token first",
     };
-    let scope: CallScope;
-    try {
-      scope = new CallScope(this.ctx, source, OP_POLICY[op]);
-    } catch (err) {
-      return void this.sendError(id, err);
-    }
+    // The id is taken (and its slot) while the credential is checked, which may ask Redis.
+    this.running.set(id, undefined);
+    CallScope.open(this.ctx, source, OP_POLICY[op]).then(
+      (scope) => this.run(op, id, request, scope),
+      (err: unknown) => {
+        this.cancelOnOpen.delete(id);
+        this.running.delete(id);
+        this.sendError(id, err);
+        this.startWaiting();
+      },
+    );
+  }
+
+  private run(op: keyof typeof OP_POLICY, id: number, request: Record<string, unknown>, scope: CallScope): void {
     const model = modelOf(request);
     if (model !== undefined) scope.named(model);
     this.running.set(id, scope);
+    if (this.cancelOnOpen.delete(id)) scope.cancel();
     const ctx: OpContext = { ...this.ctx, send: (frame) => this.send(frame) };
     // Health checks are not counted against rate limits (as GET /health is not).
     const run = () => runOp(op, id, request, scope, ctx);
