@@ -5,7 +5,7 @@ import type { Principal, RateLimits } from "../auth/principal.js";
 import type { Config } from "../config/config.js";
 import { InfernoError } from "../errors/catalogue.js";
 import type { RegistryEvent } from "../registry/model-registry.js";
-import type { LimitStore } from "./store/limit-store.js";
+import type { LimitName, LimitStore } from "./store/limit-store.js";
 import { LocalStore } from "./store/local-store.js";
 import { HOUR_MS, MINUTE_MS, type Admission, type RedisLimitStore } from "./store/redis-store.js";
 import { UsageContext } from "./usage-context.js";
@@ -29,8 +29,7 @@ declare module "fastify" {
   }
 }
 
-/** Which limit refused a request: the `limit` label of inferno_rate_limited_total and `details.limit`. */
-export type LimitName = "requests_per_minute" | "requests_per_hour" | "tokens_per_minute" | "concurrent_requests";
+export type { LimitName } from "./store/limit-store.js";
 
 export interface RateLimitPluginOptions {
   /** Off: nothing is counted and no headers are added. */

@@ -1,21 +1,20 @@
+import type { Redis } from "ioredis";
 import type { RateLimits } from "../../auth/principal.js";
 import type { SharedRedis } from "../../shared/redis.js";
-import type { LimitStore, WindowCount } from "./limit-store.js";
+import type { LimitName, LimitStore, WindowCount } from "./limit-store.js";
 import { withLimitScripts, type LimitScripts } from "./redis-scripts.js";
-import type { Redis } from "ioredis";
 
 export const MINUTE_MS = 60_000;
 export const HOUR_MS = 3_600_000;
 
-/** Which limit refused a request (the order `admit` checks them in). */
-export type RefusingLimit = "requests_per_minute" | "requests_per_hour" | "tokens_per_minute" | "concurrent_requests";
-const REFUSALS: Record<number, RefusingLimit> = { 1: "requests_per_minute", 2: "requests_per_hour", 3: "tokens_per_minute", 4: "concurrent_requests" };
+/** The limit each refusing outcome of the `admit` script names (the order it checks them in). */
+const REFUSALS: Record<number, LimitName> = { 1: "requests_per_minute", 2: "requests_per_hour", 3: "tokens_per_minute", 4: "concurrent_requests" };
 
 /** What `admit` decided: the minute window (for the x-ratelimit-* headers), and a refusal or a slot to release. */
 export interface Admission {
   minute: { count: number; ttlMs: number };
   /** The limit that refused the request and how long to wait for it (0: unknown, the caller picks). */
-  refused?: { limit: RefusingLimit; waitMs: number };
+  refused?: { limit: LimitName; waitMs: number };
   /** Gives the concurrency slot back (idempotent); a no-op when refused. */
   release: () => void;
 }
