@@ -16,6 +16,7 @@ import { parseKeepAlive } from "./core/duration.js";
 import { clientErrorHandler, frameworkError, registerErrorHandling } from "./errors/error-handler.js";
 import { FileStore } from "./files/file-store.js";
 import { rateLimitPlugin, rateLimitSettings } from "./limits/rate-limit.js";
+import { RedisLimitStore } from "./limits/store/redis-store.js";
 import { requestTimeoutPlugin } from "./limits/request-timeout.js";
 import { UsageContext } from "./limits/usage-context.js";
 import { shutdownPlugin } from "./lifecycle/shutdown.js";
@@ -240,7 +241,8 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   await app.register(shutdownPlugin);
   // Whose tokens a generation is: set per request by the rate limiter, per item by the batch worker.
   const usage = new UsageContext();
-  await app.register(rateLimitPlugin, { ...rateLimitSettings(config), generations: registry, usage });
+  const redisStore = sharedRedis && new RedisLimitStore({ redis: sharedRedis, replicaId: config.replicaId, leaseMs: config.concurrencyLeaseMs, log: app.log });
+  await app.register(rateLimitPlugin, { ...rateLimitSettings(config), generations: registry, usage, redisStore });
   // Replicas sharing a Redis are told apart by the `replica` label of every metric.
   await app.register(metricsPlugin, { registry, ...(sharedRedis ? { replica: config.replicaId } : {}) });
   await app.register(tracesPlugin, { registry });

@@ -69,6 +69,7 @@ const HELP: Record<ConfigKey, FlagHelp> = {
   requestsPerHour: { arg: "N", help: "rate limit: requests per hour" },
   tokensPerMinute: { arg: "N", help: "rate limit: generated tokens per minute" },
   concurrentRequests: { arg: "N", help: "rate limit: requests at once" },
+  concurrencyLeaseMs: { arg: "MS", help: "with --redis-url: a dead replica's concurrency slots come free after this" },
   requestTimeoutMs: { arg: "MS", help: "per-request time limit (504 after)" },
   shutdownGraceMs: { arg: "MS", help: "on SIGTERM, how long open requests may finish" },
   maxHeaderBytes: { arg: "BYTES", help: "request header cap (431 above)" },

@@ -154,6 +154,11 @@ export const configSchema = z
     requestsPerHour: intFromString(1, 100_000_000).default(1000),
     tokensPerMinute: intFromString(1, 1_000_000_000).default(10000),
     concurrentRequests: intFromString(1, 100_000).default(10),
+    /**
+     * With redisUrl: how long a concurrency slot outlives its replica's last refresh (every third of it),
+     * so the slots of a replica that died mid-request come free within this.
+     */
+    concurrencyLeaseMs: intFromString(1000, 600_000).default(15_000),
     /** Per-request time limit in milliseconds (TIMEOUT after it); streams count until their last token. */
     requestTimeoutMs: intFromString(1000, 24 * 3600 * 1000).default(600_000),
     /**

@@ -5,8 +5,9 @@ import type { Principal, RateLimits } from "../auth/principal.js";
 import type { Config } from "../config/config.js";
 import { InfernoError } from "../errors/catalogue.js";
 import type { RegistryEvent } from "../registry/model-registry.js";
-import type { LimitStore } from "./store/limit-store.js";
+import type { LimitName, LimitStore } from "./store/limit-store.js";
 import { LocalStore } from "./store/local-store.js";
+import { HOUR_MS, MINUTE_MS, type Admission, type RedisLimitStore } from "./store/redis-store.js";
 import { UsageContext } from "./usage-context.js";
 
 /**
@@ -28,8 +29,7 @@ declare module "fastify" {
   }
 }
 
-/** Which limit refused a request: the `limit` label of inferno_rate_limited_total and `details.limit`. */
-export type LimitName = "requests_per_minute" | "requests_per_hour" | "tokens_per_minute" | "concurrent_requests";
+export type { LimitName } from "./store/limit-store.js";
 
 export interface RateLimitPluginOptions {
   /** Off: nothing is counted and no headers are added. */
@@ -42,12 +42,15 @@ export interface RateLimitPluginOptions {
   usage?: UsageContext;
   /** Where the windows are counted; a LocalStore by default. */
   store?: LimitStore;
+  /**
+   * Every limit in Redis, shared by all replicas (config redisUrl): one script per request checks and
+   * counts all four at once, in place of @fastify/rate-limit and `store`.
+   */
+  redisStore?: RedisLimitStore;
   /** The clock of the windows (tests move it). */
   now?: () => number;
 }
 
-const MINUTE_MS = 60_000;
-const HOUR_MS = 3_600_000;
 /** Concurrency has no window to wait for; a client refused by it is told to retry this much later. */
 const CONCURRENCY_RETRY_MS = 1000;
 const RESET = "x-ratelimit-reset";
@@ -126,6 +129,28 @@ function epochReset(reply: FastifyReply, now: number): void {
   reply.header(RESET_AFTER, seconds).header(RESET, Math.ceil(now / 1000) + seconds);
 }
 
+/**
+ * The route hook with Redis: one `admit` script for all four limits, then the headers @fastify/rate-limit
+ * would have set (reset in seconds; `epochReset` rewrites it on the way out). Unreachable Redis throws
+ * the coded 503 from the store: limits that cannot be checked refuse rather than vanish.
+ */
+function sharedEnforcer(redis: RedisLimitStore, limits: (request: FastifyRequest) => RateLimits, refusal: (admission: Admission) => InfernoError | undefined) {
+  return async (request: FastifyRequest, reply: FastifyReply) => {
+    const limit = limits(request);
+    const max = limit.requestsPerMinute;
+    const admission = await redis.admit(limitKey(request), limit);
+    const { minute } = admission;
+    reply.header("x-ratelimit-limit", max).header("x-ratelimit-remaining", Math.max(0, max - minute.count)).header(RESET, Math.ceil(minute.ttlMs / 1000));
+    const refused = refusal(admission);
+    if (refused) {
+      reply.header("retry-after", refused.details?.retry_after);
+      throw refused;
+    }
+    reply.raw.once("close", admission.release);
+    if (reply.raw.destroyed) admission.release();
+  };
+}
+
 type Hook = NonNullable<RouteOptions["onRequest"]>;
 
 /** Adds a route-level hook after the ones the route (or an earlier onRoute hook) has; a new array, as HEAD routes share options. */
@@ -141,7 +166,8 @@ async function rateLimit(app: FastifyInstance, opts: RateLimitPluginOptions): Pr
     return;
   }
   const now = opts.now ?? Date.now;
-  const store = opts.store ?? new LocalStore(now);
+  const shared = opts.redisStore;
+  const store = shared ?? opts.store ?? new LocalStore(now);
   const limits = (request: FastifyRequest) => limitsOf(request, opts.defaults);
   const inFlight = new Map<string, number>();
   // Finished generations are charged to the key whose request (or batch) ran them (usage-context.ts).
@@ -178,11 +204,21 @@ async function rateLimit(app: FastifyInstance, opts: RateLimitPluginOptions): Pr
     };
   };
 
+  /** With Redis: the 429 for a refused admission. */
+  const refusal = ({ refused }: Admission) =>
+    refused && exceeded(refused.limit, refused.limit === "concurrent_requests" ? CONCURRENCY_RETRY_MS : refused.waitMs);
+
   app.decorate("rateLimiter", {
     enabled: true,
     admit: async (principal, ip) => {
       const key = principalKey(principal, ip);
       const limit = limitsFor(principal, opts.defaults);
+      if (shared) {
+        const admission = await shared.admit(key, limit);
+        const refused = refusal(admission);
+        if (refused) throw refused;
+        return { key, release: admission.release };
+      }
       // Counted in the same per-minute window as the HTTP routes (@fastify/rate-limit's global store keys).
       const minute = await store.incr(`rpm:${key}`, MINUTE_MS);
       if (minute.count > limit.requestsPerMinute) throw exceeded("requests_per_minute", minute.resetAt - now());
@@ -214,27 +250,34 @@ async function rateLimit(app: FastifyInstance, opts: RateLimitPluginOptions): Pr
       app.log.warn({ err }, "could not count tokens against the rate limit");
     });
   });
-  app.addHook("onClose", async () => unobserve());
+  app.addHook("onClose", async () => {
+    unobserve();
+    shared?.close();
+  });
 
   // Exempt routes get `config.rateLimit: false` before @fastify/rate-limit sees them, so a route's
   // policy reads the same whether it came from here or from the route itself.
   app.addHook("onRoute", (route) => {
     if (isExempt(route.url)) route.config = { ...route.config, rateLimit: false } as typeof route.config;
   });
-  await app.register(fastifyRateLimit, {
-    global: true,
-    hook: "onRequest",
-    timeWindow: MINUTE_MS,
-    max: (request) => limits(request).requestsPerMinute,
-    keyGenerator: limitKey,
-    store: pluginStore(store, now),
-    addHeadersOnExceeding: { "x-ratelimit-limit": true, "x-ratelimit-remaining": true, "x-ratelimit-reset": true },
-    addHeaders: { "x-ratelimit-limit": true, "x-ratelimit-remaining": true, "x-ratelimit-reset": true, "retry-after": true },
-    errorResponseBuilder: (_request, context) => exceeded("requests_per_minute", context.ttl),
-  });
+  // With Redis, one hook of ours does what @fastify/rate-limit's and `enforce` do: one round trip, not two.
+  if (!shared) {
+    await app.register(fastifyRateLimit, {
+      global: true,
+      hook: "onRequest",
+      timeWindow: MINUTE_MS,
+      max: (request) => limits(request).requestsPerMinute,
+      keyGenerator: limitKey,
+      store: pluginStore(store, now),
+      addHeadersOnExceeding: { "x-ratelimit-limit": true, "x-ratelimit-remaining": true, "x-ratelimit-reset": true },
+      addHeaders: { "x-ratelimit-limit": true, "x-ratelimit-remaining": true, "x-ratelimit-reset": true, "retry-after": true },
+      errorResponseBuilder: (_request, context) => exceeded("requests_per_minute", context.ttl),
+    });
+  }
+  const check = shared ? sharedEnforcer(shared, limits, refusal) : enforce;
   app.addHook("onRoute", (route) => {
     if (route.config?.rateLimit === false) return;
-    appendHook(route, "onRequest", enforce);
+    appendHook(route, "onRequest", check);
     appendHook(route, "preHandler", (request: FastifyRequest, _reply: FastifyReply, done: () => void) =>
       usage.run(limitKey(request), done),
     );
@@ -249,5 +292,6 @@ async function rateLimit(app: FastifyInstance, opts: RateLimitPluginOptions): Pr
 /**
  * Rate limits per API key (or per IP): requests per minute (@fastify/rate-limit), and what it lacks,
  * requests per hour, tokens per minute and concurrent requests, all answered with 429 RATE_LIMIT_EXCEEDED.
+ * With a RedisLimitStore all four are counted in Redis across replicas (store/redis-store.ts).
  */
 export const rateLimitPlugin = fp(rateLimit, { name: "inferno-rate-limit", fastify: "5.x" });

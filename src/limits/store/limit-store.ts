@@ -1,3 +1,6 @@
+/** Which limit refused a request: the `limit` label of inferno_rate_limited_total and `details.limit`. */
+export type LimitName = "requests_per_minute" | "requests_per_hour" | "tokens_per_minute" | "concurrent_requests";
+
 /** A fixed-window counter: what was counted since the window opened and when it closes (epoch ms). */
 export interface WindowCount {
   count: number;
