@@ -6,7 +6,6 @@
 // `running`, `completed` (every item finished, at least one succeeded), `failed` (every item failed),
 // `cancelled`. Cancelling a finished batch changes nothing and answers its status. Storage, exactly-once
 // results and crash recovery: src/batch/batch-store.ts; scheduling beside live traffic: batch-worker.ts.
-import { randomBytes } from "node:crypto";
 import type { FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
@@ -16,6 +15,7 @@ import { limitKey } from "../../limits/rate-limit.js";
 import type { ModelRegistry } from "../../registry/model-registry.js";
 import type { Batch, BatchItem, BatchStore } from "../../batch/batch-store.js";
 import type { BatchEvents, BatchWorker } from "../../batch/batch-worker.js";
+import { newWebhookSecret } from "../../webhooks/signature.js";
 import { deliveryView, type Webhooks } from "../../webhooks/webhooks.js";
 import { resourceIdParams } from "../../http/params.js";
 
@@ -114,7 +114,7 @@ export const batchRoutes: FastifyPluginAsyncZod<BatchRoutesOptions> = async (app
     }
     toGenerateRequest(model, { ...params, prompt: "" }, limits); // refuses max_tokens over the limit now, not per item
     if (webhook_url !== undefined) await webhooks?.checkTarget(webhook_url);
-    const generatedSecret = webhook_url !== undefined && webhook_secret === undefined ? randomBytes(24).toString("base64url") : undefined;
+    const generatedSecret = webhook_url !== undefined && webhook_secret === undefined ? newWebhookSecret() : undefined;
     const batch = store.create({
       model, params, webhookUrl: webhook_url, webhookSecret: webhook_secret ?? generatedSecret,
       owner: request.principal?.user ?? "anonymous", usageKey: limitKey(request), items: requests,
