@@ -35,6 +35,7 @@ import { healthRoutes } from "./transports/api/health.js";
 import { inferenceRoutes } from "./transports/api/inference.js";
 import { authRoutes } from "./transports/api/auth.js";
 import { batchRoutes } from "./transports/api/batch.js";
+import { redisBackend, sqliteBatches } from "./transports/api/batch-backends.js";
 import { kserveRoutes } from "./transports/api/kserve.js";
 import { modelRoutes } from "./transports/api/models.js";
 import { ollamaRoutes } from "./transports/api/ollama.js";
@@ -278,7 +279,11 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   app.addHook("onReady", async () => batchWorker.start());
   app.drainSignal.addEventListener("abort", () => batchWorker.pause(), { once: true });
   app.addHook("preClose", async () => batchWorker.stop());
-  await app.register(batchRoutes, { store: batchStore, worker: batchWorker, registry, limits, webhooks: app.webhooks });
+  // Native /batch: in this SQLite engine, or with redisUrl on the replicas' shared BullMQ queue.
+  const backend = sharedRedis
+    ? redisBackend(app, sharedRedis, { url: config.redisUrl!, replicaId: config.replicaId, registry, limits, concurrency: config.batchConcurrency, usage, allowPrivate: config.webhookAllowPrivate })
+    : sqliteBatches(batchStore, batchWorker, app.webhooks);
+  await app.register(batchRoutes, { backend, registry, limits, webhooks: app.webhooks });
   const files = new FileStore(db, path.join(config.dataDir, "files"));
   await app.register(
     async (v1) => {
