@@ -35,7 +35,9 @@ import { healthRoutes } from "./transports/api/health.js";
 import { inferenceRoutes } from "./transports/api/inference.js";
 import { authRoutes } from "./transports/api/auth.js";
 import { batchRoutes } from "./transports/api/batch.js";
-import { redisBackend, sqliteBatches } from "./transports/api/batch-backends.js";
+import { sqliteBatches } from "./transports/api/batch-backends.js";
+import { sqliteOpenaiBatches } from "./transports/api/openai-batch-backends.js";
+import { redisBatchHome } from "./transports/api/redis-batch-home.js";
 import { kserveRoutes } from "./transports/api/kserve.js";
 import { modelRoutes } from "./transports/api/models.js";
 import { ollamaRoutes } from "./transports/api/ollama.js";
@@ -279,12 +281,17 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   app.addHook("onReady", async () => batchWorker.start());
   app.drainSignal.addEventListener("abort", () => batchWorker.pause(), { once: true });
   app.addHook("preClose", async () => batchWorker.stop());
-  // Native /batch: in this SQLite engine, or with redisUrl on the replicas' shared BullMQ queue.
-  const backend = sharedRedis
-    ? redisBackend(app, sharedRedis, { url: config.redisUrl!, replicaId: config.replicaId, registry, limits, concurrency: config.batchConcurrency, usage, allowPrivate: config.webhookAllowPrivate })
-    : sqliteBatches(batchStore, batchWorker, app.webhooks);
-  await app.register(batchRoutes, { backend, registry, limits, webhooks: app.webhooks });
-  const files = new FileStore(db, path.join(config.dataDir, "files"));
+  // Batches (native and OpenAI) and their files: in this SQLite engine, or with redisUrl on the replicas' shared queue.
+  const home = sharedRedis
+    ? redisBatchHome(app, sharedRedis, {
+        url: config.redisUrl!, replicaId: config.replicaId, sharedDataDir: config.sharedDataDir ?? config.dataDir, registry, limits,
+        concurrency: config.batchConcurrency, usage, allowPrivate: config.webhookAllowPrivate,
+      })
+    : undefined;
+  const files = home?.files ?? new FileStore(db, path.join(config.dataDir, "files"));
+  const batches = home?.batches ?? sqliteBatches(batchStore, batchWorker, app.webhooks);
+  const openaiBatches = home?.openai ?? sqliteOpenaiBatches(app, { db, files: files as FileStore, store: batchStore, worker: batchWorker });
+  await app.register(batchRoutes, { backend: batches, registry, limits, webhooks: app.webhooks });
   await app.register(
     async (v1) => {
       await v1.register(openaiChatRoutes, { registry, limits });
@@ -293,7 +300,7 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
       await v1.register(openaiRerankRoutes, { registry });
       await v1.register(openaiModelRoutes, { registry });
       await v1.register(openaiFileRoutes, { files });
-      await v1.register(openaiBatchRoutes, { db, files, store: batchStore, worker: batchWorker, registry, limits });
+      await v1.register(openaiBatchRoutes, { files, backend: openaiBatches, registry, limits });
     },
     { prefix: "/v1" },
   );

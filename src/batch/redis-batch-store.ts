@@ -6,7 +6,8 @@
 //   batch:<id>:items     list, one JSON `{id, request}` per item, index = seq
 //   batch:<id>:results   hash item id -> JSON `{status: "done"|"error", result|error, replica, ms}`
 //   batches              sorted set of batch ids by creation time (and batches:owner:<owner> per owner)
-//   batches:notify       set of batches that ended and whose batch.complete is not queued yet
+//   batches:notify       set of batches that ended (or were cancelled) and whose batch.complete or
+//                        OpenAI output files are not done yet
 //   batches:unqueued     sorted set of batches whose item jobs may not all be queued yet (by creation time)
 // Exactly once: `storeResult` is one Lua script that writes an item's result only if it has none
 // (HEXISTS), moves the counters, and, when that was the batch's last item, turns the batch completed
@@ -33,6 +34,7 @@ end
 return 1`;
 
 // Only an active batch changes: cancelled stays cancelled, ended stays ended. Returns 1 when it changed.
+// A cancelled batch goes to `batches:notify` too (its OpenAI files are written from there).
 const SET_STATUS = `
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return 0 end
@@ -43,11 +45,12 @@ if ARGV[1] == 'running' then
 end
 if status ~= 'queued' and status ~= 'running' then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'completed_ms', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
 return 1`;
 
 type Scripts = Redis & {
   inferno_batch_store(batch: string, results: string, notify: string, itemId: string, json: string, field: string, now: number, id: string): Promise<number>;
-  inferno_batch_status(batch: string, status: string, now: number): Promise<number>;
+  inferno_batch_status(batch: string, notify: string, status: string, now: number, id: string): Promise<number>;
 };
 
 /** Outcome of `storeResult`: not stored (already there), stored, or stored and the batch ended with it. */
@@ -68,7 +71,7 @@ export class RedisBatchStore {
     this.r = client as Scripts;
     if (!("inferno_batch_store" in client)) {
       client.defineCommand("inferno_batch_store", { numberOfKeys: 3, lua: STORE_RESULT });
-      client.defineCommand("inferno_batch_status", { numberOfKeys: 1, lua: SET_STATUS });
+      client.defineCommand("inferno_batch_status", { numberOfKeys: 2, lua: SET_STATUS });
     }
   }
 
@@ -144,12 +147,12 @@ export class RedisBatchStore {
 
   /** Marks a queued batch running (its first item started). */
   async markRunning(id: string): Promise<void> {
-    await this.r.inferno_batch_status(this.key("batch", id), "running", Date.now());
+    await this.r.inferno_batch_status(this.key("batch", id), this.key("batches", "notify"), "running", Date.now(), id);
   }
 
   /** Cancels a queued or running batch; returns it as it is afterwards. */
   async cancel(id: string, now = Date.now()): Promise<Batch | undefined> {
-    await this.r.inferno_batch_status(this.key("batch", id), "cancelled", now);
+    await this.r.inferno_batch_status(this.key("batch", id), this.key("batches", "notify"), "cancelled", now, id);
     return this.get(id);
   }
 

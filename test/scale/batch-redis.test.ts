@@ -2,7 +2,8 @@
 // `inferno serve` processes sharing it. 300 items submitted on replica 1 run on all three; replica 2 is
 // SIGKILLed mid-way and Redis is killed and restarted mid-traffic; every item ends with exactly one
 // result, batch.complete reaches the batch's webhook_url once and verifies with `standardwebhooks`,
-// and every replica shows the same batch. Needs no external model: a tiny llama GGUF is generated.
+// and every replica shows the same batch. Then an OpenAI batch goes through three replicas (upload on
+// one, create on another, results from the third). Needs no external model: a tiny llama GGUF is generated.
 import assert from "node:assert/strict";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -10,6 +11,7 @@ import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import OpenAI, { toFile } from "openai";
 import { Webhook } from "standardwebhooks";
 import { writeTinyLlamaGguf } from "../fixtures/gguf-writer.js";
 import { serveCli, type ServedCli } from "../helpers/cli.js";
@@ -131,4 +133,22 @@ test("300 items over 3 replicas: one SIGKILLed, Redis restarted, every item stor
   assert.deepEqual({ event: payload.event, id: payload.data.batch_id, completed: payload.data.completed }, { event: "batch.complete", id: batchId, completed: N });
   assert.equal(hook!.headers["webhook-id"], `dlv_${batchId}`);
   assert.equal(views[0].webhook.delivery.status, "delivered");
+
+  // The OpenAI Batch API through three replicas: upload on 1, create on 3, status and results on 2.
+  const sdk = (r: ServedCli) => new OpenAI({ baseURL: `${r.url}/v1`, apiKey: "x", maxRetries: 0 });
+  const ids = Array.from({ length: 6 }, (_, i) => `c-${i}`);
+  const input = ids.map((custom_id, i) => JSON.stringify({
+    custom_id, method: "POST", url: "/v1/chat/completions", body: { model: "tiny", messages: [{ role: "user", content: `hi ${i}` }], max_tokens: 4, temperature: 0 },
+  }));
+  const file = await sdk(r1).files.create({ file: await toFile(Buffer.from(`${input.join("\n")}\n`), "in.jsonl"), purpose: "batch" });
+  const created = await sdk(r3).batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
+  const ended = await waitFor("the OpenAI batch to complete", 30_000, async () => {
+    const b = await sdk(r2b).batches.retrieve(created.id);
+    return b.status === "completed" ? b : undefined;
+  });
+  assert.deepEqual(ended.request_counts, { total: 6, completed: 6, failed: 0 });
+  const out = (await (await sdk(r2b).files.content(ended.output_file_id!)).text()).split("\n").filter(Boolean).map((l) => JSON.parse(l));
+  assert.deepEqual(out.map((l) => l.custom_id).sort(), ids);
+  for (const l of out) assert.equal(l.response.status_code, 200, JSON.stringify(l));
+  assert.equal((await sdk(r1).files.retrieve(ended.output_file_id!)).purpose, "batch_output", "the output file is visible on every replica");
 });

@@ -3,14 +3,10 @@
 // one async interface; the exactly-once machinery lives in src/batch/ for each.
 import type { Batch, BatchItem, BatchStore, ItemCounts, NewBatch } from "../../batch/batch-store.js";
 import type { BatchEvents, BatchWorker } from "../../batch/batch-worker.js";
-import type { FastifyInstance } from "fastify";
-import { RedisBatchStore } from "../../batch/redis-batch-store.js";
-import { RedisBatchWorker } from "../../batch/redis-batch-worker.js";
-import type { GenerationLimits } from "../../dialects/native.js";
-import type { UsageContext } from "../../limits/usage-context.js";
-import type { ModelRegistry } from "../../registry/model-registry.js";
+import type { RedisBatchStore } from "../../batch/redis-batch-store.js";
+import type { RedisBatchWorker } from "../../batch/redis-batch-worker.js";
 import { redisUnavailable, type SharedRedis } from "../../shared/redis.js";
-import { RedisDeliveries, type DeliveryStatus } from "../../webhooks/redis-deliveries.js";
+import type { DeliveryStatus, RedisDeliveries } from "../../webhooks/redis-deliveries.js";
 import { eventBody } from "../../webhooks/signature.js";
 import { deliveryView, type Webhooks } from "../../webhooks/webhooks.js";
 
@@ -129,29 +125,4 @@ export function redisBatchFinished(store: RedisBatchStore, deliveries: RedisDeli
       }
     }
   };
-}
-
-/** Builds the Redis home of native batches on the app: store, worker and delivery queue, started and stopped with it. */
-export function redisBackend(
-  app: FastifyInstance, shared: SharedRedis,
-  opts: { url: string; replicaId: string; registry: ModelRegistry; limits: GenerationLimits; concurrency: number; usage?: UsageContext; allowPrivate: boolean },
-): BatchBackend {
-  const store = new RedisBatchStore(shared.client, shared.prefix, opts.replicaId);
-  const deliveries = new RedisDeliveries({ url: opts.url, prefix: shared.prefix, allowPrivate: opts.allowPrivate, log: app.log.child({ component: "webhooks" }) });
-  const worker = new RedisBatchWorker({
-    shared, url: opts.url, store, registry: opts.registry, limits: opts.limits, concurrency: opts.concurrency,
-    log: app.log.child({ component: "batch" }), ...(opts.usage ? { usage: opts.usage } : {}),
-    onFinished: redisBatchFinished(store, deliveries, app.webhooks),
-  });
-  worker.listen(itemEvents(app.webhooks));
-  app.addHook("onReady", async () => {
-    worker.start();
-    deliveries.start();
-  });
-  app.drainSignal.addEventListener("abort", () => worker.pause(), { once: true });
-  app.addHook("preClose", async () => {
-    await worker.stop();
-    await deliveries.close();
-  });
-  return redisBatches(shared, store, worker, deliveries);
 }
