@@ -111,16 +111,11 @@ export class RedisBatchWorker {
     this.timer.unref();
   }
 
-  /** Jobs are pushed to the workers by BullMQ; nothing to wake. */
-  wake(): void {}
-
   /** Aborts the batch's running items on every replica (the batch is already cancelled in Redis). */
   cancel(batchId: string): void {
     this.abort(batchId, "batch cancelled");
     void this.opts.shared.run((r) => r.publish(this.channel, batchId)).catch(() => {});
   }
-
-  async settled(_batchId: string): Promise<void> {}
 
   /** Stops taking items (draining); the running ones go on. */
   pause(): void {

@@ -1,6 +1,7 @@
 // The OpenAI batch API: `POST /v1/batches`, `GET /v1/batches`, `GET /v1/batches/{id}`,
-// `POST /v1/batches/{id}/cancel`, on the same durable engine as `/batch` (src/batch/: one store, one
-// worker, exactly-once results, crash recovery, live traffic first).
+// `POST /v1/batches/{id}/cancel`, on the same durable engine as `/batch` (src/batch/: exactly-once
+// results, crash recovery, live traffic first), in SQLite or, with redisUrl, in Redis shared by the
+// replicas (openai-batch-backends.ts).
 //
 // Creating a batch reads its input file and checks every line against the batch's endpoint (schema,
 // pre-queue checks, model) before anything is stored: a bad line is a 400 naming it, so a batch never

@@ -2,7 +2,8 @@
 // `GET /v1/files/{id}`, `GET /v1/files/{id}/content` (the raw bytes), `DELETE /v1/files/{id}`.
 // An upload is checked as a batch input file (batch-input.ts) before it is stored, so a bad line is a
 // 400 naming it. Batch output files (purpose "batch_output") are written by the batch finalizer.
-// A file is visible to the user who owns it and to admins (others get 404), as batches are.
+// A file is visible to the user who owns it and to admins (others get 404), as batches are. Metadata is
+// in SQLite (file-store.ts) or, with redisUrl, in Redis with the bytes on sharedDataDir (redis-file-store.ts).
 import { createReadStream } from "node:fs";
 import type { FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
