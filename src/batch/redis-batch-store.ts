@@ -5,6 +5,7 @@
 //                        completed_ms, owner, usage_key, done, error (counters moved with each result)
 //   batch:<id>:items     list, one JSON `{id, request}` per item, index = seq
 //   batch:<id>:results   hash item id -> JSON `{status: "done"|"error", result|error, replica, ms}`
+//   batch:<id>:runs      hash item id -> how many times a replica started it (re-runs after a crash show)
 //   batches              sorted set of batch ids by creation time (and batches:owner:<owner> per owner)
 //   batches:notify       set of batches that ended (or were cancelled) and whose batch.complete or
 //                        OpenAI output files are not done yet
@@ -115,12 +116,15 @@ export class RedisBatchStore {
 
   /** Every item in order, with its outcome and the replica that ran it. */
   async items(id: string): Promise<Array<BatchItem & { replica?: string }>> {
-    const [list, results] = await Promise.all([this.r.lrange(this.key("batch", id, "items"), 0, -1), this.r.hgetall(this.key("batch", id, "results"))]);
+    const [list, results, runs] = await Promise.all([
+      this.r.lrange(this.key("batch", id, "items"), 0, -1), this.r.hgetall(this.key("batch", id, "results")), this.r.hgetall(this.key("batch", id, "runs")),
+    ]);
     return list.map((json, seq) => {
       const { id: itemId, request } = JSON.parse(json) as { id: string; request: ItemRequest };
       const out = results[itemId] === undefined ? undefined : (JSON.parse(results[itemId]) as StoredOutcome);
       return {
-        id: itemId, seq, request, status: out?.status ?? "pending", result: out?.result ?? null, error: out?.error ?? null, attempts: 0,
+        id: itemId, seq, request, status: out?.status ?? "pending", result: out?.result ?? null, error: out?.error ?? null,
+        attempts: Number(runs[itemId] ?? 0),
         ...(out ? { replica: out.replica } : {}),
       };
     });
@@ -145,9 +149,10 @@ export class RedisBatchStore {
     return n === 0 ? "duplicate" : n === 2 ? "finished" : "stored";
   }
 
-  /** Marks a queued batch running (its first item started). */
-  async markRunning(id: string): Promise<void> {
-    await this.r.inferno_batch_status(this.key("batch", id), this.key("batches", "notify"), "running", Date.now(), id);
+  /** Records that a replica starts the item, and marks a queued batch running. */
+  async started(ref: ItemRef): Promise<void> {
+    await this.r.hincrby(this.key("batch", ref.batchId, "runs"), ref.itemId, 1);
+    await this.r.inferno_batch_status(this.key("batch", ref.batchId), this.key("batches", "notify"), "running", Date.now(), ref.batchId);
   }
 
   /** Cancels a queued or running batch; returns it as it is afterwards. */

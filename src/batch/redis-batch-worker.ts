@@ -154,7 +154,7 @@ export class RedisBatchWorker {
     }
     this.running.set(job.id!, { batchId: batch.id, model, controller });
     try {
-      await store.markRunning(batch.id);
+      await store.started(ref);
       const run = async (): Promise<{ ok: Awaited<ReturnType<typeof runBatchItem>> } | { err: ReturnType<typeof toInfernoError> }> => {
         try {
           return { ok: await runBatchItem(registry, limits, { model, params: batch.params, request }, signal) };

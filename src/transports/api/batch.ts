@@ -76,8 +76,8 @@ export const batchRoutes: FastifyPluginAsyncZod<BatchRoutesOptions> = async (app
   };
 
   const itemView = (b: Batch, item: BatchItem & { replica?: string }) => {
-    // In Redis mode, which replica ran the item.
-    const by = item.replica === undefined ? {} : { replica: item.replica };
+    // In Redis mode, which replica stored the item's result and how many times replicas started it.
+    const by = item.replica === undefined ? {} : { replica: item.replica, runs: item.attempts };
     if (item.status === "done") return { id: item.id, status: "completed" as const, result: item.result, ...by };
     if (item.status === "error") return { id: item.id, status: "failed" as const, error: item.error, ...by };
     return { id: item.id, status: b.status === "cancelled" ? ("cancelled" as const) : item.status };
