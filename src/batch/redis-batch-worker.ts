@@ -62,6 +62,8 @@ export class RedisBatchWorker {
   private readonly worker: Worker<ItemRef, string>;
   private readonly connections: Redis[];
   private readonly running = new Map<string, Running>();
+  /** Batches cancelled lately (here or on another replica), for items waiting for room. */
+  private readonly cancelled = new Set<string>();
   private readonly listeners: Array<Partial<BatchEvents>> = [];
   private readonly channel: string;
   private subscriber: Redis | undefined;
@@ -133,6 +135,8 @@ export class RedisBatchWorker {
   }
 
   private abort(batchId: string, why: string): void {
+    this.cancelled.add(batchId);
+    if (this.cancelled.size > 1000) this.cancelled.delete(this.cancelled.values().next().value!);
     for (const r of this.running.values()) if (r.batchId === batchId) r.controller.abort(new Error(why));
   }
 
@@ -151,6 +155,7 @@ export class RedisBatchWorker {
     while (!hasBatchRoom(registry, model, [...this.running.values()].filter((r) => r.model === model).length)) {
       if (this.stopping) throw new Error("server stopping");
       await sleep(100);
+      if (this.cancelled.has(batch.id)) return "cancelled";
     }
     this.running.set(job.id!, { batchId: batch.id, model, controller });
     try {

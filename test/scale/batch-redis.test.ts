@@ -2,7 +2,7 @@
 // `inferno serve` processes sharing it. 300 items submitted on replica 1 run on all three; replica 2 is
 // SIGKILLed mid-way and Redis is killed and restarted mid-traffic; every item ends with exactly one
 // result, batch.complete reaches the batch's webhook_url once and verifies with `standardwebhooks`,
-// and every replica shows the same batch. Then an OpenAI batch goes through three replicas (upload on
+// and every replica shows the same batch. A cancel on one replica stops a batch on all; an OpenAI batch goes through three replicas (upload on
 // one, create on another, results from the third). Needs no external model: a tiny llama GGUF is generated.
 import assert from "node:assert/strict";
 import http from "node:http";
@@ -141,6 +141,19 @@ test("300 items over 3 replicas: one SIGKILLed, Redis restarted, every item stor
     return d?.status === "delivered" ? d : undefined;
   });
   assert.deepEqual({ id: shown.id, attempts: shown.attempts }, { id: `dlv_${batchId}`, attempts: 1 });
+
+  // A cancel on one replica stops the batch on all of them.
+  const many = Array.from({ length: 90 }, (_, i) => ({ id: `c-${i}`, prompt: `cancel ${i}` }));
+  const toCancel = (await call(`${r1.url}/batch`, { model: "tiny", temperature: 0, max_tokens: 24, requests: many })).body.batch_id as string;
+  await waitFor("some items of the batch to cancel", 30_000, async () => ((await call(`${r2b.url}/batch/${toCancel}`)).body.completed >= 3 ? true : undefined));
+  const cancelRes = await fetch(`${r3.url}/batch/${toCancel}`, { method: "DELETE" });
+  assert.equal(((await cancelRes.json()) as any).status, "cancelled");
+  await sleep(1_000);
+  const settled = (await call(`${r1.url}/batch/${toCancel}`)).body;
+  await sleep(1_500);
+  const later = (await call(`${r2b.url}/batch/${toCancel}`)).body;
+  assert.deepEqual({ status: later.status, completed: later.completed }, { status: "cancelled", completed: settled.completed }, "no item finishes after the cancel has settled");
+  assert.ok(later.pending > 0, "the rest never ran");
 
   // The OpenAI Batch API through three replicas: upload on 1, create on 3, status and results on 2.
   const sdk = (r: ServedCli) => new OpenAI({ baseURL: `${r.url}/v1`, apiKey: "x", maxRetries: 0 });
