@@ -2,8 +2,9 @@
 // `inferno serve` processes sharing it. 300 items submitted on replica 1 run on all three; replica 2 is
 // SIGKILLed mid-way and Redis is killed and restarted mid-traffic; every item ends with exactly one
 // result, batch.complete reaches the batch's webhook_url once and verifies with `standardwebhooks`,
-// and every replica shows the same batch. A cancel on one replica stops a batch on all; an OpenAI batch goes through three replicas (upload on
-// one, create on another, results from the third). Needs no external model: a tiny llama GGUF is generated.
+// and every replica shows the same batch. A cancel on one replica stops a batch on all; an OpenAI
+// batch goes through three replicas (upload on one, create on another, results from the third).
+// Needs no external model: a tiny llama GGUF is generated.
 import assert from "node:assert/strict";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
