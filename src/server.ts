@@ -1,20 +1,16 @@
 import { onnxTextFacts, type OnnxTextFacts } from "./runtimes/onnx/onnx-text.js";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import path from "node:path";
 import Fastify, { LogController, type FastifyInstance } from "fastify";
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
 import cors from "@fastify/cors";
 import authPlugin, { isCorsPreflight, type CredentialCheckers } from "./auth/auth-plugin.js";
 import { redisStores, sharedJwtSecret, sqliteStores } from "./auth/credential-stores.js";
 import { JwtIssuer } from "./auth/jwt.js";
-import { BatchStore } from "./batch/batch-store.js";
-import { BatchWorker } from "./batch/batch-worker.js";
 import type { Config } from "./config/config.js";
 import { WaitingMemory } from "./scheduler/resource-pool.js";
 import { parseKeepAlive } from "./core/duration.js";
 import { clientErrorHandler, frameworkError, registerErrorHandling } from "./errors/error-handler.js";
-import { FileStore } from "./files/file-store.js";
 import { rateLimitPlugin, rateLimitSettings } from "./limits/rate-limit.js";
 import { RedisLimitStore } from "./limits/store/redis-store.js";
 import { requestTimeoutPlugin } from "./limits/request-timeout.js";
@@ -34,6 +30,8 @@ import { healthRoutes } from "./transports/api/health.js";
 import { inferenceRoutes } from "./transports/api/inference.js";
 import { authRoutes } from "./transports/api/auth.js";
 import { batchRoutes } from "./transports/api/batch.js";
+import { redisBatchHome } from "./transports/api/redis-batch-home.js";
+import { sqliteBatchHome } from "./transports/api/sqlite-batch-home.js";
 import { kserveRoutes } from "./transports/api/kserve.js";
 import { modelRoutes } from "./transports/api/models.js";
 import { ollamaRoutes } from "./transports/api/ollama.js";
@@ -271,16 +269,16 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   // Each compatible API family is one plugin under its prefix.
   await app.register(async (ollama) => ollama.register(ollamaRoutes, { registry, limits, puller }), { prefix: "/api" });
   await app.register(async (kserve) => kserve.register(kserveRoutes, { registry, limits }), { prefix: "/v2" });
-  // One batch engine (store and worker) for /batch and /v1/batches.
-  const batchStore = new BatchStore(db);
-  const batchWorker = new BatchWorker({
-    store: batchStore, registry, limits, concurrency: config.batchConcurrency, log: app.log.child({ component: "batch" }), usage,
-  });
-  app.addHook("onReady", async () => batchWorker.start());
-  app.drainSignal.addEventListener("abort", () => batchWorker.pause(), { once: true });
-  app.addHook("preClose", async () => batchWorker.stop());
-  await app.register(batchRoutes, { store: batchStore, worker: batchWorker, registry, limits, webhooks: app.webhooks });
-  const files = new FileStore(db, path.join(config.dataDir, "files"));
+  // Batches (native and OpenAI) and their files: one SQLite engine, or with redisUrl the replicas' shared queue.
+  const batchOptions = { registry, limits, concurrency: config.batchConcurrency, usage };
+  const home = sharedRedis
+    ? redisBatchHome(app, sharedRedis, {
+        ...batchOptions, url: config.redisUrl!, replicaId: config.replicaId, sharedDataDir: config.sharedDataDir ?? config.dataDir,
+        allowPrivate: config.webhookAllowPrivate,
+      })
+    : sqliteBatchHome(app, db, { ...batchOptions, dataDir: config.dataDir });
+  const { files } = home;
+  await app.register(batchRoutes, { backend: home.batches, registry, limits, webhooks: app.webhooks });
   await app.register(
     async (v1) => {
       await v1.register(openaiChatRoutes, { registry, limits });
@@ -289,7 +287,7 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
       await v1.register(openaiRerankRoutes, { registry });
       await v1.register(openaiModelRoutes, { registry });
       await v1.register(openaiFileRoutes, { files });
-      await v1.register(openaiBatchRoutes, { db, files, store: batchStore, worker: batchWorker, registry, limits });
+      await v1.register(openaiBatchRoutes, { files, backend: home.openai, registry, limits });
     },
     { prefix: "/v1" },
   );

@@ -136,15 +136,8 @@ export class BatchWorker {
     }
   }
 
-  /** Whether an item on this model may start now without making live requests wait (see the top of the file). */
   private hasRoom(model: string): boolean {
-    const mine = [...this.running.values()].filter((r) => r.model === model).length;
-    const loaded = this.opts.registry.getLoaded(model);
-    if (!(loaded instanceof GgufTextModel)) return mine === 0;
-    if (loaded.queued > 0) return false;
-    const share = Math.max(1, loaded.parallel - 1);
-    const liveReserve = loaded.parallel > 1 ? 1 : 0;
-    return mine < share && loaded.inFlight < loaded.parallel - liveReserve;
+    return hasBatchRoom(this.opts.registry, model, [...this.running.values()].filter((r) => r.model === model).length);
   }
 
   private launch(item: ClaimableItem): void {
@@ -168,17 +161,7 @@ export class BatchWorker {
     let stored: Record<string, unknown>;
     let result: GenerationResult | undefined;
     try {
-      const { request } = item;
-      if ("prompt" in request) {
-        const req = toGenerateRequest(item.model, { ...(item.params as Omit<PromptBody, "prompt">), prompt: request.prompt }, limits);
-        result = await collectGeneration(await startGeneration(registry, { ...req, priority: "batch" }, signal));
-        stored = { text: result.text, finish_reason: result.finishReason, usage: usageOfOne(result) };
-      } else {
-        const out = await runBatchRequest(registry, limits, request.endpoint, request.body, signal);
-        stored = out.body;
-        // One event per item: an item with several choices (n > 1) or none (embeddings) reports nothing.
-        result = out.results.length === 1 ? out.results[0] : undefined;
-      }
+      ({ stored, result } = await runBatchItem(registry, limits, item, signal));
     } catch (err) {
       if (signal.aborted) return store.release(item.batchId, item.itemId);
       const e = toInfernoError(err);
@@ -193,4 +176,32 @@ export class BatchWorker {
     };
     store.complete(item.batchId, item.itemId, stored, { onStored, onFinished });
   }
+}
+
+/**
+ * Whether an item on this model may start now without making live requests wait (see the top of the
+ * file), given how many of this process's batch items already run on it.
+ */
+export function hasBatchRoom(registry: ModelRegistry, model: string, mine: number): boolean {
+  const loaded = registry.getLoaded(model);
+  if (!(loaded instanceof GgufTextModel)) return mine === 0;
+  if (loaded.queued > 0) return false;
+  const share = Math.max(1, loaded.parallel - 1);
+  const liveReserve = loaded.parallel > 1 ? 1 : 0;
+  return mine < share && loaded.inFlight < loaded.parallel - liveReserve;
+}
+
+/** Runs one item: its stored result, and the generation to report (none for several choices or embeddings). */
+export async function runBatchItem(
+  registry: ModelRegistry, limits: GenerationLimits, item: Pick<ClaimableItem, "model" | "params" | "request">, signal: AbortSignal,
+): Promise<{ stored: Record<string, unknown>; result: GenerationResult | undefined }> {
+  const { request } = item;
+  if ("prompt" in request) {
+    const req = toGenerateRequest(item.model, { ...(item.params as Omit<PromptBody, "prompt">), prompt: request.prompt }, limits);
+    const result = await collectGeneration(await startGeneration(registry, { ...req, priority: "batch" }, signal));
+    return { stored: { text: result.text, finish_reason: result.finishReason, usage: usageOfOne(result) }, result };
+  }
+  const out = await runBatchRequest(registry, limits, request.endpoint, request.body, signal);
+  // One event per item: an item with several choices (n > 1) or none (embeddings) reports nothing.
+  return { stored: out.body, result: out.results.length === 1 ? out.results[0] : undefined };
 }

@@ -32,7 +32,7 @@ export interface FinalizerOptions {
 const requestId = () => `batch_req_${randomBytes(12).toString("base64url")}`;
 
 /** One line of the output or error file for an item, or undefined when it belongs in neither. */
-function lineOf(b: OpenaiBatch, item: BatchItem): { file: "output" | "error"; line: Record<string, unknown> } | undefined {
+export function lineOf(b: OpenaiBatch, item: BatchItem): { file: "output" | "error"; line: Record<string, unknown> } | undefined {
   const base = { id: requestId(), custom_id: item.id };
   if (item.status === "done") {
     return { file: "output", line: { ...base, response: { status_code: 200, request_id: base.id, body: item.result }, error: null } };
@@ -142,7 +142,7 @@ export class OpenaiBatchFinalizer {
   }
 }
 
-function addUsage(total: BatchUsage, body: Record<string, unknown> | null): void {
+export function addUsage(total: BatchUsage, body: Record<string, unknown> | null): void {
   const u = body?.usage as { prompt_tokens?: number; completion_tokens?: number } | undefined;
   const input = u?.prompt_tokens ?? 0;
   const output = u?.completion_tokens ?? 0;

@@ -92,8 +92,27 @@ export class FileWriter {
   }
 }
 
+/** What the files API needs from wherever file metadata lives (this SQLite store, or Redis: redis-file-store.ts). */
+export interface FileBackend {
+  get(id: string): StoredFile | undefined | Promise<StoredFile | undefined>;
+  list(q: FileQuery): StoredFile[] | Promise<StoredFile[]>;
+  add(input: { filename: string; purpose: string; owner: string; data: Buffer }): Promise<StoredFile>;
+  read(id: string): Promise<Buffer>;
+  path(id: string): string;
+  delete(id: string): Promise<boolean>;
+  /** Removes what a crash left behind; returns how many entries. */
+  sweep(): number | Promise<number>;
+}
+
+/** Starts writing a new file's bytes in `dir` (as `.<id>.part` until finished). */
+export async function createFileWriter(dir: string): Promise<FileWriter> {
+  const id = newFileId();
+  const partPath = path.join(dir, `.${id}.part`);
+  return new FileWriter(id, await open(partPath, "wx", 0o600), partPath, path.join(dir, id));
+}
+
 /** Files and their bytes; row methods are synchronous and join the caller's transaction. */
-export class FileStore {
+export class FileStore implements FileBackend {
   private readonly stmt;
 
   constructor(db: Database.Database, private readonly dir: string) {
@@ -128,10 +147,8 @@ export class FileStore {
   }
 
   /** Starts writing a new file's bytes. */
-  async create(): Promise<FileWriter> {
-    const id = newFileId();
-    const partPath = path.join(this.dir, `.${id}.part`);
-    return new FileWriter(id, await open(partPath, "wx", 0o600), partPath, this.path(id));
+  create(): Promise<FileWriter> {
+    return createFileWriter(this.dir);
   }
 
   /** Inserts a written file's row (in the caller's transaction, if any). */

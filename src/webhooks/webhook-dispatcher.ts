@@ -1,33 +1,19 @@
-// Signing and sending webhook deliveries.
+// Sending webhook deliveries, with retries.
 //
-// Payload: `{"event", "timestamp", "data", "signature"}`. What is signed is the JSON text of
-// `{event, timestamp, data}` (those three keys, in that order, as JSON.stringify writes it), with
-// HMAC-SHA256 keyed by the webhook's secret; the signature is `sha256=` + lowercase hex. The body
-// sent is that same text with `,"signature":"sha256=..."` inserted before its final `}`, so a
-// receiver can verify the raw bytes without re-serialising: drop the trailing `,"signature":"..."}`,
-// put back `}`, HMAC, compare in constant time. (In JS, JSON.stringify({event, timestamp, data}) of
-// the parsed body gives the same text.) The same value is sent in the `X-Inferno-Signature` header,
-// with `X-Inferno-Event` and `X-Inferno-Delivery` (the delivery id, stable across retries). The
-// timestamp (ISO 8601, UTC, seconds) is inside what is signed, so receivers can refuse replays.
+// Each attempt POSTs the delivery's stored body, signed the Standard Webhooks way (signature.ts:
+// `webhook-id`, `webhook-timestamp`, `webhook-signature`), with `X-Inferno-Event` and, for existing
+// receivers, `X-Inferno-Delivery` (the same id as webhook-id, stable across retries).
 //
 // Delivery: a 2xx answer within 10 s is success; anything else (other statuses, redirects included,
 // timeouts, refused targets) fails the attempt. Attempt n+1 follows attempt n after backoff(n)
 // (default 1 s, 2 s, 4 s, 8 s, 16 s) and a delivery fails for good after `maxAttempts` (default 6).
-import { createHmac } from "node:crypto";
 import http from "node:http";
 import https from "node:https";
 import type { Logger } from "../core/logger.js";
 import { VERSION } from "../version.js";
-import type { Delivery, WebhookEvent, WebhookStore } from "./webhook-store.js";
+import { signatureHeaders } from "./signature.js";
+import type { Delivery, WebhookStore } from "./webhook-store.js";
 import { checkLiteralHost, guardedLookup, parseTarget } from "./webhook-target.js";
-
-/** The signed body of an event and its signature (`sha256=<hex>`). */
-export function signPayload(secret: string, event: WebhookEvent, data: unknown, at = new Date()): { body: string; signature: string } {
-  const timestamp = at.toISOString().replace(/\.\d{3}Z$/, "Z");
-  const signed = JSON.stringify({ event, timestamp, data });
-  const signature = `sha256=${createHmac("sha256", secret).update(signed).digest("hex")}`;
-  return { body: `${signed.slice(0, -1)},"signature":${JSON.stringify(signature)}}`, signature };
-}
 
 export interface DispatcherOptions {
   log: Logger;
@@ -124,43 +110,52 @@ export class WebhookDispatcher {
     else this.opts.log.warn({ ...log, reason: error, retry_at: next && new Date(next).toISOString() }, next ? "webhook delivery failed; will retry" : "webhook delivery failed for good");
   }
 
-  /** One POST; resolves with the status code once the answer is read (and discarded). */
   private post(d: Delivery, signal: AbortSignal): Promise<number> {
-    const url = parseTarget(d.url);
-    checkLiteralHost(url, this.opts.allowPrivate);
-    const client = url.protocol === "https:" ? https : http;
-    const lookup = guardedLookup(this.opts.allowPrivate);
-    return new Promise((resolve, reject) => {
-      const req = client.request(url, {
-        method: "POST",
-        signal,
-        ...(lookup ? { lookup } : {}),
-        headers: {
-          "content-type": "application/json",
-          "content-length": Buffer.byteLength(d.body),
-          "user-agent": `Inferno/${VERSION}`,
-          "x-inferno-event": d.event,
-          "x-inferno-delivery": d.id,
-          "x-inferno-signature": d.signature,
-        },
+    const signed = d.secret !== null ? signatureHeaders(d.secret, d.id, d.body) : { "x-inferno-signature": d.signature };
+    return postWebhook({ url: d.url, body: d.body, headers: { "x-inferno-event": d.event, "x-inferno-delivery": d.id, ...signed } }, {
+      allowPrivate: this.opts.allowPrivate, timeoutMs: this.timeoutMs, signal,
+    });
+  }
+}
+
+/** One POST of a webhook body; resolves with the status code once the answer is read (and discarded). */
+export function postWebhook(
+  d: { url: string; body: string; headers: Record<string, string> },
+  opts: { allowPrivate: boolean; timeoutMs: number; signal?: AbortSignal },
+): Promise<number> {
+  const url = parseTarget(d.url);
+  checkLiteralHost(url, opts.allowPrivate);
+  const client = url.protocol === "https:" ? https : http;
+  const lookup = guardedLookup(opts.allowPrivate);
+  const { signal } = opts;
+  return new Promise((resolve, reject) => {
+    const req = client.request(url, {
+      method: "POST",
+      ...(signal ? { signal } : {}),
+      ...(lookup ? { lookup } : {}),
+      headers: {
+        "content-type": "application/json",
+        "content-length": Buffer.byteLength(d.body),
+        "user-agent": `Inferno/${VERSION}`,
+        ...d.headers,
+      },
+    });
+    const timer = setTimeout(() => req.destroy(new Error(`no answer within ${opts.timeoutMs} ms`)), opts.timeoutMs);
+    req.on("error", (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    req.on("response", (res) => {
+      res.resume();
+      res.on("end", () => {
+        clearTimeout(timer);
+        resolve(res.statusCode ?? 0);
       });
-      const timer = setTimeout(() => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
-      req.on("error", (err) => {
+      res.on("error", (err) => {
         clearTimeout(timer);
         reject(err);
       });
-      req.on("response", (res) => {
-        res.resume();
-        res.on("end", () => {
-          clearTimeout(timer);
-          resolve(res.statusCode ?? 0);
-        });
-        res.on("error", (err) => {
-          clearTimeout(timer);
-          reject(err);
-        });
-      });
-      req.end(d.body);
     });
-  }
+    req.end(d.body);
+  });
 }

@@ -1,9 +1,11 @@
 // Webhook registrations and the delivery queue, in the data dir's database (component "webhooks").
-// A delivery row holds the exact body that is sent, signed once when the event happens, so every
-// retry (and a retry after a restart) sends the same bytes with the same signature. Deliveries are
-// at least once: one in flight when the process dies is still `pending` and is sent again; receivers
-// dedupe by the X-Inferno-Delivery id. Secrets are kept in clear (they are needed to sign), in the
-// same 0600 database file as the key hashes.
+// A delivery row holds the exact body that is sent, written once when the event happens, and the
+// secret that signs it: every retry (and a retry after a restart) sends the same bytes under the same
+// `webhook-id`, signed afresh with the attempt's timestamp (signature.ts). Deliveries are at least
+// once: one in flight when the process dies is still `pending` and is sent again; receivers dedupe by
+// the webhook-id. Secrets are kept in clear (they are needed to sign), in the same 0600 database file
+// as the key hashes. (`signature` holds the old `sha256=` signature of rows queued before Standard
+// Webhooks signing; such rows are still sent as they were.)
 import { randomBytes } from "node:crypto";
 import type Database from "better-sqlite3";
 import { migrate } from "../store/database.js";
@@ -36,6 +38,8 @@ const MIGRATIONS = [
    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_ms);
    CREATE INDEX webhook_deliveries_hook ON webhook_deliveries (webhook_id, created_ms);
    CREATE INDEX webhook_deliveries_batch ON webhook_deliveries (batch_id);`,
+  // Standard Webhooks: each attempt is signed when sent, with the delivery's secret.
+  `ALTER TABLE webhook_deliveries ADD COLUMN secret TEXT;`,
 ];
 
 export const WEBHOOK_EVENTS = ["inference.complete", "batch.complete", "model.loaded"] as const;
@@ -59,6 +63,9 @@ export interface Delivery {
   url: string;
   event: WebhookEvent;
   body: string;
+  /** Signs every attempt (null only for rows queued before Standard Webhooks signing). */
+  secret: string | null;
+  /** The legacy `sha256=` signature of such rows; empty otherwise. */
   signature: string;
   status: "pending" | "delivered" | "failed";
   attempts: number;
@@ -85,6 +92,7 @@ interface DeliveryRow {
   url: string;
   event: WebhookEvent;
   body: string;
+  secret: string | null;
   signature: string;
   status: Delivery["status"];
   attempts: number;
@@ -100,7 +108,7 @@ const toWebhook = (r: WebhookRow): Webhook => ({
 });
 
 const toDelivery = (r: DeliveryRow): Delivery => ({
-  id: r.id, webhookId: r.webhook_id, batchId: r.batch_id, url: r.url, event: r.event, body: r.body, signature: r.signature,
+  id: r.id, webhookId: r.webhook_id, batchId: r.batch_id, url: r.url, event: r.event, body: r.body, secret: r.secret, signature: r.signature,
   status: r.status, attempts: r.attempts, nextAttemptMs: r.next_attempt_ms, lastStatusCode: r.last_status_code,
   lastError: r.last_error, createdMs: r.created_ms, finishedMs: r.finished_ms,
 });
@@ -114,8 +122,10 @@ export interface NewDelivery {
   url: string;
   event: WebhookEvent;
   body: string;
-  signature: string;
+  secret: string;
 }
+
+export const newDeliveryId = () => `dlv_${randomBytes(9).toString("base64url")}`;
 
 export class WebhookStore {
   private readonly stmt;
@@ -128,8 +138,8 @@ export class WebhookStore {
       hooks: db.prepare<[], WebhookRow>("SELECT * FROM webhooks ORDER BY created_ms, rowid"),
       deleteHook: db.prepare("DELETE FROM webhooks WHERE id = ?"),
       insertDelivery: db.prepare(
-        `INSERT INTO webhook_deliveries (id, webhook_id, batch_id, url, event, body, signature, status, next_attempt_ms, created_ms)
-         VALUES (@id, @webhookId, @batchId, @url, @event, @body, @signature, 'pending', @now, @now)`,
+        `INSERT INTO webhook_deliveries (id, webhook_id, batch_id, url, event, body, secret, signature, status, next_attempt_ms, created_ms)
+         VALUES (@id, @webhookId, @batchId, @url, @event, @body, @secret, '', 'pending', @now, @now)`,
       ),
       due: db.prepare<[number, number], DeliveryRow>(
         "SELECT * FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_ms <= ? ORDER BY next_attempt_ms LIMIT ?",
@@ -160,7 +170,7 @@ export class WebhookStore {
   }
 
   enqueue(d: NewDelivery, now = Date.now()): string {
-    const id = `dlv_${randomBytes(9).toString("base64url")}`;
+    const id = newDeliveryId();
     this.stmt.insertDelivery.run({ ...d, id, now });
     return id;
   }

@@ -9,7 +9,7 @@
 //   re-run after a crash is not reported twice. Nothing is written when no webhook wants the event;
 // - `batch.complete`: the batch worker, when a batch's last item finishes, to every registered
 //   webhook that wants it and to the batch's own `webhook_url` (signed with the batch's secret).
-// Signing and retries: see webhook-dispatcher.ts; target checks: webhook-target.ts.
+// Signing: signature.ts (Standard Webhooks); retries: webhook-dispatcher.ts; target checks: webhook-target.ts.
 import { AsyncLocalStorage } from "node:async_hooks";
 import type Database from "better-sqlite3";
 import type { FastifyInstance } from "fastify";
@@ -19,7 +19,8 @@ import { z } from "zod";
 import type { Logger } from "../core/logger.js";
 import { InfernoError } from "../errors/catalogue.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
-import { signPayload, WebhookDispatcher, type DispatcherOptions } from "./webhook-dispatcher.js";
+import { WebhookDispatcher, type DispatcherOptions } from "./webhook-dispatcher.js";
+import { eventBody } from "./signature.js";
 import { WEBHOOK_EVENTS, WebhookStore, type Delivery, type Webhook, type WebhookEvent } from "./webhook-store.js";
 import { validateTarget } from "./webhook-target.js";
 import { resourceIdParams } from "../http/params.js";
@@ -83,15 +84,15 @@ export class Webhooks {
    */
   emit(event: WebhookEvent, data: Record<string, unknown>, opts: { target?: WebhookTarget | undefined; batchId?: string } = {}): void {
     let queued = false;
-    const at = new Date();
+    const body = eventBody(event, data);
     for (const hook of this.hooks) {
       if (!hook.events.includes(event)) continue;
-      this.store.enqueue({ webhookId: hook.id, batchId: opts.batchId ?? null, url: hook.url, event, ...signPayload(hook.secret, event, data, at) });
+      this.store.enqueue({ webhookId: hook.id, batchId: opts.batchId ?? null, url: hook.url, event, body, secret: hook.secret });
       queued = true;
     }
     if (opts.target) {
       const { url, secret } = opts.target;
-      this.store.enqueue({ webhookId: null, batchId: opts.batchId ?? null, url, event, ...signPayload(secret, event, data, at) });
+      this.store.enqueue({ webhookId: null, batchId: opts.batchId ?? null, url, event, body, secret });
       queued = true;
     }
     if (queued) this.dispatcher.wake();

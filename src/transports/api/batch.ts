@@ -5,8 +5,8 @@
 // when the client gives none, one is generated and returned once, in the submit response. Statuses: `queued` (nothing started),
 // `running`, `completed` (every item finished, at least one succeeded), `failed` (every item failed),
 // `cancelled`. Cancelling a finished batch changes nothing and answers its status. Storage, exactly-once
-// results and crash recovery: src/batch/batch-store.ts; scheduling beside live traffic: batch-worker.ts.
-import { randomBytes } from "node:crypto";
+// results and crash recovery: src/batch/batch-store.ts (one server) or redis-batch-store.ts and
+// redis-batch-worker.ts (replicas sharing Redis); scheduling beside live traffic: batch-worker.ts.
 import type { FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
@@ -14,9 +14,10 @@ import { samplingFields, toGenerateRequest, type GenerationLimits } from "../../
 import { InfernoError } from "../../errors/catalogue.js";
 import { limitKey } from "../../limits/rate-limit.js";
 import type { ModelRegistry } from "../../registry/model-registry.js";
-import type { Batch, BatchItem, BatchStore } from "../../batch/batch-store.js";
-import type { BatchEvents, BatchWorker } from "../../batch/batch-worker.js";
-import { deliveryView, type Webhooks } from "../../webhooks/webhooks.js";
+import type { Batch, BatchItem } from "../../batch/batch-store.js";
+import { newWebhookSecret } from "../../webhooks/signature.js";
+import type { Webhooks } from "../../webhooks/webhooks.js";
+import type { BatchBackend } from "./batch-backends.js";
 import { resourceIdParams } from "../../http/params.js";
 
 /** Most requests in one batch. */
@@ -48,50 +49,24 @@ const batchBody = z
 const unix = (ms: number | null) => (ms === null ? null : Math.floor(ms / 1000));
 
 export interface BatchRoutesOptions {
-  /** The engine's store and worker (shared with `/v1/batches`; the app starts and stops the worker). */
-  store: BatchStore;
-  worker: BatchWorker;
+  /** Where batches live and run: SQLite and the in-process worker, or Redis and BullMQ (batch-backends.ts). */
+  backend: BatchBackend;
   registry: ModelRegistry;
   limits: GenerationLimits;
   webhooks?: Webhooks;
 }
 
-/** Webhook events of the batch worker, written inside the transactions that store results. */
-function batchEvents(store: BatchStore, webhooks: Webhooks): BatchEvents {
-  return {
-    itemCompleted(batch, itemId, r) {
-      if (!webhooks.wants("inference.complete")) return;
-      webhooks.emit("inference.complete", {
-        request_id: `${batch.id}/${itemId}`, batch_id: batch.id, item_id: itemId, model: batch.model, prompt_tokens: r.promptTokens,
-        tokens_generated: r.completionTokens, duration_ms: Math.round(r.totalMs), finish_reason: r.finishReason,
-      }, { batchId: batch.id });
-    },
-    batchFinished(b) {
-      const counts = store.counts(b.id);
-      const data = {
-        batch_id: b.id, model: b.model, status: b.status, total: b.total, completed: counts.done, failed: counts.error,
-        results_url: `/batch/${b.id}/results`, created: unix(b.createdMs), completed_at: unix(b.completedMs),
-      };
-      const target = b.webhookUrl && b.webhookSecret ? { url: b.webhookUrl, secret: b.webhookSecret } : undefined;
-      webhooks.emit("batch.complete", data, { target, batchId: b.id });
-    },
-  };
-}
-
-export const batchRoutes: FastifyPluginAsyncZod<BatchRoutesOptions> = async (app, { store, worker, registry, limits, webhooks }) => {
-  if (webhooks) worker.listen(batchEvents(store, webhooks));
-
-  const visible = (request: FastifyRequest, id: string): Batch => {
-    const batch = store.get(id);
+export const batchRoutes: FastifyPluginAsyncZod<BatchRoutesOptions> = async (app, { backend, registry, limits, webhooks }) => {
+  const visible = async (request: FastifyRequest, id: string): Promise<Batch> => {
+    const batch = await backend.get(id);
     const p = request.principal;
     if (!batch || !p || (p.role !== "admin" && p.user !== batch.owner)) throw new InfernoError("NOT_FOUND", `batch '${id}' not found`);
     return batch;
   };
 
-  const statusView = (b: Batch) => {
-    const counts = store.counts(b.id);
-    const last = b.webhookUrl && webhooks ? webhooks.store.batchDeliveries(b.id).at(-1) : undefined;
-    const delivery = last && webhooks ? deliveryView(last, webhooks.dispatcher.maxAttempts) : null;
+  const statusView = async (b: Batch) => {
+    const counts = await backend.counts(b.id);
+    const delivery = b.webhookUrl ? await backend.delivery(b) : null;
     return {
       batch_id: b.id, model: b.model, status: b.status, completed: counts.done, failed: counts.error,
       pending: counts.pending + counts.running, total: b.total, created: unix(b.createdMs), completed_at: unix(b.completedMs),
@@ -100,9 +75,11 @@ export const batchRoutes: FastifyPluginAsyncZod<BatchRoutesOptions> = async (app
     };
   };
 
-  const itemView = (b: Batch, item: BatchItem) => {
-    if (item.status === "done") return { id: item.id, status: "completed" as const, result: item.result };
-    if (item.status === "error") return { id: item.id, status: "failed" as const, error: item.error };
+  const itemView = (b: Batch, item: BatchItem & { replica?: string }) => {
+    // In Redis mode, which replica stored the item's result and how many times replicas started it.
+    const by = item.replica === undefined ? {} : { replica: item.replica, runs: item.attempts };
+    if (item.status === "done") return { id: item.id, status: "completed" as const, result: item.result, ...by };
+    if (item.status === "error") return { id: item.id, status: "failed" as const, error: item.error, ...by };
     return { id: item.id, status: b.status === "cancelled" ? ("cancelled" as const) : item.status };
   };
 
@@ -114,12 +91,11 @@ export const batchRoutes: FastifyPluginAsyncZod<BatchRoutesOptions> = async (app
     }
     toGenerateRequest(model, { ...params, prompt: "" }, limits); // refuses max_tokens over the limit now, not per item
     if (webhook_url !== undefined) await webhooks?.checkTarget(webhook_url);
-    const generatedSecret = webhook_url !== undefined && webhook_secret === undefined ? randomBytes(24).toString("base64url") : undefined;
-    const batch = store.create({
+    const generatedSecret = webhook_url !== undefined && webhook_secret === undefined ? newWebhookSecret() : undefined;
+    const batch = await backend.create({
       model, params, webhookUrl: webhook_url, webhookSecret: webhook_secret ?? generatedSecret,
       owner: request.principal?.user ?? "anonymous", usageKey: limitKey(request), items: requests,
     });
-    worker.wake();
     return reply.code(202).send({
       batch_id: batch.id, status: batch.status, total_requests: batch.total, created: unix(batch.createdMs),
       ...(generatedSecret ? { webhook_secret: generatedSecret } : {}),
@@ -129,20 +105,18 @@ export const batchRoutes: FastifyPluginAsyncZod<BatchRoutesOptions> = async (app
   app.get("/batch", { schema: { querystring: z.object({ limit: z.coerce.number().int().min(1).max(1000).optional() }) } }, async (request) => {
     const p = request.principal;
     const owner = p?.role === "admin" ? undefined : (p?.user ?? "anonymous");
-    return { batches: store.list(owner, request.query.limit ?? 100).map(statusView) };
+    return { batches: await Promise.all((await backend.list(owner, request.query.limit ?? 100)).map(statusView)) };
   });
 
-  app.get("/batch/:id", { schema: { params: resourceIdParams } }, async (request) => statusView(visible(request, request.params.id)));
+  app.get("/batch/:id", { schema: { params: resourceIdParams } }, async (request) => statusView(await visible(request, request.params.id)));
 
   app.get("/batch/:id/results", { schema: { params: resourceIdParams } }, async (request) => {
-    const batch = visible(request, request.params.id);
-    return { batch_id: batch.id, status: batch.status, results: store.items(batch.id).map((item) => itemView(batch, item)) };
+    const batch = await visible(request, request.params.id);
+    return { batch_id: batch.id, status: batch.status, results: (await backend.items(batch.id)).map((item) => itemView(batch, item)) };
   });
 
   app.delete("/batch/:id", { schema: { params: resourceIdParams } }, async (request) => {
-    const batch = visible(request, request.params.id);
-    const after = store.cancel(batch.id) ?? batch;
-    worker.cancel(batch.id);
-    return statusView(after);
+    const batch = await visible(request, request.params.id);
+    return statusView((await backend.cancel(batch.id)) ?? batch);
   });
 };

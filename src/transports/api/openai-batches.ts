@@ -1,33 +1,28 @@
 // The OpenAI batch API: `POST /v1/batches`, `GET /v1/batches`, `GET /v1/batches/{id}`,
-// `POST /v1/batches/{id}/cancel`, on the same durable engine as `/batch` (src/batch/: one store, one
-// worker, exactly-once results, crash recovery, live traffic first).
+// `POST /v1/batches/{id}/cancel`, on the same durable engine as `/batch` (src/batch/: exactly-once
+// results, crash recovery, live traffic first), in SQLite or, with redisUrl, in Redis shared by the
+// replicas (openai-batch-backends.ts).
 //
 // Creating a batch reads its input file and checks every line against the batch's endpoint (schema,
 // pre-queue checks, model) before anything is stored: a bad line is a 400 naming it, so a batch never
 // sits in `validating` or ends `failed` (OpenAI's status for a file that fails validation). Lines may
 // name different models. When the engine ends the batch, the finalizer writes its output and error
 // files (openai-batch-finalizer.ts). A batch is visible to its owner and to admins (others get 404).
-import type Database from "better-sqlite3";
 import type { FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
-import type { BatchStore } from "../../batch/batch-store.js";
-import type { BatchWorker } from "../../batch/batch-worker.js";
-import { OpenaiBatchFinalizer } from "../../batch/openai-batch-finalizer.js";
-import { OpenaiBatchStore, type OpenaiBatch } from "../../batch/openai-batch-store.js";
+import type { OpenaiBatch } from "../../batch/openai-batch-store.js";
 import { batchItemsOf, checkBatchModels, parseBatchInput } from "../../dialects/openai/batch-input.js";
 import { BATCH_ENDPOINTS } from "../../dialects/openai/batch-requests.js";
 import type { GenerationLimits } from "../../dialects/native.js";
 import { InfernoError } from "../../errors/catalogue.js";
-import type { FileStore } from "../../files/file-store.js";
+import type { FileBackend } from "../../files/file-store.js";
 import { limitKey } from "../../limits/rate-limit.js";
+import type { OpenaiBatchBackend } from "./openai-batch-backends.js";
 import type { ModelRegistry } from "../../registry/model-registry.js";
 import { ownerOf, visibleFile } from "./openai-files.js";
 import { resourceIdParams } from "../../http/params.js";
 
-const WINDOW_MS = 24 * 3600 * 1000;
-/** How often ended batches are finalized and overdue ones expired, besides when a batch ends. */
-const SWEEP_MS = 1000;
 
 const createBody = z.object({
   input_file_id: z.string().min(1).max(64),
@@ -43,11 +38,9 @@ const listQuery = z.object({ limit: z.coerce.number().int().min(1).max(100).opti
 const unix = (ms: number | null) => (ms === null ? null : Math.floor(ms / 1000));
 
 export interface OpenaiBatchRoutesOptions {
-  db: Database.Database;
-  files: FileStore;
-  /** The engine's store and worker, shared with `/batch`. */
-  store: BatchStore;
-  worker: BatchWorker;
+  files: FileBackend;
+  /** Where OpenAI batches live and run (SQLite or Redis: openai-batch-backends.ts). */
+  backend: OpenaiBatchBackend;
   registry: ModelRegistry;
   limits: GenerationLimits;
 }
@@ -63,28 +56,18 @@ function statusOf(b: OpenaiBatch): Status {
 }
 
 export const openaiBatchRoutes: FastifyPluginAsyncZod<OpenaiBatchRoutesOptions> = async (app, opts) => {
-  const { db, files, store, worker, registry, limits } = opts;
-  const batches = new OpenaiBatchStore(db);
-  const finalizer = new OpenaiBatchFinalizer({ db, store, batches, files, worker, log: app.log.child({ component: "openai-batch" }) });
-  worker.listen({
-    // Inside the transaction that ends the batch: finalize once it has committed.
-    batchFinished: (b) => {
-      if (batches.get(b.id)) setImmediate(() => void finalizer.finalize(b.id));
-    },
-  });
-  app.addHook("onReady", async () => finalizer.start(SWEEP_MS));
-  app.addHook("preClose", async () => finalizer.stop());
+  const { files, backend, registry, limits } = opts;
 
-  const visible = (request: FastifyRequest, id: string): OpenaiBatch => {
-    const b = batches.get(id);
+  const visible = async (request: FastifyRequest, id: string): Promise<OpenaiBatch> => {
+    const b = await backend.get(id);
     const p = request.principal;
     if (!b || (p?.role !== "admin" && ownerOf(request) !== b.owner)) throw new InfernoError("NOT_FOUND", `batch '${id}' not found`);
     return b;
   };
 
-  const batchObject = (b: OpenaiBatch) => {
+  const batchObject = async (b: OpenaiBatch) => {
     const status = statusOf(b);
-    const counts = store.counts(b.id);
+    const counts = await backend.counts(b.id);
     const ended = b.engineStatus !== "queued" && b.engineStatus !== "running";
     const cancelRequested = b.engineStatus === "cancelled" && b.expiredMs === null;
     return {
@@ -123,49 +106,33 @@ export const openaiBatchRoutes: FastifyPluginAsyncZod<OpenaiBatchRoutesOptions> 
 
   app.post("/batches", { schema: { body: createBody }, config: { dialect: "openai" } }, async (request) => {
     const { input_file_id, endpoint, completion_window, metadata } = request.body;
-    const file = visibleFile(files, request, input_file_id);
+    const file = await visibleFile(files, request, input_file_id);
     if (file.purpose !== "batch") {
       throw new InfernoError("INVALID_REQUEST", `file '${file.id}' has purpose '${file.purpose}', not 'batch'`, undefined, { param: "input_file_id" });
     }
     const items = batchItemsOf(parseBatchInput(await files.read(file.id)), endpoint, limits);
     await checkBatchModels(registry, items);
-    const now = Date.now();
-    const id = db.transaction(() => {
-      const batch = store.create(
-        {
-          model: items[0]!.model, params: {}, owner: ownerOf(request), usageKey: limitKey(request),
-          items: items.map(({ line: _line, ...item }) => item),
-        },
-        now,
-      );
-      batches.insert({ id: batch.id, endpoint, inputFileId: file.id, completionWindow: completion_window, metadata: metadata ?? null, expiresMs: now + WINDOW_MS });
-      return batch.id;
-    }).immediate();
-    worker.wake();
-    return batchObject(batches.get(id)!);
+    const batch = await backend.create({
+      items: items.map(({ line: _line, ...item }) => item), endpoint, inputFileId: file.id, completionWindow: completion_window,
+      metadata: metadata ?? null, owner: ownerOf(request), usageKey: limitKey(request),
+    });
+    return batchObject(batch);
   });
 
   app.get("/batches", { schema: { querystring: listQuery }, config: { dialect: "openai" } }, async (request) => {
     const limit = request.query.limit ?? 20;
     const owner = request.principal?.role === "admin" ? undefined : ownerOf(request);
-    const page = batches.list(owner, request.query.after, limit + 1);
-    const data = page.slice(0, limit).map(batchObject);
+    const page = await backend.list(owner, request.query.after, limit + 1);
+    const data = await Promise.all(page.slice(0, limit).map(batchObject));
     return { object: "list", data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: page.length > limit };
   });
 
   app.get("/batches/:id", { schema: { params: resourceIdParams }, config: { dialect: "openai" } }, async (request) =>
-    batchObject(visible(request, request.params.id)),
+    batchObject(await visible(request, request.params.id)),
   );
 
   app.post("/batches/:id/cancel", { schema: { params: resourceIdParams }, config: { dialect: "openai" } }, async (request) => {
-    const { id } = visible(request, request.params.id);
-    const now = Date.now();
-    db.transaction(() => {
-      batches.markCancelling(id, now);
-      store.cancel(id, now);
-    }).immediate();
-    worker.cancel(id);
-    void finalizer.finalize(id);
-    return batchObject(batches.get(id)!);
+    const { id } = await visible(request, request.params.id);
+    return batchObject(await backend.cancel(id));
   });
 };

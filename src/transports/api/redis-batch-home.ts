@@ -1,0 +1,55 @@
+// Native and OpenAI batches, their files and batch.complete deliveries on Redis (config redisUrl):
+// builds the stores, the BullMQ item worker and delivery queue on the app, starts them when it is ready,
+// pauses the worker while it drains and stops everything before it closes.
+import path from "node:path";
+import type { FastifyInstance } from "fastify";
+import { RedisBatchStore } from "../../batch/redis-batch-store.js";
+import { RedisBatchWorker } from "../../batch/redis-batch-worker.js";
+import { RedisOpenaiBatches } from "../../batch/redis-openai-batches.js";
+import type { GenerationLimits } from "../../dialects/native.js";
+import { RedisFileStore } from "../../files/redis-file-store.js";
+import type { UsageContext } from "../../limits/usage-context.js";
+import type { ModelRegistry } from "../../registry/model-registry.js";
+import type { SharedRedis } from "../../shared/redis.js";
+import { RedisDeliveries } from "../../webhooks/redis-deliveries.js";
+import { itemEvents, redisBatches, redisBatchFinished, type BatchBackend } from "./batch-backends.js";
+import { redisOpenaiBatches, type OpenaiBatchBackend } from "./openai-batch-backends.js";
+
+export interface RedisBatchHomeOptions {
+  url: string;
+  replicaId: string;
+  /** The volume every replica mounts (config sharedDataDir, default dataDir): files live in its `files/`. */
+  sharedDataDir: string;
+  registry: ModelRegistry;
+  limits: GenerationLimits;
+  concurrency: number;
+  usage?: UsageContext;
+  allowPrivate: boolean;
+}
+
+export function redisBatchHome(app: FastifyInstance, shared: SharedRedis, opts: RedisBatchHomeOptions): { batches: BatchBackend; openai: OpenaiBatchBackend; files: RedisFileStore } {
+  const store = new RedisBatchStore(shared.client, shared.prefix, opts.replicaId);
+  const files = new RedisFileStore(shared.client, shared.prefix, path.join(opts.sharedDataDir, "files"));
+  const openai = new RedisOpenaiBatches(shared.client, shared.prefix, store, files);
+  const deliveries = new RedisDeliveries({ url: opts.url, prefix: shared.prefix, allowPrivate: opts.allowPrivate, log: app.log.child({ component: "webhooks" }) });
+  const notify = redisBatchFinished(store, deliveries, app.webhooks);
+  const worker = new RedisBatchWorker({
+    shared, url: opts.url, store, registry: opts.registry, limits: opts.limits, concurrency: opts.concurrency,
+    log: app.log.child({ component: "batch" }), ...(opts.usage ? { usage: opts.usage } : {}),
+    onFinished: async (b) => {
+      await notify(b);
+      await openai.finalize(b.id);
+    },
+  });
+  worker.listen(itemEvents(app.webhooks));
+  app.addHook("onReady", async () => {
+    worker.start();
+    deliveries.start();
+  });
+  app.drainSignal.addEventListener("abort", () => worker.pause(), { once: true });
+  app.addHook("preClose", async () => {
+    await worker.stop();
+    await deliveries.close();
+  });
+  return { batches: redisBatches(shared, store, worker, deliveries), openai: redisOpenaiBatches(shared, store, worker, openai), files };
+}
