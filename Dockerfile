@@ -30,9 +30,10 @@ COPY proto ./proto
 COPY console ./console
 COPY demo ./demo
 # A user of its own, not root; the volumes belong to it. The uid is fixed so that a bind-mounted models or
-# data folder can be given to it (chown 10001 ./data).
+# data folder can be given to it (chown 10001 ./data). /shared is where deploy/docker-compose.yml mounts the
+# replicas' shared data dir: a named volume takes the owner of the folder it is mounted on.
 RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home inferno \
-    && mkdir -p /models /data && chown inferno:inferno /models /data
+    && mkdir -p /models /data /shared && chown inferno:inferno /models /data /shared
 USER inferno
 ENV NODE_ENV=production \
     INFERNO_HOST=0.0.0.0 \
