@@ -129,8 +129,11 @@ export class RedisBatchWorker {
     this.stopping = true;
     clearInterval(this.timer);
     for (const r of this.running.values()) r.controller.abort(new Error("server stopping"));
-    await Promise.race([this.worker.close(), sleep(5_000)]).catch(() => {});
-    await this.queue.close().catch(() => {});
+    // Bounded: with Redis unreachable BullMQ's closes wait for a connection that may never come.
+    await Promise.race([this.worker.close(), sleep(4_000)]).catch(() => {});
+    await Promise.race([this.queue.close(), sleep(2_000)]).catch(() => {});
+    // And their own connections (the worker's blocking duplicate), which would otherwise keep reconnecting.
+    void Promise.all([this.worker.disconnect(), this.queue.disconnect()]).catch(() => {});
     for (const c of this.connections) c.disconnect();
   }
 

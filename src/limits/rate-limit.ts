@@ -63,7 +63,7 @@ export function rateLimitSettings(config: Config): Pick<RateLimitPluginOptions, 
 }
 
 /** Health checks are for load balancers and orchestrators, which must never be refused. */
-const isExempt = (url: string) => url === "/health" || url.startsWith("/v2/health/");
+const isExempt = (url: string) => url === "/health" || url.startsWith("/health/") || url.startsWith("/v2/health/");
 
 /**
  * Limits apply per API key, or per client IP (IPv6 by /64, as @fastify/rate-limit does) without one.

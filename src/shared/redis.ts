@@ -42,6 +42,8 @@ export class SharedRedis {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 1,
       connectTimeout: 2_000,
+      // A Redis that accepts connections but stops answering (stopped, network black hole) fails commands too.
+      commandTimeout: 2_000,
       // Reconnect forever, backing off to 2 s.
       retryStrategy: (attempt) => Math.min(attempt * 100, 2_000),
       lazyConnect: false,
@@ -90,7 +92,11 @@ export class SharedRedis {
 
   async close(): Promise<void> {
     const all = [this.client, ...this.subscribers];
-    await Promise.all(all.map((c) => c.quit().catch(() => c.disconnect())));
+    // QUIT on a connection that is not up would wait (a subscriber queues it) for a Redis that may not return.
+    await Promise.all(all.map(async (c) => {
+      if (c.status === "ready") await Promise.race([c.quit(), new Promise((resolve) => setTimeout(resolve, 1_000).unref())]).catch(() => {});
+      c.disconnect();
+    }));
   }
 
   private connect(role: string, extra: RedisOptions = {}): Redis {
@@ -122,7 +128,7 @@ function isConnectionError(err: unknown): boolean {
   const message = err instanceof Error ? err.message : "";
   const code = (err as { code?: unknown } | null)?.code;
   return (
-    /Connection is closed|Stream isn't writeable|enableOfflineQueue|MaxRetriesPerRequest|connect ECONNREFUSED|ETIMEDOUT/.test(message) ||
+    /Connection is closed|Stream isn't writeable|enableOfflineQueue|MaxRetriesPerRequest|connect ECONNREFUSED|ETIMEDOUT|Command timed out/.test(message) ||
     code === "ECONNREFUSED" || code === "ECONNRESET" || code === "EPIPE"
   );
 }

@@ -9,6 +9,7 @@
 // is signed afresh (signature.ts) under the same webhook-id. At least once: a replica SIGKILLed
 // mid-POST leaves its job locked until BullMQ's stalled check (lock 10 s, checked every 5 s) hands it
 // to another replica, which sends it again with the same webhook-id, for receivers to dedupe.
+import { setTimeout as sleep } from "node:timers/promises";
 import { Queue, Worker, type Job } from "bullmq";
 import { Redis } from "ioredis";
 import type { Logger } from "../core/logger.js";
@@ -100,8 +101,11 @@ export class RedisDeliveries {
   }
 
   async close(): Promise<void> {
-    await this.worker.close().catch(() => {});
-    await this.queue.close().catch(() => {});
+    // Bounded, as the batch worker's: with Redis unreachable BullMQ's closes would wait forever.
+    await Promise.race([this.worker.close(), sleep(2_000)]).catch(() => {});
+    await Promise.race([this.queue.close(), sleep(2_000)]).catch(() => {});
+    // And their own connections (the worker's blocking duplicate), which would otherwise keep reconnecting.
+    void Promise.all([this.worker.disconnect(), this.queue.disconnect()]).catch(() => {});
     for (const c of this.connections) c.disconnect();
   }
 }

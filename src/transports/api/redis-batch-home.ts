@@ -48,8 +48,7 @@ export function redisBatchHome(app: FastifyInstance, shared: SharedRedis, opts: 
   });
   app.drainSignal.addEventListener("abort", () => worker.pause(), { once: true });
   app.addHook("preClose", async () => {
-    await worker.stop();
-    await deliveries.close();
+    await Promise.all([worker.stop(), deliveries.close()]);
   });
   return { batches: redisBatches(shared, store, worker, deliveries), openai: redisOpenaiBatches(shared, store, worker, openai), files };
 }
