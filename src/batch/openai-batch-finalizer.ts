@@ -112,13 +112,7 @@ export class OpenaiBatchFinalizer {
         const page = store.itemsPage(id, after, PAGE);
         if (page.length === 0) break;
         after = page.at(-1)!.seq;
-        const chunks: Record<"output" | "error", string[]> = { output: [], error: [] };
-        for (const item of page) {
-          const out = lineOf(b, item);
-          if (!out) continue;
-          chunks[out.file].push(`${JSON.stringify(out.line)}\n`);
-          if (out.file === "output") addUsage(usage, item.result);
-        }
+        const chunks = fileChunks(b, page, usage);
         for (const kind of ["output", "error"] as const) {
           if (chunks[kind].length === 0) continue;
           writers[kind] ??= await files.create();
@@ -140,6 +134,18 @@ export class OpenaiBatchFinalizer {
       throw err;
     }
   }
+}
+
+/** The output- and error-file lines of finished items, as JSONL text per file; output usage added to `usage`. */
+export function fileChunks(b: OpenaiBatch, items: Iterable<BatchItem>, usage: BatchUsage): Record<"output" | "error", string[]> {
+  const chunks: Record<"output" | "error", string[]> = { output: [], error: [] };
+  for (const item of items) {
+    const out = lineOf(b, item);
+    if (!out) continue;
+    chunks[out.file].push(`${JSON.stringify(out.line)}\n`);
+    if (out.file === "output") addUsage(usage, item.result);
+  }
+  return chunks;
 }
 
 export function addUsage(total: BatchUsage, body: Record<string, unknown> | null): void {

@@ -13,7 +13,7 @@ import type { Redis } from "ioredis";
 import type { FileWriter } from "../files/file-store.js";
 import type { RedisFileStore } from "../files/redis-file-store.js";
 import type { Batch } from "./batch-store.js";
-import { addUsage, lineOf } from "./openai-batch-finalizer.js";
+import { fileChunks } from "./openai-batch-finalizer.js";
 import type { BatchUsage, OpenaiBatch } from "./openai-batch-store.js";
 import type { RedisBatchStore } from "./redis-batch-store.js";
 
@@ -93,13 +93,7 @@ export class RedisOpenaiBatches {
     const usage: BatchUsage = { input_tokens: 0, output_tokens: 0, total_tokens: 0 };
     const recorded: string[] = [];
     try {
-      const chunks: Record<"output" | "error", string[]> = { output: [], error: [] };
-      for (const item of await this.engine.items(id)) {
-        const out = lineOf(b, item);
-        if (!out) continue;
-        chunks[out.file].push(`${JSON.stringify(out.line)}\n`);
-        if (out.file === "output") addUsage(usage, item.result);
-      }
+      const chunks = fileChunks(b, await this.engine.items(id), usage);
       for (const kind of ["output", "error"] as const) {
         if (chunks[kind].length === 0) continue;
         const w = (writers[kind] = await this.files.create());
