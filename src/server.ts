@@ -90,6 +90,12 @@ function httpsOptions(config: Config) {
   };
 }
 
+/** Fastify's trustProxy from the config: a hop count as the function proxy-addr would make of it. */
+function trustProxyOption(setting: Config["trustProxy"]): boolean | string[] | ((address: string, hop: number) => boolean) {
+  if (typeof setting === "number") return (_address, hop) => hop < setting;
+  return typeof setting === "boolean" ? setting : [...setting];
+}
+
 /** Builds the whole app without listening; the caller listens (or uses `inject` in tests) and closes it. */
 export async function buildServer(config: Config): Promise<FastifyInstance> {
   const https = httpsOptions(config);
@@ -99,6 +105,8 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
     // One line per request from request-log.ts instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimit,
+    // Behind nginx or a Kubernetes ingress: request.ip from X-Forwarded-For, for rate-limit keys and logs.
+    trustProxy: trustProxyOption(config.trustProxy),
     // An oversized header block is refused by Node's parser (431) before it reaches a route.
     http: { maxHeaderSize: config.maxHeaderBytes },
     genReqId: (req) => {

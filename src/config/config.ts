@@ -31,6 +31,23 @@ const boolFromString = z.preprocess((v) => {
 
 const boolBool = (fallback: boolean) => boolFromString.default(fallback);
 
+/** false, true, a hop count, or a comma list of proxy addresses / CIDR ranges (Fastify's trustProxy forms). */
+const trustProxySetting = z.preprocess(
+  (v) => {
+    if (typeof v !== "string") return v;
+    const t = v.trim();
+    if (/^(1|true|yes|on)$/i.test(t)) return true;
+    if (/^(0|false|no|off)$/i.test(t)) return false;
+    if (/^\d+$/.test(t)) return Number(t);
+    return t.split(",").map((a) => a.trim()).filter(Boolean);
+  },
+  z.union([
+    z.boolean(),
+    z.number().int().min(1).max(32),
+    z.array(z.string().regex(/^[0-9A-Fa-f.:]+(\/\d{1,3})?$/, "an IP address or CIDR range")).min(1),
+  ]),
+);
+
 const listFromString = z.preprocess(
   (v) => (typeof v === "string" ? v.split(path.delimiter).filter(Boolean) : v),
   z.array(z.string().min(1)),
@@ -189,6 +206,12 @@ export const configSchema = z
     replicaId: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "1-64 letters, digits, '.', '_' or '-'").default(`${os.hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 48)}-${process.pid}`),
     /** With redisUrl: a folder every replica mounts, for uploaded files and batch results (default: dataDir). */
     sharedDataDir: z.string().min(1).optional(),
+    /**
+     * Which proxies' X-Forwarded-For to believe for the client's address (rate-limit keys, logs): "false"
+     * (default: the socket's peer), "true" (any), a hop count, or a comma list of addresses and CIDR ranges
+     * (`127.0.0.1,10.0.0.0/8`). Fastify's trustProxy.
+     */
+    trustProxy: trustProxySetting.default(false),
   })
   .strict()
   .refine((c) => (c.tlsCert === undefined) === (c.tlsKey === undefined), { message: "tlsCert and tlsKey go together", path: ["tlsCert"] })

@@ -9,7 +9,7 @@ import net from "node:net";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
-import type { ConfigInput } from "../../src/config/config.js";
+import { loadConfig, type ConfigInput } from "../../src/config/config.js";
 import type { LlamaTextModel } from "../../src/runtimes/llama/llama-text-model.js";
 import { writeTinyLlamaGguf } from "../fixtures/gguf-writer.js";
 import { tempDir } from "../helpers/paths.js";
@@ -274,5 +274,31 @@ describe("request size limits, rate limiting off", () => {
     const openai = await get(`${srv.url}/v1/models/${"a".repeat(300)}`);
     assert.equal(openai.status, 400);
     assert.equal(openai.body.error.code, "invalid_request");
+  });
+});
+
+describe("behind a proxy (trustProxy)", () => {
+  const from = async (srv: TestServer, forwardedFor: string) => {
+    const res = await fetch(`${srv.url}/models`, { headers: { "x-forwarded-for": forwardedFor } });
+    await res.arrayBuffer();
+    return res.status;
+  };
+
+  it("counts each client named by X-Forwarded-For when the proxy is trusted", async () => {
+    const srv = await server({ rateLimit: true, requestsPerMinute: 2, trustProxy: "127.0.0.1,::1" });
+    assert.deepEqual([await from(srv, "203.0.113.5"), await from(srv, "203.0.113.5"), await from(srv, "203.0.113.5")], [200, 200, 429]);
+    // Another client behind the same proxy has its own window; a spoofed hop before the proxy's entry does not help.
+    assert.equal(await from(srv, "203.0.113.6"), 200);
+    assert.equal(await from(srv, "198.51.100.9, 203.0.113.5"), 429);
+  });
+
+  it("ignores X-Forwarded-For by default: a client cannot pick its own rate-limit key", async () => {
+    const srv = await server({ rateLimit: true, requestsPerMinute: 2 });
+    assert.deepEqual([await from(srv, "203.0.113.5"), await from(srv, "203.0.113.6"), await from(srv, "203.0.113.7")], [200, 200, 429]);
+  });
+
+  it("refuses a malformed setting at start with the key's name", async () => {
+    assert.throws(() => loadConfig({ env: { INFERNO_TRUST_PROXY: "10.0.0.0/8,not-an-ip" }, flags: {} }), /trustProxy/);
+    assert.deepEqual(loadConfig({ env: { INFERNO_TRUST_PROXY: "2" }, flags: {} }).trustProxy, 2);
   });
 });
