@@ -75,8 +75,11 @@ async function bridge(endpoint: URL, token: string | undefined): Promise<void> {
       process.exit(code);
     });
   };
+  // One POST at a time, in order: a message sent before initialize's answer would have no session yet. A
+  // POST ends when its answer starts (a stream goes on), so a cancel still overtakes a long call.
+  let sending = Promise.resolve();
   stdio.onmessage = (message) => {
-    http.send(message).catch((err: unknown) => {
+    sending = sending.then(() => http.send(message)).catch((err: unknown) => {
       const text = (err as Error).message ?? String(err);
       process.stderr.write(`inferno mcp: ${endpoint.href}: ${text}\n`);
       if (isRequest(message)) void stdio.send({ jsonrpc: "2.0", id: message.id, error: { code: -32000, message: `${endpoint.href}: ${text}` } });

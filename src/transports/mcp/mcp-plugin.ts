@@ -4,6 +4,7 @@
 // metrics, traces and the drain apply to every message; the tools call the same services as the routes.
 import { randomUUID } from "node:crypto";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
+import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
@@ -82,7 +83,11 @@ async function mcpTransport(app: FastifyInstance, opts: McpPluginOptions): Promi
     this.set(sessions.size);
   } });
   app.drainSignal.addEventListener("abort", () => sessions.drain(), { once: true });
-  app.addHook("preClose", async () => sessions.closeAll());
+  // Servers of in-process transports (stdio), closed with the app.
+  const local = new Set<Server>();
+  app.addHook("preClose", async () => {
+    await Promise.all([sessions.closeAll(), ...[...local].map((s) => s.close())]);
+  });
 
   /** A new session for the initialize request; live once the transport accepted it. */
   async function open(owner: string): Promise<{ session: McpSession; release: () => void }> {
@@ -161,7 +166,8 @@ async function mcpTransport(app: FastifyInstance, opts: McpPluginOptions): Promi
     connect: async (transport: Transport, connectOpts: { token?: string | undefined } = {}) => {
       const caller = await inProcessCaller(app, opts, connectOpts.token);
       const server = createMcpServer({ tools, registry: opts.registry, caller });
-      app.addHook("preClose", async () => server.close());
+      local.add(server);
+      server.onclose = () => local.delete(server);
       await server.connect(transport);
     },
     sessions: () => sessions.size,
