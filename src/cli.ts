@@ -23,6 +23,8 @@ Usage:
   inferno security user create --username U --password P|- [--role admin|user]
                                        a login user (--password - reads it from stdin)
   inferno security user list [--json] | user set-role USERNAME --role admin|user | user delete USERNAME
+  inferno mcp [--url URL [--api-key KEY]] [options]
+                                       MCP on stdio for agents: bridge to a running server's /mcp, or serve in process
   inferno --help | --version
 
 Options (every configuration key; each also from env INFERNO_<KEY> or a JSON --config file; flag > env > file > default):
@@ -44,6 +46,8 @@ const options = {
   "expires-in": { type: "string" },
   username: { type: "string" },
   password: { type: "string" },
+  url: { type: "string" },
+  "api-key": { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "v" },
 } as const;
@@ -106,6 +110,11 @@ export async function main(argv: string[]): Promise<number> {
         throw err instanceof SecurityUsageError ? new UsageError(err.message) : err;
       }
       return EXIT.ok;
+    }
+    case "mcp": {
+      const { mcp } = await import("./cli/mcp-command.js");
+      await mcp(flags, { url: values.url, apiKey: values["api-key"] });
+      return -1; // runs until the client closes stdin
     }
     default:
       throw new UsageError(`unknown command '${command}' (see inferno --help)`);

@@ -46,6 +46,7 @@ import { websocketRoutes, websocketSupport } from "./transports/api/websocket.js
 import { consolePlugin } from "./transports/console/console-plugin.js";
 import { grpcTransport } from "./transports/grpc/grpc-plugin.js";
 import { ipcTransport } from "./transports/ipc/ipc-plugin.js";
+import { mcpPlugin } from "./transports/mcp/mcp-plugin.js";
 import { LlamaRuntime } from "./runtimes/llama/llama-runtime.js";
 import { inspectOnnx, OnnxRuntime } from "./runtimes/onnx/onnx-runtime.js";
 import webhooksPlugin from "./webhooks/webhooks.js";
@@ -64,13 +65,15 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 /** Share of the RAM the process may use (cgroup limit included) that requests waiting for a sequence may hold together. */
 export const QUEUE_RAM_SHARE = 0.05;
 
-function loggerOptions(config: Config) {
-  const pretty = config.logPretty ?? process.stdout.isTTY === true;
+function loggerOptions(config: Config, toStderr: boolean) {
+  const pretty = config.logPretty ?? (toStderr ? process.stderr : process.stdout).isTTY === true;
   return {
     level: config.logLevel,
     redact: ["req.headers.authorization", "req.headers.cookie"],
     // Pretty lines show the message only for the request line and the banner; JSON keeps their fields.
-    ...(pretty ? { transport: { target: "pino-pretty", options: { translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname,reqId,http,startup", singleLine: true } } } : {}),
+    ...(pretty ? { transport: { target: "pino-pretty", options: { translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname,reqId,http,startup", singleLine: true, ...(toStderr ? { destination: 2 } : {}) } } } : {}),
+    // stdout is the protocol's channel when MCP runs on stdio (inferno mcp).
+    ...(!pretty && toStderr ? { stream: process.stderr } : {}),
   };
 }
 
@@ -97,11 +100,11 @@ function trustProxyOption(setting: Config["trustProxy"]): boolean | string[] | (
 }
 
 /** Builds the whole app without listening; the caller listens (or uses `inject` in tests) and closes it. */
-export async function buildServer(config: Config): Promise<FastifyInstance> {
+export async function buildServer(config: Config, options: { logToStderr?: boolean } = {}): Promise<FastifyInstance> {
   const https = httpsOptions(config);
   const app = Fastify({
     ...(https ? { https } : {}),
-    logger: loggerOptions(config),
+    logger: loggerOptions(config, options.logToStderr === true),
     // One line per request from request-log.ts instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimit,
@@ -305,6 +308,10 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   const transport = { registry, limits, auth: { enabled: config.auth, checkers }, requestTimeoutMs: config.requestTimeoutMs };
   if (config.grpcEnabled) {
     await app.register(grpcTransport, { ...transport, maxMessageBytes: config.bodyLimit, tls: tlsFiles(config) });
+  }
+  if (config.mcpEnabled) {
+    const batches = { backend: home.batches, registry, limits, webhooks: app.webhooks };
+    await app.register(mcpPlugin, { ...transport, batches, idleMs: config.mcpSessionIdleMs, maxSessions: config.mcpMaxSessions });
   }
   if (config.ipcSocket) {
     await app.register(ipcTransport, {

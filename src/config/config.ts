@@ -73,6 +73,12 @@ export const configSchema = z
     ipcMaxFrameBytes: intFromString(1024, 1 << 30).default(64 * 1024 * 1024),
     /** Requests one IPC connection may have running; the server stops reading it beyond. */
     ipcMaxInFlight: intFromString(1, 100_000).default(64),
+    /** MCP for agents on the Streamable HTTP transport at /mcp (README, MCP). */
+    mcpEnabled: boolBool(true),
+    /** An MCP session with no request for this long is closed and forgotten (its client must initialize again). */
+    mcpSessionIdleMs: intFromString(1000, 86_400_000).default(15 * 60 * 1000),
+    /** MCP sessions open at once; an initialize beyond is refused with 503. */
+    mcpMaxSessions: intFromString(1, 100_000).default(256),
     /** PEM certificate chain and key: HTTPS and gRPC over TLS (both or neither). */
     tlsCert: z.string().min(1).optional(),
     tlsKey: z.string().min(1).optional(),
@@ -289,3 +295,6 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     modelRoots: Object.freeze(cfg.modelRoots.map((r) => path.resolve(r))) as string[],
   });
 }
+
+/** The credential a client command (`inferno mcp --url`) presents when --api-key is not given: env INFERNO_API_KEY. */
+export const clientApiKey = (env: NodeJS.ProcessEnv = process.env): string | undefined => env.INFERNO_API_KEY || undefined;

@@ -17,7 +17,7 @@ export interface InfernoMetrics {
    * A call of a transport that is not an HTTP route (gRPC) starts: it counts in flight until the returned
    * function is called with its outcome, then in the request counter and duration histogram under its transport.
    */
-  startCall(transport: "grpc" | "ipc"): (outcome: { model: string; route: string; status: string }) => void;
+  startCall(transport: "grpc" | "ipc" | "mcp"): (outcome: { model: string; route: string; status: string }) => void;
   /** The `model` label for a model a client named: an id the registry knows, or "unknown" ("none" when none was named). */
   modelLabel(named: unknown): string;
 }

@@ -15,6 +15,7 @@ const FAMILIES: ReadonlyArray<{ prefix: string; tag: string }> = [
   { prefix: "/webhooks", tag: "Admin & observability" },
   { prefix: "/health", tag: "Admin & observability" },
   { prefix: "/ws", tag: "WebSocket" },
+  { prefix: "/mcp", tag: "MCP" },
   { prefix: "/openapi.json", tag: "Docs" },
   { prefix: "/docs", tag: "Docs" },
 ];
@@ -28,6 +29,7 @@ export const TAGS = [
   { name: "Batch", description: "Native batch jobs (the OpenAI batches API is under /v1/batches)." },
   { name: "Admin & observability", description: "Health, Prometheus metrics, traces and webhooks." },
   { name: "WebSocket", description: "The WebSocket API (an upgrade, not a REST call)." },
+  { name: "MCP", description: "Model Context Protocol for agents (Streamable HTTP transport); README, MCP." },
   { name: "Docs", description: "This document and the page that renders it." },
 ];
 
@@ -159,6 +161,15 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
   "GET /v1/batches": { summary: "List batches" },
   "GET /v1/batches/:id": { summary: "Retrieve a batch" },
   "POST /v1/batches/:id/cancel": { summary: "Cancel a batch" },
+  "POST /mcp": {
+    summary: "MCP messages (JSON-RPC)",
+    description:
+      "The Streamable HTTP transport of the Model Context Protocol: `initialize` (no Mcp-Session-Id) opens a session, every later " +
+      "message carries its Mcp-Session-Id. Answers are JSON or an SSE stream (progress notifications, then the result).",
+    stream: "sse-optional",
+  },
+  "GET /mcp": { summary: "MCP: the session's server-to-client stream", stream: "sse" },
+  "DELETE /mcp": { summary: "MCP: close the session" },
   "GET /ws": {
     summary: "The WebSocket API",
     description:

@@ -14,7 +14,7 @@ import type { TensorLimits } from "../services/tensors.js";
 
 /** A call as its transport sees it. */
 export interface CallSource {
-  transport: "grpc" | "ipc";
+  transport: "grpc" | "ipc" | "mcp";
   /** The metrics `route` label: the gRPC method path, the IPC op. */
   route: string;
   /** The bearer credential (API key or JWT) the call presents. */

@@ -5,7 +5,7 @@ import { abortOnDisconnect } from "../../http/sse.js";
 import type { ModelRegistry } from "../../registry/model-registry.js";
 import { embed } from "../../services/embeddings.js";
 
-const embeddingsBody = z.object({
+export const embeddingsBody = z.object({
   model: z.string().min(1).max(256),
   input: embeddingInput,
   encoding_format: z.enum(["float", "base64"]).default("float"),
