@@ -22,12 +22,14 @@ export function defaultBatchThreads(cores = os.availableParallelism()): number {
 const intFromString = (min: number, max: number) =>
   z.preprocess((v) => (typeof v === "string" && v.trim() !== "" ? Number(v) : v), z.number().int().min(min).max(max));
 
-const boolFromString = z.preprocess((v) => {
-  if (typeof v !== "string") return v;
+/** A boolean spelled as a word or 0/1 in a flag or env value; anything else is left as it is. */
+const boolWord = (v: string): boolean | string => {
   if (/^(1|true|yes|on)$/i.test(v)) return true;
   if (/^(0|false|no|off)$/i.test(v)) return false;
   return v;
-}, z.boolean());
+};
+
+const boolFromString = z.preprocess((v) => (typeof v === "string" ? boolWord(v) : v), z.boolean());
 
 const boolBool = (fallback: boolean) => boolFromString.default(fallback);
 
@@ -36,10 +38,10 @@ const trustProxySetting = z.preprocess(
   (v) => {
     if (typeof v !== "string") return v;
     const t = v.trim();
-    if (/^(1|true|yes|on)$/i.test(t)) return true;
-    if (/^(0|false|no|off)$/i.test(t)) return false;
-    if (/^\d+$/.test(t)) return Number(t);
-    return t.split(",").map((a) => a.trim()).filter(Boolean);
+    // Digits are a hop count ("1": the nearest proxy only), not the boolean "1"; 0 trusts nobody.
+    if (/^\d+$/.test(t)) return Number(t) === 0 ? false : Number(t);
+    const word = boolWord(t);
+    return typeof word === "boolean" ? word : t.split(",").map((a) => a.trim()).filter(Boolean);
   },
   z.union([
     z.boolean(),

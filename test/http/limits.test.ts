@@ -300,5 +300,9 @@ describe("behind a proxy (trustProxy)", () => {
   it("refuses a malformed setting at start with the key's name", async () => {
     assert.throws(() => loadConfig({ env: { INFERNO_TRUST_PROXY: "10.0.0.0/8,not-an-ip" }, flags: {} }), /trustProxy/);
     assert.deepEqual(loadConfig({ env: { INFERNO_TRUST_PROXY: "2" }, flags: {} }).trustProxy, 2);
+    // "1" is one hop (the nearest proxy), not "trust everyone"; "0" and the words are booleans.
+    assert.equal(loadConfig({ env: { INFERNO_TRUST_PROXY: "1" }, flags: {} }).trustProxy, 1);
+    assert.equal(loadConfig({ env: { INFERNO_TRUST_PROXY: "0" }, flags: {} }).trustProxy, false);
+    assert.equal(loadConfig({ env: { INFERNO_TRUST_PROXY: "true" }, flags: {} }).trustProxy, true);
   });
 });
