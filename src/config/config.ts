@@ -189,6 +189,13 @@ export const configSchema = z
     replicaId: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "1-64 letters, digits, '.', '_' or '-'").default(`${os.hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 48)}-${process.pid}`),
     /** With redisUrl: a folder every replica mounts, for uploaded files and batch results (default: dataDir). */
     sharedDataDir: z.string().min(1).optional(),
+    /**
+     * OpenTelemetry collector to export traces to (OTLP over HTTP/protobuf): a base URL such as
+     * http://localhost:4318 (/v1/traces is added) or the full traces URL; unset: no export.
+     */
+    otlpEndpoint: z.string().url().regex(/^https?:/i, "an http:// or https:// URL").optional(),
+    /** The `service.name` of exported spans. */
+    otlpServiceName: z.string().min(1).max(256).default("inferno"),
   })
   .strict()
   .refine((c) => (c.tlsCert === undefined) === (c.tlsKey === undefined), { message: "tlsCert and tlsKey go together", path: ["tlsCert"] })
@@ -246,6 +253,10 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     const value = env[envNameOf(key)];
     if (value !== undefined && value !== "") fromEnv[key] = value;
   }
+  // OpenTelemetry's standard variables, below Inferno's own (README, OpenTelemetry).
+  const otelEndpoint = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || env.OTEL_EXPORTER_OTLP_ENDPOINT;
+  if (fromEnv.otlpEndpoint === undefined && otelEndpoint) fromEnv.otlpEndpoint = otelEndpoint;
+  if (fromEnv.otlpServiceName === undefined && env.OTEL_SERVICE_NAME) fromEnv.otlpServiceName = env.OTEL_SERVICE_NAME;
   const defined = Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined));
   const merged = { ...fromFile, ...fromEnv, ...defined };
   const result = configSchema.safeParse(merged);
