@@ -1,7 +1,7 @@
 // The spans of what the registry reports (queue wait, model load and unload, generations, tensor runs).
 // Every event arrives once its work is over, with its duration: the spans are drawn back in time from
 // the event's arrival, so nothing is traced while tokens are produced.
-import { ROOT_CONTEXT, trace, type Context, type Tracer } from "@opentelemetry/api";
+import { ROOT_CONTEXT, trace, type Context, type HrTime, type Tracer } from "@opentelemetry/api";
 import type { RegistryEvent } from "../registry/model-registry.js";
 
 // GenAI semantic conventions (https://opentelemetry.io/docs/specs/semconv/gen-ai/), spelt out here: the
@@ -20,6 +20,16 @@ export const GEN_AI = {
   /** Seconds from the request to the first generated token. */
   timeToFirstChunk: "gen_ai.response.time_to_first_chunk",
 } as const;
+
+/**
+ * A performance.now() time as the spans' HrTime, by one mapping for every span (the SDK's own, given a
+ * number, anchors each span to Date.now() apart, so adjacent spans could disagree by a millisecond).
+ */
+export function hrTimeOf(perfMs: number): HrTime {
+  const ms = performance.timeOrigin + perfMs;
+  const sec = Math.floor(ms / 1000);
+  return [sec, Math.min(999_999_999, Math.round((ms - sec * 1000) * 1e6))];
+}
 
 const eventNames: { [K in RegistryEvent["kind"]]: string } = {
   generation: "generation",
@@ -42,14 +52,14 @@ export function recordEventSpans(tracer: Tracer, parent: Context | undefined, ev
       return recordGeneration(tracer, ctx, event, now);
     case "tensor-run":
       tracer
-        .startSpan(name, { startTime: now - event.ms, attributes: { "inferno.model": event.model, "inferno.tensor.batch": event.batch, "inferno.runtime": "onnxruntime" } }, ctx)
-        .end(now);
+        .startSpan(name, { startTime: hrTimeOf(now - event.ms), attributes: { "inferno.model": event.model, "inferno.tensor.batch": event.batch, "inferno.runtime": "onnxruntime" } }, ctx)
+        .end(hrTimeOf(now));
       return;
     case "unload":
-      tracer.startSpan(name, { startTime: now - event.ms, attributes: { "inferno.model": event.model, "inferno.unload.reason": event.reason } }, ctx).end(now);
+      tracer.startSpan(name, { startTime: hrTimeOf(now - event.ms), attributes: { "inferno.model": event.model, "inferno.unload.reason": event.reason } }, ctx).end(hrTimeOf(now));
       return;
     default:
-      tracer.startSpan(name, { startTime: now - event.ms, attributes: { "inferno.model": event.model } }, ctx).end(now);
+      tracer.startSpan(name, { startTime: hrTimeOf(now - event.ms), attributes: { "inferno.model": event.model } }, ctx).end(hrTimeOf(now));
   }
 }
 
@@ -67,7 +77,7 @@ function recordGeneration(tracer: Tracer, ctx: Context, event: Extract<RegistryE
   const span = tracer.startSpan(
     "generation",
     {
-      startTime: from,
+      startTime: hrTimeOf(from),
       attributes: {
         [GEN_AI.operation]: facts?.operation ?? "text_completion",
         [GEN_AI.provider]: "llama.cpp",
@@ -87,10 +97,10 @@ function recordGeneration(tracer: Tracer, ctx: Context, event: Extract<RegistryE
   // Without a generated token the whole generation was prompt processing.
   const prefillEnd = r.completionTokens > 0 ? firstAt : end;
   tracer
-    .startSpan("prefill", { startTime: from, attributes: { [GEN_AI.inputTokens]: r.promptTokens, "inferno.prefill.evaluated_tokens": r.promptTokens - r.cachedPromptTokens } }, inner)
-    .end(prefillEnd);
+    .startSpan("prefill", { startTime: hrTimeOf(from), attributes: { [GEN_AI.inputTokens]: r.promptTokens, "inferno.prefill.evaluated_tokens": r.promptTokens - r.cachedPromptTokens } }, inner)
+    .end(hrTimeOf(prefillEnd));
   if (r.completionTokens > 0) {
-    tracer.startSpan("decode", { startTime: firstAt, attributes: { [GEN_AI.outputTokens]: r.completionTokens } }, inner).end(end);
+    tracer.startSpan("decode", { startTime: hrTimeOf(firstAt), attributes: { [GEN_AI.outputTokens]: r.completionTokens } }, inner).end(hrTimeOf(end));
   }
-  span.end(end);
+  span.end(hrTimeOf(end));
 }

@@ -7,7 +7,7 @@ import { z } from "zod";
 import { errorCatalogue, type ErrorCode } from "../errors/catalogue.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
 import { VERSION } from "../version.js";
-import { recordEventSpans } from "./inference-spans.js";
+import { hrTimeOf, recordEventSpans } from "./inference-spans.js";
 import { Tracing } from "./otel-provider.js";
 import { errorCodeOf } from "./request-log.js";
 import type { SpanAttributes, SpanStatus } from "./span-ring.js";
@@ -40,7 +40,7 @@ export class Span {
   }
 
   child(name: string, attributes?: SpanAttributes): Span {
-    return new Span(this.tracer, this.tracer.startSpan(name, { attributes }, this.context), this.context);
+    return new Span(this.tracer, this.tracer.startSpan(name, { attributes, startTime: hrTimeOf(performance.now()) }, this.context), this.context);
   }
 
   /** Ends the span; an `error.type` attribute (a catalogue code) becomes the error status's message. */
@@ -52,7 +52,7 @@ export class Span {
       const code = attributes?.["error.type"] ?? this.attributes["error.type"];
       this.otel.setStatus({ code: SpanStatusCode.ERROR, ...(code !== undefined ? { message: String(code) } : {}) });
     }
-    this.otel.end();
+    this.otel.end(hrTimeOf(performance.now()));
   }
 }
 
@@ -159,7 +159,7 @@ async function traces(app: FastifyInstance, opts: TracesPluginOptions): Promise<
   // one is process-wide, and each app here has its own provider.)
   const active = new AsyncLocalStorage<Span>();
   const serverSpan = (name: string, parent: Context, attributes: SpanAttributes) =>
-    new Span(tracer, tracer.startSpan(name, { kind: SpanKind.SERVER, attributes }, parent), parent);
+    new Span(tracer, tracer.startSpan(name, { kind: SpanKind.SERVER, attributes, startTime: hrTimeOf(performance.now()) }, parent), parent);
 
   app.decorateRequest("span", undefined);
   app.decorate("traceCall", (name: string, traceparent: string | undefined, attributes: SpanAttributes) => {
