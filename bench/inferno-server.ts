@@ -24,6 +24,8 @@ export interface InfernoOptions {
   llamaServer?: string;
   /** Also serve the IPC protocol on this Unix socket (listened on by the caller, `app.ipc.listen()`). */
   ipcSocket?: string;
+  /** Export traces over OTLP to this endpoint (config otlpEndpoint). */
+  otlpEndpoint?: string;
 }
 
 export interface BenchServer {
@@ -60,6 +62,7 @@ export async function startInferno(opts: InfernoOptions): Promise<BenchServer> {
       ...(opts.engine ? { ggufEngine: opts.engine } : {}),
       ...(opts.llamaServer ? { llamaServer: opts.llamaServer } : {}),
       ...(opts.ipcSocket ? { ipcSocket: opts.ipcSocket } : {}),
+      ...(opts.otlpEndpoint ? { otlpEndpoint: opts.otlpEndpoint } : {}),
       keepAlive: -1,
       logLevel: "silent",
       modelsDir,

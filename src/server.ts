@@ -254,7 +254,7 @@ export async function buildServer(config: Config, options: { logToStderr?: boole
   await app.register(rateLimitPlugin, { ...rateLimitSettings(config), generations: registry, usage, redisStore });
   // Replicas sharing a Redis are told apart by the `replica` label of every metric.
   await app.register(metricsPlugin, { registry, ...(sharedRedis ? { replica: config.replicaId } : {}) });
-  await app.register(tracesPlugin, { registry });
+  await app.register(tracesPlugin, { registry, otlpEndpoint: config.otlpEndpoint, serviceName: config.otlpServiceName });
   await app.register(requestLogPlugin, { registry });
   // Keys and users in the data dir's SQLite, or in Redis shared with the other replicas (credential-stores.ts).
   const { keys, users, roles, close: closeCredentials } = sharedRedis ? redisStores(sharedRedis) : sqliteStores(db);

@@ -84,6 +84,8 @@ const HELP: Record<ConfigKey, FlagHelp> = {
   replicaId: { arg: "ID", help: "this replica's name (metrics label, Redis)", shown: "host-pid" },
   sharedDataDir: { arg: "DIR", help: "with --redis-url: folder all replicas mount for files and batch results", shown: "dataDir" },
   trustProxy: { arg: "LIST", help: "believe X-Forwarded-For from these proxies: true, a hop count, or addresses/CIDRs" },
+  otlpEndpoint: { arg: "URL", help: "export traces to this OpenTelemetry collector, OTLP HTTP/protobuf (or env OTEL_EXPORTER_OTLP_ENDPOINT)" },
+  otlpServiceName: { arg: "NAME", help: "service.name of exported spans (or env OTEL_SERVICE_NAME)" },
 };
 
 const KEYS = Object.keys(configSchema.shape) as ConfigKey[];

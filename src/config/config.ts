@@ -220,6 +220,13 @@ export const configSchema = z
      * (`127.0.0.1,10.0.0.0/8`). Fastify's trustProxy.
      */
     trustProxy: trustProxySetting.default(false),
+    /**
+     * OpenTelemetry collector to export traces to (OTLP over HTTP/protobuf): a base URL such as
+     * http://localhost:4318 (/v1/traces is added) or the full traces URL; unset: no export.
+     */
+    otlpEndpoint: z.string().url().regex(/^https?:/i, "an http:// or https:// URL").optional(),
+    /** The `service.name` of exported spans. */
+    otlpServiceName: z.string().min(1).max(256).default("inferno"),
   })
   .strict()
   .refine((c) => (c.tlsCert === undefined) === (c.tlsKey === undefined), { message: "tlsCert and tlsKey go together", path: ["tlsCert"] })
@@ -277,6 +284,10 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     const value = env[envNameOf(key)];
     if (value !== undefined && value !== "") fromEnv[key] = value;
   }
+  // OpenTelemetry's standard variables, below Inferno's own (README, OpenTelemetry).
+  const otelEndpoint = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || env.OTEL_EXPORTER_OTLP_ENDPOINT;
+  if (fromEnv.otlpEndpoint === undefined && otelEndpoint) fromEnv.otlpEndpoint = otelEndpoint;
+  if (fromEnv.otlpServiceName === undefined && env.OTEL_SERVICE_NAME) fromEnv.otlpServiceName = env.OTEL_SERVICE_NAME;
   const defined = Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined));
   const merged = { ...fromFile, ...fromEnv, ...defined };
   const result = configSchema.safeParse(merged);

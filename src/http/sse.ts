@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { isInfernoError, type InfernoError } from "../errors/catalogue.js";
 import { isShedding, toInfernoError } from "../errors/error-handler.js";
+import { noteErrorCode } from "../observability/request-log.js";
 
 /** A line written as-is (`data: [DONE]`) rather than JSON-encoded. */
 export class RawEvent {
@@ -81,6 +82,7 @@ export async function streamEvents(
     }
   } catch (err) {
     const coded = toInfernoError(err);
+    noteErrorCode(request, coded.code);
     if (isShedding(coded)) request.log.warn({ code: coded.code, reason: coded.message }, "stream ended early");
     else request.log.error({ err, code: coded.code }, "generation failed mid-stream");
     if (!res.destroyed && !res.write(frame(errorEvent(coded))) && !res.destroyed) await drained();

@@ -22,6 +22,9 @@ export function noteErrorCode(request: FastifyRequest, code: string): void {
   errorCodes.set(request, code);
 }
 
+/** The catalogue code noted for a request, if it was refused or its stream failed (the traces read it too). */
+export const errorCodeOf = (request: FastifyRequest): string | undefined => errorCodes.get(request);
+
 /** Whether a request's line is logged at debug rather than info (probes, scrapes, static files). */
 export function isQuietRoute(request: FastifyRequest): boolean {
   const route = request.routeOptions.url;

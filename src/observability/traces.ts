@@ -1,110 +1,58 @@
 import { AsyncLocalStorage } from "node:async_hooks";
-import { randomBytes } from "node:crypto";
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Context, type Span as OtelSpan, type Tracer } from "@opentelemetry/api";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
-import type { ModelRegistry, RegistryEvent } from "../registry/model-registry.js";
+import { errorCatalogue, type ErrorCode } from "../errors/catalogue.js";
+import type { ModelRegistry } from "../registry/model-registry.js";
+import { VERSION } from "../version.js";
+import { hrTimeOf, recordEventSpans } from "./inference-spans.js";
+import { Tracing } from "./otel-provider.js";
+import { errorCodeOf } from "./request-log.js";
+import type { SpanAttributes, SpanStatus } from "./span-ring.js";
 
-export type SpanStatus = "ok" | "error";
-export type SpanAttributes = Record<string, string | number | boolean>;
+export { SpanBuffer, type SpanAttributes, type SpanRecord, type SpanStatus } from "./span-ring.js";
 
-/** A finished span as `GET /traces` shows it. */
-export interface SpanRecord {
-  trace_id: string;
-  span_id: string;
-  parent_span_id: string | null;
-  operation_name: string;
-  start_time: string;
-  duration_ms: number;
-  status: SpanStatus;
-  attributes: SpanAttributes;
-}
-
-/** The last `capacity` finished spans; older ones are overwritten. */
-export class SpanBuffer {
-  private readonly spans: Array<SpanRecord | undefined>;
-  private next = 0;
-
-  constructor(readonly capacity: number) {
-    this.spans = new Array<SpanRecord | undefined>(capacity);
-  }
-
-  push(span: SpanRecord): void {
-    this.spans[this.next] = span;
-    this.next = (this.next + 1) % this.capacity;
-  }
-
-  /** Newest first, optionally only one trace's spans. */
-  recent(limit: number, traceId?: string): SpanRecord[] {
-    const out: SpanRecord[] = [];
-    for (let i = 1; i <= this.capacity && out.length < limit; i++) {
-      const span = this.spans[(this.next - i + this.capacity) % this.capacity];
-      if (!span) break;
-      if (traceId === undefined || span.trace_id === traceId) out.push(span);
-    }
-    return out;
-  }
-}
-
-// Trace and span ids from a pooled random buffer: one randomBytes call per 512 ids instead of two
-// synchronous calls per request (about 5 µs each, measured on the IPC path).
-const POOL_BYTES = 4096;
-let pool = randomBytes(POOL_BYTES);
-let poolAt = 0;
-const hex = (bytes: number) => {
-  if (poolAt + bytes > POOL_BYTES) {
-    pool = randomBytes(POOL_BYTES);
-    poolAt = 0;
-  }
-  poolAt += bytes;
-  return pool.toString("hex", poolAt - bytes, poolAt);
-};
-const round = (ms: number) => Math.round(ms * 1000) / 1000;
-
-/** A span being timed; `end` records it once. */
+/**
+ * A span being timed (an OpenTelemetry span of the app's tracer); `end` records it once. `attributes`
+ * may be added to until then (the call scope learns the model mid-call).
+ */
 export class Span {
-  readonly spanId = hex(8);
-  private readonly startedAt = Date.now();
-  private readonly t0 = performance.now();
-  private ended = false;
+  readonly attributes: SpanAttributes = {};
+  /** The context whose active span this is: what child spans are started in. */
+  readonly context: Context;
 
-  constructor(
-    private readonly sink: SpanBuffer,
-    readonly traceId: string,
-    readonly parentSpanId: string | null,
-    readonly name: string,
-    readonly attributes: SpanAttributes = {},
-  ) {}
+  constructor(private readonly tracer: Tracer, readonly otel: OtelSpan, parent: Context) {
+    this.context = trace.setSpan(parent, otel);
+  }
+
+  get traceId(): string {
+    return this.otel.spanContext().traceId;
+  }
+  get spanId(): string {
+    return this.otel.spanContext().spanId;
+  }
+  /** The W3C `traceparent` naming this span, for the response. */
+  get traceparent(): string {
+    const ctx = this.otel.spanContext();
+    return `00-${ctx.traceId}-${ctx.spanId}-${ctx.traceFlags & TraceFlags.SAMPLED ? "01" : "00"}`;
+  }
 
   child(name: string, attributes?: SpanAttributes): Span {
-    return new Span(this.sink, this.traceId, this.spanId, name, attributes);
+    return new Span(this.tracer, this.tracer.startSpan(name, { attributes, startTime: hrTimeOf(performance.now()) }, this.context), this.context);
   }
 
+  /** Ends the span; an `error.type` attribute (a catalogue code) becomes the error status's message. */
   end(status: SpanStatus = "ok", attributes?: SpanAttributes): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.sink.push(this.record(this.startedAt, performance.now() - this.t0, status, { ...this.attributes, ...attributes }));
-  }
-
-  /** Ends a span timed elsewhere: it ran for `durationMs`, up to now. */
-  endAfter(durationMs: number, status: SpanStatus = "ok", attributes?: SpanAttributes): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.sink.push(this.record(Date.now() - durationMs, durationMs, status, { ...this.attributes, ...attributes }));
-  }
-
-  private record(startMs: number, durationMs: number, status: SpanStatus, attributes: SpanAttributes): SpanRecord {
-    return {
-      trace_id: this.traceId,
-      span_id: this.spanId,
-      parent_span_id: this.parentSpanId,
-      operation_name: this.name,
-      start_time: new Date(startMs).toISOString(),
-      duration_ms: round(durationMs),
-      status,
-      attributes,
-    };
+    if (!this.otel.isRecording()) return;
+    this.otel.setAttributes(this.attributes);
+    if (attributes) this.otel.setAttributes(attributes);
+    if (status === "error") {
+      const code = attributes?.["error.type"] ?? this.attributes["error.type"];
+      this.otel.setStatus({ code: SpanStatusCode.ERROR, ...(code !== undefined ? { message: String(code) } : {}) });
+    }
+    this.otel.end(hrTimeOf(performance.now()));
   }
 }
 
@@ -143,10 +91,26 @@ export function parseTraceparent(header: string | string[] | undefined): TraceCo
   return { traceId: traceId!, parentId: parentId!, flags: flags! };
 }
 
+/** The context a server span starts in: the caller's remote span when its traceparent is valid, else none (a new trace). */
+function incomingContext(header: string | string[] | undefined): Context {
+  const incoming = parseTraceparent(header);
+  if (!incoming) return ROOT_CONTEXT;
+  return trace.setSpanContext(ROOT_CONTEXT, {
+    traceId: incoming.traceId, spanId: incoming.parentId, traceFlags: parseInt(incoming.flags, 16) & TraceFlags.SAMPLED, isRemote: true,
+  });
+}
+
 declare module "fastify" {
   interface FastifyRequest {
     /** The span covering this whole request (set by the traces plugin). */
     span?: Span;
+  }
+  interface FastifyInstance {
+    /**
+     * A trace for a call of another transport (gRPC, IPC): its span continues `traceparent` when given;
+     * `run` makes the work it starts (queue wait, generation, tensor runs) child spans of it.
+     */
+    traceCall(name: string, traceparent: string | undefined, attributes: SpanAttributes): { span: Span; traceparent: string; run<T>(fn: () => T): T };
   }
 }
 
@@ -154,6 +118,12 @@ export interface TracesPluginOptions {
   registry: ModelRegistry;
   /** Finished spans kept for `GET /traces`. */
   capacity?: number;
+  /** config otlpEndpoint: export spans there (OTLP HTTP/protobuf); unset: memory only. */
+  otlpEndpoint?: string;
+  /** config otlpServiceName. */
+  serviceName?: string;
+  /** How long closing the app may wait for the last export (the collector may be unreachable). */
+  closeTimeoutMs?: number;
 }
 
 const tracesQuery = z.object({
@@ -161,97 +131,79 @@ const tracesQuery = z.object({
   trace_id: z.string().regex(/^[0-9a-f]{32}$/, "a trace id is 32 lowercase hex digits").optional(),
 });
 
-const eventSpans: { [K in RegistryEvent["kind"]]: string } = {
-  generation: "generation",
-  queue: "queue.wait",
-  load: "model.load",
-  unload: "model.unload",
-  "tensor-run": "tensor.run",
-};
-
-function eventSpan(event: RegistryEvent): { ms: number; attributes: SpanAttributes } {
-  switch (event.kind) {
-    case "generation": {
-      const r = event.result;
-      return {
-        ms: r.totalMs,
-        attributes: {
-          model: event.model, prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens,
-          cached_prompt_tokens: r.cachedPromptTokens, time_to_first_token_ms: round(r.timeToFirstTokenMs), finish_reason: r.finishReason,
-        },
-      };
-    }
-    case "tensor-run":
-      return { ms: event.ms, attributes: { model: event.model, batch: event.batch } };
-    case "unload":
-      return { ms: event.ms, attributes: { model: event.model, reason: event.reason } };
-    default:
-      return { ms: event.ms, attributes: { model: event.model } };
-  }
-}
-
-declare module "fastify" {
-  interface FastifyInstance {
-    /**
-     * A trace for a call of another transport (gRPC): its span continues `traceparent` when given;
-     * `run` makes the work it starts (queue wait, generation, tensor runs) child spans of it.
-     */
-    traceCall(name: string, traceparent: string | undefined, attributes: SpanAttributes): { span: Span; traceparent: string; run<T>(fn: () => T): T };
-  }
+/** Marks an HTTP request's span as failed by its catalogue code: a server error, or a stream cut short by one. */
+function httpOutcome(request: FastifyRequest, finished: boolean, status: number): { status: SpanStatus; attributes: SpanAttributes } {
+  const code = errorCodeOf(request);
+  const failed = !finished || status >= 500 || (code !== undefined && (errorCatalogue[code as ErrorCode]?.status ?? 500) >= 500);
+  return {
+    status: failed ? "error" : "ok",
+    attributes: {
+      "http.response.status_code": status,
+      ...(code !== undefined ? { "error.type": code } : !finished ? { "error.type": "CLIENT_CLOSED" } : {}),
+    },
+  };
 }
 
 async function traces(app: FastifyInstance, opts: TracesPluginOptions): Promise<void> {
-  const buffer = new SpanBuffer(opts.capacity ?? 1000);
+  const tracing = new Tracing({
+    serviceName: opts.serviceName ?? "inferno",
+    serviceVersion: VERSION,
+    ringCapacity: opts.capacity ?? 1000,
+    otlpEndpoint: opts.otlpEndpoint,
+    log: app.log,
+  });
+  const { tracer } = tracing;
+  if (tracing.exportUrl) app.log.info({ url: tracing.exportUrl }, "exporting traces over OTLP");
   // The registry's events carry no request; they are emitted in the handler's async context, which
-  // this storage links back to the request's span.
+  // this storage links back to the request's span. (Not OpenTelemetry's global context manager: that
+  // one is process-wide, and each app here has its own provider.)
   const active = new AsyncLocalStorage<Span>();
+  const serverSpan = (name: string, parent: Context, attributes: SpanAttributes) =>
+    new Span(tracer, tracer.startSpan(name, { kind: SpanKind.SERVER, attributes, startTime: hrTimeOf(performance.now()) }, parent), parent);
+
   app.decorateRequest("span", undefined);
   app.decorate("traceCall", (name: string, traceparent: string | undefined, attributes: SpanAttributes) => {
-    const incoming = parseTraceparent(traceparent);
-    const span = new Span(buffer, incoming?.traceId ?? hex(16), incoming?.parentId ?? null, name, attributes);
-    return { span, traceparent: `00-${span.traceId}-${span.spanId}-${incoming?.flags ?? "01"}`, run: <T>(fn: () => T) => active.run(span, fn) };
+    const span = serverSpan(name, incomingContext(traceparent), { ...attributes, "inferno.transport": String(attributes["rpc.system"] ?? name.split(" ")[0]) });
+    return { span, traceparent: span.traceparent, run: <T>(fn: () => T) => active.run(span, fn) };
   });
 
   app.addHook("onRequest", (request, reply, done) => {
-    const incoming = parseTraceparent(request.headers.traceparent);
-    const route = request.routeOptions.url;
-    const span = new Span(buffer, incoming?.traceId ?? hex(16), incoming?.parentId ?? null, `${request.method} ${route ?? "unmatched"}`, {
-      "http.method": request.method,
-      "http.route": route ?? "unmatched",
-      request_id: request.id,
+    const route = request.routeOptions.url ?? "unmatched";
+    const span = serverSpan(`${request.method} ${route}`, incomingContext(request.headers.traceparent), {
+      "http.request.method": request.method,
+      "http.route": route,
+      "url.scheme": request.protocol,
+      "inferno.transport": request.headers.upgrade?.toLowerCase() === "websocket" ? "websocket" : "http",
+      "inferno.request_id": request.id,
     });
     request.span = span;
-    reply.header("traceparent", `00-${span.traceId}-${span.spanId}-${incoming?.flags ?? "01"}`);
+    reply.header("traceparent", span.traceparent);
     // 'close' comes once for every response: sent, hijacked (streams) or cut short by the client.
     reply.raw.once("close", () => {
-      const finished = reply.raw.writableFinished;
-      const status = reply.raw.statusCode;
-      span.end(finished && status < 500 ? "ok" : "error", { "http.status_code": status, ...(finished ? {} : { client_closed: true }) });
+      const outcome = httpOutcome(request, reply.raw.writableFinished, reply.raw.statusCode);
+      span.end(outcome.status, outcome.attributes);
     });
     done();
   });
   // Calling `done` inside run() makes the handler (and everything it awaits) see the request's span.
   app.addHook("preHandler", (request, _reply, done) => (request.span ? active.run(request.span, done) : done()));
 
-  const unobserve = opts.registry.observe((event) => {
-    const { ms, attributes } = eventSpan(event);
-    const parent = active.getStore();
-    const name = eventSpans[event.kind];
-    // Outside any request (a keep-alive unload) an event starts a trace of its own.
-    const span = parent ? parent.child(name, attributes) : new Span(buffer, hex(16), null, name, attributes);
-    span.endAfter(ms);
+  const unobserve = opts.registry.observe((event) => recordEventSpans(tracer, active.getStore()?.context, event));
+  app.addHook("onClose", async () => {
+    unobserve();
+    await tracing.close(opts.closeTimeoutMs);
   });
-  app.addHook("onClose", async () => unobserve());
 
   app.withTypeProvider<ZodTypeProvider>().get(
     "/traces",
     { schema: { querystring: tracesQuery }, config: { role: "admin" } },
-    async (request) => ({ traces: buffer.recent(Math.min(request.query.limit ?? 100, buffer.capacity), request.query.trace_id) }),
+    async (request) => ({ traces: tracing.ring.recent(Math.min(request.query.limit ?? 100, tracing.ring.ring.capacity), request.query.trace_id) }),
   );
 }
 
 /**
- * Dependency-free tracing: a span per request (continuing an incoming W3C `traceparent`), child spans
- * for queue wait, model load, generation and tensor runs, and the last spans in a ring buffer at `GET /traces`.
+ * OpenTelemetry tracing with a provider of the app's own: a server span per request or call (continuing
+ * an incoming W3C `traceparent`), children for model load, queue wait, generation (prefill, decode) and
+ * tensor runs, the last spans in memory at `GET /traces`, and OTLP export when an endpoint is configured.
  */
 export const tracesPlugin = fp(traces, { name: "inferno-traces", fastify: "5.x" });

@@ -74,11 +74,19 @@ export interface MemoryPolicy {
  * import Fastify or metrics. Durations are in milliseconds; `queue` is the wait for a free sequence.
  */
 export type RegistryEvent =
-  | { kind: "generation"; model: string; route?: string; result: GenerationResult }
+  | { kind: "generation"; model: string; route?: string; result: GenerationResult; request?: GenerationFacts }
   | { kind: "queue"; model: string; ms: number }
   | { kind: "load"; model: string; ms: number }
   | { kind: "unload"; model: string; ms: number; reason: UnloadReason }
   | { kind: "tensor-run"; model: string; ms: number; batch: number };
+
+/** What traces tell of a generation beside its result: what was asked, and how long it waited for a sequence. */
+export interface GenerationFacts {
+  operation: "chat" | "text_completion";
+  maxTokens: number;
+  temperature: number;
+  queueMs: number;
+}
 
 /**
  * Why a model left memory: asked to, idle past its keep-alive, to make room for another, reloaded, broken,

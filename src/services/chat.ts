@@ -61,6 +61,7 @@ export async function startChat(registry: ModelRegistry, req: ChatRequest, signa
     // could otherwise cut valid JSON short.
     { ...settings, prompt: rendered.tokens, stop: format ? req.stop : [...req.stop, ...rendered.stops], ...(format ? { format } : {}) },
     signal,
+    "chat",
   );
   return {
     stream,

@@ -1,6 +1,6 @@
 import type { GenerateRequest, GenerationStream } from "../core/generation.js";
 import { InfernoError } from "../errors/catalogue.js";
-import type { ModelRegistry } from "../registry/model-registry.js";
+import type { GenerationFacts, ModelRegistry } from "../registry/model-registry.js";
 import { GgufTextModel, type TextModel } from "../runtimes/llama/gguf-text-model.js";
 import { capableModel } from "./models.js";
 
@@ -33,11 +33,14 @@ export async function startGeneration(registry: ModelRegistry, req: GenerateRequ
 }
 
 /** Starts a request on a loaded model and tells the registry's observers its queue wait and, at the end, its result. */
-export async function startObserved(registry: ModelRegistry, model: TextModel, req: GenerateRequest, signal: AbortSignal): Promise<GenerationStream> {
+export async function startObserved(
+  registry: ModelRegistry, model: TextModel, req: GenerateRequest, signal: AbortSignal, operation: GenerationFacts["operation"] = "text_completion",
+): Promise<GenerationStream> {
   const waitStarted = performance.now();
   const stream = await model.start(req, signal);
-  registry.emit({ kind: "queue", model: req.model, ms: performance.now() - waitStarted });
-  return observeStream(registry, req.model, stream);
+  const queueMs = performance.now() - waitStarted;
+  registry.emit({ kind: "queue", model: req.model, ms: queueMs });
+  return observeStream(registry, req.model, stream, { operation, maxTokens: req.maxTokens, temperature: req.sampling.temperature, queueMs });
 }
 
 /**
@@ -45,14 +48,14 @@ export async function startObserved(registry: ModelRegistry, model: TextModel, r
  * (no wrapping generator, so `return()` and its sequence release are untouched): a token costs one
  * `.then` and a flag check, nothing more.
  */
-export function observeStream(registry: ModelRegistry, model: string, stream: GenerationStream): GenerationStream {
+export function observeStream(registry: ModelRegistry, model: string, stream: GenerationStream, request?: GenerationFacts): GenerationStream {
   const next = stream.next.bind(stream);
   let reported = false;
   stream.next = (...args) =>
     next(...args).then((step) => {
       if (step.done && !reported && step.value) {
         reported = true;
-        registry.emit({ kind: "generation", model, result: step.value });
+        registry.emit({ kind: "generation", model, result: step.value, request });
       }
       return step;
     });

@@ -148,7 +148,7 @@ export class CallScope {
   /** The model the call names, for the metrics label (only ids the registry knows). */
   named(model: string): void {
     this.model = this.ctx.app.metrics.modelLabel(model);
-    this.span.attributes.model = model;
+    this.span.attributes["inferno.model"] = model;
   }
 
   /** Counts the call against its key's rate limits (refusing it when over) and runs `work` as that key's usage, inside the call's trace. */
@@ -204,7 +204,7 @@ export class CallScope {
     const coded = err === undefined ? undefined : isInfernoError(err) ? err : toInfernoError(err);
     const status = this.gone ?? (coded ? this.source.statusOf(coded.code) : "OK");
     this.record({ model: this.model, route: this.source.route, status });
-    this.span.end(coded && coded.status >= 500 ? "error" : "ok", { "rpc.status": status });
+    this.span.end(coded && coded.status >= 500 ? "error" : "ok", { "rpc.status": status, ...(coded ? { "error.type": coded.code } : {}) });
     if (coded && coded.status >= 500 && coded.code !== "SERVICE_UNAVAILABLE" && coded.code !== "TIMEOUT") {
       this.ctx.app.log.error({ err: coded.cause ?? coded, transport: this.source.transport, route: this.source.route }, "call failed");
     }
