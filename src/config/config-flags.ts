@@ -80,6 +80,7 @@ const HELP: Record<ConfigKey, FlagHelp> = {
   redisUrl: { arg: "URL", help: "share keys, limits, batches and webhooks with other replicas through this Redis" },
   replicaId: { arg: "ID", help: "this replica's name (metrics label, Redis)", shown: "host-pid" },
   sharedDataDir: { arg: "DIR", help: "with --redis-url: folder all replicas mount for files and batch results", shown: "dataDir" },
+  auditRetentionDays: { arg: "DAYS", help: "days the audit log keeps events (0: forever)" },
 };
 
 const KEYS = Object.keys(configSchema.shape) as ConfigKey[];

@@ -189,6 +189,8 @@ export const configSchema = z
     replicaId: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "1-64 letters, digits, '.', '_' or '-'").default(`${os.hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 48)}-${process.pid}`),
     /** With redisUrl: a folder every replica mounts, for uploaded files and batch results (default: dataDir). */
     sharedDataDir: z.string().min(1).optional(),
+    /** Days the audit log keeps its events (pruned at start and daily); 0 keeps them forever. */
+    auditRetentionDays: intFromString(0, 36_500).default(90),
   })
   .strict()
   .refine((c) => (c.tlsCert === undefined) === (c.tlsKey === undefined), { message: "tlsCert and tlsKey go together", path: ["tlsCert"] })

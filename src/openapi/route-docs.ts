@@ -12,6 +12,7 @@ const FAMILIES: ReadonlyArray<{ prefix: string; tag: string }> = [
   { prefix: "/batch", tag: "Batch" },
   { prefix: "/metrics", tag: "Admin & observability" },
   { prefix: "/traces", tag: "Admin & observability" },
+  { prefix: "/audit", tag: "Admin & observability" },
   { prefix: "/webhooks", tag: "Admin & observability" },
   { prefix: "/health", tag: "Admin & observability" },
   { prefix: "/ws", tag: "WebSocket" },
@@ -26,7 +27,7 @@ export const TAGS = [
   { name: "KServe v2", description: "The Open Inference Protocol (KServe v2) under /v2, for tensor models." },
   { name: "Auth", description: "Login for JWTs and API-key management." },
   { name: "Batch", description: "Native batch jobs (the OpenAI batches API is under /v1/batches)." },
-  { name: "Admin & observability", description: "Health, Prometheus metrics, traces and webhooks." },
+  { name: "Admin & observability", description: "Health, Prometheus metrics, traces, the audit log and webhooks." },
   { name: "WebSocket", description: "The WebSocket API (an upgrade, not a REST call)." },
   { name: "Docs", description: "This document and the page that renders it." },
 ];
@@ -75,6 +76,11 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
   },
   "POST /metrics/custom": { summary: "Record a custom metric" },
   "GET /traces": { summary: "Recent trace spans" },
+  "GET /audit": {
+    summary: "The audit log of this replica",
+    description: "Security-relevant events, oldest first, paged by id (`after` = the previous page's `next_after`). JSON lines with `Accept: application/x-ndjson` or `format=jsonl`.",
+    responseContent: { "application/x-ndjson": { schema: text } },
+  },
   "POST /webhooks": { summary: "Register a webhook", status: 201 },
   "GET /webhooks": { summary: "List webhooks" },
   "DELETE /webhooks/:id": { summary: "Delete a webhook" },

@@ -117,6 +117,8 @@ export const batchRoutes: FastifyPluginAsyncZod<BatchRoutesOptions> = async (app
 
   app.delete("/batch/:id", { schema: { params: resourceIdParams } }, async (request) => {
     const batch = await visible(request, request.params.id);
-    return statusView((await backend.cancel(batch.id)) ?? batch);
+    const cancelled = (await backend.cancel(batch.id)) ?? batch;
+    request.audit("batch.cancel", batch.id, { api: "native", owner: batch.owner, status: cancelled.status });
+    return statusView(cancelled);
   });
 };
