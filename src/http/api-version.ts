@@ -10,8 +10,15 @@ async function apiVersionPlugin(app: FastifyInstance): Promise<void> {
   app.addHook("onRequest", async (request, reply) => {
     reply.header("api-version", API_VERSION);
     const asked = request.headers["api-version"];
-    // Node joins repeated headers with ", ": two values are malformed, as one bad value is.
-    checkApiVersion(Array.isArray(asked) ? asked.join(", ") : asked);
+    try {
+      // Node joins repeated headers with ", ": two values are malformed, as one bad value is.
+      checkApiVersion(Array.isArray(asked) ? asked.join(", ") : asked);
+    } catch (err) {
+      // A refused WebSocket upgrade: this hook runs before @fastify/websocket's, which would otherwise
+      // end the upgrade's socket after the answer; left open, it would hold the server's close.
+      if (request.headers.upgrade !== undefined) reply.raw.once("finish", () => request.raw.socket.destroySoon());
+      throw err;
+    }
   });
 }
 

@@ -90,7 +90,7 @@ export const modelRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; pulle
 
   app.post("/models/:id/load", { schema: { params: modelIdParams, body: loadOptionsSchema.optional() }, config: admin }, async (req) => {
     const model = await registry.load(req.params.id, req.body ?? {});
-    req.audit("model.load", req.params.id, { options: model.options });
+    req.audit("model.load", req.params.id, { options: req.body ?? {} });
     return {
       status: "loaded",
       model_id: req.params.id,
