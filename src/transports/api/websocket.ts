@@ -12,6 +12,7 @@ import { parseClientMessage, WS_CLOSE, wsOut, type InferenceMessage, type Server
 import { InfernoError, isInfernoError, type ErrorCode } from "../../errors/catalogue.js";
 import { isShedding, toInfernoError } from "../../errors/error-handler.js";
 import { API_VERSION } from "../../core/api-version.js";
+import type { AuditTrail } from "../../audit/audit-plugin.js";
 import type { ModelRegistry } from "../../registry/model-registry.js";
 import { startGeneration } from "../../services/generation.js";
 
@@ -395,12 +396,14 @@ export const websocketSupport = fp(
 export const websocketRoutes: FastifyPluginAsync<WebsocketRoutesOptions> = async (app, opts) => {
   const settings = { ...WS_DEFAULTS, ...opts.settings };
   const metrics = (app as { metrics?: { authFailures?: { inc(labels: Record<string, string>): void } } }).metrics;
+  // Optional as metrics are: the routes also run on a bare app (tests of the socket's own settings).
+  const audit = (app as { audit?: AuditTrail }).audit;
   const ctx: Context = {
     ...opts,
     settings,
     onAuthFailure: (reason, source, token) => {
       metrics?.authFailures?.inc({ reason });
-      app.audit.failure({ type: "auth.failure", transport: "websocket", source, reason, token, target: "GET /ws" });
+      audit?.failure({ type: "auth.failure", transport: "websocket", source, reason, token, target: "GET /ws" });
     },
   };
   app.route({
