@@ -5,6 +5,9 @@ import Fastify, { LogController, type FastifyInstance } from "fastify";
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
 import cors from "@fastify/cors";
 import authPlugin, { isCorsPreflight, type CredentialCheckers } from "./auth/auth-plugin.js";
+import auditPlugin from "./audit/audit-plugin.js";
+import apiVersionPlugin from "./http/api-version.js";
+import { auditRoutes } from "./transports/api/audit.js";
 import { redisStores, sharedJwtSecret, sqliteStores } from "./auth/credential-stores.js";
 import { JwtIssuer } from "./auth/jwt.js";
 import type { Config } from "./config/config.js";
@@ -132,6 +135,8 @@ export async function buildServer(config: Config, options: { logToStderr?: boole
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   registerErrorHandling(app);
+  // The first onRequest hook: every answer, a CORS preflight's or an auth refusal's too, names the API version.
+  await app.register(apiVersionPlugin);
   if (config.corsOrigins.length > 0) {
     // Only a real preflight gets the plugin's 204 (in its onRequest hook, ahead of auth): a plain OPTIONS
     // goes on through auth and routing like any request instead of the plugin's text/plain 400.
@@ -264,9 +269,12 @@ export async function buildServer(config: Config, options: { logToStderr?: boole
   const jwt = new JwtIssuer({ secret: jwtSecret, dataDir: config.dataDir, expiresIn: config.jwtExpiresIn });
   // Opened before the registry (which keeps its registrations there); its close keeps its place among the hooks.
   app.addHook("onClose", async () => db.close());
+  // After the database's close hook, so its own close (flushing folded auth failures) runs before it.
+  await app.register(auditPlugin, { db, replica: config.replicaId, retentionDays: config.auditRetentionDays, config });
   const checkers: CredentialCheckers = { verifyApiKey: (key) => keys.verify(key), verifyJwt: (token) => roles.current(jwt.verify(token)) };
   await app.register(authPlugin, { enabled: config.auth, metricsPublic: config.metricsPublic, cors: config.corsOrigins.length > 0, ...checkers });
   await app.register(authRoutes, { keys, users, jwt });
+  await app.register(auditRoutes);
   // Before the inference routes: its preHandler ties generations to their request for inference.complete.
   await app.register(webhooksPlugin, { db, registry, allowPrivate: config.webhookAllowPrivate });
 

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
 import { InfernoError } from "../errors/catalogue.js";
+import { actorOf } from "../audit/audit-log.js";
 import type { Principal } from "./principal.js";
 import type { Awaitable } from "./stores.js";
 
@@ -103,9 +104,11 @@ async function authPlugin(app: FastifyInstance, opts: AuthPluginOptions): Promis
     const allow = allowedMethods(open, url);
     app.options(url, async (_request, reply) => reply.code(204).header("allow", allow).send());
   }
-  const authFailed = (request: FastifyRequest, reason: string, message: string) => {
+  const target = (request: FastifyRequest) => `${request.method} ${request.routeOptions.url ?? request.url.split("?")[0]!.slice(0, 200)}`;
+  const authFailed = (request: FastifyRequest, reason: string, message: string, token: string | undefined) => {
     (app as { metrics?: { authFailures?: { inc(labels: Record<string, string>): void } } }).metrics?.authFailures?.inc({ reason });
     request.log.info({ reason }, "authentication failed");
+    app.audit.failure({ type: "auth.failure", transport: "http", source: request.ip, reason, token, target: target(request) });
     return new InfernoError("AUTHENTICATION_FAILED", message, { reason });
   };
 
@@ -134,11 +137,12 @@ async function authPlugin(app: FastifyInstance, opts: AuthPluginOptions): Promis
     if (!principal) {
       reply.header("www-authenticate", 'Bearer realm="inferno"');
       throw token
-        ? authFailed(request, "invalid_credentials", "the API key or token is invalid, expired or revoked")
-        : authFailed(request, "missing_credentials", "this route needs 'Authorization: Bearer <API key or JWT>'");
+        ? authFailed(request, "invalid_credentials", "the API key or token is invalid, expired or revoked", token)
+        : authFailed(request, "missing_credentials", "this route needs 'Authorization: Bearer <API key or JWT>'", undefined);
     }
     const needed = request.routeOptions.config?.role ?? "user";
     if (needed === "admin" && principal.role !== "admin") {
+      app.audit.failure({ type: "auth.denied", transport: "http", source: request.ip, reason: "role", actor: actorOf(principal), target: target(request) });
       throw new InfernoError("AUTHORIZATION_FAILED", `this route needs the admin role; '${principal.user}' has '${principal.role}'`, {
         required_role: needed,
       });
@@ -147,4 +151,4 @@ async function authPlugin(app: FastifyInstance, opts: AuthPluginOptions): Promis
 }
 
 /** Deny-by-default authentication (API keys and JWTs) and role checks, as one onRequest hook. */
-export default fp(authPlugin, { name: "inferno-auth", fastify: "5.x" });
+export default fp(authPlugin, { name: "inferno-auth", fastify: "5.x", dependencies: ["inferno-audit"] });

@@ -1,3 +1,5 @@
+import os from "node:os";
+import { AuditLog, CLI_ACTOR, type AuditType } from "../audit/audit-log.js";
 import { ApiKeyStore, checkRole } from "../auth/api-keys.js";
 import type { Role } from "../auth/principal.js";
 import { RedisApiKeyStore } from "../auth/redis-api-keys.js";
@@ -76,30 +78,44 @@ export async function security(args: string[], options: SecurityOptions, flags: 
   // Arguments are checked before the database is opened, so a typo creates no data dir.
   const command = run(action, target, options);
   const config = loadConfig({ flags });
-  if (config.redisUrl) {
-    const redis = new SharedRedis({ url: config.redisUrl, log: quiet });
-    const keys = new RedisApiKeyStore(redis);
-    try {
-      await redis.waitReady();
-      await command({ keys, users: new RedisUserStore(redis) });
-    } finally {
-      await keys.close();
-      await redis.close();
-    }
-    return;
-  }
+  // Changes are audited in the data dir's database, with Redis too (each replica keeps its own log).
   const db = openDatabase(config.dataDir);
+  const audit = cliAudit(new AuditLog(db, "cli", (err) => console.error(`warning: audit event not written: ${(err as Error).message}`)));
   try {
-    await command({ keys: new ApiKeyStore(db), users: new UserStore(db) });
+    if (config.redisUrl) {
+      const redis = new SharedRedis({ url: config.redisUrl, log: quiet });
+      const keys = new RedisApiKeyStore(redis);
+      try {
+        await redis.waitReady();
+        await command({ keys, users: new RedisUserStore(redis), audit });
+      } finally {
+        await keys.close();
+        await redis.close();
+      }
+      return;
+    }
+    await command({ keys: new ApiKeyStore(db), users: new UserStore(db), audit });
   } finally {
     db.close();
   }
 }
 
+/** Records as the actor "cli", naming the operating-system user who ran it. */
+function cliAudit(log: AuditLog): Audit {
+  let osUser: string | undefined;
+  try {
+    osUser = os.userInfo().username;
+  } catch {
+    // No passwd entry for this uid (some containers): the event still says it came from the CLI.
+  }
+  return (type, target, details) => void log.record({ type, ...CLI_ACTOR, transport: "cli", source: "cli", target, details: { ...details, ...(osUser ? { os_user: osUser } : {}) } });
+}
+
 // waitReady's error says what went wrong; the connection's own retries need not be logged.
 const quiet = { error: () => undefined, warn: () => undefined, info: () => undefined, debug: () => undefined };
 
-type Command = (stores: { keys: ApiKeys; users: Users }) => void | Promise<void>;
+type Audit = (type: AuditType, target: string, details?: Record<string, unknown>) => void;
+type Command = (stores: { keys: ApiKeys; users: Users; audit: Audit }) => void | Promise<void>;
 
 function apiKeyCommand(action: string | undefined, target: string | undefined, o: SecurityOptions): Command {
   if (action === "create") {
@@ -113,8 +129,9 @@ function apiKeyCommand(action: string | undefined, target: string | undefined, o
       if (typeof ms !== "number" || ms <= 0) throw usage(`--expires-in must be a positive duration (seconds, or such as 30m, 720h), not '${o.expiresIn}'`);
       expiresInMs = ms;
     }
-    return async ({ keys }) => {
+    return async ({ keys, audit }) => {
       const k = await keys.create({ user, name, role: keyRole, ...(expiresInMs !== undefined ? { expiresInMs } : {}) });
+      audit("key.create", k.id, { user: k.user, name: k.name, role: k.role, expires_at: k.expires_at });
       if (o.json) {
         console.log(JSON.stringify({ id: k.id, key: k.key, user: k.user, name: k.name, role: k.role, expires_at: k.expires_at }));
         return;
@@ -140,9 +157,10 @@ function apiKeyCommand(action: string | undefined, target: string | undefined, o
   }
   if (action === "revoke") {
     const id = required(target, "the key ID");
-    return async ({ keys }) => {
+    return async ({ keys, audit }) => {
       const k = await keys.revoke(id);
       if (!k) throw new InfernoError("NOT_FOUND", `no API key with id '${id}'`);
+      audit("key.revoke", k.id, { user: k.user, name: k.name });
       if (o.json) return console.log(JSON.stringify(k));
       console.log(`revoked API key ${k.id} (${k.user}, ${k.name})`);
     };
@@ -156,9 +174,10 @@ function userCommand(action: string | undefined, target: string | undefined, o: 
     const username = required(o.username, "--username");
     const given = required(o.password, "--password");
     const userRole = role(o.role);
-    return async ({ users }) => {
+    return async ({ users, audit }) => {
       const password = given === "-" ? await readStdin() : given;
       const u = await users.create(username, password, userRole);
+      audit("user.create", u.username, { role: u.role });
       if (o.json) return console.log(JSON.stringify(u));
       console.log(`created user ${u.username} (role ${u.role})`);
     };
@@ -175,16 +194,19 @@ function userCommand(action: string | undefined, target: string | undefined, o: 
   if (action === "set-role") {
     const username = required(target, "the USERNAME");
     const newRole = role(required(o.role, "--role"));
-    return async ({ users }) => {
+    return async ({ users, audit }) => {
+      const before = await users.get(username);
       const u = await users.setRole(username, newRole);
       if (!u) throw new InfernoError("NOT_FOUND", `no user '${username}'`);
+      audit("user.role", u.username, { role: u.role, ...(before ? { previous_role: before.role } : {}) });
       console.log(`user ${u.username} now has role ${u.role} (tokens already issued follow within seconds)`);
     };
   }
   if (action === "delete") {
     const username = required(target, "the USERNAME");
-    return async ({ users }) => {
+    return async ({ users, audit }) => {
       if (!(await users.delete(username))) throw new InfernoError("NOT_FOUND", `no user '${username}'`);
+      audit("user.delete", username);
       console.log(`deleted user ${username}`);
     };
   }

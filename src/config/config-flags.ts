@@ -86,6 +86,7 @@ const HELP: Record<ConfigKey, FlagHelp> = {
   trustProxy: { arg: "LIST", help: "believe X-Forwarded-For from these proxies: true, a hop count, or addresses/CIDRs" },
   otlpEndpoint: { arg: "URL", help: "export traces to this OpenTelemetry collector, OTLP HTTP/protobuf (or env OTEL_EXPORTER_OTLP_ENDPOINT)" },
   otlpServiceName: { arg: "NAME", help: "service.name of exported spans (or env OTEL_SERVICE_NAME)" },
+  auditRetentionDays: { arg: "DAYS", help: "days the audit log keeps events (0: forever)" },
 };
 
 const KEYS = Object.keys(configSchema.shape) as ConfigKey[];

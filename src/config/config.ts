@@ -227,6 +227,8 @@ export const configSchema = z
     otlpEndpoint: z.string().url().regex(/^https?:/i, "an http:// or https:// URL").optional(),
     /** The `service.name` of exported spans. */
     otlpServiceName: z.string().min(1).max(256).default("inferno"),
+    /** Days the audit log keeps its events (pruned at start and daily); 0 keeps them forever. */
+    auditRetentionDays: intFromString(0, 36_500).default(90),
   })
   .strict()
   .refine((c) => (c.tlsCert === undefined) === (c.tlsKey === undefined), { message: "tlsCert and tlsKey go together", path: ["tlsCert"] })

@@ -26,7 +26,12 @@ const rawTensor = z.object({
 const message = z.object({ role: z.enum(["system", "user", "assistant"]), content: z.string().max(1_000_000) }).strict();
 
 export const ipcOps = {
-  hello: z.object({ version: z.number().int().min(1).optional(), token: z.string().max(4096).optional() }),
+  hello: z.object({
+    version: z.number().int().min(1).optional(),
+    token: z.string().max(4096).optional(),
+    /** The API version the client expects (README, API versioning); another major is refused. */
+    api_version: z.string().max(64).optional(),
+  }),
   health: z.object({}),
   models: z.object({}),
   infer: z.object({

@@ -3,6 +3,8 @@ export const errorCatalogue = {
   INVALID_REQUEST: { status: 400, type: "invalid_request_error" },
   CONTEXT_LENGTH_EXCEEDED: { status: 400, type: "invalid_request_error" },
   UNSUPPORTED_OPERATION: { status: 400, type: "invalid_request_error" },
+  /** The request's API-Version (gRPC `api-version`) names a major this server does not serve, or is malformed. */
+  UNSUPPORTED_API_VERSION: { status: 400, type: "invalid_request_error" },
   AUTHENTICATION_FAILED: { status: 401, type: "authentication_error" },
   AUTHORIZATION_FAILED: { status: 403, type: "permission_error" },
   PATH_NOT_ALLOWED: { status: 403, type: "permission_error" },

@@ -6,6 +6,7 @@ import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
 import type { ZodType } from "zod";
 import { errorCatalogue, InfernoError, type ErrorCode } from "./catalogue.js";
 import { noteErrorCode } from "../observability/request-log.js";
+import { API_VERSION } from "../core/api-version.js";
 
 /** Which envelope a route answers errors in; set per route (`config.dialect`) or by URL prefix. */
 export type ErrorDialect = "native" | "openai" | "ollama" | "kserve";
@@ -100,6 +101,8 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, thrown: 
   else if (err.status >= 500) request.log.error({ err: err.cause ?? err, code: err.code }, "request failed");
   else request.log.debug({ code: err.code, reason: err.message }, "request rejected");
   noteErrorCode(request, err.code);
+  // Router refusals (frameworkErrors) come before any hook, so the API version is set here as well.
+  if (!reply.hasHeader("api-version")) reply.header("api-version", API_VERSION);
   return reply.code(err.status).type("application/json").send(errorBody(err, dialectOf(request), request.id));
 }
 
@@ -125,7 +128,7 @@ export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): 
   const status = errorCatalogue[code].status;
   const body = JSON.stringify(errorBody(new InfernoError(code, message), "native", `req_${randomBytes(9).toString("base64url")}`));
   if (socket.writable) {
-    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`);
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nAPI-Version: ${API_VERSION}\r\nConnection: close\r\n\r\n${body}`);
   }
   socket.destroy(err);
 }

@@ -1,7 +1,9 @@
 // What every call of a transport that is not a Fastify route (gRPC, IPC) goes through, as an HTTP request
 // goes through the app's hooks: the drain, auth (bearer credential, roles), rate limits, the time limit and
-// the client's deadline, metrics and traces.
+// the client's deadline, metrics and traces, the API version and the audit log.
 import type { FastifyInstance } from "fastify";
+import { actorOf, type AuditType } from "../audit/audit-log.js";
+import { checkApiVersion } from "../core/api-version.js";
 import { ANONYMOUS, authenticateToken, type CredentialCheckers } from "../auth/auth-plugin.js";
 import type { Principal, Role } from "../auth/principal.js";
 import { InfernoError, isInfernoError, type ErrorCode } from "../errors/catalogue.js";
@@ -30,6 +32,8 @@ export interface CallSource {
   statusOf(code: ErrorCode): string;
   /** How a client of this transport presents a credential, for the refusal's message. */
   credentialHint: string;
+  /** The API version the client asks for (gRPC `api-version` metadata); absent means the current one. */
+  apiVersion?: string | undefined;
 }
 
 /** Who may make a call: anyone (health), any authenticated principal, or admins. */
@@ -83,6 +87,7 @@ export class CallScope {
   static async open(ctx: ScopeContext, source: CallSource, policy: CallPolicy): Promise<CallScope> {
     const scope = new CallScope(ctx, source, policy);
     try {
+      checkApiVersion(source.apiVersion);
       scope.principal = await scope.authenticate(policy);
     } catch (err) {
       scope.end(err);
@@ -133,6 +138,7 @@ export class CallScope {
     if (!principal) {
       const reason = token ? "invalid_credentials" : "missing_credentials";
       app.metrics.authFailures.inc({ reason });
+      app.audit.failure({ type: "auth.failure", transport: this.source.transport, source: this.source.peer, reason, token, target: this.source.route });
       throw new InfernoError(
         "AUTHENTICATION_FAILED",
         token ? "the API key or token is invalid, expired or revoked" : `this call needs ${this.source.credentialHint}`,
@@ -140,9 +146,16 @@ export class CallScope {
       );
     }
     if (policy === "admin" && principal.role !== "admin") {
+      app.audit.failure({ type: "auth.denied", transport: this.source.transport, source: this.source.peer, reason: "role", actor: actorOf(principal), target: this.source.route });
       throw new InfernoError("AUTHORIZATION_FAILED", `this call needs the admin role; '${principal.user}' has '${principal.role}'`, { required_role: "admin" });
     }
     return principal;
+  }
+
+  /** Records an event done by this call's principal (a model loaded, say) in the audit log. */
+  audit(type: AuditType, target?: string, details?: Record<string, unknown>): void {
+    const { transport, peer } = this.source;
+    this.ctx.app.audit.record({ type, ...actorOf(this.principal), transport, source: peer, target, ...(details ? { details } : {}) });
   }
 
   /** The model the call names, for the metrics label (only ids the registry knows). */

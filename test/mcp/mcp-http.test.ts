@@ -72,6 +72,10 @@ test("tools are listed by role with the routes' schemas; an admin tool is refuse
   const loaded = await admin.callTool({ name: "load_model", arguments: { model: "stories" } });
   assert.equal(loaded.isError, undefined, textOf(loaded));
   assert.equal(structured(loaded).status, "loaded");
+  // The load is in the audit log as the admin's, over MCP.
+  const audit = await srv.app.inject({ method: "GET", url: "/audit?type=model.load", headers: { authorization: `Bearer ${adminKey}` } });
+  const loads = (audit.json().events as Array<{ type: string; actor: string; transport: string; target: string }>).filter((e) => e.type === "model.load");
+  assert.deepEqual(loads.map((e) => [e.actor, e.transport, e.target]), [["root", "mcp", "stories"]]);
 });
 
 test("list_models: capabilities and load state", { skip }, async () => {

@@ -34,7 +34,10 @@ export const authRoutes: FastifyPluginAsyncZod<{ keys: ApiKeys; users: Users; jw
     { schema: { body: z.object({ username: z.string().min(1).max(128), password: z.string().min(1).max(1024) }) } },
     async (req) => {
       const principal = await users.verify(req.body.username, req.body.password);
-      if (!principal) throw new InfernoError("AUTHENTICATION_FAILED", "wrong username or password", { reason: "invalid_credentials" });
+      if (!principal) {
+        app.audit.failure({ type: "auth.failure", transport: "http", source: req.ip, reason: "wrong_password", username: req.body.username, target: "POST /auth/login" });
+        throw new InfernoError("AUTHENTICATION_FAILED", "wrong username or password", { reason: "invalid_credentials" });
+      }
       return { ...jwt.sign(principal), token_type: "Bearer" };
     },
   );
@@ -48,12 +51,14 @@ export const authRoutes: FastifyPluginAsyncZod<{ keys: ApiKeys; users: Users; jw
       throw new InfernoError("INVALID_REQUEST", "expires_in must be a positive duration (seconds, or e.g. 30m, 720h)", undefined, { param: "expires_in" });
     }
     const created = await keys.create({ ...rest, ...(expiresInMs ? { expiresInMs } : {}) });
+    req.audit("key.create", created.id, { user: created.user, name: created.name, role: created.role, expires_at: created.expires_at });
     return reply.code(201).send(created);
   });
 
   app.delete("/auth/api-keys/:id", { schema: { params: z.object({ id: z.string().min(1).max(64) }) }, config: admin }, async (req) => {
     const revoked = await keys.revoke(req.params.id);
     if (!revoked) throw new InfernoError("NOT_FOUND", `no API key with id '${req.params.id}'`, { id: req.params.id });
+    req.audit("key.revoke", revoked.id, { user: revoked.user, name: revoked.name });
     return { id: revoked.id, revoked: true, revoked_at: revoked.revoked_at };
   });
 };

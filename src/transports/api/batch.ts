@@ -77,6 +77,8 @@ export const batchRoutes: FastifyPluginAsyncZod<BatchRoutesOptions> = async (app
 
   app.delete("/batch/:id", { schema: { params: resourceIdParams } }, async (request) => {
     const batch = await visibleBatch(backend, request.principal, request.params.id);
-    return batchStatus(backend, (await backend.cancel(batch.id)) ?? batch);
+    const cancelled = (await backend.cancel(batch.id)) ?? batch;
+    request.audit("batch.cancel", batch.id, { api: "native", owner: batch.owner, status: cancelled.status });
+    return batchStatus(backend, cancelled);
   });
 };

@@ -8,6 +8,7 @@ import { modelIdParams } from "../../http/params.js";
 import { abortOnDisconnect } from "../../http/sse.js";
 import type { ModelRegistry } from "../../registry/model-registry.js";
 import type { ModelPuller, PullEvent } from "../../services/pull.js";
+import { redactUrl } from "../../audit/redact-config.js";
 
 /** Load options every runtime accepts; unknown keys are refused rather than passed to native code. */
 export const loadOptionsSchema = z
@@ -60,6 +61,7 @@ export const modelRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; pulle
 
   app.post("/models", { schema: { body: registerBody }, config: admin }, async (req, reply) => {
     const entry = await registry.register(req.body);
+    req.audit("model.register", entry.id, { path: entry.path, ...(req.body.options ? { options: req.body.options } : {}) });
     return reply.code(201).send(await describeModel(registry, entry, true));
   });
 
@@ -75,6 +77,7 @@ export const modelRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; pulle
   app.post("/models/pull", { schema: { body: pullBody }, config: { ...admin, timeLimit: false } }, async (req, reply) => {
     const { stream = true, ...request } = req.body;
     const pull = await puller.start(request, abortOnDisconnect(reply).signal);
+    req.audit("model.pull", request.name, { source: redactUrl(request.source), ...(request.force ? { force: true } : {}) });
     if (stream) {
       await sendNdjson(req, reply, pullLines(pull.events), (err) => ({ status: "error", error: { code: err.code, message: err.message, details: err.details ?? {} } }));
       return reply;
@@ -87,6 +90,7 @@ export const modelRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; pulle
 
   app.post("/models/:id/load", { schema: { params: modelIdParams, body: loadOptionsSchema.optional() }, config: admin }, async (req) => {
     const model = await registry.load(req.params.id, req.body ?? {});
+    req.audit("model.load", req.params.id, { options: req.body ?? {} });
     return {
       status: "loaded",
       model_id: req.params.id,
@@ -100,11 +104,13 @@ export const modelRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; pulle
   app.post("/models/:id/unload", { schema: { params: modelIdParams }, config: admin }, async (req) => {
     await registry.get(req.params.id);
     const wasLoaded = await registry.unload(req.params.id);
+    req.audit("model.unload", req.params.id, { was_loaded: wasLoaded });
     return { status: "unloaded", model_id: req.params.id, was_loaded: wasLoaded };
   });
 
   app.delete("/models/:id", { schema: { params: modelIdParams }, config: admin }, async (req) => {
     await registry.unregister(req.params.id);
+    req.audit("model.delete", req.params.id);
     return { status: "deleted", model_id: req.params.id };
   });
 };

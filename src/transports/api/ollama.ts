@@ -21,6 +21,7 @@ import { startChat } from "../../services/chat.js";
 import type { ModelPuller } from "../../services/pull.js";
 import { embed } from "../../services/embeddings.js";
 import { VERSION } from "../../version.js";
+import { redactUrl } from "../../audit/redact-config.js";
 
 /** The Ollama API level we answer as: one that current clients accept. */
 const OLLAMA_VERSION = "0.12.0";
@@ -61,6 +62,7 @@ export const ollamaRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limi
         if (!(err instanceof InfernoError && err.code === "MODEL_BUSY")) throw err;
         registry.setKeepAlive(id, 0);
       });
+      req.audit("model.unload", id, { keep_alive: 0 });
       return { reason: "unload" as const, timing: { startedAt, loadMs: 0 } };
     }
     const loadMs = await prepareTextModel(registry, id, numCtx, allowedKeepAlive(req, keepAlive), req.principal, "text-generation");
@@ -85,6 +87,7 @@ export const ollamaRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limi
     const model = req.body.model ?? req.body.name;
     if (!model) throw new InfernoError("INVALID_REQUEST", "model is required", undefined, { param: "model" });
     const pull = await puller.start({ source: pullSourceOf(model) }, abortOnDisconnect(reply).signal);
+    req.audit("model.pull", model, { source: redactUrl(pullSourceOf(model)) });
     if (req.body.stream !== false) return stream(req, reply, pullLines(pull));
     let last: Record<string, unknown> | undefined;
     for await (const line of pullLines(pull)) last = line;

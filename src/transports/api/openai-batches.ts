@@ -132,7 +132,9 @@ export const openaiBatchRoutes: FastifyPluginAsyncZod<OpenaiBatchRoutesOptions> 
   );
 
   app.post("/batches/:id/cancel", { schema: { params: resourceIdParams }, config: { dialect: "openai" } }, async (request) => {
-    const { id } = await visible(request, request.params.id);
-    return batchObject(await backend.cancel(id));
+    const { id, owner } = await visible(request, request.params.id);
+    const cancelled = await backend.cancel(id);
+    request.audit("batch.cancel", id, { api: "openai", owner });
+    return batchObject(cancelled);
   });
 };

@@ -11,6 +11,8 @@ import { toGenerateRequest, type GenerationLimits } from "../../dialects/native.
 import { parseClientMessage, WS_CLOSE, wsOut, type InferenceMessage, type ServerMessage } from "../../dialects/websocket.js";
 import { InfernoError, isInfernoError, type ErrorCode } from "../../errors/catalogue.js";
 import { isShedding, toInfernoError } from "../../errors/error-handler.js";
+import { API_VERSION } from "../../core/api-version.js";
+import type { AuditTrail } from "../../audit/audit-plugin.js";
 import type { ModelRegistry } from "../../registry/model-registry.js";
 import { startGeneration } from "../../services/generation.js";
 
@@ -78,7 +80,8 @@ const CANCELLED = Symbol("cancelled");
 
 interface Context extends Omit<WebsocketRoutesOptions, "settings"> {
   settings: WebsocketSettings;
-  onAuthFailure: (reason: string) => void;
+  /** Counted and audited; `token` is reduced to a key id before it is stored. */
+  onAuthFailure: (reason: string, source: string, token: string | undefined) => void;
 }
 
 /** One connected client: its auth state, its inferences by id, keep-alive and flow control. */
@@ -94,10 +97,13 @@ class Session {
   private readonly pingTimer: NodeJS.Timeout;
   private readonly s: WebsocketSettings;
   private readonly log: FastifyBaseLogger;
+  /** The client's address, for the audit log. */
+  private readonly source: string;
 
   constructor(private readonly socket: Socket, request: FastifyRequest, private readonly ctx: Context) {
     this.s = ctx.settings;
     this.log = request.log;
+    this.source = request.ip;
     // The auth hook sets the principal for a valid Authorization header on the upgrade.
     this.principal = ctx.auth.enabled ? request.principal : (request.principal ?? ANONYMOUS);
     if (this.principal) this.token = bearer(request);
@@ -113,7 +119,7 @@ class Session {
     ended?.addEventListener("abort", () => isInfernoError(ended.reason) && this.goAway(ended.reason), { once: true });
     if (this.principal) return;
     if (request.headers.authorization !== undefined) {
-      this.refuse("invalid_credentials", "the API key or token of the Authorization header is invalid, expired or revoked");
+      this.refuse("invalid_credentials", "the API key or token of the Authorization header is invalid, expired or revoked", bearer(request));
       return;
     }
     this.authTimer = setTimeout(
@@ -152,7 +158,7 @@ class Session {
     const apply = (principal: Principal | null | undefined) => {
       if (principal === null) return false;
       if (!principal) {
-        this.refuse("invalid_credentials", "the API key or token is no longer valid (expired, revoked, or its user was removed)");
+        this.refuse("invalid_credentials", "the API key or token is no longer valid (expired, revoked, or its user was removed)", this.token);
         return false;
       }
       this.principal = principal;
@@ -185,7 +191,7 @@ class Session {
     const checked = this.check(token);
     const apply = (principal: Principal | null | undefined) => {
       if (principal === null) return;
-      if (!principal) return this.refuse("invalid_credentials", "the API key or token is invalid, expired or revoked");
+      if (!principal) return this.refuse("invalid_credentials", "the API key or token is invalid, expired or revoked", token);
       this.principal = principal;
       this.token = token;
       clearTimeout(this.authTimer);
@@ -196,9 +202,9 @@ class Session {
   }
 
   /** A failed or missing authentication: a last error, then close 4401 (its inferences stop too). */
-  private refuse(reason: string, message: string): void {
+  private refuse(reason: string, message: string, token?: string): void {
     if (this.socket.readyState !== OPEN) return;
-    this.ctx.onAuthFailure(reason);
+    this.ctx.onAuthFailure(reason, this.source, token);
     this.log.info({ reason }, "websocket authentication failed");
     this.fail("AUTHENTICATION_FAILED", message, { reason });
     this.stopAll(new Error("socket closing"));
@@ -377,6 +383,8 @@ export const websocketSupport = fp(
         for (const client of clients) client.terminate();
       },
     });
+    // ws writes the upgrade's 101 itself, not Fastify: the API version joins its headers here.
+    app.websocketServer.on("headers", (headers: string[]) => headers.push(`API-Version: ${API_VERSION}`));
   },
   { name: "inferno-websocket", fastify: "5.x" },
 );
@@ -388,7 +396,16 @@ export const websocketSupport = fp(
 export const websocketRoutes: FastifyPluginAsync<WebsocketRoutesOptions> = async (app, opts) => {
   const settings = { ...WS_DEFAULTS, ...opts.settings };
   const metrics = (app as { metrics?: { authFailures?: { inc(labels: Record<string, string>): void } } }).metrics;
-  const ctx: Context = { ...opts, settings, onAuthFailure: (reason) => metrics?.authFailures?.inc({ reason }) };
+  // Optional as metrics are: the routes also run on a bare app (tests of the socket's own settings).
+  const audit = (app as { audit?: AuditTrail }).audit;
+  const ctx: Context = {
+    ...opts,
+    settings,
+    onAuthFailure: (reason, source, token) => {
+      metrics?.authFailures?.inc({ reason });
+      audit?.failure({ type: "auth.failure", transport: "websocket", source, reason, token, target: "GET /ws" });
+    },
+  };
   app.route({
     method: "GET",
     url: "/ws",

@@ -1,5 +1,6 @@
 // A gRPC call as the shared call scope sees it (src/transports/call-scope.ts).
-import type { Metadata, ServerDuplexStream, ServerUnaryCall } from "@grpc/grpc-js";
+import { Metadata, type ServerDuplexStream, type ServerUnaryCall } from "@grpc/grpc-js";
+import { API_VERSION } from "../../core/api-version.js";
 import type { CallSource } from "../call-scope.js";
 import { grpcCode, statusName } from "./status.js";
 
@@ -25,6 +26,11 @@ export function peerAddress(peer: string): string {
 export function grpcSource(call: AnyCall, method: string): CallSource {
   const deadline = call.getDeadline();
   const traceparent = call.metadata.get("traceparent")[0];
+  const apiVersion = call.metadata.get("api-version")[0];
+  // Every call answers with the API version in its response headers, refusals included.
+  const headers = new Metadata();
+  headers.set("api-version", API_VERSION);
+  call.sendMetadata(headers);
   return {
     transport: "grpc",
     route: SERVICE + method,
@@ -38,5 +44,6 @@ export function grpcSource(call: AnyCall, method: string): CallSource {
     },
     statusOf: (code) => statusName(grpcCode(code)),
     credentialHint: "'authorization: Bearer <API key or JWT>' metadata",
+    apiVersion: typeof apiVersion === "string" ? apiVersion : undefined,
   };
 }

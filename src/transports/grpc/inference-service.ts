@@ -160,12 +160,14 @@ export function inferenceService(opts: ServiceOptions): GRPCInferenceServiceHand
       await servedModel(req.model_name, "");
       scope.named(req.model_name);
       await registry.load(req.model_name);
+      scope.audit("model.load", req.model_name);
       return {};
     }),
     RepositoryModelUnload: unary("RepositoryModelUnload", "admin", async (req, scope) => {
       await servedModel(req.model_name, "");
       scope.named(req.model_name);
-      await registry.unload(req.model_name);
+      const wasLoaded = await registry.unload(req.model_name);
+      scope.audit("model.unload", req.model_name, { was_loaded: wasLoaded });
       return {};
     }),
   };

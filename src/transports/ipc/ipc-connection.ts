@@ -7,6 +7,7 @@ import { ipcOps, ipcOut, isIpcOp, IPC_PROTOCOL_VERSION, requestHead } from "../.
 import { InfernoError, isInfernoError, type ErrorCode } from "../../errors/catalogue.js";
 import { parseBody } from "../../errors/error-handler.js";
 import { VERSION } from "../../version.js";
+import { API_VERSION, checkApiVersion } from "../../core/api-version.js";
 import { CallScope, type CallSource, type ScopeContext } from "../call-scope.js";
 import { decodeFrame, encodeFrame, FrameReader } from "./frames.js";
 import { modelOf, OP_POLICY, runOp, type OpContext } from "./ipc-ops.js";
@@ -117,6 +118,11 @@ export class IpcConnection {
     if (body.version !== undefined && body.version !== IPC_PROTOCOL_VERSION) {
       return this.fail(new InfernoError("INVALID_REQUEST", `protocol version ${body.version} is not served; this server speaks ${IPC_PROTOCOL_VERSION}`, { version: IPC_PROTOCOL_VERSION }), id);
     }
+    try {
+      checkApiVersion(body.api_version);
+    } catch (err) {
+      return this.fail(err as InfernoError, id);
+    }
     if (this.ctx.auth.enabled) {
       const token = body.token;
       // From Redis the answer comes later: a client waits for hello's answer before its first request.
@@ -125,18 +131,21 @@ export class IpcConnection {
       return void checked.then((principal) => this.greet(id, token, principal), (err: unknown) => this.sendError(id, err));
     }
     this.greeted = true;
-    this.send(ipcOut.result(id, { version: IPC_PROTOCOL_VERSION, server: "inferno", server_version: VERSION, auth: false }));
+    this.send(ipcOut.result(id, { version: IPC_PROTOCOL_VERSION, server: "inferno", server_version: VERSION, api_version: API_VERSION, auth: false }));
   }
 
   private greet(id: number, token: string | undefined, principal: Principal | undefined): void {
     if (!principal) {
       const reason = token ? "invalid_credentials" : "missing_credentials";
       this.ctx.app.metrics.authFailures.inc({ reason });
+      this.ctx.app.audit.failure({ type: "auth.failure", transport: "ipc", source: "ipc", reason, token, target: "hello" });
       return this.fail(new InfernoError("AUTHENTICATION_FAILED", token ? "the API key or token is invalid, expired or revoked" : "hello needs a token when auth is on", { reason }), id);
     }
     this.token = token;
     this.greeted = true;
-    this.send(ipcOut.result(id, { version: IPC_PROTOCOL_VERSION, server: "inferno", server_version: VERSION, auth: true, user: principal.user, role: principal.role }));
+    this.send(ipcOut.result(id, {
+      version: IPC_PROTOCOL_VERSION, server: "inferno", server_version: VERSION, api_version: API_VERSION, auth: true, user: principal.user, role: principal.role,
+    }));
   }
 
   private cancel(id: number, request: Record<string, unknown>): void {

@@ -102,12 +102,15 @@ export async function runOp(op: Exclude<IpcOp, "hello" | "cancel">, id: number, 
       const body = parseBody(ipcOps.load, request);
       await registry.get(body.model);
       const model = await registry.load(body.model);
+      scope.audit("model.load", body.model);
       return ipcOut.result(id, { model: body.model, status: "loaded", load_time_ms: Math.round(model.loadTimeMs) });
     }
     case "unload": {
       const body = parseBody(ipcOps.unload, request);
       await registry.get(body.model);
-      return ipcOut.result(id, { model: body.model, status: "unloaded", was_loaded: await registry.unload(body.model) });
+      const wasLoaded = await registry.unload(body.model);
+      scope.audit("model.unload", body.model, { was_loaded: wasLoaded });
+      return ipcOut.result(id, { model: body.model, status: "unloaded", was_loaded: wasLoaded });
     }
   }
 }

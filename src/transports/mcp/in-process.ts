@@ -40,7 +40,12 @@ export async function inProcessCaller(app: FastifyInstance, opts: TransportOptio
     async run(tool, extra, work) {
       const scope = await CallScope.open(ctx, source(`tools/call ${tool.name}`, extra), tool.role);
       try {
-        const result = await scope.limited(() => work({ principal: scope.principal, usageKey: principalKey(scope.principal, PEER), signal: scope.signal }));
+        const result = await scope.limited(() => work({
+          principal: scope.principal,
+          usageKey: principalKey(scope.principal, PEER),
+          signal: scope.signal,
+          audit: (type, target, details) => scope.audit(type, target, details),
+        }));
         scope.end();
         return result;
       } catch (err) {

@@ -11,6 +11,7 @@ import fp from "fastify-plugin";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { Gauge } from "prom-client";
 import { z } from "zod";
+import { actorOf, type AuditType } from "../../audit/audit-log.js";
 import { ANONYMOUS, bearer } from "../../auth/auth-plugin.js";
 import type { Principal } from "../../auth/principal.js";
 import { InfernoError } from "../../errors/catalogue.js";
@@ -42,6 +43,7 @@ interface HttpContext {
   principal: Principal;
   usageKey: string;
   signal: AbortSignal;
+  audit(type: AuditType, target?: string, details?: Record<string, unknown>): void;
 }
 
 const jsonRpcMessage = z.looseObject({
@@ -66,9 +68,9 @@ function httpCaller(session: () => McpSession): McpCaller {
   return {
     principal: (extra) => httpContext(extra).principal,
     async run(_tool, extra, work) {
-      const { principal, usageKey, signal } = httpContext(extra);
+      const { principal, usageKey, signal, audit } = httpContext(extra);
       try {
-        return await work({ principal, usageKey, signal: AbortSignal.any([extra.signal, signal]) });
+        return await work({ principal, usageKey, signal: AbortSignal.any([extra.signal, signal]), audit });
       } finally {
         if (extra.signal.aborted) session().transport.closeSSEStream(extra.requestId);
       }
@@ -121,8 +123,14 @@ async function mcpTransport(app: FastifyInstance, opts: McpPluginOptions): Promi
 
   /** Hands the request to the SDK's transport, with the headers the hooks set and the request's context for the tools. */
   async function handOver(request: FastifyRequest, reply: FastifyReply, session: McpSession, body?: unknown) {
-    const context: HttpContext = { principal: request.principal ?? ANONYMOUS, usageKey: limitKey(request), signal: request.abortSignal ?? new AbortController().signal };
-    const principal = context.principal;
+    const principal = request.principal ?? ANONYMOUS;
+    const context: HttpContext = {
+      principal,
+      usageKey: limitKey(request),
+      signal: request.abortSignal ?? new AbortController().signal,
+      audit: (type, target, details) =>
+        app.audit.record({ type, ...actorOf(principal), transport: "mcp", source: request.ip, target, ...(details ? { details } : {}) }),
+    };
     Object.assign(request.raw, { auth: { token: bearer(request) ?? "", clientId: principal.user, scopes: [principal.role], extra: { inferno: context } } });
     reply.hijack();
     for (const [name, value] of Object.entries(reply.getHeaders())) if (value !== undefined) reply.raw.setHeader(name, value as string);

@@ -2,6 +2,7 @@
 // process): who calls, when to stop, how to report progress, and the tool's coded errors as MCP results.
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import type { z } from "zod";
+import type { AuditType } from "../../audit/audit-log.js";
 import type { Principal, Role } from "../../auth/principal.js";
 import { isInfernoError, type InfernoError } from "../../errors/catalogue.js";
 import { toInfernoError } from "../../errors/error-handler.js";
@@ -15,6 +16,8 @@ export interface ToolCall {
   signal: AbortSignal;
   /** Sends notifications/progress; undefined when the client sent no progressToken. */
   progress: ((p: { progress: number; total?: number; message?: string }) => Promise<void>) | undefined;
+  /** Records what the call changed (a model loaded, say) in the audit log, as the caller, transport "mcp". */
+  audit(type: AuditType, target?: string, details?: Record<string, unknown>): void;
 }
 
 /** A tool's answer: text for the model, and the same as JSON for programs (`structuredContent`). */

@@ -149,8 +149,9 @@ export function mcpTools({ registry, limits, batches }: ToolDeps): McpTool[] {
       description: "Loads a model into memory with load options (admin), as POST /models/{id}/load.",
       role: "admin",
       input: modelArg.extend({ options: loadOptionsSchema.optional() }),
-      async run({ model, options }) {
+      async run({ model, options }, call) {
         const loaded = await registry.load(model, options ?? {});
+        call.audit("model.load", model, { options: options ?? {} });
         const answer = { status: "loaded", model_id: model, ...memoryFields(loaded), load_time_ms: Math.round(loaded.loadTimeMs), context_size: loaded.contextSize };
         return { text: `loaded ${model}`, structured: answer };
       },
@@ -161,9 +162,10 @@ export function mcpTools({ registry, limits, batches }: ToolDeps): McpTool[] {
       description: "Frees a loaded model's memory (admin), as POST /models/{id}/unload.",
       role: "admin",
       input: modelArg,
-      async run({ model }) {
+      async run({ model }, call) {
         await registry.get(model);
         const wasLoaded = await registry.unload(model);
+        call.audit("model.unload", model, { was_loaded: wasLoaded });
         return { text: wasLoaded ? `unloaded ${model}` : `${model} was not loaded`, structured: { status: "unloaded", model_id: model, was_loaded: wasLoaded } };
       },
     }),
