@@ -34,6 +34,8 @@ export interface CallSource {
   credentialHint: string;
   /** The API version the client asks for (gRPC `api-version` metadata); absent means the current one. */
   apiVersion?: string | undefined;
+  /** Called once as the scope opens, before any refusal, with the call's own W3C trace context (gRPC sends it in its headers). */
+  opened?(traceparent: string): void;
 }
 
 /** Who may make a call: anyone (health), any authenticated principal, or admins. */
@@ -104,6 +106,7 @@ export class CallScope {
     this.span = trace.span;
     this.traceparent = trace.traceparent;
     this.run = trace.run;
+    source.opened?.(trace.traceparent);
     const deadlineAt = source.deadlineAt;
     // Several calls may share one client connection (a gRPC stream, an IPC socket): each takes its listener away when it ends.
     this.cleanups.push(

@@ -1,4 +1,4 @@
-// gRPC through a real client: `api-version` in every call's response headers, the refusal of another
+// gRPC through a real client: `api-version` (and a unary call's `traceparent`) in every call's response headers, the refusal of another
 // major in request metadata, and the audit log of gRPC calls (model load and unload with the principal,
 // failed and refused auth with the peer's address). Needs the real mnist-8.onnx (demo/models).
 import assert from "node:assert/strict";
@@ -46,6 +46,12 @@ test("every call answers with api-version 1.0 in its headers, a refused one too"
   const refused = await withHeaders("RepositoryIndex", new Metadata());
   assert.equal(refused.err?.code, status.UNAUTHENTICATED);
   assert.deepEqual(refused.headers.get("api-version"), ["1.0"]);
+  // And the call's own trace context: a new trace, or the caller's continued.
+  assert.match(String(live.headers.get("traceparent")[0]), /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+  const traced = new Metadata();
+  traced.set("traceparent", `00-${"4bf92f3577b34da6a3ce929d0e0e4736"}-00f067aa0ba902b7-01`);
+  const continued = await withHeaders("ServerLive", traced);
+  assert.match(String(continued.headers.get("traceparent")[0]), /^00-4bf92f3577b34da6a3ce929d0e0e4736-(?!00f067aa0ba902b7)[0-9a-f]{16}-01$/);
 });
 
 test("api-version metadata: 1.x is served, another major or a malformed one is INVALID_ARGUMENT UNSUPPORTED_API_VERSION", async () => {

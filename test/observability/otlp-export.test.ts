@@ -158,6 +158,7 @@ test("an IPC generation is one trace under the caller's traceparent, with the sa
   assert.equal(root.attributes["inferno.model"], "stories260K");
   assert.equal(spans.filter((s) => s.kind === SERVER).length, 1);
   checkGeneration(spans, root, answer.result.usage, 12);
+  assert.equal(answer.traceparent, `00-${trace}-${root.spanId}-01`, "the final frame names the call's own span");
 });
 
 test("an ONNX tensor run is a tensor.run span; a coded error sets the span's status; bad traceparents start new traces", { skip }, async () => {
@@ -175,6 +176,7 @@ test("an ONNX tensor run is a tensor.run span; a coded error sets the span's sta
   const refusedTrace = "5bf92f3577b34da6a3ce929d0e0e4736";
   const refused = await ipcRequest({ id: 2, op: "generate", model: "mnist", prompt: "x", traceparent: `00-${refusedTrace}-00f067aa0ba902b7-01` });
   assert.equal(refused.error.code, "UNSUPPORTED_OPERATION");
+  assert.match(refused.traceparent, new RegExp(`^00-${refusedTrace}-[0-9a-f]{16}-01$`), "an error frame carries it too");
   const [call] = await exported(refusedTrace, ["ipc generate"]);
   assert.equal(call?.attributes["error.type"], "UNSUPPORTED_OPERATION");
   assert.notEqual(call?.status.code, 2, "a client's error is not a server error");

@@ -24,13 +24,10 @@ export function peerAddress(peer: string): string {
 }
 
 export function grpcSource(call: AnyCall, method: string): CallSource {
+  const streaming = method === "ModelStreamInfer";
   const deadline = call.getDeadline();
   const traceparent = call.metadata.get("traceparent")[0];
   const apiVersion = call.metadata.get("api-version")[0];
-  // Every call answers with the API version in its response headers, refusals included.
-  const headers = new Metadata();
-  headers.set("api-version", API_VERSION);
-  call.sendMetadata(headers);
   return {
     transport: "grpc",
     route: SERVICE + method,
@@ -45,5 +42,13 @@ export function grpcSource(call: AnyCall, method: string): CallSource {
     statusOf: (code) => statusName(grpcCode(code)),
     credentialHint: "'authorization: Bearer <API key or JWT>' metadata",
     apiVersion: typeof apiVersion === "string" ? apiVersion : undefined,
+    // Every call answers with the API version in its response headers, refusals included, and a unary call
+    // with its traceparent; a stream's headers go once, before its requests, each its own trace.
+    opened(own) {
+      const headers = new Metadata();
+      headers.set("api-version", API_VERSION);
+      if (!streaming) headers.set("traceparent", own);
+      call.sendMetadata(headers);
+    },
   };
 }

@@ -200,15 +200,17 @@ export class IpcConnection {
     const ctx: OpContext = { ...this.ctx, send: (frame) => this.send(frame) };
     // Health checks are not counted against rate limits (as GET /health is not).
     const run = () => runOp(op, id, request, scope, ctx);
+    // A request that came with a traceparent gets its own span's back on its final frame.
+    const traced = (frame: object) => (request.traceparent === undefined ? frame : { ...frame, traceparent: scope.traceparent });
     (OP_POLICY[op] === "public" ? scope.traced(run) : scope.limited(run)).then(
       (final) => {
         scope.end();
-        this.finish(id, final);
+        this.finish(id, traced(final));
       },
       (err: unknown) => {
         const coded = scope.failure(err);
         scope.end(coded);
-        this.finish(id, ipcOut.error(id, coded.code, coded.message, coded.details));
+        this.finish(id, traced(ipcOut.error(id, coded.code, coded.message, coded.details)));
       },
     );
   }
