@@ -65,6 +65,9 @@ declare module "fastify" {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+/** The response headers a browser page on an allowed origin may read (beside the CORS-safelisted ones). */
+const CORS_EXPOSED_HEADERS = ["API-Version", "traceparent", "X-Request-Id", "Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"];
+
 /** Share of the RAM the process may use (cgroup limit included) that requests waiting for a sequence may hold together. */
 export const QUEUE_RAM_SHARE = 0.05;
 
@@ -141,7 +144,8 @@ export async function buildServer(config: Config, options: { logToStderr?: boole
     // Only a real preflight gets the plugin's 204 (in its onRequest hook, ahead of auth): a plain OPTIONS
     // goes on through auth and routing like any request instead of the plugin's text/plain 400.
     await app.register(cors, {
-      delegator: (request, done) => done(null, { origin: config.corsOrigins, credentials: false, preflight: isCorsPreflight(request) }),
+      delegator: (request, done) =>
+        done(null, { origin: config.corsOrigins, credentials: false, preflight: isCorsPreflight(request), exposedHeaders: CORS_EXPOSED_HEADERS }),
     });
   }
   await app.register(websocketSupport);

@@ -15,6 +15,9 @@ test("CORS: no origin is allowed by default; listed origins are", async (t) => {
   t.after(() => open.cleanup());
   const ok = await fetch(`${open.url}/health`, { headers: { origin: "https://app.example" } });
   assert.equal(ok.headers.get("access-control-allow-origin"), "https://app.example");
+  // A page may read the API version, its trace context, request id and rate-limit headers.
+  const exposed = (ok.headers.get("access-control-expose-headers") ?? "").toLowerCase().split(/\s*,\s*/);
+  for (const h of ["api-version", "traceparent", "x-request-id", "retry-after", "x-ratelimit-remaining"]) assert.ok(exposed.includes(h), h);
   const other = await fetch(`${open.url}/health`, { headers: { origin: "https://evil.example" } });
   assert.equal(other.headers.get("access-control-allow-origin"), null);
   const preflight = await fetch(`${open.url}/v1/chat/completions`, {
