@@ -5,6 +5,7 @@ import fp from "fastify-plugin";
 import { jsonSchemaTransform, jsonSchemaTransformObject } from "fastify-type-provider-zod";
 import { publicRouteSet } from "../auth/auth-plugin.js";
 import { dialectOfUrl, type ErrorDialect } from "../errors/error-handler.js";
+import { API_VERSION } from "../core/api-version.js";
 import { VERSION } from "../version.js";
 import { envelopeSchemas, errorResponse, errorStatuses } from "./error-envelopes.js";
 import { REQUEST_EXAMPLES } from "./examples.js";
@@ -114,6 +115,11 @@ function finishOperation(op: Operation, facts: RouteFacts): void {
     default: errorResponse("default", facts.dialect),
     ...Object.fromEntries(declared),
   };
+  // Every request may name the API version it expects; every answer names the server's.
+  op.parameters = [...((op.parameters as unknown[]) ?? []), { $ref: "#/components/parameters/ApiVersion" }];
+  for (const response of Object.values(op.responses) as Array<{ headers?: Record<string, unknown> }>) {
+    response.headers = { ...response.headers, "API-Version": { $ref: "#/components/headers/ApiVersion" } };
+  }
 }
 
 const finishDocument: TransformObject = (input) => {
@@ -148,6 +154,18 @@ async function openapi(app: FastifyInstance, opts: OpenapiPluginOptions): Promis
           },
         },
         schemas: envelopeSchemas as unknown as Record<string, object>,
+        parameters: {
+          ApiVersion: {
+            name: "API-Version",
+            in: "header",
+            required: false,
+            description: `The API version the client expects (\`MAJOR[.MINOR]\`); another major than ${API_VERSION.split(".")[0]} is 400 UNSUPPORTED_API_VERSION.`,
+            schema: { type: "string", example: API_VERSION },
+          },
+        },
+        headers: {
+          ApiVersion: { description: "The API version this server speaks.", schema: { type: "string", example: API_VERSION } },
+        },
       },
     },
     transform: describeRoute(publicRouteSet(opts.metricsPublic)),

@@ -65,6 +65,8 @@ test("every route of the route table is documented, with a tag, a summary, its a
     assert.deepEqual(op.security, PUBLIC.has(key) ? [] : [{ bearer: [] }], `${key}: security`);
     if (!PUBLIC.has(key)) assert.ok(op.responses["401"], `${key} documents its 401`);
     assert.ok(op.responses.default, `${key} documents its other errors`);
+    assert.ok(op.parameters.some((p: any) => p.$ref === "#/components/parameters/ApiVersion"), `${key} takes API-Version`);
+    assert.ok(Object.values<any>(op.responses).every((r) => r.headers?.["API-Version"]), `${key} answers API-Version`);
     for (const [status, response] of Object.entries<any>(op.responses)) {
       if (/^[23]/.test(status)) continue;
       const ref = response.content["application/json"].schema.$ref;
