@@ -323,7 +323,7 @@ export async function buildServer(config: Config, options: { logToStderr?: boole
   }
   if (config.mcpEnabled) {
     const batches = { backend: home.batches, registry, limits, webhooks: app.webhooks };
-    await app.register(mcpPlugin, { ...transport, batches, idleMs: config.mcpSessionIdleMs, maxSessions: config.mcpMaxSessions });
+    await app.register(mcpPlugin, { ...transport, batches, idleMs: config.mcpSessionIdleMs, maxSessions: config.mcpMaxSessions, allowedOrigins: config.corsOrigins });
   }
   if (config.ipcSocket) {
     await app.register(ipcTransport, {

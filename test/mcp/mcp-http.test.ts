@@ -56,6 +56,15 @@ test("no credential: 401 with WWW-Authenticate, and the SDK client cannot connec
   await assert.rejects(mcpHttpClient(srv.url, "inf_not-a-key"), refused);
 });
 
+test("a browser page of an origin not in corsOrigins is refused, even with a valid key (DNS rebinding)", { skip }, async () => {
+  for (const origin of ["http://evil.example", "http://127.0.0.1:" + new URL(srv.url).port, "null"]) {
+    const res = await postJson(`${srv.url}/mcp`, INIT, { headers: { ...MCP_HEADERS, origin, authorization: `Bearer ${userKey}` } });
+    assert.equal(res.status, 403, origin);
+    assert.equal(res.body.error.code, "AUTHORIZATION_FAILED");
+    assert.equal(res.body.error.details.reason, "origin");
+  }
+});
+
 test("tools are listed by role with the routes' schemas; an admin tool is refused to a user", { skip }, async () => {
   const names = (await user.listTools()).tools.map((t) => t.name).sort();
   assert.deepEqual(names, ["chat", "embed", "generate", "get_batch", "infer_tensor", "list_models", "rerank", "submit_batch"]);

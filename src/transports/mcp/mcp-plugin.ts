@@ -36,6 +36,8 @@ declare module "fastify" {
 
 export interface McpPluginOptions extends TransportOptions, McpSessionSettings {
   batches: BatchDeps | undefined;
+  /** The browser origins (config corsOrigins) whose pages may call /mcp; a request with any other Origin is refused. */
+  allowedOrigins: readonly string[];
 }
 
 /** What the HTTP request carrying a message tells its tool call (through the SDK's per-message authInfo). */
@@ -139,6 +141,20 @@ async function mcpTransport(app: FastifyInstance, opts: McpPluginOptions): Promi
 
   const route = { role: "user" as const };
   const typed = app.withTypeProvider<ZodTypeProvider>();
+
+  // DNS rebinding (MCP's transport rules): a page of any site can reach a server on localhost once its name
+  // resolves there, and to the browser that is same-origin. Agents send no Origin; a browser always does on a
+  // POST, so only the origins listed in corsOrigins get through. With auth off nothing else would stop it.
+  const allowed = new Set(opts.allowedOrigins);
+  app.addHook("onRequest", async (request) => {
+    if (request.url.split("?")[0] !== "/mcp") return;
+    const origin = request.headers.origin;
+    if (origin !== undefined && !allowed.has(origin)) {
+      throw new InfernoError("AUTHORIZATION_FAILED", `MCP requests from the origin '${String(origin).slice(0, 200)}' are refused; list it in corsOrigins to allow a browser page there`, {
+        reason: "origin",
+      });
+    }
+  });
 
   typed.post("/mcp", { schema: { headers: mcpHeaders, body: mcpBody }, config: route }, async (request, reply) => {
     const id = request.headers["mcp-session-id"];
