@@ -2,16 +2,26 @@
 # Builds llama.cpp's llama-server from the llama.cpp source node-llama-cpp ships
 # (node_modules/node-llama-cpp/llama/gitRelease.bundle), offline, once, into a cache outside the
 # repository: ${INFERNO_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/inferno}/llama-server/<tag>-<cpu|cuda>/bin/llama-server.
-# The peer bench (bench/peer.ts) runs it against Inferno and raw node-llama-cpp on the same llama.cpp.
+# The peer bench (bench/peer.ts) runs it against Inferno and raw node-llama-cpp on the same llama.cpp, and
+# Inferno's llama-server engine runs it.
 #
-#   INFERNO_LLAMA_NATIVE=0  a portable build (ggml's non-native default: AVX2, FMA, F16C, BMI2) instead
-#                           of -DGGML_NATIVE=ON, which tunes for this machine's CPU only
-#   INFERNO_LLAMA_CUDA=1    also builds the CUDA backend (-DGGML_CUDA=ON; needs the CUDA toolkit, nvcc).
-#                           Not tested on the project's machines, which have no GPU.
+# By default (CPU, where node-llama-cpp has prebuilt binaries for this platform) only the server and its
+# own libraries are compiled; llama.cpp and ggml themselves are node-llama-cpp's prebuilt shared libraries,
+# copied next to the binary, CPU variants included (ggml loads the best one for the CPU at run time). So
+# llama-server runs exactly the kernels the in-process engine runs. A -march=native build of ggml with
+# Debian's GCC 12 dies with SIGILL/SIGSEGV in ggml's AMX matrix kernels on Intel Sapphire Rapids (seen on
+# Q8_0 models), and without AMX it decoded 2.2x slower there than node-llama-cpp's prebuilt variant.
 #
-# The binary is self-contained (static ggml and llama, no curl, no OpenSSL, no web UI). Progress goes to
-# stderr; the binary's path is the last line of stdout. When the cached binary answers --version and was
-# built with the same flags, nothing is built. A build takes 10–20 minutes on 2 cores.
+#   INFERNO_LLAMA_FROM_SOURCE=1  compile llama.cpp and ggml too (also what happens when node-llama-cpp has
+#                           no prebuilt binaries for this platform)
+#   INFERNO_LLAMA_NATIVE=0  with a source build: a portable build (ggml's non-native default: AVX2, FMA,
+#                           F16C, BMI2) instead of -DGGML_NATIVE=ON, which tunes for this machine's CPU only
+#   INFERNO_LLAMA_CUDA=1    a source build with the CUDA backend (-DGGML_CUDA=ON; needs the CUDA toolkit,
+#                           nvcc). Not tested on the project's machines, which have no GPU.
+#
+# Progress goes to stderr; the binary's path is the last line of stdout. When the cached binary answers
+# --version and was built the same way, nothing is built. A build takes 3-10 minutes on 2 cores (a
+# source build 5-20).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -29,7 +39,6 @@ tag=$(sed -n 's/.*"tag"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' "$info")
 variant=cpu
 flags=(
   -DCMAKE_BUILD_TYPE=Release
-  -DBUILD_SHARED_LIBS=OFF
   -DLLAMA_CURL=OFF
   -DLLAMA_BUILD_TESTS=OFF
   -DLLAMA_BUILD_EXAMPLES=OFF
@@ -37,10 +46,25 @@ flags=(
   -DLLAMA_BUILD_UI=OFF
   -DLLAMA_USE_PREBUILT_UI=OFF
 )
-if [[ ${INFERNO_LLAMA_NATIVE:-1} == 0 ]]; then flags+=(-DGGML_NATIVE=OFF); else flags+=(-DGGML_NATIVE=ON); fi
-if [[ ${INFERNO_LLAMA_CUDA:-0} == 1 ]]; then
-  variant=cuda
-  flags+=(-DGGML_CUDA=ON)
+# node-llama-cpp's prebuilt CPU binaries for this platform (linux-x64, linux-arm64, ...), when installed.
+platform=$(node -p 'process.platform + "-" + (process.arch === "arm" ? "armv7l" : process.arch)' 2>/dev/null || true)
+prebuilt="$repo/node_modules/@node-llama-cpp/$platform/bins/$platform"
+if [[ ${INFERNO_LLAMA_CUDA:-0} == 1 || ${INFERNO_LLAMA_FROM_SOURCE:-0} == 1 || -z $platform || ! -f $prebuilt/_nlcBuildMetadata.json ]]; then
+  prebuilt=""
+fi
+if [[ -n $prebuilt ]]; then
+  # Shared libraries with the backend loaded at run time, as node-llama-cpp builds them; ggml-cpu is not
+  # compiled here: node-llama-cpp's variants replace it.
+  flags+=(-DBUILD_SHARED_LIBS=ON -DGGML_BACKEND_DL=ON -DGGML_CPU=OFF -DGGML_NATIVE=OFF -DCMAKE_BUILD_RPATH_USE_ORIGIN=ON)
+  prebuilt_id="prebuilt:$(cksum "$prebuilt/_nlcBuildMetadata.json" | cut -d' ' -f1)"
+else
+  flags+=(-DBUILD_SHARED_LIBS=OFF)
+  if [[ ${INFERNO_LLAMA_NATIVE:-1} == 0 ]]; then flags+=(-DGGML_NATIVE=OFF); else flags+=(-DGGML_NATIVE=ON); fi
+  if [[ ${INFERNO_LLAMA_CUDA:-0} == 1 ]]; then
+    variant=cuda
+    flags+=(-DGGML_CUDA=ON)
+  fi
+  prebuilt_id="source"
 fi
 
 cache_root=${INFERNO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/inferno}
@@ -48,7 +72,7 @@ prefix="$cache_root/llama-server/$tag-$variant"
 bin="$prefix/bin/llama-server"
 
 # A binary built with other flags (a native one when a portable one is asked for) is rebuilt, not reused.
-if [[ -x $bin ]] && "$bin" --version >/dev/null 2>&1 && [[ "$(cat "$prefix/cmake-flags" 2>/dev/null)" == "${flags[*]}" ]]; then
+if [[ -x $bin ]] && "$bin" --version >/dev/null 2>&1 && [[ "$(cat "$prefix/cmake-flags" 2>/dev/null)" == "${flags[*]} $prebuilt_id" ]]; then
   echo "$bin"
   exit 0
 fi
@@ -58,7 +82,7 @@ for tool in git cmake g++; do command -v "$tool" >/dev/null || missing+=("$tool"
 ((${#missing[@]} == 0)) || die "missing ${missing[*]}: install them (Debian/Ubuntu: apt-get install git cmake g++)"
 
 # The flags the cache check compares: all but LLAMA_OPENSSL, which depends on the source (below).
-recorded="${flags[*]}"
+recorded="${flags[*]} $prebuilt_id"
 mkdir -p "$cache_root/llama-server"
 work=$(mktemp -d "$cache_root/llama-server/.build-$tag-$variant.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -82,7 +106,23 @@ built="$work/build/bin/llama-server"
 # Replace the cache entry in one rename, so that a concurrent reader never sees half a binary.
 staged="$work/out"
 mkdir -p "$staged/bin"
-cp "$built" "$staged/bin/llama-server"
+if [[ -n $prebuilt ]]; then
+  # The server's own libraries from this build; llama.cpp and ggml from node-llama-cpp, under the names this
+  # build linked against (the binary's RUNPATH is $ORIGIN).
+  cp -P "$work/build/bin/"lib{llama-server-impl,llama-common,mtmd}.so* "$staged/bin/"
+  cp "$prebuilt/"*.so "$staged/bin/"
+  for lib in llama ggml ggml-base; do
+    src=$(ls "$staged/bin/lib$lib".v*.so 2>/dev/null | head -n 1)
+    [[ -n $src ]] || src="$staged/bin/lib$lib.so"
+    [[ -f $src ]] || die "node-llama-cpp's prebuilt lib$lib is missing from $prebuilt"
+    [[ $src == "$staged/bin/lib$lib.so" ]] || cp "$src" "$staged/bin/lib$lib.so"
+    cp "$src" "$staged/bin/lib$lib.so.0"
+  done
+  cp "$built" "$staged/bin/llama-server"
+  "$staged/bin/llama-server" --version >/dev/null 2>&1 || die "llama-server does not run on node-llama-cpp's prebuilt libraries ($prebuilt); set INFERNO_LLAMA_FROM_SOURCE=1"
+else
+  cp "$built" "$staged/bin/llama-server"
+fi
 echo "$recorded" >"$staged/cmake-flags"
 {
   echo "llama.cpp $tag (node-llama-cpp's bundle), built $(date -u +%Y-%m-%dT%H:%M:%SZ) in $((SECONDS - started)) s"
