@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds llama.cpp's llama-server from the llama.cpp source node-llama-cpp ships
 # (node_modules/node-llama-cpp/llama/gitRelease.bundle), offline, once, into a cache outside the
-# repository: ${INFERNO_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/inferno}/llama-server/<tag>-<cpu|cuda>/bin/llama-server.
+# repository: ${INFERNO_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/inferno}/llama-server/<tag>-<cpu|cpu-src|cuda>/bin/llama-server.
 # The peer bench (bench/peer.ts) runs it against Inferno and raw node-llama-cpp on the same llama.cpp, and
 # Inferno's llama-server engine runs it.
 #
@@ -31,6 +31,8 @@ info="$llama_dir/llama.cpp.info.json"
 
 say() { echo "build-llama-server: $*" >&2; }
 die() { say "$*"; exit 1; }
+# A step that fails under set -e says which one, rather than ending the script without a word.
+trap 'say "failed (exit $?) at line $LINENO: $BASH_COMMAND"' ERR
 
 [[ -f $bundle && -f $info ]] || die "node-llama-cpp's llama.cpp source is missing ($bundle); run npm install first"
 tag=$(sed -n 's/.*"tag"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' "$info")
@@ -63,6 +65,10 @@ else
   if [[ ${INFERNO_LLAMA_CUDA:-0} == 1 ]]; then
     variant=cuda
     flags+=(-DGGML_CUDA=ON)
+  elif [[ ${INFERNO_LLAMA_FROM_SOURCE:-0} == 1 ]]; then
+    # Its own cache entry, so that a source build (say, a native one for a peer bench) sits beside the
+    # default one instead of replacing it.
+    variant=cpu-src
   fi
   prebuilt_id="source"
 fi
@@ -112,8 +118,11 @@ if [[ -n $prebuilt ]]; then
   cp -P "$work/build/bin/"lib{llama-server-impl,llama-common,mtmd}.so* "$staged/bin/"
   cp "$prebuilt/"*.so "$staged/bin/"
   for lib in llama ggml ggml-base; do
-    src=$(ls "$staged/bin/lib$lib".v*.so 2>/dev/null | head -n 1)
-    [[ -n $src ]] || src="$staged/bin/lib$lib.so"
+    # A versioned name (libllama.v0.5.0.so) where node-llama-cpp has one, else the plain one (libggml-base.so).
+    src="$staged/bin/lib$lib.so"
+    for versioned in "$staged/bin/lib$lib".v*.so; do
+      [[ -f $versioned ]] && src=$versioned && break
+    done
     [[ -f $src ]] || die "node-llama-cpp's prebuilt lib$lib is missing from $prebuilt"
     [[ $src == "$staged/bin/lib$lib.so" ]] || cp "$src" "$staged/bin/lib$lib.so"
     cp "$src" "$staged/bin/lib$lib.so.0"

@@ -20,13 +20,14 @@
 // every replica aborts its running items of that batch, and jobs of a cancelled batch are skipped.
 // Redis down: the worker's connection retries forever, so workers pause and resume by themselves.
 import { Queue, Worker, type Job } from "bullmq";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "../core/logger.js";
 import type { GenerationLimits } from "../dialects/native.js";
 import { toInfernoError } from "../errors/error-handler.js";
 import type { UsageContext } from "../limits/usage-context.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
+import { bullConnections, closeBull } from "../shared/bullmq.js";
 import type { SharedRedis } from "../shared/redis.js";
 import type { Batch } from "./batch-store.js";
 import { hasBatchRoom, runBatchItem, type BatchEvents } from "./batch-worker.js";
@@ -72,10 +73,8 @@ export class RedisBatchWorker {
   private sweeping = false;
 
   constructor(private readonly opts: RedisBatchWorkerOptions) {
-    const producer = new Redis(opts.url, { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2_000 });
-    const consumer = new Redis(opts.url, { maxRetriesPerRequest: null });
-    this.connections = [producer, consumer];
-    for (const c of this.connections) c.on("error", () => {}); // SharedRedis logs the outage once
+    const { producer, consumer, all } = bullConnections(opts.url);
+    this.connections = all;
     const prefix = `${opts.shared.prefix}bull`;
     this.channel = `${opts.shared.prefix}batch:cancel`;
     this.queue = new Queue("batch-items", { connection: producer, prefix });
@@ -129,12 +128,7 @@ export class RedisBatchWorker {
     this.stopping = true;
     clearInterval(this.timer);
     for (const r of this.running.values()) r.controller.abort(new Error("server stopping"));
-    // Bounded: with Redis unreachable BullMQ's closes wait for a connection that may never come.
-    await Promise.race([this.worker.close(), sleep(4_000)]).catch(() => {});
-    await Promise.race([this.queue.close(), sleep(2_000)]).catch(() => {});
-    // And their own connections (the worker's blocking duplicate), which would otherwise keep reconnecting.
-    void Promise.all([this.worker.disconnect(), this.queue.disconnect()]).catch(() => {});
-    for (const c of this.connections) c.disconnect();
+    await closeBull(this.worker, this.queue, this.connections, 4_000);
   }
 
   private abort(batchId: string, why: string): void {

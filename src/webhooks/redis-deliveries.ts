@@ -9,10 +9,10 @@
 // is signed afresh (signature.ts) under the same webhook-id. At least once: a replica SIGKILLed
 // mid-POST leaves its job locked until BullMQ's stalled check (lock 10 s, checked every 5 s) hands it
 // to another replica, which sends it again with the same webhook-id, for receivers to dedupe.
-import { setTimeout as sleep } from "node:timers/promises";
 import { Queue, Worker, type Job } from "bullmq";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import type { Logger } from "../core/logger.js";
+import { bullConnections, closeBull } from "../shared/bullmq.js";
 import { postWebhook } from "./webhook-dispatcher.js";
 import { signatureHeaders } from "./signature.js";
 import type { WebhookEvent } from "./webhook-store.js";
@@ -48,10 +48,8 @@ export class RedisDeliveries {
   private readonly connections: Redis[];
 
   constructor(opts: { url: string; prefix: string; allowPrivate: boolean; log: Logger; timeoutMs?: number }) {
-    const producer = new Redis(opts.url, { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2_000 });
-    const consumer = new Redis(opts.url, { maxRetriesPerRequest: null });
-    this.connections = [producer, consumer];
-    for (const c of this.connections) c.on("error", () => {}); // SharedRedis logs the outage once
+    const { producer, consumer, all } = bullConnections(opts.url);
+    this.connections = all;
     const prefix = `${opts.prefix}bull`;
     this.queue = new Queue("webhooks", { connection: producer, prefix });
     this.queue.on("error", () => {});
@@ -101,11 +99,6 @@ export class RedisDeliveries {
   }
 
   async close(): Promise<void> {
-    // Bounded, as the batch worker's: with Redis unreachable BullMQ's closes would wait forever.
-    await Promise.race([this.worker.close(), sleep(2_000)]).catch(() => {});
-    await Promise.race([this.queue.close(), sleep(2_000)]).catch(() => {});
-    // And their own connections (the worker's blocking duplicate), which would otherwise keep reconnecting.
-    void Promise.all([this.worker.disconnect(), this.queue.disconnect()]).catch(() => {});
-    for (const c of this.connections) c.disconnect();
+    await closeBull(this.worker, this.queue, this.connections, 2_000);
   }
 }

@@ -5,10 +5,12 @@
 // CI (INFERNO_REQUIRE_LLAMA_SERVER=1), where .ci/run builds one.
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, test } from "node:test";
 import type { LlamaServerModel } from "../../src/runtimes/llama-server/llama-server-model.js";
+import { randomLlamaGguf, vocabularyOf, type LlamaShape } from "../../bench/bench-model.js";
 import { writeTinyLlamaGguf } from "../fixtures/gguf-writer.js";
 import { llamaServerBinary, realModel } from "../helpers/paths.js";
 import { postJson, readSse, startTestServer, type TestServer } from "../helpers/server.js";
@@ -19,6 +21,8 @@ const skip = stories.skip || bin.skip;
 let srv: TestServer;
 
 const greedy = { temperature: 0, max_tokens: 48 };
+/** 4 MB of Q8_0 weights, 256 wide: the matrix products take ggml's quantized kernels (AMX where the CPU has it). */
+const Q8_SHAPE: LlamaShape = { nEmbd: 256, nBlocks: 2, nFf: 512, nHead: 4, nHeadKv: 4, type: "Q8_0" };
 const complete = (model: string, extra: object = {}) =>
   postJson(`${srv.url}/v1/completions`, { model, prompt: "Once upon a time", ...greedy, ...extra });
 
@@ -41,6 +45,9 @@ before(async () => {
     config: { ggufEngine: "llama-server", llamaServer: bin.path, parallel: 2, contextSize: 512 },
   });
   await writeTinyLlamaGguf(path.join(srv.modelsDir, "tiny.gguf"));
+  // A quantized model wide enough for ggml's SIMD/AMX matrix kernels (stories260K is F32 and tiny).
+  const q8 = randomLlamaGguf(Q8_SHAPE, await vocabularyOf(stories.path), { seed: 3, zeroEos: true, piecesOnly: true });
+  await writeFile(path.join(srv.modelsDir, "q8.gguf"), q8);
   // The same file on the in-process engine, for comparison.
   const reg = await postJson(`${srv.url}/models`, { name: "inproc", path: stories.path, options: { engine: "node-llama-cpp" } });
   assert.equal(reg.status, 201, JSON.stringify(reg.body));
@@ -73,6 +80,17 @@ test("greedy completions match the in-process engine, whole and streamed, with t
   assert.equal(text, a.body.choices[0].text);
   assert.ok(events.filter((e) => e.choices?.[0]?.text).length > 10, "streamed in many chunks");
   assert.equal(events.at(-1).usage.completion_tokens, 48);
+});
+
+test("a Q8_0 model: the same greedy tokens as the in-process engine (the child runs node-llama-cpp's own CPU kernels)", { skip }, async () => {
+  const reg = await postJson(`${srv.url}/models`, { name: "q8-inproc", path: path.join(srv.modelsDir, "q8.gguf"), options: { engine: "node-llama-cpp" } });
+  assert.equal(reg.status, 201, JSON.stringify(reg.body));
+  const a = await complete("q8", { max_tokens: 32, ignore_eos: true });
+  const b = await complete("q8-inproc", { max_tokens: 32, ignore_eos: true });
+  assert.equal(a.status, 200, JSON.stringify(a.body));
+  assert.equal(serverModel("q8").engine, "llama-server");
+  assert.equal(a.body.usage.completion_tokens, 32);
+  assert.equal(a.body.choices[0].text, b.body.choices[0].text);
 });
 
 test("chat: the template is rendered by Inferno and answered by the child", { skip }, async () => {

@@ -82,12 +82,13 @@ describe("finding llama-server", () => {
   const tag = llamaCppTag(repoRoot);
   const env = { HOME: "/home/u" };
 
-  it("the cache dir: INFERNO_CACHE_DIR, else XDG_CACHE_HOME/inferno, else ~/.cache/inferno; cpu or cuda by tag", () => {
+  it("the cache dir: INFERNO_CACHE_DIR, else XDG_CACHE_HOME/inferno, else ~/.cache/inferno; cpu, cpu-src or cuda by tag", () => {
     assert.equal(infernoCacheDir({ INFERNO_CACHE_DIR: "/c", XDG_CACHE_HOME: "/x", HOME: "/h" }), "/c");
     assert.equal(infernoCacheDir({ XDG_CACHE_HOME: "/x", HOME: "/h" }), "/x/inferno");
     assert.equal(infernoCacheDir({ HOME: "/h" }), "/h/.cache/inferno");
     assert.equal(cachedLlamaServerPath("b1", { HOME: "/h" }), "/h/.cache/inferno/llama-server/b1-cpu/bin/llama-server");
     assert.equal(cachedLlamaServerPath("b1", { HOME: "/h", INFERNO_LLAMA_CUDA: "1" }), "/h/.cache/inferno/llama-server/b1-cuda/bin/llama-server");
+    assert.equal(cachedLlamaServerPath("b1", { HOME: "/h", INFERNO_LLAMA_FROM_SOURCE: "1" }), "/h/.cache/inferno/llama-server/b1-cpu-src/bin/llama-server");
   });
 
   it("INFERNO_LLAMA_SERVER comes first, even when a cached build exists", () => {

@@ -26,9 +26,13 @@ export function llamaCppTag(repoRoot?: string): string {
   return tag;
 }
 
-/** The build script's output for a tag: `<cache>/llama-server/<tag>-<cpu|cuda>/bin/llama-server`. */
+/**
+ * The build script's output for a tag: `<cache>/llama-server/<tag>-<variant>/bin/llama-server`, where the
+ * variant is `cuda` (INFERNO_LLAMA_CUDA=1), `cpu-src` (INFERNO_LLAMA_FROM_SOURCE=1: llama.cpp compiled
+ * here) or `cpu` (the server on node-llama-cpp's prebuilt libraries).
+ */
 export function cachedLlamaServerPath(tag: string, env: NodeJS.ProcessEnv = process.env): string {
-  const variant = env.INFERNO_LLAMA_CUDA === "1" ? "cuda" : "cpu";
+  const variant = env.INFERNO_LLAMA_CUDA === "1" ? "cuda" : env.INFERNO_LLAMA_FROM_SOURCE === "1" ? "cpu-src" : "cpu";
   return path.join(infernoCacheDir(env), "llama-server", `${tag}-${variant}`, "bin", "llama-server");
 }
 
