@@ -52,6 +52,8 @@ import { ipcTransport } from "./transports/ipc/ipc-plugin.js";
 import { mcpPlugin } from "./transports/mcp/mcp-plugin.js";
 import { LlamaRuntime } from "./runtimes/llama/llama-runtime.js";
 import { inspectOnnx, OnnxRuntime } from "./runtimes/onnx/onnx-runtime.js";
+import { FleetWebhooks } from "./webhooks/fleet-webhooks.js";
+import { RedisDeliveries } from "./webhooks/redis-deliveries.js";
 import webhooksPlugin from "./webhooks/webhooks.js";
 
 declare module "fastify" {
@@ -280,7 +282,11 @@ export async function buildServer(config: Config, options: { logToStderr?: boole
   await app.register(authRoutes, { keys, users, jwt });
   await app.register(auditRoutes);
   // Before the inference routes: its preHandler ties generations to their request for inference.complete.
-  await app.register(webhooksPlugin, { db, registry, allowPrivate: config.webhookAllowPrivate });
+  const webhookLog = app.log.child({ component: "webhooks" });
+  const fleetWebhooks = sharedRedis
+    ? new FleetWebhooks(sharedRedis, new RedisDeliveries({ url: config.redisUrl!, prefix: sharedRedis.prefix, allowPrivate: config.webhookAllowPrivate, log: webhookLog }), webhookLog)
+    : undefined;
+  await app.register(webhooksPlugin, { db, registry, allowPrivate: config.webhookAllowPrivate, fleet: fleetWebhooks });
 
   const limits = { defaultMaxTokens: config.defaultMaxTokens, maxTokensLimit: config.maxTokensLimit, maxTensorElements: config.maxTensorElements };
   await app.register(healthRoutes, { registry, startedAt: Date.now(), redis: sharedRedis });
@@ -297,7 +303,7 @@ export async function buildServer(config: Config, options: { logToStderr?: boole
   const home = sharedRedis
     ? redisBatchHome(app, sharedRedis, {
         ...batchOptions, url: config.redisUrl!, replicaId: config.replicaId, sharedDataDir: config.sharedDataDir ?? config.dataDir,
-        allowPrivate: config.webhookAllowPrivate,
+        deliveries: fleetWebhooks!.deliveries,
       })
     : sqliteBatchHome(app, db, { ...batchOptions, dataDir: config.dataDir });
   const { files } = home;

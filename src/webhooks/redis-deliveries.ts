@@ -1,9 +1,10 @@
-// Webhook deliveries of fleet-wide events (batch.complete in Redis mode) on a BullMQ queue, so each is
-// sent by one replica, retried with backoff by any, and survives the replica that queued it.
+// Webhook deliveries in Redis mode (every event: fleet-webhooks.ts, and a batch's own webhook_url) on a
+// BullMQ queue, so each is sent by one replica, retried with backoff by any, and survives the replica
+// that queued it.
 //
-// Queue `webhooks` (BullMQ prefix `<prefix>bull`), one job per delivery whose job id is the delivery id:
-// the id is derived from the event (`dlv_<batch id>` for a batch's own webhook_url), so queueing the
-// same event twice (two replicas sweeping, a replica that died before recording it queued) adds one
+// Queue `webhooks` (BullMQ prefix `<prefix>bull`), one job per delivery whose job id is the delivery id.
+// For batch.complete the id is derived from the batch (`dlv_<batch id>` for its own webhook_url), so
+// queueing it twice (two replicas sweeping, a replica that died before recording it queued) adds one
 // job. Finished jobs are kept 7 days, which keeps that dedupe and the status shown on the batch.
 // Attempts: 6, exponential backoff from 1 s (1, 2, 4, 8, 16 s), as the SQLite dispatcher. Each attempt
 // is signed afresh (signature.ts) under the same webhook-id. At least once: a replica SIGKILLed

@@ -126,6 +126,7 @@ export interface NewDelivery {
 }
 
 export const newDeliveryId = () => `dlv_${randomBytes(9).toString("base64url")}`;
+export const newWebhookId = () => `wh_${randomBytes(9).toString("base64url")}`;
 
 export class WebhookStore {
   private readonly stmt;
@@ -155,7 +156,7 @@ export class WebhookStore {
   }
 
   addWebhook(input: Omit<Webhook, "id" | "createdMs">, now = Date.now()): Webhook {
-    const hook: Webhook = { ...input, id: `wh_${randomBytes(9).toString("base64url")}`, createdMs: now };
+    const hook: Webhook = { ...input, id: newWebhookId(), createdMs: now };
     this.stmt.insertHook.run(hook.id, hook.url, JSON.stringify(hook.events), hook.secret, hook.owner, hook.createdMs);
     return hook;
   }

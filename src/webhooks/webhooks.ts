@@ -21,7 +21,8 @@ import { InfernoError } from "../errors/catalogue.js";
 import type { ModelRegistry } from "../registry/model-registry.js";
 import { WebhookDispatcher, type DispatcherOptions } from "./webhook-dispatcher.js";
 import { eventBody } from "./signature.js";
-import { WEBHOOK_EVENTS, WebhookStore, type Delivery, type Webhook, type WebhookEvent } from "./webhook-store.js";
+import type { FleetWebhooks } from "./fleet-webhooks.js";
+import { newWebhookId, WEBHOOK_EVENTS, WebhookStore, type Delivery, type Webhook, type WebhookEvent } from "./webhook-store.js";
 import { validateTarget } from "./webhook-target.js";
 import { resourceIdParams } from "../http/params.js";
 
@@ -39,16 +40,19 @@ export interface WebhookTarget {
 
 export type WebhooksOptions = { log: Logger; allowPrivate: boolean } & Pick<DispatcherOptions, "maxAttempts" | "backoffMs">;
 
-/** Registered webhooks, the events sent to them, and their delivery queue. */
+/**
+ * Registered webhooks, the events sent to them, and their delivery queue: this process's SQLite, or with
+ * `fleet` (config redisUrl) registrations and deliveries shared by every replica through Redis.
+ */
 export class Webhooks {
   readonly store: WebhookStore;
   readonly dispatcher: WebhookDispatcher;
   private hooks: Webhook[];
 
-  constructor(db: Database.Database, private readonly opts: WebhooksOptions) {
+  constructor(db: Database.Database, private readonly opts: WebhooksOptions, readonly fleet?: FleetWebhooks) {
     this.store = new WebhookStore(db);
     this.dispatcher = new WebhookDispatcher(this.store, opts);
-    this.hooks = this.store.webhooks();
+    this.hooks = fleet ? [] : this.store.webhooks();
   }
 
   /** Refuses a URL a delivery could not (or must not) be sent to; see webhook-target.ts. */
@@ -58,33 +62,52 @@ export class Webhooks {
 
   async register(input: { url: string; events: WebhookEvent[]; secret: string; owner: string }): Promise<Webhook> {
     await this.checkTarget(input.url);
-    const hook = this.store.addWebhook({ ...input, events: [...new Set(input.events)] });
+    const fields = { ...input, events: [...new Set(input.events)] };
+    if (this.fleet) {
+      const hook: Webhook = { ...fields, id: newWebhookId(), createdMs: Date.now() };
+      await this.fleet.add(hook);
+      return hook;
+    }
+    const hook = this.store.addWebhook(fields);
     this.hooks = this.store.webhooks();
     return hook;
   }
 
-  remove(id: string): boolean {
+  async remove(id: string): Promise<boolean> {
+    if (this.fleet) return this.fleet.remove(id);
     const removed = this.store.deleteWebhook(id);
     this.hooks = this.store.webhooks();
     return removed;
   }
 
   list(): Webhook[] {
-    return [...this.hooks];
+    return [...(this.fleet?.list() ?? this.hooks)];
   }
 
   /** Whether anything would be sent for this event (to skip building data nobody wants). */
   wants(event: WebhookEvent): boolean {
-    return this.hooks.some((h) => h.events.includes(event));
+    return (this.fleet?.list() ?? this.hooks).some((h) => h.events.includes(event));
+  }
+
+  /** A webhook's latest deliveries, newest first, as the API shows them. */
+  async deliveriesOf(id: string, limit: number) {
+    if (this.fleet) return this.fleet.deliveriesOf(id, limit);
+    return this.store.deliveriesOf(id, limit).map((d) => deliveryView(d, this.dispatcher.maxAttempts));
   }
 
   /**
    * Queues the event for every webhook that wants it, and for `target` when given. Synchronous, so it
-   * joins the caller's SQLite transaction when there is one; sending starts once that has committed.
+   * joins the caller's SQLite transaction when there is one; sending starts once that has committed. With
+   * `fleet`, each delivery goes to the shared queue in the background.
    */
   emit(event: WebhookEvent, data: Record<string, unknown>, opts: { target?: WebhookTarget | undefined; batchId?: string } = {}): void {
     let queued = false;
     const body = eventBody(event, data);
+    if (this.fleet) {
+      for (const hook of this.fleet.list()) if (hook.events.includes(event)) this.fleet.deliver(hook, event, body);
+      // A batch's own webhook_url is queued by the batch home (redisBatchFinished), once per batch.
+      return;
+    }
     for (const hook of this.hooks) {
       if (!hook.events.includes(event)) continue;
       this.store.enqueue({ webhookId: hook.id, batchId: opts.batchId ?? null, url: hook.url, event, body, secret: hook.secret });
@@ -129,13 +152,20 @@ export interface WebhooksPluginOptions {
   db: Database.Database;
   registry: ModelRegistry;
   allowPrivate: boolean;
+  /** With redisUrl: registrations and deliveries shared by the replicas. */
+  fleet?: FleetWebhooks | undefined;
 }
 
 async function webhooksPlugin(app: FastifyInstance, opts: WebhooksPluginOptions): Promise<void> {
-  const webhooks = new Webhooks(opts.db, { log: app.log, allowPrivate: opts.allowPrivate });
+  const webhooks = new Webhooks(opts.db, { log: app.log, allowPrivate: opts.allowPrivate }, opts.fleet);
   app.decorate("webhooks", webhooks);
   webhooks.dispatcher.start();
   app.addHook("preClose", async () => webhooks.dispatcher.stop());
+  const fleet = opts.fleet;
+  if (fleet) {
+    app.addHook("onReady", async () => fleet.start());
+    app.addHook("preClose", async () => fleet.close());
+  }
 
   // Registry events carry no request: this storage links a generation back to the request it ran for.
   const requestIds = new AsyncLocalStorage<string>();
@@ -164,7 +194,7 @@ async function webhooksPlugin(app: FastifyInstance, opts: WebhooksPluginOptions)
   });
   routes.get("/webhooks", { config: admin }, async () => ({ webhooks: webhooks.list().map(hookView) }));
   routes.delete("/webhooks/:id", { schema: { params: resourceIdParams }, config: admin }, async (request) => {
-    if (!webhooks.remove(request.params.id)) throw new InfernoError("NOT_FOUND", `webhook '${request.params.id}' not found`);
+    if (!(await webhooks.remove(request.params.id))) throw new InfernoError("NOT_FOUND", `webhook '${request.params.id}' not found`);
     return { id: request.params.id, deleted: true };
   });
   routes.get(
@@ -173,8 +203,7 @@ async function webhooksPlugin(app: FastifyInstance, opts: WebhooksPluginOptions)
     async (request) => {
       const { id } = request.params;
       if (!webhooks.list().some((h) => h.id === id)) throw new InfernoError("NOT_FOUND", `webhook '${id}' not found`);
-      const deliveries = webhooks.store.deliveriesOf(id, request.query.limit ?? 100);
-      return { webhook_id: id, deliveries: deliveries.map((d) => deliveryView(d, webhooks.dispatcher.maxAttempts)) };
+      return { webhook_id: id, deliveries: await webhooks.deliveriesOf(id, request.query.limit ?? 100) };
     },
   );
 }

@@ -1,5 +1,6 @@
 // Native and OpenAI batches, their files and batch.complete deliveries on Redis (config redisUrl):
-// builds the stores, the BullMQ item worker and delivery queue on the app, starts them when it is ready,
+// builds the stores and the BullMQ item worker on the app (batch.complete goes to the fleet's delivery
+// queue, src/webhooks/fleet-webhooks.ts), starts the worker when the app is ready,
 // pauses the worker while it drains and stops everything before it closes.
 import path from "node:path";
 import type { FastifyInstance } from "fastify";
@@ -11,7 +12,7 @@ import { RedisFileStore } from "../../files/redis-file-store.js";
 import type { UsageContext } from "../../limits/usage-context.js";
 import type { ModelRegistry } from "../../registry/model-registry.js";
 import type { SharedRedis } from "../../shared/redis.js";
-import { RedisDeliveries } from "../../webhooks/redis-deliveries.js";
+import type { RedisDeliveries } from "../../webhooks/redis-deliveries.js";
 import { itemEvents, redisBatches, redisBatchFinished, type BatchBackend } from "./batch-backends.js";
 import { redisOpenaiBatches, type OpenaiBatchBackend } from "./openai-batch-backends.js";
 
@@ -24,14 +25,15 @@ export interface RedisBatchHomeOptions {
   limits: GenerationLimits;
   concurrency: number;
   usage?: UsageContext;
-  allowPrivate: boolean;
+  /** The fleet's webhook delivery queue (started and closed by the webhooks plugin). */
+  deliveries: RedisDeliveries;
 }
 
 export function redisBatchHome(app: FastifyInstance, shared: SharedRedis, opts: RedisBatchHomeOptions): { batches: BatchBackend; openai: OpenaiBatchBackend; files: RedisFileStore } {
   const store = new RedisBatchStore(shared.client, shared.prefix, opts.replicaId);
   const files = new RedisFileStore(shared.client, shared.prefix, path.join(opts.sharedDataDir, "files"));
   const openai = new RedisOpenaiBatches(shared.client, shared.prefix, store, files);
-  const deliveries = new RedisDeliveries({ url: opts.url, prefix: shared.prefix, allowPrivate: opts.allowPrivate, log: app.log.child({ component: "webhooks" }) });
+  const deliveries = opts.deliveries;
   const notify = redisBatchFinished(store, deliveries, app.webhooks);
   const worker = new RedisBatchWorker({
     shared, url: opts.url, store, registry: opts.registry, limits: opts.limits, concurrency: opts.concurrency,
@@ -42,13 +44,8 @@ export function redisBatchHome(app: FastifyInstance, shared: SharedRedis, opts: 
     },
   });
   worker.listen(itemEvents(app.webhooks));
-  app.addHook("onReady", async () => {
-    worker.start();
-    deliveries.start();
-  });
+  app.addHook("onReady", async () => worker.start());
   app.drainSignal.addEventListener("abort", () => worker.pause(), { once: true });
-  app.addHook("preClose", async () => {
-    await Promise.all([worker.stop(), deliveries.close()]);
-  });
+  app.addHook("preClose", async () => worker.stop());
   return { batches: redisBatches(shared, store, worker, deliveries), openai: redisOpenaiBatches(shared, store, worker, openai), files };
 }
