@@ -171,8 +171,9 @@ async function main(): Promise<void> {
       "with more threads than idle cores slows down far more than one with a single thread: rerun on a quiet machine.",
     );
   }
-  const redis = redisAvailable().skip ? undefined : await startRedis();
+  const redis = redisAvailable().skip ? undefined : await startRedis({ fsync: "everysec" });
   if (!redis) console.log("no redis-server installed (Debian package redis-server): replicas run without --redis-url");
+  else console.log("redis-server: AOF with appendfsync everysec, as deploy/ runs it");
   const report: { throughput?: ThroughputSide[]; latency?: LatencyResult } = {};
   try {
     if (o.parts.has("throughput")) {

@@ -35,15 +35,19 @@ export interface TestRedis {
   close(): Promise<void>;
 }
 
-/** Starts a redis-server on a free loopback port; resolves once it answers PING. */
-export async function startRedis(): Promise<TestRedis> {
+/**
+ * Starts a redis-server on a free loopback port with AOF on; resolves once it answers PING. Tests use
+ * `appendfsync always` (a kill loses nothing); the bench uses `everysec`, the deployed setting
+ * (deploy/docker-compose.yml, deploy/k8s), since `always` makes every write wait for an fsync.
+ */
+export async function startRedis(opts: { fsync?: "always" | "everysec" } = {}): Promise<TestRedis> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "inferno-redis-"));
   const port = await freePort();
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
   const start = async () => {
     child = spawn("redis-server", [
-      "--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--appendonly", "yes", "--appendfsync", "always",
+      "--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--appendonly", "yes", "--appendfsync", opts.fsync ?? "always",
       "--save", "", "--protected-mode", "yes", "--daemonize", "no", "--loglevel", "warning",
     ], { stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
