@@ -2,13 +2,17 @@
 // in SQLite, in Redis, on top of an engine batch in redis-batch-store.ts (whose items the BullMQ worker
 // runs like any other).
 //   openai-batch:<id>   hash: endpoint, input_file_id, completion_window, metadata, expires_ms,
-//                       cancelling_ms, finalized_ms, output_file_id, error_file_id, usage
+//                       cancelling_ms, expired_ms, finalized_ms, output_file_id, error_file_id, usage
 //   openai-batches      sorted set of ids by creation time
+//   openai-batches:due  sorted set of the active ones by expiry time (expires_ms), for the expiry sweep
 // Finalizing (writing the output and error files) happens once the engine batch has ended, from
 // `batches:notify` (redis-batch-worker.ts: the replica that ended it, or any replica's sweep if that
 // one died): the files are written to the shared volume and recorded, then one Lua script sets
 // `finalized_ms` and the file ids only if no replica did it first; a replica that lost that race removes
-// its files. The completion window is recorded but not enforced here (no expiry on Redis yet).
+// its files. The completion window is enforced by `expireOverdue` (every replica runs it periodically:
+// HSETNX makes the first one's time stick), which marks a batch still queued or running at its
+// `expires_ms` expired and cancels its engine batch; its files are then written as for a cancel, the
+// unfinished items with `batch_expired`.
 import type { Redis } from "ioredis";
 import type { FileWriter } from "../files/file-store.js";
 import type { RedisFileStore } from "../files/redis-file-store.js";
@@ -44,6 +48,10 @@ export class RedisOpenaiBatches {
     return id === undefined ? `${this.prefix}openai-batches` : `${this.prefix}openai-batch:${id}`;
   }
 
+  private dueKey(): string {
+    return `${this.prefix}openai-batches:due`;
+  }
+
   /** Records the OpenAI side of an engine batch (before its items are queued, so it exists when the batch ends). */
   async insert(engine: Batch, b: NewOpenaiBatch): Promise<void> {
     await this.r.multi()
@@ -52,7 +60,26 @@ export class RedisOpenaiBatches {
         metadata: b.metadata === null ? "" : JSON.stringify(b.metadata), expires_ms: b.expiresMs,
       })
       .zadd(this.key(), engine.createdMs, engine.id)
+      .zadd(this.dueKey(), b.expiresMs, engine.id)
       .exec();
+  }
+
+  /**
+   * Expires the batches whose completion window has passed by `now` while still queued or running: marks
+   * them expired (once, whichever replica comes first) and cancels their engine batch, whose end then
+   * writes the files. Returns the ids it expired. Batches that ended in time just leave the due set.
+   */
+  async expireOverdue(now = Date.now()): Promise<string[]> {
+    const expired: string[] = [];
+    for (const id of await this.r.zrangebyscore(this.dueKey(), "-inf", now, "LIMIT", 0, 1000)) {
+      const engine = await this.engine.get(id);
+      if (engine && (engine.status === "queued" || engine.status === "running")) {
+        if ((await this.r.hsetnx(this.key(id), "expired_ms", now)) === 1) expired.push(id);
+        await this.engine.cancel(id, now);
+      }
+      await this.r.zrem(this.dueKey(), id);
+    }
+    return expired;
   }
 
   async get(id: string): Promise<OpenaiBatch | undefined> {
@@ -62,7 +89,7 @@ export class RedisOpenaiBatches {
     return {
       id, endpoint: h.endpoint, inputFileId: h.input_file_id!, completionWindow: h.completion_window!,
       metadata: h.metadata ? (JSON.parse(h.metadata) as Record<string, string>) : null, expiresMs: Number(h.expires_ms),
-      cancellingMs: num(h.cancelling_ms), expiredMs: null, finalizedMs: num(h.finalized_ms), outputFileId: h.output_file_id || null,
+      cancellingMs: num(h.cancelling_ms), expiredMs: num(h.expired_ms), finalizedMs: num(h.finalized_ms), outputFileId: h.output_file_id || null,
       errorFileId: h.error_file_id || null, usage: h.usage ? (JSON.parse(h.usage) as BatchUsage) : null, engineStatus: e.status,
       createdMs: e.createdMs, endedMs: e.completedMs, owner: e.owner, total: e.total,
     };

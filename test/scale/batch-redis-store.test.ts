@@ -1,10 +1,13 @@
 // The Redis batch store's exactly-once step (src/batch/redis-batch-store.ts) against a real redis-server:
 // a result is stored once however many runs race to store it, the batch ends once, and a cancelled
-// batch stays cancelled. Needs no model.
+// batch stays cancelled; an OpenAI batch past its completion window expires once. Needs no model.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Redis } from "ioredis";
 import { RedisBatchStore } from "../../src/batch/redis-batch-store.js";
+import { RedisOpenaiBatches } from "../../src/batch/redis-openai-batches.js";
+import { RedisFileStore } from "../../src/files/redis-file-store.js";
+import { tempDir } from "../helpers/paths.js";
 import { redisAvailable, startRedis } from "../helpers/redis.js";
 
 test("results are stored once under concurrent runs; the batch ends once; cancel sticks", redisAvailable(), async (t) => {
@@ -41,4 +44,49 @@ test("results are stored once under concurrent runs; the batch ends once; cancel
   const items = await b.items(batch.id);
   assert.deepEqual(items.map((i) => [i.id, i.status]), [["x", "done"], ["y", items[1]!.status]]);
   assert.ok(["r0", "r1"].includes(items[0]!.replica!));
+});
+
+test("OpenAI batches on Redis expire at the end of their window: once, the done items in the output file, the rest batch_expired", redisAvailable(), async (t) => {
+  const redis = await startRedis();
+  const { dir, cleanup } = await tempDir("inferno-openai-expiry-");
+  const clients = [new Redis(redis.url), new Redis(redis.url)];
+  t.after(async () => {
+    for (const c of clients) c.disconnect();
+    await redis.close();
+    await cleanup();
+  });
+  // Two replicas' views of the same Redis.
+  const [a, b] = clients.map((c, i) => {
+    const store = new RedisBatchStore(c, "test:", `r${i}`);
+    return { store, openai: new RedisOpenaiBatches(c, "test:", store, new RedisFileStore(c, "test:", dir)) };
+  }) as [{ store: RedisBatchStore; openai: RedisOpenaiBatches }, { store: RedisBatchStore; openai: RedisOpenaiBatches }];
+  const fields = { endpoint: "/v1/completions", inputFileId: "file-in", completionWindow: "24h", metadata: null };
+
+  const late = await a.store.create({ model: "m", params: {}, owner: "u", items: [{ id: "x", prompt: "1" }, { id: "y", prompt: "2" }] });
+  const t0 = late.batch.createdMs;
+  await a.openai.insert(late.batch, { ...fields, expiresMs: t0 + 1_000 });
+  const inTime = await a.store.create({ model: "m", params: {}, owner: "u", items: [{ id: "z", prompt: "3" }] });
+  await a.openai.insert(inTime.batch, { ...fields, expiresMs: t0 + 1_000 });
+  await a.store.storeResult(late.refs[0]!, { result: { text: "done", usage: { prompt_tokens: 1, completion_tokens: 2 } } });
+  await a.store.storeResult(inTime.refs[0]!, { result: { text: "in time" } });
+
+  assert.deepEqual(await a.openai.expireOverdue(t0 + 999), [], "not overdue yet");
+  assert.equal((await b.openai.get(late.batch.id))!.expiredMs, null);
+  // Both replicas sweep: the first one's time sticks; the batch that ended in time is left alone.
+  const [first, second] = await Promise.all([a.openai.expireOverdue(t0 + 1_000), b.openai.expireOverdue(t0 + 1_001)]);
+  assert.deepEqual([...first, ...second], [late.batch.id]);
+  const expired = (await b.openai.get(late.batch.id))!;
+  assert.ok(expired.expiredMs === t0 + 1_000 || expired.expiredMs === t0 + 1_001);
+  assert.equal(expired.engineStatus, "cancelled");
+  assert.equal((await a.openai.get(inTime.batch.id))!.expiredMs, null);
+  assert.equal((await a.store.get(inTime.batch.id))!.status, "completed");
+  assert.deepEqual(await a.openai.expireOverdue(t0 + 5_000), [], "each batch is looked at once");
+
+  await b.openai.finalize(late.batch.id);
+  const done = (await a.openai.get(late.batch.id))!;
+  const files = new RedisFileStore(clients[0]!, "test:", dir);
+  const output = (await files.read(done.outputFileId!)).toString().trim().split("\n").map((l) => JSON.parse(l));
+  const errors = (await files.read(done.errorFileId!)).toString().trim().split("\n").map((l) => JSON.parse(l));
+  assert.deepEqual(output.map((l) => l.custom_id), ["x"]);
+  assert.deepEqual(errors.map((l) => [l.custom_id, l.error.code]), [["y", "batch_expired"]]);
 });

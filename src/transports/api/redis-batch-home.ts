@@ -16,6 +16,8 @@ import type { RedisDeliveries } from "../../webhooks/redis-deliveries.js";
 import { itemEvents, redisBatches, redisBatchFinished, type BatchBackend } from "./batch-backends.js";
 import { redisOpenaiBatches, type OpenaiBatchBackend } from "./openai-batch-backends.js";
 
+const EXPIRY_SWEEP_MS = 10_000;
+
 export interface RedisBatchHomeOptions {
   url: string;
   replicaId: string;
@@ -44,8 +46,29 @@ export function redisBatchHome(app: FastifyInstance, shared: SharedRedis, opts: 
     },
   });
   worker.listen(itemEvents(app.webhooks));
-  app.addHook("onReady", async () => worker.start());
+  // OpenAI batches past their 24 h window: every replica looks, the first one expires them.
+  const log = app.log.child({ component: "batch" });
+  const expire = () => {
+    if (!shared.ready) return;
+    openai.expireOverdue().then(
+      (ids) => {
+        for (const id of ids) {
+          worker.cancel(id);
+          log.info({ batch: id }, "OpenAI batch expired: its completion window passed");
+        }
+      },
+      (err: unknown) => log.warn({ err }, "OpenAI batch expiry sweep failed (will retry)"),
+    );
+  };
+  let expiry: NodeJS.Timeout | undefined;
+  app.addHook("onReady", async () => {
+    worker.start();
+    expiry = setInterval(expire, EXPIRY_SWEEP_MS).unref();
+  });
   app.drainSignal.addEventListener("abort", () => worker.pause(), { once: true });
-  app.addHook("preClose", async () => worker.stop());
+  app.addHook("preClose", async () => {
+    clearInterval(expiry);
+    await worker.stop();
+  });
   return { batches: redisBatches(shared, store, worker, deliveries), openai: redisOpenaiBatches(shared, store, worker, openai), files };
 }
