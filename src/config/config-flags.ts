@@ -33,7 +33,7 @@ const HELP: Record<ConfigKey, FlagHelp> = {
   dataDir: { arg: "DIR", help: "registrations and other state (inferno.db)" },
   demoModels: { arg: "BOOL", help: "serve the demo models (demo/models) while the models dir is empty" },
   modelRoots: { arg: "DIR", help: "extra folder models may be registered from (repeatable; env: ':'-separated)" },
-  threads: { arg: "N", help: "llama.cpp threads for one-token batches", shown: "cores - 1, at least 1" },
+  threads: { arg: "N", help: "llama.cpp threads for one-token batches", shown: "cores with the thread-pool addon, else cores - 1" },
   batchThreads: { arg: "N", help: "llama.cpp threads for prompts and multi-stream batches", shown: "cores" },
   gpu: { arg: "G", help: "auto|cpu|cuda|vulkan|metal" },
   ggufEngine: { arg: "E", help: "node-llama-cpp (in-process) or llama-server (a child per model)" },

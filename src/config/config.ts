@@ -5,10 +5,16 @@ import { z } from "zod";
 import { parseKeepAlive } from "../core/duration.js";
 import { parseBudget, parseVramBudget } from "../registry/memory-budget.js";
 import { DEFAULT_HF_ENDPOINT } from "../pull/model-source.js";
+import { pooledLlamaAddon } from "../runtimes/llama/threadpool.js";
 
-/** Default llama.cpp threads: leave one core to the JS thread, which drives every token and the HTTP I/O. */
-export function defaultThreads(cores = os.availableParallelism()): number {
-  return Math.max(1, cores - 1);
+/**
+ * Default llama.cpp threads for one-token batches (a single stream decoding): every core when
+ * node-llama-cpp's addon decodes on a persistent thread pool (scripts/build-llama-addon.sh); with the
+ * prebuilt addon, which makes its threads anew for every token, one core is left to the JS thread, since
+ * there a second thread made one stream slower (README, Threads).
+ */
+export function defaultThreads(cores = os.availableParallelism(), pooled = pooledLlamaAddon()): number {
+  return Math.max(1, pooled ? cores : cores - 1);
 }
 
 /**
@@ -144,7 +150,7 @@ export const configSchema = z
     probeModels: boolBool(true),
     /** onnxruntime execution provider: cpu (default), cuda, or auto (cuda when it loads, else cpu). */
     onnxProvider: z.enum(["cpu", "cuda", "auto"]).default("cpu"),
-    onnxIntraOpThreads: intFromString(1, 1024).default(defaultThreads()),
+    onnxIntraOpThreads: intFromString(1, 1024).default(defaultThreads(os.availableParallelism(), false)),
     onnxInterOpThreads: intFromString(1, 1024).default(1),
     onnxGraphOptimization: z.enum(["disabled", "basic", "extended", "all"]).default("all"),
     /** Rows per merged ONNX run (dynamic batching); 1 turns batching off. */

@@ -6,6 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ConfigError, defaultBatchThreads, defaultThreads, envNameOf, loadConfig } from "../../src/config/config.js";
+import { pooledLlamaAddon } from "../../src/runtimes/llama/threadpool.js";
 import { tempDir } from "../helpers/paths.js";
 
 let dir: string;
@@ -34,6 +35,10 @@ function configErrorOf(fn: () => unknown): ConfigError {
 }
 
 describe("defaults", () => {
+  it("NLC_NO_THREADPOOL counts as the prebuilt addon", () => {
+    assert.equal(pooledLlamaAddon({ NLC_NO_THREADPOOL: "1" }), false);
+  });
+
   it("binds 127.0.0.1:8080, resolves ./models and ./data, threads from defaultThreads()", () => {
     const cfg = loadConfig({ env: {} });
     assert.equal(cfg.host, "127.0.0.1");
@@ -49,13 +54,15 @@ describe("defaults", () => {
     assert.equal(cfg.logPretty, undefined);
   });
 
-  it("defaultThreads leaves one core free but never goes below one", () => {
+  it("defaultThreads: every core with the pooled addon, else one core left free; never below one", () => {
     const n = defaultThreads();
     assert.ok(Number.isInteger(n));
     assert.ok(n >= 1 && n <= os.availableParallelism(), `defaultThreads() = ${n}`);
-    assert.equal(defaultThreads(1), 1);
-    assert.equal(defaultThreads(2), 1);
-    assert.equal(defaultThreads(8), 7);
+    assert.equal(n, pooledLlamaAddon() ? os.availableParallelism() : Math.max(1, os.availableParallelism() - 1));
+    assert.equal(defaultThreads(1, false), 1);
+    assert.equal(defaultThreads(2, false), 1);
+    assert.equal(defaultThreads(8, false), 7);
+    assert.equal(defaultThreads(2, true), 2);
   });
 
   it("batch threads default to every core, and come from INFERNO_BATCH_THREADS or the flag", () => {

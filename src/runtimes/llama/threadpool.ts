@@ -1,3 +1,7 @@
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import path from "node:path";
+
 /**
  * libuv's thread pool size Inferno runs with unless the user sets UV_THREADPOOL_SIZE.
  *
@@ -14,4 +18,21 @@ export const UV_THREADPOOL_DEFAULT = "1";
 /** The environment a child process running llama.cpp work should get: the user's value, else the default. */
 export function llamaProcessEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   return { ...env, UV_THREADPOOL_SIZE: env.UV_THREADPOOL_SIZE ?? UV_THREADPOOL_DEFAULT };
+}
+
+/**
+ * Whether node-llama-cpp's addon is the one scripts/build-llama-addon.sh builds (with
+ * patches/node-llama-cpp-threadpool.patch), which decodes on a persistent ggml thread pool: its marker sits
+ * beside the addon in the platform package. NLC_NO_THREADPOOL=1 turns the pool off, so it counts as absent.
+ */
+export function pooledLlamaAddon(env: NodeJS.ProcessEnv = process.env): boolean {
+  if (env.NLC_NO_THREADPOOL || process.platform !== "linux") return false;
+  const platform = `linux-${process.arch}`;
+  try {
+    // The package's main is dist/index.js; its binaries are in bins/<platform>.
+    const main = createRequire(import.meta.url).resolve(`@node-llama-cpp/${platform}`);
+    return existsSync(path.join(path.dirname(path.dirname(main)), "bins", platform, "_infernoAddon"));
+  } catch {
+    return false;
+  }
 }
