@@ -90,11 +90,15 @@ function intList(name: string, value: string | undefined, fallback: number[]): n
   return value.split(",").map((v) => positiveInt(name, v.trim(), 0));
 }
 
-/** 1 thread, every core, and Inferno's own default (on 2 cores: 1, 2 and 1/2). */
+/**
+ * 1 thread, every core, one core left for one-token batches (Inferno's default with node-llama-cpp's
+ * prebuilt addon), and Inferno's default, without repeats (on 2 cores: 1, 2 and 1/2).
+ */
 export function defaultThreadList(cores = os.availableParallelism()): ThreadSetting[] {
   const list = [
     { threads: 1, batchThreads: 1 },
     { threads: cores, batchThreads: cores },
+    { threads: defaultThreads(cores, false), batchThreads: defaultBatchThreads(cores) },
     { threads: defaultThreads(cores), batchThreads: defaultBatchThreads(cores) },
   ];
   return list.filter((t, i) => list.findIndex((u) => u.threads === t.threads && u.batchThreads === t.batchThreads) === i);
