@@ -17,10 +17,19 @@ const mnist = realModel("mnist-8.onnx");
 const skip = stories.skip || mnist.skip;
 
 /**
- * The tokens came as progress, in order. Only a prefix is certain: the SDK's client drops a progress
- * notification that reaches it in the same stdio read as the answer (the answer removes the handler first).
+ * A greedy `generate` on stories with a progress token: it answers, and its tokens came as progress, in
+ * order. Only a prefix is certain: the SDK's client drops a progress notification that reaches it in the
+ * same stdio read as the answer (the answer removes the handler first).
  */
-function assertProgress(progress: string[], text: string) {
+async function generateWithProgress(client: Client, maxTokens: number): Promise<void> {
+  const progress: string[] = [];
+  const r = await client.callTool(
+    { name: "generate", arguments: { model: "stories", prompt: "Once upon a time", max_tokens: maxTokens, temperature: 0 } },
+    undefined,
+    { onprogress: (p) => void progress.push(p.message ?? "") },
+  );
+  assert.equal(r.isError, undefined, textOf(r));
+  const text = structured(r).choices[0].text as string;
   assert.ok(progress.length > 0, "progress notifications came");
   assert.ok(text.startsWith(progress.join("")), `${JSON.stringify(progress.join(""))} begins ${JSON.stringify(text)}`);
 }
@@ -48,14 +57,7 @@ test("in process: the tools run on the server built from the flags; logs go to s
   t.after(() => client.close());
   const names = (await client.listTools()).tools.map((t) => t.name);
   assert.ok(names.includes("generate") && names.includes("load_model"), "the local operator is an admin");
-  const progress: string[] = [];
-  const r = await client.callTool(
-    { name: "generate", arguments: { model: "stories", prompt: "Once upon a time", max_tokens: 12, temperature: 0 } },
-    undefined,
-    { onprogress: (p) => void progress.push(p.message ?? "") },
-  );
-  assert.equal(r.isError, undefined, textOf(r));
-  assertProgress(progress, structured(r).choices[0].text);
+  await generateWithProgress(client, 12);
   const image = [[Array.from({ length: 28 }, () => new Array(28).fill(0))]];
   const tensor = await client.callTool({ name: "infer_tensor", arguments: { model: "mnist", inputs: { Input3: image } } });
   assert.deepEqual(structured(tensor).outputs.Plus214_Output_0.shape, [1, 10]);
@@ -77,14 +79,7 @@ test("bridge: stdio to a running server's /mcp with an API key; the key's role f
   const names = (await client.listTools()).tools.map((t) => t.name);
   assert.ok(names.includes("generate"));
   assert.ok(!names.includes("load_model"), "a user key gets no admin tool");
-  const progress: string[] = [];
-  const r = await client.callTool(
-    { name: "generate", arguments: { model: "stories", prompt: "Once upon a time", max_tokens: 8, temperature: 0 } },
-    undefined,
-    { onprogress: (p) => void progress.push(p.message ?? "") },
-  );
-  assert.equal(r.isError, undefined, textOf(r));
-  assertProgress(progress, structured(r).choices[0].text);
+  await generateWithProgress(client, 8);
   assert.equal(srv.app.mcp.sessions(), 1);
   await client.close();
   for (let i = 0; i < 100 && srv.app.mcp.sessions() > 0; i++) await new Promise((r) => setTimeout(r, 20));

@@ -6,8 +6,6 @@
 // batch goes through three replicas (upload on one, create on another, results from the third).
 // Needs no external model: a tiny llama GGUF is generated.
 import assert from "node:assert/strict";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
@@ -18,6 +16,7 @@ import { writeTinyLlamaGguf } from "../fixtures/gguf-writer.js";
 import { serveCli, type ServedCli } from "../helpers/cli.js";
 import { tempDir } from "../helpers/paths.js";
 import { redisAvailable, startRedis } from "../helpers/redis.js";
+import { waitFor, webhookReceiver } from "../helpers/webhook-receiver.js";
 
 const N = 300;
 
@@ -26,38 +25,10 @@ const call = async (url: string, body?: unknown): Promise<{ status: number; head
   return { status: res.status, headers: res.headers, body: await res.json() };
 };
 
-async function waitFor<T>(what: string, ms: number, check: () => Promise<T | undefined>): Promise<T> {
-  for (const end = Date.now() + ms; ; ) {
-    const v = await check().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
-
-interface Received {
-  headers: Record<string, string>;
-  body: string;
-}
-
-async function receiver(): Promise<{ url: string; received: Received[]; close: () => Promise<void> }> {
-  const received: Received[] = [];
-  const server = http.createServer((req, res) => {
-    let body = "";
-    req.setEncoding("utf8").on("data", (s: string) => (body += s));
-    req.on("end", () => {
-      received.push({ headers: req.headers as Record<string, string>, body });
-      res.writeHead(200).end();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, received, close: () => new Promise((r) => server.close(() => r())) };
-}
-
 test("300 items over 3 replicas: one SIGKILLed, Redis restarted, every item stored once, batch.complete sent once", { ...redisAvailable(), timeout: 150_000 }, async (t) => {
   const redis = await startRedis();
   const { dir, cleanup } = await tempDir("inferno-scale-batch-");
-  const recv = await receiver();
+  const recv = await webhookReceiver();
   const replicas: ServedCli[] = [];
   t.after(async () => {
     for (const r of replicas) if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill("SIGKILL");
