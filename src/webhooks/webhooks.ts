@@ -80,13 +80,18 @@ export class Webhooks {
     return removed;
   }
 
+  /** The registrations: the fleet's with redisUrl, else this process's. */
+  private get registered(): readonly Webhook[] {
+    return this.fleet?.list() ?? this.hooks;
+  }
+
   list(): Webhook[] {
-    return [...(this.fleet?.list() ?? this.hooks)];
+    return [...this.registered];
   }
 
   /** Whether anything would be sent for this event (to skip building data nobody wants). */
   wants(event: WebhookEvent): boolean {
-    return (this.fleet?.list() ?? this.hooks).some((h) => h.events.includes(event));
+    return this.registered.some((h) => h.events.includes(event));
   }
 
   /** A webhook's latest deliveries, newest first, as the API shows them. */
