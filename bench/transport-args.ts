@@ -14,6 +14,8 @@ export interface TransportBenchOptions {
   only: Set<Part>;
   /** Only raw and the IPC sides (issue #16's comparison). */
   ipcOnly: boolean;
+  /** Only raw and these tensor sides (names as in SIDE_LABELS), if given. */
+  sides: Set<string> | undefined;
   modelsDir: string;
   /** The GGUF of the streaming part. */
   gguf: string;
@@ -21,8 +23,10 @@ export interface TransportBenchOptions {
   with85m: boolean;
   /** Tokens per stream on the 85M model. */
   maxTokens85m: number;
-  /** onnxruntime intra-op threads and llama.cpp threads, every side alike (Inferno's default: cores − 1). */
+  /** onnxruntime intra-op threads, every side alike (Inferno's default: cores − 1). */
   threads: number;
+  /** llama.cpp threads, every side alike (Inferno's default: every core with the thread-pool addon, else cores − 1). */
+  llamaThreads: number;
   /** Rounds of each ONNX scenario; figures are medians over them. */
   runs: number;
   durationS: number;
@@ -56,7 +60,10 @@ export const transportUsage = `usage: node dist/bench/transports.js [options]
   --streams N           concurrent streams of the batched streaming scenario, and the server's parallel (default 8)
   --max-tokens N        tokens per stream on --gguf (default 256; quick 128)
   --max-tokens-85m N    tokens per stream on the 85M model (default 128)
-  --threads N           onnxruntime intra-op and llama.cpp threads on every side (default cores − 1, Inferno's default)
+  --sides LIST          only raw and these tensor sides: kserve-binary, kserve-json, octet, grpc, ipc, ipc-conns, ipc-raw,
+                        grpc-floor, http-floor, ipc-floor, ipc-raw-floor (default: every side)
+  --threads N           onnxruntime intra-op threads on every side (default cores − 1, Inferno's default)
+  --llama-threads N     llama.cpp threads on every side (default: Inferno's, every core with the thread-pool addon)
   --models DIR          folder holding mnist-8.onnx and mobilenetv2-12-int8.onnx (default ../shared/models)
   --gguf PATH           GGUF of the streaming part (default ../shared/models/stories260K.gguf)
   --with-85m            also stream on the 85M random-weight bench model (generated into the cache once, 87 MiB);
@@ -82,7 +89,9 @@ export function parseTransportArgs(argv: string[]): TransportBenchOptions | "hel
       streams: { type: "string" },
       "max-tokens": { type: "string" },
       "max-tokens-85m": { type: "string" },
+      sides: { type: "string" },
       threads: { type: "string" },
+      "llama-threads": { type: "string" },
       models: { type: "string" },
       gguf: { type: "string" },
       "with-85m": { type: "boolean" },
@@ -108,7 +117,9 @@ export function parseTransportArgs(argv: string[]): TransportBenchOptions | "hel
     gguf: path.resolve(values.gguf ?? path.join(repoRoot, "../shared/models/stories260K.gguf")),
     with85m: values["with-85m"] === true || (!quick && values["without-85m"] !== true),
     maxTokens85m: positiveInt("max-tokens-85m", values["max-tokens-85m"], 128),
-    threads: positiveInt("threads", values.threads, defaultThreads()),
+    sides: values.sides === undefined ? undefined : new Set(values.sides.split(",").map((v) => v.trim())),
+    threads: positiveInt("threads", values.threads, defaultThreads(undefined, false)),
+    llamaThreads: positiveInt("llama-threads", values["llama-threads"], defaultThreads()),
     runs: positiveInt("runs", values.runs, quick ? 1 : 3),
     durationS: positiveNumber("duration", values.duration, quick ? 1 : 3),
     warmupS: positiveNumber("warmup", values.warmup, quick ? 0.3 : 0.5),

@@ -14,6 +14,8 @@ export interface TransportFacts {
   nodeLlamaCpp: string;
   /** onnxruntime intra-op and llama.cpp threads, every side. */
   threads: number;
+  /** llama.cpp threads (absent in reports written before it was separate: then `threads`). */
+  llamaThreads?: number;
   clients: number;
   grpcChannels: number;
   /** Only raw and the IPC sides ran (--only ipc). */
@@ -133,7 +135,7 @@ export function formatReport(report: TransportReport): string {
   const s = summarize(report);
   const out: string[] = [
     `cpu: ${f.cpu}, ${f.cores} cores; node ${f.node}; onnxruntime-node ${f.onnxruntimeNode} (CPU EP); @grpc/grpc-js ${f.grpcJs}; node-llama-cpp ${f.nodeLlamaCpp}`,
-    `threads ${f.threads} (onnxruntime intra-op, llama.cpp), every side; ${f.clients} concurrent clients; gRPC: ${f.grpcChannels} channel${f.grpcChannels === 1 ? "" : "s"} for them all` +
+    `threads: onnxruntime intra-op ${f.threads}, llama.cpp ${f.llamaThreads ?? f.threads}, every side; ${f.clients} concurrent clients; gRPC: ${f.grpcChannels} channel${f.grpcChannels === 1 ? "" : "s"} for them all` +
       (f.quick ? "; QUICK run: noisy smoke figures" : ""),
     `load average (1 min): ${fixed(f.loadAverage.start, 2)} at start, ${fixed(f.loadAverage.end, 2)} at end` +
       (Math.max(f.loadAverage.start, f.loadAverage.end) > 0.5 * f.cores ? " (busy machine: expect noise)" : ""),

@@ -47,7 +47,7 @@ interface Round {
 
 async function scenario(modelPath: string, maxTokens: number, streams: number, opts: TransportBenchOptions): Promise<StreamScenario> {
   // Every side alike: threads for every batch, `streams` sequences, 2048 tokens of context each, batch 512.
-  const settings: EngineSettings = { modelPath, threads: opts.threads, batchThreads: opts.threads, parallel: streams, contextSize: 2048, batchSize: 512 };
+  const settings: EngineSettings = { modelPath, threads: opts.llamaThreads, batchThreads: opts.llamaThreads, parallel: streams, contextSize: 2048, batchSize: 512 };
   const names = opts.ipcOnly ? SIDES.filter((s) => s === "raw" || s === "ipc") : SIDES;
   const server = await spawnTransportServer({ kind: "gguf", opts: settings }, opts.cpuProf);
   // Raw batches its sequences in id order as Inferno does (batch-order.ts): the ratio is then the transport's and the

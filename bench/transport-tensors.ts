@@ -117,8 +117,9 @@ async function openClients(server: TransportServer, floor: TransportServer, opts
   };
 }
 
-/** With --only ipc, only raw and the IPC sides run. */
-const selected = (sides: TensorSide[], opts: TransportBenchOptions) => (opts.ipcOnly ? sides.filter((s) => s.name === "raw" || s.name.startsWith("ipc")) : sides);
+/** With --only ipc, only raw and the IPC sides run; with --sides, only raw and those. */
+const selected = (sides: TensorSide[], opts: TransportBenchOptions) =>
+  sides.filter((s) => s.name === "raw" || ((!opts.ipcOnly || s.name.startsWith("ipc")) && (!opts.sides || opts.sides.has(s.name))));
 
 /** mnist-8: every transport, and the bare floors, at one client (latency) and at --clients (throughput). */
 export async function mnistPart(server: TransportServer, floor: TransportServer, raw: RawSession, opts: TransportBenchOptions): Promise<{ latency: LatencyResult; throughput: ThroughputResult }> {

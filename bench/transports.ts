@@ -79,6 +79,7 @@ async function main(): Promise<void> {
       grpcJs: packageVersion("@grpc/grpc-js"),
       nodeLlamaCpp: packageVersion("node-llama-cpp"),
       threads: opts.threads,
+      llamaThreads: opts.llamaThreads,
       clients: opts.clients,
       grpcChannels: opts.grpcChannels,
       ipcOnly: opts.ipcOnly,

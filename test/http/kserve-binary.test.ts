@@ -1,6 +1,8 @@
 // Needs no external model: ONNX models are generated at test time (test/fixtures/onnx-writer.ts), the GGUF is the tiny fixture.
 // The KServe v2 binary tensor data extension (Inference-Header-Content-Length) and raw octet-stream bodies on the native route.
 import assert from "node:assert/strict";
+import { once } from "node:events";
+import net from "node:net";
 import { after, before, test } from "node:test";
 import { float16Bits } from "../../src/runtimes/onnx/tensor-codec.js";
 import { buildOnnx, linearClassifierOnnx, typesZooOnnx } from "../fixtures/onnx-writer.js";
@@ -288,4 +290,74 @@ test("native route: bad raw bodies get coded 400s, a GGUF model a 415, and the s
   assert.equal(notObject.status, 400);
   assert.match(notObject.body.error.message, /octet-stream/);
   assert.equal((await postRaw("lin", "?shape=3,4", body)).status, 200);
+});
+
+/** Sends one HTTP/1.1 request by hand (so Content-Length can lie and chunks can be cut anywhere); the status and body. */
+async function rawRequest(path: string, headers: Record<string, string>, chunks: Buffer[], opts: { chunked?: boolean } = {}): Promise<{ status: number; body: string }> {
+  const { port } = new URL(srv.url);
+  const socket = net.connect(Number(port), "127.0.0.1");
+  await once(socket, "connect");
+  socket.on("error", () => undefined); // the server may answer and close before every chunk is written
+  const parts: Buffer[] = [];
+  socket.on("data", (d: Buffer) => parts.push(d));
+  const closed = once(socket, "close");
+  const head = [`POST ${path} HTTP/1.1`, "host: localhost", "connection: close", ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)];
+  if (opts.chunked) head.push("transfer-encoding: chunked");
+  socket.write(`${head.join("\r\n")}\r\n\r\n`);
+  for (const c of chunks) {
+    if (socket.destroyed) break;
+    socket.write(opts.chunked ? Buffer.concat([Buffer.from(`${c.length.toString(16)}\r\n`), c, Buffer.from("\r\n")]) : c);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  if (opts.chunked && !socket.destroyed) socket.write("0\r\n\r\n");
+  await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 5000))]);
+  socket.destroy();
+  const text = Buffer.concat(parts).toString();
+  const status = Number(/^HTTP\/1\.1 (\d+)/.exec(text)?.[1] ?? 0);
+  let body = text.slice(text.indexOf("\r\n\r\n") + 4);
+  if (/transfer-encoding: chunked/i.test(text.slice(0, text.indexOf("\r\n\r\n")))) body = body.replace(/^[0-9a-f]+\r\n/, "").replace(/\r\n0\r\n\r\n$/, "");
+  return { status, body };
+}
+
+test("tensor bodies are read in any cut, chunked or not; a short Content-Length or a chunked body over the limit is refused", async () => {
+  const expected = await postJson(`${srv.url}/models/lin/inference`, { inputs: { x: rows } });
+  const kserve = await postJson(`${srv.url}/v2/models/lin/infer`, { inputs: [{ name: "x", shape: [3, 4], datatype: "FP32", data: rows.flat() }] });
+  assert.equal(kserve.status, 200);
+  // An odd header length puts the tensor bytes at an odd offset of the body: the reader aligns them.
+  const header = Buffer.from(JSON.stringify({ inputs: [{ name: "x", shape: [3, 4], datatype: "FP32", parameters: { binary_data_size: 48 } }], pad: "x" }));
+  const body = Buffer.concat([header, f32(rows.flat())]);
+  const cuts = [[body], [body.subarray(0, 1), body.subarray(1, header.length + 3), body.subarray(header.length + 3)], [...body].map((b) => Buffer.from([b]))];
+  for (const chunked of [false, true]) {
+    for (const chunks of cuts) {
+      const headers: Record<string, string> = { "inference-header-content-length": String(header.length), "content-type": "application/octet-stream" };
+      if (!chunked) headers["content-length"] = String(body.length);
+      const r = await rawRequest("/v2/models/lin/infer", headers, chunks, { chunked });
+      assert.equal(r.status, 200, r.body);
+      assert.deepEqual(JSON.parse(r.body).outputs, kserve.body.outputs);
+    }
+    const raw = await rawRequest("/models/lin/inference?shape=3,4", chunked ? { "content-type": "application/octet-stream" } : { "content-type": "application/octet-stream", "content-length": "48" }, [f32(rows.flat()).subarray(0, 5), f32(rows.flat()).subarray(5)], { chunked });
+    assert.equal(raw.status, 200, raw.body);
+    assert.deepEqual(JSON.parse(raw.body).outputs, expected.body.outputs);
+  }
+  // Content-Length says less than is sent: the body ends there (the rest is not a request) and is too short for the shape.
+  const short = await rawRequest("/models/lin/inference?shape=3,4", { "content-type": "application/octet-stream", "content-length": "40" }, [f32(rows.flat())]);
+  assert.equal(short.status, 400, short.body);
+  const overChunked = await rawRequest("/models/lin/inference?shape=3,4", { "content-type": "application/octet-stream" }, Array.from({ length: 20 }, () => Buffer.alloc(64 * 1024)), { chunked: true });
+  assert.equal(overChunked.status, 413, overChunked.body);
+  assert.equal(JSON.parse(overChunked.body).error.code, "PAYLOAD_TOO_LARGE");
+  assert.equal((await postRaw("lin", "?shape=3,4", f32(rows.flat()))).status, 200);
+});
+
+test("concurrent binary requests batched into one run each get their own rows back", async () => {
+  const one = (i: number) => [i, -i, i / 2, 1];
+  const alone = await Promise.all([0, 1, 2].map((i) => postJson(`${srv.url}/models/lin/inference`, { inputs: { x: [one(i)] } })));
+  const answers = await Promise.all(Array.from({ length: 24 }, (_, i) => {
+    const header = { inputs: [{ name: "x", shape: [1, 4], datatype: "FP32", parameters: { binary_data_size: 16 } }], id: "r".repeat(i % 5) };
+    return postBinary("/v2/models/lin/infer", header, [f32(one(i % 3))]);
+  }));
+  answers.forEach((a, i) => {
+    assert.equal(a.status, 200, JSON.stringify(a.json));
+    const probs = a.json.outputs.find((o: { name: string }) => o.name === "probs").data;
+    assert.deepEqual(probs, alone[i % 3]!.body.outputs.probs.data.flat(), `request ${i}`);
+  });
 });

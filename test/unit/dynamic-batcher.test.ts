@@ -217,6 +217,30 @@ describe("DynamicBatcher", () => {
     assert.equal(batcher.running, 0);
   });
 
+  it("fullAhead hands over only full batches while the slot is busy, in order, and never more than that many", async () => {
+    const { clock, calls, batcher } = setup({ maxBatchSize: 2, maxQueueDelayMicros: 1000, fullAhead: 1 });
+    const ps = [0, 1].map((i) => batcher.submit(item(1, i)));
+    await flush();
+    assert.deepEqual(calls.map(sizes), [[1, 1]], "the first full batch runs");
+    ps.push(batcher.submit(item(1, 2)));
+    await clock.advance(5);
+    assert.equal(calls.length, 1, "a batch that is not full waits for the slot, its delay past or not");
+    ps.push(batcher.submit(item(1, 3)));
+    await flush();
+    assert.deepEqual(calls.map(sizes), [[1, 1], [1, 1]], "once full it goes ahead");
+    assert.equal(batcher.running, 2);
+    ps.push(...[4, 5].map((i) => batcher.submit(item(1, i))));
+    await flush();
+    assert.equal(calls.length, 2, "one ahead at most");
+    calls[0]!.finish();
+    await flush();
+    assert.equal(calls.length, 3);
+    assert.deepEqual(calls[2]!.items.map((i) => i.inputs.x), [[4], [5]]);
+    for (const c of calls.slice(1)) c.finish();
+    assert.deepEqual(await Promise.all(ps), [[0], [10], [20], [30], [40], [50]]);
+    assert.throws(() => setup({ fullAhead: -1 }), RangeError);
+  });
+
   it("close() rejects queued items with a coded error, waits for running batches, refuses new ones", async () => {
     const { calls, batcher } = setup({ maxQueueDelayMicros: 0 });
     const running = batcher.submit(item(1, 0));

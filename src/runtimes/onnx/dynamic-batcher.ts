@@ -14,6 +14,10 @@
 // - At most `maxConcurrentBatches` (default 1: onnxruntime already spreads one run over intra-op
 //   threads) batches run at a time. While they run, new items keep queuing, which is what makes
 //   batches grow under load. When a slot frees, the ready batch whose oldest item is oldest starts.
+// - `fullAhead` (default 0) more batches may be handed to `run` while every slot is busy, but only full
+//   ones: the runner (one session thread) then finds the next batch waiting when it finishes, instead of
+//   idling until the main thread has answered the last batch and formed the next. Batches stay as large
+//   as without it, since only a full batch goes ahead.
 // - Dispatch happens on a microtask, so items submitted in the same tick coalesce even with no delay.
 // - An item whose signal aborts while queued leaves the queue and rejects with the abort reason; it
 //   never reaches `run`. One that aborts while its batch runs rejects at once with the reason and its
@@ -41,6 +45,8 @@ export interface DynamicBatcherOptions<T, R> {
   maxQueueDelayMicros: number;
   /** Batches running at once; default 1. */
   maxConcurrentBatches?: number;
+  /** Full batches that may be handed over beyond maxConcurrentBatches, to wait at the runner; default 0. */
+  fullAhead?: number;
   /** Key of everything except axis 0 (dims of each input from axis 1 on + dtypes + requested outputs); only equal keys are coalesced. */
   keyOf(item: BatchItem<T>): string;
   /** Runs one merged batch and returns one result per item, in order; the signal aborts when every item has aborted. */
@@ -77,6 +83,7 @@ export class DynamicBatcher<T, R> {
   private readonly maxBatchSize: number;
   private readonly delayMs: number;
   private readonly maxConcurrent: number;
+  private readonly fullAhead: number;
   private readonly now: () => number;
   private readonly setTimer: (fn: () => void, ms: number) => unknown;
   private readonly clearTimer: (handle: unknown) => void;
@@ -88,7 +95,7 @@ export class DynamicBatcher<T, R> {
   private timer: { handle: unknown; at: number } | undefined;
 
   constructor(private readonly options: DynamicBatcherOptions<T, R>) {
-    const { maxBatchSize, maxQueueDelayMicros, maxConcurrentBatches = 1 } = options;
+    const { maxBatchSize, maxQueueDelayMicros, maxConcurrentBatches = 1, fullAhead = 0 } = options;
     if (!Number.isInteger(maxBatchSize) || maxBatchSize < 1) throw new RangeError(`maxBatchSize must be a positive integer, got ${maxBatchSize}`);
     if (!Number.isFinite(maxQueueDelayMicros) || maxQueueDelayMicros < 0) {
       throw new RangeError(`maxQueueDelayMicros must be a finite number ≥ 0, got ${maxQueueDelayMicros}`);
@@ -96,6 +103,8 @@ export class DynamicBatcher<T, R> {
     if (!Number.isInteger(maxConcurrentBatches) || maxConcurrentBatches < 1) {
       throw new RangeError(`maxConcurrentBatches must be a positive integer, got ${maxConcurrentBatches}`);
     }
+    if (!Number.isInteger(fullAhead) || fullAhead < 0) throw new RangeError(`fullAhead must be a non-negative integer, got ${fullAhead}`);
+    this.fullAhead = fullAhead;
     this.maxBatchSize = maxBatchSize;
     this.delayMs = maxQueueDelayMicros / 1000;
     this.maxConcurrent = maxConcurrentBatches;
@@ -206,12 +215,13 @@ export class DynamicBatcher<T, R> {
 
   private pump(at: number): void {
     this.pumpScheduled = false;
-    while (!this.closed && this.inFlight.size < this.maxConcurrent) {
+    while (!this.closed && this.inFlight.size < this.maxConcurrent + this.fullAhead) {
+      const ahead = this.inFlight.size >= this.maxConcurrent;
       let best: { q: Pending<T, R>[]; key: string; count: number; seq: number } | undefined;
       for (const [key, q] of this.queues) {
         const head = q[0]!;
         const { count, full } = this.prefix(q);
-        if (!full && head.deadline > at) continue;
+        if (!full && (ahead || head.deadline > at)) continue;
         if (!best || head.seq < best.seq) best = { q, key, count, seq: head.seq };
       }
       if (!best) break;

@@ -6,7 +6,7 @@ import { DynamicBatcher, type BatchItem } from "./dynamic-batcher.js";
 import type { OnnxTextEncoder } from "./onnx-text.js";
 import type { SessionClient } from "./session-client.js";
 import type { WireTensor, WireValueMetadata } from "./session-protocol.js";
-import { concatBatch, splitBatch, type DecodedTensor, type TensorSpec } from "./tensor-codec.js";
+import type { DecodedTensor, TensorSpec } from "./tensor-codec.js";
 import { isElementType } from "./tensor-types.js";
 
 export interface OnnxModelSettings {
@@ -56,6 +56,8 @@ export class OnnxModel implements LoadedModel {
       this.batcher = new DynamicBatcher<DecodedTensor, TensorMap>({
         maxBatchSize: settings.maxBatchSize,
         maxQueueDelayMicros: settings.maxQueueDelayMicros,
+        // One full batch waits at the session's thread while one runs, so that thread never idles under load.
+        fullAhead: 1,
         keyOf: (item) => batchKey(item as Item),
         run: (items) => this.runBatch(items as Item[]),
       });
@@ -122,24 +124,20 @@ export class OnnxModel implements LoadedModel {
     }
   }
 
+  /** One merged run; the session's worker joins the inputs and cuts the outputs (session-worker.ts). */
   private async runBatch(items: Item[]): Promise<TensorMap[]> {
     if (items.length === 1) return [await this.run(items[0]!.inputs, items[0]!.fetches)];
-    const names = Object.keys(items[0]!.inputs);
-    const merged: Record<string, DecodedTensor> = {};
-    for (const name of names) merged[name] = concatBatch(items.map((i) => i.inputs[name]!));
-    const out = await this.run(merged, items[0]!.fetches);
-    const sizes = items.map((i) => i.batchSize);
-    const perItem: TensorMap[] = items.map(() => ({}));
-    for (const [name, tensor] of Object.entries(out)) {
-      splitBatch(tensor as DecodedTensor, sizes).forEach((part, i) => (perItem[i]![name] = part as WireTensor));
-    }
-    return perItem;
+    return this.guard(async () => (await this.session.runBatch(items.map((i) => i.inputs as Record<string, WireTensor>), items[0]!.fetches)).outputs);
   }
 
-  private async run(inputs: Record<string, DecodedTensor>, fetches: string[]): Promise<TensorMap> {
+  private run(inputs: Record<string, DecodedTensor>, fetches: string[]): Promise<TensorMap> {
+    return this.guard(async () => (await this.session.run(inputs as Record<string, WireTensor>, fetches)).outputs);
+  }
+
+  private async guard<T>(run: () => Promise<T>): Promise<T> {
     this.runs++;
     try {
-      return (await this.session.run(inputs as Record<string, WireTensor>, fetches)).outputs;
+      return await run();
     } catch (err) {
       if (err instanceof InfernoError) throw err;
       throw new InfernoError("INFERENCE_FAILED", `onnxruntime could not run the model: ${(err as Error).message}`, undefined, { cause: err });

@@ -60,6 +60,16 @@ export class SessionClient {
     return { outputs: r.outputs, runMs: r.runMs };
   }
 
+  /**
+   * Runs several requests' feeds as one batch: the worker joins them along axis 0 and answers each
+   * request's outputs. Every feed's buffer is transferred and must not be used afterwards.
+   */
+  async runBatch(items: Array<Record<string, WireTensor>>, fetches: string[]): Promise<{ outputs: Array<Record<string, WireTensor>>; runMs: number }> {
+    const r = await this.call({ kind: "runBatch", items, fetches }, transferables(items.flatMap((feeds) => Object.values(feeds))));
+    if (r.kind !== "ranBatch") throw new Error("unexpected reply");
+    return { outputs: r.outputs, runMs: r.runMs };
+  }
+
   async dispose(): Promise<void> {
     if (!this.dead) await this.call({ kind: "dispose" }).catch(() => undefined);
     await this.worker.terminate();

@@ -3,12 +3,20 @@
 // the main thread would freeze every other request while it runs.
 import { parentPort } from "node:worker_threads";
 import ort from "onnxruntime-node";
+import { concatBatch, splitBatch } from "./tensor-batch.js";
+import type { DecodedTensor } from "./tensor-types.js";
 import { transferables, type WorkerReply, type WorkerRequest, type WireTensor } from "./session-protocol.js";
 
 let session: ort.InferenceSession | undefined;
 const port = parentPort!;
 
 const toWire = (t: ort.Tensor): WireTensor => ({ type: t.type, dims: [...t.dims], data: t.data as WireTensor["data"] });
+
+const toFeeds = (tensors: Record<string, WireTensor>): Record<string, ort.Tensor> => {
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const [name, t] of Object.entries(tensors)) feeds[name] = new ort.Tensor(t.type as never, t.data as never, t.dims);
+  return feeds;
+};
 
 function reply(message: WorkerReply, transfer: ArrayBuffer[] = []): void {
   port.postMessage(message, transfer);
@@ -21,14 +29,29 @@ port.on("message", async (msg: WorkerRequest) => {
       reply({ kind: "loaded", id: msg.id, inputs: session.inputMetadata as never, outputs: session.outputMetadata as never });
     } else if (msg.kind === "run") {
       if (!session) throw new Error("session not loaded");
-      const feeds: Record<string, ort.Tensor> = {};
-      for (const [name, t] of Object.entries(msg.feeds)) feeds[name] = new ort.Tensor(t.type as never, t.data as never, t.dims);
       const started = performance.now();
-      const out = await session.run(feeds, msg.fetches);
+      const out = await session.run(toFeeds(msg.feeds), msg.fetches);
       const runMs = performance.now() - started;
       const outputs: Record<string, WireTensor> = {};
       for (const [name, t] of Object.entries(out)) outputs[name] = toWire(t);
       reply({ kind: "ran", id: msg.id, outputs, runMs }, transferables(Object.values(outputs)));
+    } else if (msg.kind === "runBatch") {
+      // Joining and cutting happen here, off the main thread: for large inputs they are the main thread's
+      // biggest cost per request (copies, and the garbage collection that follows them).
+      if (!session) throw new Error("session not loaded");
+      const merged: Record<string, WireTensor> = {};
+      for (const name of Object.keys(msg.items[0] ?? {})) {
+        merged[name] = concatBatch(msg.items.map((item) => item[name] as DecodedTensor)) as WireTensor;
+      }
+      const started = performance.now();
+      const out = await session.run(toFeeds(merged), msg.fetches);
+      const runMs = performance.now() - started;
+      const sizes = msg.items.map((item) => (Object.values(item)[0]?.dims[0] ?? 0));
+      const outputs: Array<Record<string, WireTensor>> = msg.items.map(() => ({}));
+      for (const [name, t] of Object.entries(out)) {
+        splitBatch(toWire(t) as DecodedTensor, sizes).forEach((part, i) => (outputs[i]![name] = part as WireTensor));
+      }
+      reply({ kind: "ranBatch", id: msg.id, outputs, runMs }, transferables(outputs.flatMap((o) => Object.values(o))));
     } else {
       await session?.release();
       session = undefined;

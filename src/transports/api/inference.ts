@@ -10,6 +10,7 @@ import { parseShapeParam, rawTensorQuery, tensorBody } from "../../dialects/tens
 import { InfernoError } from "../../errors/catalogue.js";
 import { errorBody, parseBody } from "../../errors/error-handler.js";
 import { mapGeneration } from "../../core/stream-utils.js";
+import { readOwnedBody } from "../../http/owned-body.js";
 import { abortOnDisconnect, sendSse } from "../../http/sse.js";
 import type { ModelRegistry } from "../../registry/model-registry.js";
 import { startGeneration } from "../../services/generation.js";
@@ -53,7 +54,9 @@ export const inferenceRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; l
   await app.register(async (scope) => {
     const raw = scope.withTypeProvider<ZodTypeProvider>();
     // This route reads application/octet-stream bodies as bytes; the other native routes keep reading them as JSON.
-    raw.addContentTypeParser("application/octet-stream", { parseAs: "buffer" }, (_request, body, done) => done(null, body));
+    raw.addContentTypeParser("application/octet-stream", (request, payload, done) => {
+      readOwnedBody(request, payload, 0).then((body) => done(null, body), (err: Error) => done(err, undefined));
+    });
     raw.post(
       "/models/:id/inference",
       { schema: { params: modelIdParams, querystring: rawTensorQuery, body: modelInferenceBody } },

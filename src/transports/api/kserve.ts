@@ -4,6 +4,7 @@ import { z } from "zod";
 import { binaryInputs, binaryOutputNames, HEADER_LENGTH, kserveAnswer, splitBinaryBody } from "../../dialects/kserve-binary.js";
 import { decodeKserveInputs, kserveInferBody, outputNames } from "../../dialects/tensor.js";
 import { InfernoError } from "../../errors/catalogue.js";
+import { readOwnedBody } from "../../http/owned-body.js";
 import { abortOnDisconnect } from "../../http/sse.js";
 import type { ModelRegistry } from "../../registry/model-registry.js";
 import { kserveDatatype } from "../../runtimes/onnx/tensor-types.js";
@@ -27,21 +28,25 @@ export const kserveRoutes: FastifyPluginAsyncZod<{ registry: ModelRegistry; limi
   const binaryTails = new WeakMap<FastifyRequest, Buffer>();
   const json = app.getDefaultJsonParser("error", "error");
   app.removeContentTypeParser("*");
-  app.addContentTypeParser(["application/json", "*"], { parseAs: "buffer" }, (request, body, done) => {
+  app.addContentTypeParser(["application/json", "*"], (request, payload, done) => {
     const length = request.headers[HEADER_LENGTH];
-    if (length === undefined) return json(request, (body as Buffer).toString("utf8"), done);
-    let header: Buffer;
-    try {
-      const split = splitBinaryBody(body as Buffer, length);
-      binaryTails.set(request, split.tail);
-      header = split.header;
-    } catch (err) {
-      return done(err as Error, undefined);
-    }
-    json(request, header.toString("utf8"), (err, parsed) => {
-      if (!err) return done(null, parsed);
-      done(new InfernoError("INVALID_REQUEST", `the inference header (the body's first ${header.length} bytes, per Inference-Header-Content-Length) is not valid JSON`), undefined);
-    });
+    // The tensor bytes follow the JSON header: the body is read so that they start aligned (owned-body.ts).
+    const lead = typeof length === "string" && /^\d{1,15}$/.test(length) ? Number(length) : 0;
+    readOwnedBody(request, payload, lead).then((body) => {
+      if (length === undefined) return json(request, body.toString("utf8"), done);
+      let header: Buffer;
+      try {
+        const split = splitBinaryBody(body, length);
+        binaryTails.set(request, split.tail);
+        header = split.header;
+      } catch (err) {
+        return done(err as Error, undefined);
+      }
+      json(request, header.toString("utf8"), (err, parsed) => {
+        if (!err) return done(null, parsed);
+        done(new InfernoError("INVALID_REQUEST", `the inference header (the body's first ${header.length} bytes, per Inference-Header-Content-Length) is not valid JSON`), undefined);
+      });
+    }, (err: Error) => done(err, undefined));
   });
 
   app.get("/health/live", { config: kserve }, async () => ({ live: true }));
