@@ -10,12 +10,13 @@ ARG NODE_BASE=node:22-bookworm-slim
 ARG RUNTIME_BASE=${NODE_BASE}
 
 FROM ${NODE_BASE} AS build
-# g++, git and patch let npm ci's postinstall build node-llama-cpp's addon with Inferno's thread-pool patch
-# (scripts/build-llama-addon.sh, about 30 s; without them the image keeps the prebuilt addon).
+# g++, git and patch let npm ci's postinstall patch node-llama-cpp's batch loop (scripts/patch-node-llama-cpp.sh)
+# and build its addon with Inferno's thread-pool patch (scripts/build-llama-addon.sh, about 30 s); without
+# them the image keeps node-llama-cpp as published.
 RUN apt-get update && apt-get install -y --no-install-recommends g++ git patch && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json .npmrc tsconfig.json ./
-COPY scripts/build-llama-addon.sh ./scripts/
+COPY scripts/build-llama-addon.sh scripts/patch-node-llama-cpp.sh ./scripts/
 COPY patches ./patches
 COPY src ./src
 # skip: CPU only (onnxruntime-node ships CPU binaries). cuda12: its installer fetches the CUDA EP binaries.

@@ -121,6 +121,26 @@ function defineMetrics(register: Registry, models: ModelRegistry) {
         }
       },
     }),
+    engineRuns: new Counter({
+      name: "inferno_model_runs_total",
+      help: "Engine runs of each loaded model: llama.cpp decodes (in-process GGUF) or onnxruntime session runs (ONNX); resets when the model is unloaded",
+      labelNames: ["model"] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const [id, model] of models.loadedModels()) if (model.engineRuns) this.inc({ model: id }, model.engineRuns.runs);
+      },
+    }),
+    engineRunItems: new Counter({
+      name: "inferno_model_run_items_total",
+      help: "What those runs carried: tokens (GGUF) or requests (ONNX); over inferno_model_runs_total, the mean batch",
+      labelNames: ["model"] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const [id, model] of models.loadedModels()) if (model.engineRuns) this.inc({ model: id }, model.engineRuns.items);
+      },
+    }),
     unloads: new Counter({
       name: "inferno_model_unloads_total",
       help: "Models unloaded, by reason: request, keep_alive, make_room (for another model), reload, broken, removed (gone from the catalogue or its file missing)",

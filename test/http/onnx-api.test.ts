@@ -159,6 +159,12 @@ test("dynamic batching merges concurrent requests; each caller gets exactly its 
   const results = await Promise.all(requests.map((x) => postJson(`${srv.url}/models/lin-batched/inference`, { inputs: { x } })));
   const runs = model.sessionRuns - runsBefore;
   assert.ok(runs < requests.length, `${requests.length} requests took ${runs} runs`);
+  // /metrics counts the same runs, and the requests they served (more than one a run: batching at work).
+  const metrics = await (await fetch(`${srv.url}/metrics`)).text();
+  const counter = (name: string) => Number(new RegExp(`^${name}\\{model="lin-batched"\\} (\\d+)`, "m").exec(metrics)?.[1]);
+  assert.equal(counter("inferno_model_runs_total"), model.sessionRuns);
+  assert.ok(counter("inferno_model_run_items_total") >= requests.length, metrics);
+  assert.ok(counter("inferno_model_run_items_total") > counter("inferno_model_runs_total"), metrics);
   results.forEach((r, i) => {
     assert.equal(r.status, 200);
     assert.equal(r.body.outputs.probs.shape[0], requests[i]!.length);

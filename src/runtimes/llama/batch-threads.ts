@@ -1,4 +1,5 @@
 import type { LlamaContext } from "node-llama-cpp";
+import type { ModelRuns } from "../loaded-model.js";
 
 /** The native context methods node-llama-cpp's batch loop calls around each decode (3.x internals). */
 interface NativeContext {
@@ -17,8 +18,9 @@ interface NativeContext {
  * thread, and while Inferno frames and writes token i on the JS thread, the two compute threads of token
  * i + 1 would wait for each other at every barrier; batches of several sequences and prompts run 1.7x
  * faster on both cores. The thread count node-llama-cpp grants (its threads splitter) stays the upper bound.
+ * With `runs`, it also counts the decodes and the tokens they carry.
  */
-export function splitThreadsByBatch(context: LlamaContext, decodeThreads: number): void {
+export function splitThreadsByBatch(context: LlamaContext, decodeThreads: number, runs?: ModelRuns): void {
   const holder = context as unknown as { _ctx?: NativeContext };
   const native = holder._ctx;
   if (!native || typeof native.initBatch !== "function" || typeof native.decodeBatch !== "function" || typeof native.setThreads !== "function") {
@@ -36,6 +38,10 @@ export function splitThreadsByBatch(context: LlamaContext, decodeThreads: number
       granted = n;
     },
     decodeBatch: () => {
+      if (runs) {
+        runs.runs++;
+        runs.items += size;
+      }
       const threads = size > 1 ? granted : Math.min(granted, decodeThreads);
       if (threads !== applied) {
         native.setThreads(threads);

@@ -227,10 +227,12 @@ export class LlamaRuntime {
         ...(signal ? { createSignal: signal } : {}),
       });
       created = context;
-      splitThreadsByBatch(context, this.config.threads);
+      const engineRuns = { runs: 0, items: 0 };
+      splitThreadsByBatch(context, this.config.threads, engineRuns);
       const weights = await model.fileInsights.estimateModelResourceRequirementsV2({ gpuLayers: model.gpuLayers });
       const loaded = new LlamaTextModel(model, context, {
         threads: this.config.batchThreads,
+        engineRuns,
         weights: { ram: weights.cpuRam, vram: weights.gpuVram },
         queue: this.queueLimits(),
         loadTimeMs: performance.now() - started,

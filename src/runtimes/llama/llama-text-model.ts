@@ -1,12 +1,15 @@
 import type { LlamaContext, LlamaContextSequence, LlamaEmbeddingContext, LlamaModel, LlamaRankingContext, Token } from "node-llama-cpp";
 import type { GenerationStream } from "../../core/generation.js";
 import type { MemoryUse } from "../../registry/memory-budget.js";
+import type { ModelRuns } from "../loaded-model.js";
 import { eogBan, wantsEogBan } from "./eog-ban.js";
 import { eraseFrom, generationLoop, type LoopInput } from "./generation-loop.js";
 import { GgufTextModel, type GgufTextModelOptions, type SlotRequest } from "./gguf-text-model.js";
 
 export interface LlamaTextModelOptions extends GgufTextModelOptions {
   threads: number;
+  /** Counted around each llama_decode (batch-threads.ts). */
+  engineRuns: ModelRuns;
   /** Where the weights are: RAM, and GPU memory for the layers offloaded. */
   weights: MemoryUse;
 }
@@ -30,6 +33,10 @@ export class LlamaTextModel extends GgufTextModel<LlamaContextSequence> {
 
   get contextSize(): number {
     return this.context.contextSize;
+  }
+
+  get engineRuns(): Readonly<ModelRuns> {
+    return this.settings.engineRuns;
   }
 
   memoryUsage(): MemoryUse {

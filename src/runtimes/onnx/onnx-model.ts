@@ -1,7 +1,7 @@
 import type { Capability } from "../../core/capabilities.js";
 import { InfernoError } from "../../errors/catalogue.js";
 import type { MemoryUse } from "../../registry/memory-budget.js";
-import type { LoadedModel } from "../loaded-model.js";
+import type { LoadedModel, ModelRuns } from "../loaded-model.js";
 import { DynamicBatcher, type BatchItem } from "./dynamic-batcher.js";
 import type { OnnxTextEncoder } from "./onnx-text.js";
 import type { SessionClient } from "./session-client.js";
@@ -40,7 +40,7 @@ export class OnnxModel implements LoadedModel {
   readonly loadTimeMs: number;
   readonly options: Readonly<Record<string, unknown>>;
   private active = 0;
-  private runs = 0;
+  private readonly counted: ModelRuns = { runs: 0, items: 0 };
   private readonly batcher: DynamicBatcher<DecodedTensor, TensorMap> | undefined;
 
   constructor(
@@ -95,7 +95,11 @@ export class OnnxModel implements LoadedModel {
 
   /** Session runs so far (a merged batch counts once): shows batching at work. */
   get sessionRuns(): number {
-    return this.runs;
+    return this.counted.runs;
+  }
+
+  get engineRuns(): Readonly<ModelRuns> {
+    return this.counted;
   }
 
   get queued(): number {
@@ -127,15 +131,16 @@ export class OnnxModel implements LoadedModel {
   /** One merged run; the session's worker joins the inputs and cuts the outputs (session-worker.ts). */
   private async runBatch(items: Item[]): Promise<TensorMap[]> {
     if (items.length === 1) return [await this.run(items[0]!.inputs, items[0]!.fetches)];
-    return this.guard(async () => (await this.session.runBatch(items.map((i) => i.inputs as Record<string, WireTensor>), items[0]!.fetches)).outputs);
+    return this.guard(items.length, async () => (await this.session.runBatch(items.map((i) => i.inputs as Record<string, WireTensor>), items[0]!.fetches)).outputs);
   }
 
   private run(inputs: Record<string, DecodedTensor>, fetches: string[]): Promise<TensorMap> {
-    return this.guard(async () => (await this.session.run(inputs as Record<string, WireTensor>, fetches)).outputs);
+    return this.guard(1, async () => (await this.session.run(inputs as Record<string, WireTensor>, fetches)).outputs);
   }
 
-  private async guard<T>(run: () => Promise<T>): Promise<T> {
-    this.runs++;
+  private async guard<T>(requests: number, run: () => Promise<T>): Promise<T> {
+    this.counted.runs++;
+    this.counted.items += requests;
     try {
       return await run();
     } catch (err) {
