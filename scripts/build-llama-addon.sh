@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Builds node-llama-cpp's native addon (llama-addon.node) with patches/node-llama-cpp-threadpool.patch and
-# puts it in place of the prebuilt one in node_modules/@node-llama-cpp/<platform>/bins/<platform>/ (the
+# patches/node-llama-cpp-sample-tokens.patch, in that order, and puts it in place of the prebuilt one in node_modules/@node-llama-cpp/<platform>/bins/<platform>/ (the
 # prebuilt one is kept beside it as llama-addon.node.prebuilt). Only the addon's own C++ is compiled, in
 # about 30 s: llama.cpp and ggml stay node-llama-cpp's prebuilt libraries (CPU variants chosen at run time),
 # the headers come from the llama.cpp source node-llama-cpp ships (llama/gitRelease.bundle), offline.
 #
 # Why: the prebuilt addon attaches no ggml thread pool, so every llama_decode creates and joins its threads;
-# with 2 threads on 2 cores that made one stream 2-3x slower than with 1 (README, Performance).
+# with 2 threads on 2 cores that made one stream 2-3x slower than with 1 (README, Performance). And it samples
+# each sequence of a batch in its own trip to libuv's thread pool (sampleTokens does them in one).
 #
 # Run by `npm install`/`npm ci` (postinstall) and by `npm run build:llama-addon`. Never fails the install:
 # without g++, the node headers or the prebuilt package, it says why and leaves the prebuilt addon.
@@ -23,7 +24,7 @@ give_up() {
 }
 
 llama_dir="$repo/node_modules/node-llama-cpp/llama"
-patch_file="$repo/patches/node-llama-cpp-threadpool.patch"
+patch_files=("$repo/patches/node-llama-cpp-threadpool.patch" "$repo/patches/node-llama-cpp-sample-tokens.patch")
 platform=$(node -p 'process.platform + "-" + (process.arch === "arm" ? "armv7l" : process.arch)' 2>/dev/null) || give_up "node is not runnable"
 bins="$repo/node_modules/@node-llama-cpp/$platform/bins/$platform"
 addon="$bins/llama-addon.node"
@@ -39,7 +40,7 @@ fi
 [[ -f $llama_dir/gitRelease.bundle && -d $llama_dir/addon ]] || give_up "node-llama-cpp's llama.cpp source is missing"
 
 # Built once per (patch, node-llama-cpp build): a marker beside the addon says which.
-stamp="$(cksum <"$patch_file" | cut -d' ' -f1)-$(cksum <"$bins/_nlcBuildMetadata.json" | cut -d' ' -f1)-$(node -p process.versions.modules)"
+stamp="$(cat "${patch_files[@]}" | cksum | cut -d' ' -f1)-$(cksum <"$bins/_nlcBuildMetadata.json" | cut -d' ' -f1)-$(node -p process.versions.modules)"
 if [[ -f $kept && "$(cat "$bins/_infernoAddon" 2>/dev/null)" == "$stamp" ]]; then
   say "the patched addon is in place"
   exit 0
@@ -55,7 +56,9 @@ trap 'rm -rf "$work"' EXIT
 started=$SECONDS
 git -c advice.detachedHead=false clone --quiet "$llama_dir/gitRelease.bundle" "$work/llama.cpp" >&2 || give_up "could not read $llama_dir/gitRelease.bundle"
 mkdir -p "$work/src/llama" && cp -r "$llama_dir/addon" "$work/src/llama/addon"
-(cd "$work/src" && patch --quiet -p1 <"$patch_file") || give_up "the patch does not apply to this node-llama-cpp"
+for patch_file in "${patch_files[@]}"; do
+  (cd "$work/src" && patch --quiet -p1 <"$patch_file") || give_up "$(basename "$patch_file") does not apply to this node-llama-cpp"
+done
 
 libs=()
 for lib in llama ggml; do
@@ -63,7 +66,7 @@ for lib in llama ggml; do
   [[ -f ${found[0]} ]] || found=("$bins/lib$lib.so")
   libs+=("-l:$(basename "${found[0]}")")
 done
-say "compiling the addon with the thread-pool patch"
+say "compiling the addon with the thread-pool and sample-tokens patches"
 g++ -O2 -std=c++17 -shared -fPIC -fexceptions -DNAPI_VERSION=7 -DNDEBUG \
   -I"$napi_include" -I"$node_include" -I"$work/llama.cpp/include" -I"$work/llama.cpp/ggml/include" \
   -I"$work/llama.cpp/common" -I"$work/llama.cpp/src" -I"$work/llama.cpp" \

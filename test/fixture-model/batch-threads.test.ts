@@ -1,5 +1,6 @@
-// Needs no downloaded model: llama.cpp threads chosen per batch (src/runtimes/llama/batch-threads.ts) and
-// batches in sequence order (batch-order.ts) on the generated tiny llama, through node-llama-cpp's real batch loop.
+// Needs no downloaded model: llama.cpp threads chosen per batch (src/runtimes/llama/batch-threads.ts),
+// batches in sequence order (batch-order.ts) and a batch's sequences sampled in one call (batch-sampling.ts)
+// on the generated tiny llama, through node-llama-cpp's real batch loop.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -7,6 +8,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { getLlama, LlamaLogLevel, type LlamaContext, type LlamaContextSequence, type LlamaModel, type Token } from "node-llama-cpp";
 import { sequenceOrderStrategy } from "../../src/runtimes/llama/batch-order.js";
+import { sampleTogether } from "../../src/runtimes/llama/batch-sampling.js";
 import { splitThreadsByBatch } from "../../src/runtimes/llama/batch-threads.js";
 import { writeTinyLlamaGguf } from "../fixtures/gguf-writer.js";
 
@@ -109,4 +111,62 @@ test("the batch strategy shares a batch as node-llama-cpp's maximumParallelism d
   const short = { tokens: [1 as Token], logits: [], evaluationPriority: 5 as const };
   const res = strategy({ items: [long, short], size: 512 });
   assert.deepEqual(res.map((r) => [r.item, r.processAmount]), [[long, 511], [short, 1]]);
+});
+
+test("a batch's sequences are sampled in one call to the addon, each getting the tokens it gets alone", async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), "batch-sampling-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const modelPath = path.join(dir, "tiny-llama.gguf");
+  await writeTinyLlamaGguf(modelPath, { seed: 9 });
+  const llama = await getLlama({ gpu: false, maxThreads: 1, logLevel: LlamaLogLevel.error });
+  t.after(() => llama.dispose());
+  const model = await llama.loadModel({ modelPath });
+  const prompts = ["Once upon a time", "The cat", "Hello world", "A"];
+  const greedy = async (sequence: LlamaContextSequence, prompt: string, count: number, probabilities = false) => {
+    const input = model.tokenize(prompt);
+    if (model.tokens.bos !== null) input.unshift(model.tokens.bos);
+    const out: Token[] = [];
+    for await (const step of sequence.evaluateWithMetadata(input, { probabilities }, { temperature: 0 })) if (out.push(step.token) >= count) break;
+    return out;
+  };
+  const alone = await model.createContext({ contextSize: 256, threads: 1 });
+  const expected: Token[][] = [];
+  for (const prompt of prompts) {
+    const sequence = alone.getSequence();
+    expected.push(await greedy(sequence, prompt, 24));
+    sequence.dispose();
+  }
+  await alone.dispose();
+
+  const context = await model.createContext({ contextSize: 256, sequences: prompts.length, threads: 1 });
+  t.after(() => context.dispose());
+  const native = (context as unknown as { _ctx: { sampleTokens?: (i: number[], s: unknown[]) => Promise<unknown[]> } })._ctx;
+  if (typeof native.sampleTokens !== "function") {
+    // The patched addon (scripts/build-llama-addon.sh) has it; CI builds it and must not skip.
+    assert.notEqual(process.env.CI, "true", "the addon has no sampleTokens: patches/node-llama-cpp-sample-tokens.patch is not built in");
+    t.skip("the addon has no sampleTokens (npm run build:llama-addon)");
+    return;
+  }
+  const groups: number[] = [];
+  const sampleTokens = native.sampleTokens.bind(native);
+  (context as unknown as { _ctx: unknown })._ctx = new Proxy(native, {
+    get: (target, key) => {
+      if (key === "sampleTokens") return (i: number[], s: unknown[]) => (groups.push(i.length), sampleTokens(i, s));
+      const value: unknown = Reflect.get(target, key, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  sampleTogether(context);
+  const sequences = prompts.map(() => context.getSequence());
+  const got = await Promise.all(sequences.map((sequence, i) => greedy(sequence, prompts[i]!, 24)));
+  got.forEach((tokens, i) => assert.deepEqual(tokens, expected[i], `sequence ${i}`));
+  const full = groups.filter((n) => n === prompts.length).length;
+  t.diagnostic(`sampleTokens calls by size: ${JSON.stringify(groups)}`);
+  assert.ok(full >= 20, `most steps sample all ${prompts.length} sequences in one call: ${JSON.stringify(groups)}`);
+  // A request for probabilities takes the one-at-a-time path and still gets its tokens.
+  const before = groups.length;
+  await sequences[0]!.clearHistory();
+  const withProbabilities = await greedy(sequences[0]!, prompts[0]!, 5, true);
+  assert.deepEqual(withProbabilities, expected[0]!.slice(0, 5));
+  assert.equal(groups.length, before, "probabilities are not asked through sampleTokens");
 });

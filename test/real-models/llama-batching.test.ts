@@ -2,7 +2,8 @@
 // applied by npm's postinstall (scripts/patch-node-llama-cpp.sh, patches/node-llama-cpp-batching.patch).
 // Streams generating together share each llama_decode: with 4 streams on 4 sequences, every decode
 // carries 4 tokens. node-llama-cpp as published left one sequence out of every batch (3 tokens a decode,
-// one sequence always a step behind), which is what the patch fixes. Seen through /metrics, which counts
+// one sequence always a step behind), which is what the patch fixes; and each stream's text is the one it
+// gets alone. Seen through /metrics, which counts
 // the decodes and the tokens they carry (inferno_model_runs_total, inferno_model_run_items_total).
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -44,11 +45,15 @@ test("node-llama-cpp carries the batching patch", { skip }, () => {
 });
 
 test("streams generating together share every decode: 4 streams, 4 tokens a decode", { skip }, async (t) => {
-  await stream("Warm up"); // loads the model, so the counters exist
+  // Each prompt alone first: generated together (one decode, sampled in one call: batch-sampling.ts), the texts must not change.
+  const text = (events: any[]) => events.map((e) => e.token ?? "").join("");
+  const alone: string[] = [];
+  for (let i = 0; i < STREAMS; i++) alone.push(text(await stream(`Once upon a time ${i}`)));
   const before = await runCounters();
   assert.ok(Number.isFinite(before.runs) && Number.isFinite(before.items), "the model's run counters are on /metrics");
   const events = await Promise.all(Array.from({ length: STREAMS }, (_, i) => stream(`Once upon a time ${i}`)));
   for (const e of events) assert.equal(e.filter((x) => typeof x.token === "string").length > 0 && e.at(-1)?.usage?.completion_tokens, 200);
+  events.forEach((e, i) => assert.equal(text(e), alone[i], `stream ${i}: the same text as alone`));
   const now = await runCounters();
   const runs = now.runs - before.runs;
   const tokens = now.items - before.items;

@@ -7,6 +7,7 @@ import { InfernoError } from "../../errors/catalogue.js";
 import type { MemoryUse } from "../../registry/memory-budget.js";
 import { GgufFormatError, readGgufHeader, summarizeGguf, type GgufSummary } from "../../gguf/gguf-reader.js";
 import { sequenceOrderStrategy } from "./batch-order.js";
+import { sampleTogether } from "./batch-sampling.js";
 import { splitThreadsByBatch } from "./batch-threads.js";
 import { fileIdentity, GgufProbe } from "./gguf-probe.js";
 import { findLlamaServer } from "../llama-server/llama-server-bin.js";
@@ -229,6 +230,7 @@ export class LlamaRuntime {
       created = context;
       const engineRuns = { runs: 0, items: 0 };
       splitThreadsByBatch(context, this.config.threads, engineRuns);
+      sampleTogether(context);
       const weights = await model.fileInsights.estimateModelResourceRequirementsV2({ gpuLayers: model.gpuLayers });
       const loaded = new LlamaTextModel(model, context, {
         threads: this.config.batchThreads,
