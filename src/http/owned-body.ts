@@ -2,8 +2,8 @@
 // start on an 8-byte boundary. Fastify's `parseAs: "buffer"` joins the socket's chunks into a new Buffer
 // (one copy); a tensor inside it at an odd offset then needs a second copy to be viewed as Float32Array
 // or wider, and, viewing a shared buffer, a third to cross to the session's thread. Here the chunks are
-// copied once, into a buffer marked as the request's own (ownBuffer), which decodeRawTensor views and the
-// session client moves to the worker without copying.
+// copied once, at the end, into a buffer marked as the request's own (ownBuffer), which decodeRawTensor
+// views and the session client moves to the worker without copying.
 import type { Readable } from "node:stream";
 import { errorCodes, type FastifyRequest } from "fastify";
 import { ownBuffer } from "../runtimes/onnx/session-protocol.js";
@@ -21,9 +21,8 @@ export function readOwnedBody(request: FastifyRequest, payload: Readable, lead: 
   const declared = header === undefined ? undefined : Number(header);
   return new Promise((resolve, reject) => {
     if (declared !== undefined && declared > limit) return reject(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE());
-    const pad = (ALIGN - (lead % ALIGN)) % ALIGN;
-    // With a Content-Length the chunks go straight to their place; without one (chunked), they are kept and joined at the end.
-    const target = declared !== undefined && Number.isSafeInteger(declared) && declared >= 0 ? Buffer.from(new ArrayBuffer(pad + declared), pad, declared) : undefined;
+    // The chunks are kept as they come and copied once at the end: memory follows what was received, never
+    // what a Content-Length claims.
     const chunks: Buffer[] = [];
     let received = 0;
     const finish = (err?: Error) => {
@@ -37,14 +36,10 @@ export function readOwnedBody(request: FastifyRequest, payload: Readable, lead: 
     };
     const onData = (chunk: Buffer | string) => {
       const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
-      if (received + bytes.length > limit) return finish(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE());
-      if (target) {
-        if (received + bytes.length > target.length) return finish(new errorCodes.FST_ERR_CTP_INVALID_CONTENT_LENGTH());
-        target.set(bytes, received);
-      } else {
-        chunks.push(bytes);
-      }
       received += bytes.length;
+      if (received > limit) return finish(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE());
+      if (declared !== undefined && received > declared) return finish(new errorCodes.FST_ERR_CTP_INVALID_CONTENT_LENGTH());
+      chunks.push(bytes);
     };
     const onEnd = (err?: Error & { statusCode?: number }) => {
       if (err) {
@@ -52,15 +47,13 @@ export function readOwnedBody(request: FastifyRequest, payload: Readable, lead: 
         return finish(err);
       }
       finish();
-      if (target && received !== target.length) return reject(new errorCodes.FST_ERR_CTP_INVALID_CONTENT_LENGTH());
-      let body = target;
-      if (!body) {
-        body = Buffer.from(new ArrayBuffer(pad + received), pad, received);
-        let at = 0;
-        for (const c of chunks) {
-          body.set(c, at);
-          at += c.length;
-        }
+      if (declared !== undefined && received !== declared) return reject(new errorCodes.FST_ERR_CTP_INVALID_CONTENT_LENGTH());
+      const pad = (ALIGN - (lead % ALIGN)) % ALIGN;
+      const body = Buffer.from(new ArrayBuffer(pad + received), pad, received);
+      let at = 0;
+      for (const c of chunks) {
+        body.set(c, at);
+        at += c.length;
       }
       ownBuffer(body.buffer as ArrayBuffer);
       resolve(body);
