@@ -40,13 +40,20 @@ export function sampleTogether(context: LlamaContext): void {
     const group = waiting;
     waiting = [];
     if (group.length === 0) return;
-    sampleTokens(group.map((w) => w.index), group.map((w) => w.sampler)).then(
+    const fail = (err: unknown) => group.forEach((w) => w.reject(err instanceof Error ? err : new Error(String(err))));
+    let sampled: Promise<Array<number | string>>;
+    try {
+      sampled = sampleTokens(group.map((w) => w.index), group.map((w) => w.sampler));
+    } catch (err) {
+      return fail(err); // thrown before the worker started (bad arguments): every request of the group hears of it
+    }
+    sampled.then(
       (results) => group.forEach((w, i) => {
         const r = results[i];
         if (typeof r === "number") w.resolve(r);
         else w.reject(new Error(typeof r === "string" ? r : "sampleTokens returned no result"));
       }),
-      (err: unknown) => group.forEach((w) => w.reject(err instanceof Error ? err : new Error(String(err)))),
+      fail,
     );
   };
   const counted = () => {
