@@ -6,17 +6,14 @@
 // batch goes through three replicas (upload on one, create on another, results from the third).
 // Needs no external model: a tiny llama GGUF is generated.
 import assert from "node:assert/strict";
-import { mkdir } from "node:fs/promises";
-import path from "node:path";
 import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import OpenAI, { toFile } from "openai";
 import { Webhook } from "standardwebhooks";
-import { writeTinyLlamaGguf } from "../fixtures/gguf-writer.js";
-import { serveCli, type ServedCli } from "../helpers/cli.js";
-import { tempDir } from "../helpers/paths.js";
-import { redisAvailable, startRedis } from "../helpers/redis.js";
-import { waitFor, webhookReceiver } from "../helpers/webhook-receiver.js";
+import type { ServedCli } from "../helpers/cli.js";
+import { startFleet } from "../helpers/fleet.js";
+import { redisAvailable } from "../helpers/redis.js";
+import { waitFor } from "../helpers/webhook-receiver.js";
 
 const N = 300;
 
@@ -26,25 +23,9 @@ const call = async (url: string, body?: unknown): Promise<{ status: number; head
 };
 
 test("300 items over 3 replicas: one SIGKILLed, Redis restarted, every item stored once, batch.complete sent once", { ...redisAvailable(), timeout: 150_000 }, async (t) => {
-  const redis = await startRedis();
-  const { dir, cleanup } = await tempDir("inferno-scale-batch-");
-  const recv = await webhookReceiver();
-  const replicas: ServedCli[] = [];
-  t.after(async () => {
-    for (const r of replicas) if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill("SIGKILL");
-    await recv.close();
-    await redis.close();
-    await cleanup();
-  });
-  const models = path.join(dir, "models");
-  await mkdir(models, { recursive: true });
-  await writeTinyLlamaGguf(path.join(models, "tiny.gguf"));
-  const args = (i: number) => [
-    "--models-dir", models, "--data-dir", path.join(dir, `data-${i}`), "--shared-data-dir", path.join(dir, "shared"),
-    "--redis-url", redis.url, "--replica-id", `r${i}`, "--batch-concurrency", "2", "--webhook-allow-private",
-    "--threads", "1", "--parallel", "3", "--context-size", "256",
-  ];
-  replicas.push(...(await Promise.all([1, 2, 3].map((i) => serveCli(args(i))))));
+  const { redis, recv, serve } = await startFleet(t, "inferno-scale-batch-");
+  const flags = ["--batch-concurrency", "2", "--threads", "1", "--parallel", "3", "--context-size", "256"];
+  const replicas = await Promise.all([1, 2, 3].map((i) => serve(i, flags)));
   const [r1, r2, r3] = replicas as [ServedCli, ServedCli, ServedCli];
 
   const requests = Array.from({ length: N }, (_, i) => ({ id: `item-${i}`, prompt: `story ${i}` }));
@@ -83,8 +64,7 @@ test("300 items over 3 replicas: one SIGKILLed, Redis restarted, every item stor
   assert.deepEqual({ completed: done.completed, failed: done.failed, pending: done.pending, total: done.total }, { completed: N, failed: 0, pending: 0, total: N });
 
   // Every replica shows the same batch (replica 2 restarted on its own data dir).
-  const r2b = await serveCli(args(2));
-  replicas.push(r2b);
+  const r2b = await serve(2, flags);
   const views = await Promise.all([r1, r2b, r3].map(async (r) => (await call(`${r.url}/batch/${batchId}`)).body));
   for (const v of views) assert.deepEqual({ ...v, webhook: undefined }, { ...done, webhook: undefined });
 

@@ -4,16 +4,13 @@
 // once, signed the Standard Webhooks way; its deliveries show on either replica; removed on one, the
 // other stops sending within a second. Needs no external model: a tiny llama GGUF is generated.
 import assert from "node:assert/strict";
-import { mkdir } from "node:fs/promises";
-import path from "node:path";
 import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Webhook } from "standardwebhooks";
-import { writeTinyLlamaGguf } from "../fixtures/gguf-writer.js";
-import { serveCli, type ServedCli } from "../helpers/cli.js";
-import { tempDir } from "../helpers/paths.js";
-import { redisAvailable, startRedis } from "../helpers/redis.js";
-import { waitFor, webhookReceiver } from "../helpers/webhook-receiver.js";
+import type { ServedCli } from "../helpers/cli.js";
+import { startFleet } from "../helpers/fleet.js";
+import { redisAvailable } from "../helpers/redis.js";
+import { waitFor } from "../helpers/webhook-receiver.js";
 
 const SECRET = `whsec_${Buffer.from("a fleet webhook secret, 32 bytes").toString("base64")}`;
 
@@ -26,24 +23,9 @@ const call = async (url: string, init: { method?: string; body?: unknown } = {})
 };
 
 test("a webhook registered on one replica hears the others' events once; removed on one, gone on all", { ...redisAvailable(), timeout: 90_000 }, async (t) => {
-  const redis = await startRedis();
-  const { dir, cleanup } = await tempDir("inferno-scale-webhooks-");
-  const recv = await webhookReceiver();
-  const replicas: ServedCli[] = [];
-  t.after(async () => {
-    for (const r of replicas) if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill("SIGKILL");
-    await recv.close();
-    await redis.close();
-    await cleanup();
-  });
-  const models = path.join(dir, "models");
-  await mkdir(models, { recursive: true });
-  await writeTinyLlamaGguf(path.join(models, "tiny.gguf"));
-  const args = (i: number) => [
-    "--models-dir", models, "--data-dir", path.join(dir, `data-${i}`), "--shared-data-dir", path.join(dir, "shared"),
-    "--redis-url", redis.url, "--replica-id", `r${i}`, "--webhook-allow-private", "--threads", "1", "--context-size", "256",
-  ];
-  replicas.push(...(await Promise.all([1, 2].map((i) => serveCli(args(i))))));
+  const { recv, serve } = await startFleet(t, "inferno-scale-webhooks-");
+  const flags = ["--threads", "1", "--context-size", "256"];
+  const replicas = await Promise.all([1, 2].map((i) => serve(i, flags)));
   const [r1, r2] = replicas as [ServedCli, ServedCli];
 
   const reg = await call(`${r1.url}/webhooks`, { body: { webhook_url: `${recv.url}/hook`, events: ["inference.complete", "model.loaded"], secret: SECRET } });
