@@ -1,4 +1,5 @@
 import type { LlamaContext } from "node-llama-cpp";
+import { wrapNativeContext } from "./native-context.js";
 
 /** The native context methods used here (node-llama-cpp 3.x internals; `sampleTokens` from patches/node-llama-cpp-sample-tokens.patch). */
 interface NativeContext {
@@ -26,8 +27,7 @@ interface Waiting {
  * (no `sampleTokens`), the context is left as it is.
  */
 export function sampleTogether(context: LlamaContext): void {
-  const holder = context as unknown as { _ctx?: NativeContext };
-  const native = holder._ctx;
+  const native = (context as unknown as { _ctx?: NativeContext })._ctx;
   if (!native || typeof native.sampleTokens !== "function" || typeof native.addToBatch !== "function" || typeof native.initBatch !== "function") return;
   const sampleTokens = native.sampleTokens.bind(native);
   let expected = 0;
@@ -87,15 +87,5 @@ export function sampleTogether(context: LlamaContext): void {
       return token;
     },
   };
-  const bound = new Map<PropertyKey, unknown>();
-  holder._ctx = new Proxy(native, {
-    get(target, key) {
-      if (key in wrapped) return wrapped[key];
-      const value: unknown = Reflect.get(target, key, target);
-      if (typeof value !== "function") return value;
-      let fn = bound.get(key);
-      if (!fn) bound.set(key, (fn = (value as (...a: unknown[]) => unknown).bind(target)));
-      return fn;
-    },
-  });
+  wrapNativeContext(context, wrapped);
 }

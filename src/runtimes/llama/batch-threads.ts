@@ -1,5 +1,6 @@
 import type { LlamaContext } from "node-llama-cpp";
 import type { ModelRuns } from "../loaded-model.js";
+import { wrapNativeContext } from "./native-context.js";
 
 /** The native context methods node-llama-cpp's batch loop calls around each decode (3.x internals). */
 interface NativeContext {
@@ -21,8 +22,7 @@ interface NativeContext {
  * With `runs`, it also counts the decodes and the tokens they carry.
  */
 export function splitThreadsByBatch(context: LlamaContext, decodeThreads: number, runs?: ModelRuns): void {
-  const holder = context as unknown as { _ctx?: NativeContext };
-  const native = holder._ctx;
+  const native = (context as unknown as { _ctx?: NativeContext })._ctx;
   if (!native || typeof native.initBatch !== "function" || typeof native.decodeBatch !== "function" || typeof native.setThreads !== "function") {
     return; // another node-llama-cpp: keep its one thread count
   }
@@ -50,16 +50,5 @@ export function splitThreadsByBatch(context: LlamaContext, decodeThreads: number
       return native.decodeBatch();
     },
   };
-  // The native object is sealed, so the context gets a proxy in its place; other methods pass through, bound once.
-  const bound = new Map<PropertyKey, unknown>();
-  holder._ctx = new Proxy(native, {
-    get(target, key) {
-      if (key in wrapped) return wrapped[key];
-      const value: unknown = Reflect.get(target, key, target);
-      if (typeof value !== "function") return value;
-      let fn = bound.get(key);
-      if (!fn) bound.set(key, (fn = (value as (...a: unknown[]) => unknown).bind(target)));
-      return fn;
-    },
-  });
+  wrapNativeContext(context, wrapped);
 }
