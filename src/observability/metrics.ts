@@ -3,6 +3,7 @@ import fp from "fastify-plugin";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ModelRegistry, RegistryEvent } from "../registry/model-registry.js";
+import type { ModelRuns } from "../runtimes/loaded-model.js";
 import { customMetricBody, CustomMetrics } from "./custom-metrics.js";
 import { summaryRoute, TokenHistory } from "./metrics-summary.js";
 
@@ -54,6 +55,18 @@ const hasQueue = (model: unknown): model is Queued => typeof (model as Partial<Q
 
 function defineMetrics(register: Registry, models: ModelRegistry) {
   const registers = [register];
+  /** A counter read at scrape time from each loaded model's engine runs (LoadedModel.engineRuns). */
+  const engineRunCounter = (name: string, help: string, field: keyof ModelRuns) =>
+    new Counter({
+      name,
+      help,
+      labelNames: ["model"] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const [id, model] of models.loadedModels()) if (model.engineRuns) this.inc({ model: id }, model.engineRuns[field]);
+      },
+    });
   return {
     requests: new Counter({
       name: "inferno_inference_requests_total",
@@ -121,26 +134,16 @@ function defineMetrics(register: Registry, models: ModelRegistry) {
         }
       },
     }),
-    engineRuns: new Counter({
-      name: "inferno_model_runs_total",
-      help: "Engine runs of each loaded model: llama.cpp decodes (in-process GGUF) or onnxruntime session runs (ONNX); resets when the model is unloaded",
-      labelNames: ["model"] as const,
-      registers,
-      collect() {
-        this.reset();
-        for (const [id, model] of models.loadedModels()) if (model.engineRuns) this.inc({ model: id }, model.engineRuns.runs);
-      },
-    }),
-    engineRunItems: new Counter({
-      name: "inferno_model_run_items_total",
-      help: "What those runs carried: tokens (GGUF) or requests (ONNX); over inferno_model_runs_total, the mean batch",
-      labelNames: ["model"] as const,
-      registers,
-      collect() {
-        this.reset();
-        for (const [id, model] of models.loadedModels()) if (model.engineRuns) this.inc({ model: id }, model.engineRuns.items);
-      },
-    }),
+    engineRuns: engineRunCounter(
+      "inferno_model_runs_total",
+      "Engine runs of each loaded model: llama.cpp decodes (in-process GGUF) or onnxruntime session runs (ONNX); resets when the model is unloaded",
+      "runs",
+    ),
+    engineRunItems: engineRunCounter(
+      "inferno_model_run_items_total",
+      "What those runs carried: tokens (GGUF) or requests (ONNX); over inferno_model_runs_total, the mean batch",
+      "items",
+    ),
     unloads: new Counter({
       name: "inferno_model_unloads_total",
       help: "Models unloaded, by reason: request, keep_alive, make_room (for another model), reload, broken, removed (gone from the catalogue or its file missing)",
