@@ -1,7 +1,7 @@
 // Needs no downloaded model: llama.cpp threads chosen per batch (src/runtimes/llama/batch-threads.ts),
 // batches in sequence order (batch-order.ts) and a batch's sequences sampled in one call (batch-sampling.ts)
 // on the generated tiny llama, through node-llama-cpp's real batch loop.
-import { test } from "node:test";
+import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -31,14 +31,41 @@ async function run(model: LlamaModel, context: LlamaContext, count: number): Pro
   }
 }
 
-test("one-token decodes run on the decode threads, prompts on the batch threads, with the same tokens", async (t) => {
+/** The generated tiny llama (seed `seed`) loaded on a llama of `maxThreads`; both go when the test ends. */
+async function tinyModel(t: TestContext, seed: number, maxThreads: number): Promise<LlamaModel> {
   const dir = await mkdtemp(path.join(tmpdir(), "batch-threads-"));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const modelPath = path.join(dir, "tiny-llama.gguf");
-  await writeTinyLlamaGguf(modelPath, { seed: 11 });
-  const llama = await getLlama({ gpu: false, maxThreads: 2, logLevel: LlamaLogLevel.error });
+  await writeTinyLlamaGguf(modelPath, { seed });
+  const llama = await getLlama({ gpu: false, maxThreads, logLevel: LlamaLogLevel.error });
   t.after(() => llama.dispose());
-  const model = await llama.loadModel({ modelPath });
+  return llama.loadModel({ modelPath });
+}
+
+/** The first `count` greedy tokens after `prompt` (BOS first) on `sequence`; with `probabilities`, asked for them too. */
+async function greedyTokens(model: LlamaModel, sequence: LlamaContextSequence, prompt: string, count: number, probabilities = false): Promise<Token[]> {
+  const input = model.tokenize(prompt);
+  if (model.tokens.bos !== null) input.unshift(model.tokens.bos);
+  const out: Token[] = [];
+  for await (const step of sequence.evaluateWithMetadata(input, { probabilities }, { temperature: 0 })) if (out.push(step.token) >= count) break;
+  return out;
+}
+
+/** Each prompt's greedy tokens, generated alone on a one-sequence context. */
+async function eachAlone(model: LlamaModel, prompts: string[], contextSize: number, count: number): Promise<Token[][]> {
+  const alone = await model.createContext({ contextSize, threads: 1 });
+  const out: Token[][] = [];
+  for (const prompt of prompts) {
+    const sequence = alone.getSequence();
+    out.push(await greedyTokens(model, sequence, prompt, count));
+    sequence.dispose();
+  }
+  await alone.dispose();
+  return out;
+}
+
+test("one-token decodes run on the decode threads, prompts on the batch threads, with the same tokens", async (t) => {
+  const model = await tinyModel(t, 11, 2);
 
   const plain = await model.createContext({ contextSize: 128, threads: 2 });
   const expected = await run(model, plain, 6);
@@ -55,30 +82,10 @@ test("one-token decodes run on the decode threads, prompts on the batch threads,
 });
 
 test("batches go to llama.cpp in sequence-id order, and concurrent streams give what they give alone", async (t) => {
-  const dir = await mkdtemp(path.join(tmpdir(), "batch-order-"));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const modelPath = path.join(dir, "tiny-llama.gguf");
-  await writeTinyLlamaGguf(modelPath, { seed: 5 });
-  const llama = await getLlama({ gpu: false, maxThreads: 1, logLevel: LlamaLogLevel.error });
-  t.after(() => llama.dispose());
-  const model = await llama.loadModel({ modelPath });
+  const model = await tinyModel(t, 5, 1);
   const prompts = ["Once upon a time", "The cat", "Hello world, said the", "A"];
-  const greedy = async (sequence: LlamaContextSequence, prompt: string) => {
-    const input = model.tokenize(prompt);
-    if (model.tokens.bos !== null) input.unshift(model.tokens.bos);
-    const out: Token[] = [];
-    for await (const token of sequence.evaluate(input, { temperature: 0 })) if (out.push(token) >= 12) break;
-    return out;
-  };
-
-  const alone = await model.createContext({ contextSize: 128, threads: 1 });
-  const expected: Token[][] = [];
-  for (const prompt of prompts) {
-    const sequence = alone.getSequence();
-    expected.push(await greedy(sequence, prompt));
-    sequence.dispose();
-  }
-  await alone.dispose();
+  const greedy = (sequence: LlamaContextSequence, prompt: string) => greedyTokens(model, sequence, prompt, 12);
+  const expected = await eachAlone(model, prompts, 128, 12);
 
   let context: LlamaContext | undefined;
   const strategy = sequenceOrderStrategy(() => context);
@@ -114,29 +121,9 @@ test("the batch strategy shares a batch as node-llama-cpp's maximumParallelism d
 });
 
 test("a batch's sequences are sampled in one call to the addon, each getting the tokens it gets alone", async (t) => {
-  const dir = await mkdtemp(path.join(tmpdir(), "batch-sampling-"));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const modelPath = path.join(dir, "tiny-llama.gguf");
-  await writeTinyLlamaGguf(modelPath, { seed: 9 });
-  const llama = await getLlama({ gpu: false, maxThreads: 1, logLevel: LlamaLogLevel.error });
-  t.after(() => llama.dispose());
-  const model = await llama.loadModel({ modelPath });
+  const model = await tinyModel(t, 9, 1);
   const prompts = ["Once upon a time", "The cat", "Hello world", "A"];
-  const greedy = async (sequence: LlamaContextSequence, prompt: string, count: number, probabilities = false) => {
-    const input = model.tokenize(prompt);
-    if (model.tokens.bos !== null) input.unshift(model.tokens.bos);
-    const out: Token[] = [];
-    for await (const step of sequence.evaluateWithMetadata(input, { probabilities }, { temperature: 0 })) if (out.push(step.token) >= count) break;
-    return out;
-  };
-  const alone = await model.createContext({ contextSize: 256, threads: 1 });
-  const expected: Token[][] = [];
-  for (const prompt of prompts) {
-    const sequence = alone.getSequence();
-    expected.push(await greedy(sequence, prompt, 24));
-    sequence.dispose();
-  }
-  await alone.dispose();
+  const expected = await eachAlone(model, prompts, 256, 24);
 
   const context = await model.createContext({ contextSize: 256, sequences: prompts.length, threads: 1 });
   t.after(() => context.dispose());
@@ -158,7 +145,7 @@ test("a batch's sequences are sampled in one call to the addon, each getting the
   });
   sampleTogether(context);
   const sequences = prompts.map(() => context.getSequence());
-  const got = await Promise.all(sequences.map((sequence, i) => greedy(sequence, prompts[i]!, 24)));
+  const got = await Promise.all(sequences.map((sequence, i) => greedyTokens(model, sequence, prompts[i]!, 24)));
   got.forEach((tokens, i) => assert.deepEqual(tokens, expected[i], `sequence ${i}`));
   const full = groups.filter((n) => n === prompts.length).length;
   t.diagnostic(`sampleTokens calls by size: ${JSON.stringify(groups)}`);
@@ -166,7 +153,7 @@ test("a batch's sequences are sampled in one call to the addon, each getting the
   // A request for probabilities takes the one-at-a-time path and still gets its tokens.
   const before = groups.length;
   await sequences[0]!.clearHistory();
-  const withProbabilities = await greedy(sequences[0]!, prompts[0]!, 5, true);
+  const withProbabilities = await greedyTokens(model, sequences[0]!, prompts[0]!, 5, true);
   assert.deepEqual(withProbabilities, expected[0]!.slice(0, 5));
   assert.equal(groups.length, before, "probabilities are not asked through sampleTokens");
 });
