@@ -81,7 +81,7 @@ export async function startOnnxInferno(opts: { models: Record<string, string>; t
     sessionRunCounter: async (id) => {
       const model = await registry.acquire(id);
       if (!(model instanceof OnnxModel)) throw new Error(`${id} is not an ONNX model`);
-      return () => model.sessionRuns;
+      return () => model.engineRuns.runs;
     },
     close: async () => {
       await app.close();

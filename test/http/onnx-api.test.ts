@@ -154,15 +154,15 @@ test("dynamic batching merges concurrent requests; each caller gets exactly its 
   assert.equal(reg.status, 201);
   await postJson(`${srv.url}/models/lin-batched/load`, {});
   const model = srv.app.registry.getLoaded("lin-batched") as OnnxModel;
-  const runsBefore = model.sessionRuns;
+  const runsBefore = model.engineRuns.runs;
   const requests = Array.from({ length: 12 }, (_, i) => [[i, -i, i / 2, 1], ...(i % 3 === 0 ? [[1, 2, 3, 4]] : [])]);
   const results = await Promise.all(requests.map((x) => postJson(`${srv.url}/models/lin-batched/inference`, { inputs: { x } })));
-  const runs = model.sessionRuns - runsBefore;
+  const runs = model.engineRuns.runs - runsBefore;
   assert.ok(runs < requests.length, `${requests.length} requests took ${runs} runs`);
   // /metrics counts the same runs, and the requests they served (more than one a run: batching at work).
   const metrics = await (await fetch(`${srv.url}/metrics`)).text();
   const counter = (name: string) => Number(new RegExp(`^${name}\\{model="lin-batched"\\} (\\d+)`, "m").exec(metrics)?.[1]);
-  assert.equal(counter("inferno_model_runs_total"), model.sessionRuns);
+  assert.equal(counter("inferno_model_runs_total"), model.engineRuns.runs);
   assert.ok(counter("inferno_model_run_items_total") >= requests.length, metrics);
   assert.ok(counter("inferno_model_run_items_total") > counter("inferno_model_runs_total"), metrics);
   results.forEach((r, i) => {
@@ -184,7 +184,7 @@ test("a request cancelled while queued never runs", async () => {
   await postJson(`${srv.url}/models`, { name: "lin-slowq", path: "lin.onnx", options: { max_queue_delay_us: 5_000_000 } });
   await postJson(`${srv.url}/models/lin-slowq/load`, {});
   const model = srv.app.registry.getLoaded("lin-slowq") as OnnxModel;
-  const before = model.sessionRuns;
+  const before = model.engineRuns.runs;
   const controller = new AbortController();
   const pending = fetch(`${srv.url}/models/lin-slowq/inference`, {
     method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ inputs: { x: rows } }), signal: controller.signal,
@@ -195,7 +195,7 @@ test("a request cancelled while queued never runs", async () => {
   await pending;
   for (let i = 0; i < 200 && model.queued > 0; i++) await new Promise((r) => setTimeout(r, 5));
   assert.equal(model.queued, 0);
-  assert.equal(model.sessionRuns, before, "the cancelled request never reached the session");
+  assert.equal(model.engineRuns.runs, before, "the cancelled request never reached the session");
 });
 
 test("a slow model does not block the event loop: /health answers while it runs", async () => {

@@ -126,11 +126,11 @@ test("MobileNetV2: a batch of two in one request, and batched across requests, e
   // Across requests: a queue delay makes the two single-image requests share one run.
   await postJson(`${srv.url}/models/mobilenet/load`, { max_queue_delay_us: 300_000 });
   const model = srv.app.registry.getLoaded("mobilenet") as OnnxModel;
-  const runs = model.sessionRuns;
+  const runs = model.engineRuns.runs;
   const separate = await Promise.all(
     images.map((img) => postJson(`${srv.url}/models/mobilenet/inference`, { inputs: { input: { data_b64: b64([img]), shape: [1, 3, 224, 224], dtype: "float32" } } })),
   );
-  assert.equal(model.sessionRuns - runs, 1, "one merged run");
+  assert.equal(model.engineRuns.runs - runs, 1, "one merged run");
   separate.forEach((r, i) => assert.ok(r.body.outputs.output.data[0].every((v: number, j: number) => Math.abs(v - expected[i]![j]!) < 1e-4)));
 });
 

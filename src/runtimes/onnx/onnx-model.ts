@@ -93,11 +93,7 @@ export class OnnxModel implements LoadedModel {
     return !this.session.alive;
   }
 
-  /** Session runs so far (a merged batch counts once): shows batching at work. */
-  get sessionRuns(): number {
-    return this.counted.runs;
-  }
-
+  /** Session runs so far (a merged batch counts once) and the requests they served: batching at work. */
   get engineRuns(): Readonly<ModelRuns> {
     return this.counted;
   }
