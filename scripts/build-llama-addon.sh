@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Builds node-llama-cpp's native addon (llama-addon.node) with patches/node-llama-cpp-threadpool.patch and
-# patches/node-llama-cpp-sample-tokens.patch, in that order, and puts it in place of the prebuilt one in node_modules/@node-llama-cpp/<platform>/bins/<platform>/ (the
+# Builds node-llama-cpp's native addon (llama-addon.node) with patches/node-llama-cpp-threadpool.patch,
+# patches/node-llama-cpp-sample-tokens.patch and patches/node-llama-cpp-generate-tokens.patch, in that order, and puts it in place of the prebuilt one in node_modules/@node-llama-cpp/<platform>/bins/<platform>/ (the
 # prebuilt one is kept beside it as llama-addon.node.prebuilt). Only the addon's own C++ is compiled, in
 # about 30 s: llama.cpp and ggml stay node-llama-cpp's prebuilt libraries (CPU variants chosen at run time),
 # the headers come from the llama.cpp source node-llama-cpp ships (llama/gitRelease.bundle), offline.
 #
 # Why: the prebuilt addon attaches no ggml thread pool, so every llama_decode creates and joins its threads;
-# with 2 threads on 2 cores that made one stream 2-3x slower than with 1 (README, Performance). And it samples
-# each sequence of a batch in its own trip to libuv's thread pool (sampleTokens does them in one).
+# with 2 threads on 2 cores that made one stream 2-3x slower than with 1 (README, Performance). It samples
+# each sequence of a batch in its own trip to libuv's thread pool (sampleTokens does them in one). And every
+# token of a stream takes four thread wake-ups between the pool and the event loop (generateTokens decodes and
+# samples a lone stream on a thread of its own, as llama-server does).
 #
 # Run by `npm install`/`npm ci` (postinstall) and by `npm run build:llama-addon`. Never fails the install:
 # without g++, the node headers or the prebuilt package, it says why and leaves the prebuilt addon.
@@ -24,7 +26,7 @@ give_up() {
 }
 
 llama_dir="$repo/node_modules/node-llama-cpp/llama"
-patch_files=("$repo/patches/node-llama-cpp-threadpool.patch" "$repo/patches/node-llama-cpp-sample-tokens.patch")
+patch_files=("$repo/patches/node-llama-cpp-threadpool.patch" "$repo/patches/node-llama-cpp-sample-tokens.patch" "$repo/patches/node-llama-cpp-generate-tokens.patch")
 platform=$(node -p 'process.platform + "-" + (process.arch === "arm" ? "armv7l" : process.arch)' 2>/dev/null) || give_up "node is not runnable"
 bins="$repo/node_modules/@node-llama-cpp/$platform/bins/$platform"
 addon="$bins/llama-addon.node"
@@ -66,7 +68,7 @@ for lib in llama ggml; do
   [[ -f ${found[0]} ]] || found=("$bins/lib$lib.so")
   libs+=("-l:$(basename "${found[0]}")")
 done
-say "compiling the addon with the thread-pool and sample-tokens patches"
+say "compiling the addon with the thread-pool, sample-tokens and generate-tokens patches"
 g++ -O2 -std=c++17 -shared -fPIC -fexceptions -DNAPI_VERSION=7 -DNDEBUG \
   -I"$napi_include" -I"$node_include" -I"$work/llama.cpp/include" -I"$work/llama.cpp/ggml/include" \
   -I"$work/llama.cpp/common" -I"$work/llama.cpp/src" -I"$work/llama.cpp" \
