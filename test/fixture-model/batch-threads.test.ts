@@ -1,23 +1,19 @@
 // Needs no downloaded model: llama.cpp threads chosen per batch (src/runtimes/llama/batch-threads.ts),
 // batches in sequence order (batch-order.ts) and a batch's sequences sampled in one call (batch-sampling.ts)
 // on the generated tiny llama, through node-llama-cpp's real batch loop.
-import { test, type TestContext } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { getLlama, LlamaLogLevel, type LlamaContext, type LlamaContextSequence, type LlamaModel, type Token } from "node-llama-cpp";
+import type { LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
 import { sequenceOrderStrategy } from "../../src/runtimes/llama/batch-order.js";
 import { sampleTogether } from "../../src/runtimes/llama/batch-sampling.js";
 import { splitThreadsByBatch } from "../../src/runtimes/llama/batch-threads.js";
-import { writeTinyLlamaGguf } from "../fixtures/gguf-writer.js";
+import { eachAlone, greedyTokens, promptTokens, tinyModel } from "../helpers/tiny-llama.js";
 
 /** Greedy tokens, and the context's llama.cpp thread count seen after each one arrived. */
 async function run(model: LlamaModel, context: LlamaContext, count: number): Promise<{ tokens: Token[]; threads: number[] }> {
   const sequence = context.getSequence();
   try {
-    const input = model.tokenize("Once upon a time there was");
-    if (model.tokens.bos !== null) input.unshift(model.tokens.bos);
+    const input = promptTokens(model, "Once upon a time there was");
     const tokens: Token[] = [];
     const threads: number[] = [];
     for await (const token of sequence.evaluate(input, { temperature: 0 })) {
@@ -29,39 +25,6 @@ async function run(model: LlamaModel, context: LlamaContext, count: number): Pro
   } finally {
     sequence.dispose();
   }
-}
-
-/** The generated tiny llama (seed `seed`) loaded on a llama of `maxThreads`; both go when the test ends. */
-async function tinyModel(t: TestContext, seed: number, maxThreads: number): Promise<LlamaModel> {
-  const dir = await mkdtemp(path.join(tmpdir(), "batch-threads-"));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const modelPath = path.join(dir, "tiny-llama.gguf");
-  await writeTinyLlamaGguf(modelPath, { seed });
-  const llama = await getLlama({ gpu: false, maxThreads, logLevel: LlamaLogLevel.error });
-  t.after(() => llama.dispose());
-  return llama.loadModel({ modelPath });
-}
-
-/** The first `count` greedy tokens after `prompt` (BOS first) on `sequence`; with `probabilities`, asked for them too. */
-async function greedyTokens(model: LlamaModel, sequence: LlamaContextSequence, prompt: string, count: number, probabilities = false): Promise<Token[]> {
-  const input = model.tokenize(prompt);
-  if (model.tokens.bos !== null) input.unshift(model.tokens.bos);
-  const out: Token[] = [];
-  for await (const step of sequence.evaluateWithMetadata(input, { probabilities }, { temperature: 0 })) if (out.push(step.token) >= count) break;
-  return out;
-}
-
-/** Each prompt's greedy tokens, generated alone on a one-sequence context. */
-async function eachAlone(model: LlamaModel, prompts: string[], contextSize: number, count: number): Promise<Token[][]> {
-  const alone = await model.createContext({ contextSize, threads: 1 });
-  const out: Token[][] = [];
-  for (const prompt of prompts) {
-    const sequence = alone.getSequence();
-    out.push(await greedyTokens(model, sequence, prompt, count));
-    sequence.dispose();
-  }
-  await alone.dispose();
-  return out;
 }
 
 test("one-token decodes run on the decode threads, prompts on the batch threads, with the same tokens", async (t) => {

@@ -2,11 +2,12 @@ import type { LlamaContext } from "node-llama-cpp";
 import type { ModelRuns } from "../loaded-model.js";
 import { wrapNativeContext } from "./native-context.js";
 
-/** The native context methods node-llama-cpp's batch loop calls around each decode (3.x internals). */
+/** The native context methods node-llama-cpp's batch loop calls around each decode (3.x internals), and the native loop (native-generation.ts). */
 interface NativeContext {
   initBatch(size: number): void;
   setThreads(threads: number): void;
   decodeBatch(): Promise<void>;
+  generateTokens?(...args: [...unknown[], (kind: number, value: number, error?: string) => void]): unknown;
 }
 
 /**
@@ -19,7 +20,8 @@ interface NativeContext {
  * thread, and while Inferno frames and writes token i on the JS thread, the two compute threads of token
  * i + 1 would wait for each other at every barrier; batches of several sequences and prompts run 1.7x
  * faster on both cores. The thread count node-llama-cpp grants (its threads splitter) stays the upper bound.
- * With `runs`, it also counts the decodes and the tokens they carry.
+ * With `runs`, it also counts the decodes and the tokens they carry. A native generation loop
+ * (`generateTokens`, one-token decodes only) runs on `decodeThreads` and has its decodes counted when it ends.
  */
 export function splitThreadsByBatch(context: LlamaContext, decodeThreads: number, runs?: ModelRuns): void {
   const native = (context as unknown as { _ctx?: NativeContext })._ctx;
@@ -29,6 +31,12 @@ export function splitThreadsByBatch(context: LlamaContext, decodeThreads: number
   let granted = context.currentThreads;
   let applied = granted;
   let size = 0;
+  const apply = (threads: number) => {
+    if (threads !== applied) {
+      native.setThreads(threads);
+      applied = threads;
+    }
+  };
   const wrapped: Partial<Record<PropertyKey, unknown>> = {
     initBatch: (n: number) => {
       size = n;
@@ -42,13 +50,23 @@ export function splitThreadsByBatch(context: LlamaContext, decodeThreads: number
         runs.runs++;
         runs.items += size;
       }
-      const threads = size > 1 ? granted : Math.min(granted, decodeThreads);
-      if (threads !== applied) {
-        native.setThreads(threads);
-        applied = threads;
-      }
+      apply(size > 1 ? granted : Math.min(granted, decodeThreads));
       return native.decodeBatch();
     },
   };
+  const generateTokens = native.generateTokens?.bind(native);
+  if (generateTokens) {
+    wrapped.generateTokens = (...args: [...unknown[], (kind: number, value: number, error?: string) => void]) => {
+      apply(Math.min(granted, decodeThreads));
+      const onEvent = args.pop() as (kind: number, value: number, error?: string) => void;
+      return generateTokens(...args, (kind: number, value: number, error?: string) => {
+        if (kind === 1 && runs) {
+          runs.runs += value;
+          runs.items += value;
+        }
+        onEvent(kind, value, error);
+      });
+    };
+  }
   wrapNativeContext(context, wrapped);
 }

@@ -7,6 +7,7 @@ import type { FinishReason, GenerateRequest, GenerationChunk, GenerationResult, 
 import { LogprobQueue } from "../../core/logprob-queue.js";
 import { StopMatcher } from "../../core/stop-matcher.js";
 import { eogBanOption } from "./eog-ban.js";
+import { stopNativeLoops, TokenSource, type Step } from "./native-generation.js";
 import { TokenTextDecoder } from "./token-text-decoder.js";
 
 /** How many recent tokens the repeat/presence/frequency penalties look at (llama.cpp's default). */
@@ -30,8 +31,6 @@ export interface LoopInput {
   onToken: () => void;
 }
 
-type Step = { token: Token; probabilities?: Map<Token, number> };
-
 function evaluateOptions(input: LoopInput, history: Token[], generated: () => number): SequenceEvaluateOptions {
   const { sampling } = input.req;
   const penalize = sampling.repeatPenalty !== 1 || sampling.presencePenalty !== 0 || sampling.frequencyPenalty !== 0;
@@ -54,6 +53,28 @@ function evaluateOptions(input: LoopInput, history: Token[], generated: () => nu
           },
         }
       : {}),
+  };
+}
+
+/**
+ * The sampling settings for node-llama-cpp's native generation loop (native-generation.ts), when the request
+ * samples plainly enough for it: no grammar, penalties, probabilities or end-of-generation ban that changes
+ * during the generation (min_tokens), and no seed with temperature above 0 (a seeded stream must give the same
+ * text whether or not it moved between the loop and node-llama-cpp's batches, each with its own sampler).
+ */
+function nativeSampling(input: LoopInput): SequenceEvaluateOptions | undefined {
+  const { req } = input;
+  const { sampling } = req;
+  if (input.grammar || req.logprobs !== undefined || (req.minTokens ?? 0) > 0) return undefined;
+  if (sampling.repeatPenalty !== 1 || sampling.presencePenalty !== 0 || sampling.frequencyPenalty !== 0) return undefined;
+  if (sampling.seed !== undefined && sampling.temperature > 0) return undefined;
+  return {
+    temperature: sampling.temperature,
+    topK: sampling.topK,
+    topP: sampling.topP,
+    minP: sampling.minP,
+    ...(sampling.seed !== undefined ? { seed: sampling.seed } : {}),
+    ...(input.eogBan ? { tokenBias: input.eogBan } : {}),
   };
 }
 
@@ -84,6 +105,7 @@ const erasing = new WeakMap<LlamaContext, Erasing>();
 export async function eraseFrom(sequence: LlamaContextSequence, keep: number): Promise<void> {
   if (sequence.nextTokenIndex <= keep) return;
   const context = sequence.context;
+  stopNativeLoops(context); // a native loop holds the context lock until it stops
   let state = erasing.get(context);
   if (!state) {
     let settle = noop;
@@ -130,12 +152,6 @@ export async function* generationLoop(input: LoopInput, keep: number): Generatio
   // As in vLLM, the first minTokens tokens cannot end generation by a stop string either.
   const minTokens = req.minTokens ?? 0;
   const wantLogprobs = req.logprobs !== undefined;
-  // evaluateWithMetadata is what evaluate() wraps: calling it directly saves two generator hops per token.
-  const iterator: AsyncGenerator<Step, void, void> = sequence.evaluateWithMetadata(
-    promptTokens.slice(keep),
-    wantLogprobs ? { probabilities: true } : {},
-    options,
-  );
   const decoder = new TokenTextDecoder(model, promptTokens);
   const stops = new StopMatcher([...req.stop, ...grammarStops(input.grammar)]);
   const logprobs = wantLogprobs ? new LogprobQueue() : undefined;
@@ -151,7 +167,7 @@ export async function* generationLoop(input: LoopInput, keep: number): Generatio
       finishReason = "length";
       return undefined;
     }
-    const next = iterator.next();
+    const next = source.next();
     next.catch(noop); // a stream abandoned while this is in flight must not leave an unhandled rejection
     return next;
   };
@@ -160,6 +176,17 @@ export async function* generationLoop(input: LoopInput, keep: number): Generatio
     const lp = logprobs?.take(emit.length);
     return lp ? { text: emit, index: index++, logprobs: lp } : { text: emit, index: index++ };
   };
+  // Created here, just before the try whose finally closes it (it counts the generations on the context).
+  const source = new TokenSource({
+    model,
+    sequence,
+    tokens: promptTokens.slice(keep),
+    metadata: wantLogprobs ? { probabilities: true } : {},
+    options,
+    native: nativeSampling(input),
+    budget: input.budget,
+    busy: () => erasing.has(sequence.context),
+  });
   let pending = requestNext();
   try {
     while (pending) {
@@ -179,8 +206,9 @@ export async function* generationLoop(input: LoopInput, keep: number): Generatio
         const waitFor = erasing.get(sequence.context)?.settled;
         if (waitFor) await waitFor; // a new request is waiting to erase on this context: let the batch loop run dry
         pending = requestNext();
-        // The first token goes out at once (time to first token); later ones once the next decode is under way.
-        if (pending && completionTokens > 1) await afterDispatch();
+        // The first token goes out at once (time to first token); later ones once the next decode is under way
+        // (a native loop does not wait for this one).
+        if (pending && completionTokens > 1 && !source.native) await afterDispatch();
       }
       if (logprobs) logprobs.push(tokenLogprob(model, token, decoded, step.value.probabilities, req.logprobs!, history), decoded.length);
       if (piece.emit) yield chunk(piece.emit);
@@ -193,7 +221,7 @@ export async function* generationLoop(input: LoopInput, keep: number): Generatio
   } finally {
     // A reader that leaves mid-stream returns this generator with a decode in flight: let it land first.
     if (pending) await pending.catch(noop);
-    await iterator.return();
+    await source.return();
   }
   const now = performance.now();
   const result: GenerationResult = {

@@ -9,6 +9,7 @@ import { GgufFormatError, readGgufHeader, summarizeGguf, type GgufSummary } from
 import { sequenceOrderStrategy } from "./batch-order.js";
 import { sampleTogether } from "./batch-sampling.js";
 import { splitThreadsByBatch } from "./batch-threads.js";
+import { enableNativeLoops } from "./native-generation.js";
 import { fileIdentity, GgufProbe } from "./gguf-probe.js";
 import { findLlamaServer } from "../llama-server/llama-server-bin.js";
 import { LlamaServerModel } from "../llama-server/llama-server-model.js";
@@ -231,6 +232,7 @@ export class LlamaRuntime {
       const engineRuns = { runs: 0, items: 0 };
       splitThreadsByBatch(context, this.config.threads, engineRuns);
       sampleTogether(context);
+      enableNativeLoops(context);
       const weights = await model.fileInsights.estimateModelResourceRequirementsV2({ gpuLayers: model.gpuLayers });
       const loaded = new LlamaTextModel(model, context, {
         threads: this.config.batchThreads,

@@ -1,0 +1,145 @@
+// Needs no downloaded model: the native generation loop (patches/node-llama-cpp-generate-tokens.patch,
+// src/runtimes/llama/native-generation.ts) on the generated tiny llama, through node-llama-cpp's real context:
+// a lone stream runs on it with the tokens node-llama-cpp gives, a second stream sends both back to
+// node-llama-cpp's batches, a reader that stops reading holds it back, and what it decoded past the end is
+// accounted for so the next request on the sequence reuses its prefix correctly.
+import { test, type TestContext } from "node:test";
+import assert from "node:assert/strict";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
+import { eraseFrom } from "../../src/runtimes/llama/generation-loop.js";
+import { wrapNativeContext } from "../../src/runtimes/llama/native-context.js";
+import { enableNativeLoops, NATIVE_WINDOW, TokenSource } from "../../src/runtimes/llama/native-generation.js";
+import { eachAlone, promptTokens, tinyModel } from "../helpers/tiny-llama.js";
+
+type OnEvent = (kind: number, value: number, error?: string) => void;
+interface Loop {
+  sampled: number;
+  decoded: number | undefined;
+}
+
+/** A context of `sequences` with native loops on, and a record of every loop run on it (skips without the patched addon). */
+async function nativeContext(t: TestContext, model: LlamaModel, sequences: number): Promise<{ context: LlamaContext; loops: Loop[] } | undefined> {
+  const context = await model.createContext({ contextSize: 256, sequences, threads: 1 });
+  t.after(() => context.dispose());
+  const native = (context as unknown as { _ctx: { generateTokens?: (...args: unknown[]) => unknown } })._ctx;
+  if (typeof native.generateTokens !== "function") {
+    // The patched addon (scripts/build-llama-addon.sh) has it; CI builds it and must not skip.
+    assert.notEqual(process.env.CI, "true", "the addon has no generateTokens: patches/node-llama-cpp-generate-tokens.patch is not built in");
+    t.skip("the addon has no generateTokens (npm run build:llama-addon)");
+    return undefined;
+  }
+  const generateTokens = native.generateTokens.bind(native);
+  const loops: Loop[] = [];
+  wrapNativeContext(context, {
+    generateTokens: (...args: unknown[]) => {
+      const loop: Loop = { sampled: 0, decoded: undefined };
+      loops.push(loop);
+      const onEvent = args.pop() as OnEvent;
+      return generateTokens(...args, ((kind, value, error) => {
+        if (kind === 0) loop.sampled++;
+        else loop.decoded = value;
+        onEvent(kind, value, error);
+      }) satisfies OnEvent);
+    },
+  });
+  assert.ok(enableNativeLoops(context));
+  return { context, loops };
+}
+
+/** Greedy tokens of `prompt` on `sequence`, as the generation loop asks for them (native when it may). */
+function greedy(model: LlamaModel, sequence: LlamaContextSequence, prompt: string, keep = 0): TokenSource {
+  return new TokenSource({
+    model,
+    sequence,
+    tokens: promptTokens(model, prompt).slice(keep),
+    metadata: {},
+    options: { temperature: 0 },
+    native: { temperature: 0 },
+    budget: 1000,
+    busy: () => false,
+  });
+}
+
+async function take(source: TokenSource, count: number): Promise<Token[]> {
+  const out: Token[] = [];
+  while (out.length < count) {
+    const step = await source.next();
+    if (step.done) break;
+    out.push(step.value.token);
+  }
+  return out;
+}
+
+test("a lone stream runs on the native loop with node-llama-cpp's tokens, and the sequence holds what it decoded", async (t) => {
+  const model = await tinyModel(t, 9, 1);
+  const prompt = "Once upon a time";
+  const [expected] = await eachAlone(model, [prompt], 256, 40);
+  const setup = await nativeContext(t, model, 2);
+  if (!setup) return;
+  const sequence = setup.context.getSequence();
+
+  const first = greedy(model, sequence, prompt);
+  const tokens = await take(first, 40);
+  assert.equal(tokens.length, 40, "the tiny model runs 40 tokens without an end-of-generation token");
+  assert.deepEqual(tokens, expected);
+  assert.ok(first.native, "after its first token, a lone stream is on the native loop");
+  await first.return();
+  assert.equal(setup.loops.length, 1);
+  const decoded = setup.loops[0]!.decoded!;
+  t.diagnostic(`the loop sampled ${setup.loops[0]!.sampled} tokens and decoded ${decoded}`);
+  // The first token came from the prompt's batch; the loop decoded it and what it sampled but the last, a few past the 40th at most.
+  const prompted = promptTokens(model, prompt);
+  assert.ok(decoded >= 39 && decoded <= 39 + NATIVE_WINDOW + 1, `${decoded} decoded`);
+  assert.equal(sequence.nextTokenIndex, prompted.length + decoded);
+  assert.equal(sequence.contextTokens.length, sequence.nextTokenIndex);
+  assert.deepEqual(sequence.contextTokens.slice(0, prompted.length + 39), [...prompted, ...tokens.slice(0, 39)], "node-llama-cpp's record of the sequence");
+
+  // The next request with the same prompt keeps the prompt, drops what the loop decoded past it, and gets the same tokens.
+  const keep = Math.min(sequence.compareContextTokens(prompted).firstDifferentIndex, prompted.length - 1);
+  assert.equal(keep, prompted.length - 1);
+  await eraseFrom(sequence, keep);
+  const again = greedy(model, sequence, prompt, keep);
+  assert.deepEqual(await take(again, 40), expected);
+  await again.return();
+});
+
+test("a second stream sends the first back to node-llama-cpp's batches; alone again, it goes native again", async (t) => {
+  const model = await tinyModel(t, 5, 1);
+  const prompts = ["Once upon a time", "The cat"];
+  const expected = await eachAlone(model, prompts, 256, 60);
+  const setup = await nativeContext(t, model, 2);
+  if (!setup) return;
+  const [seqA, seqB] = [setup.context.getSequence(), setup.context.getSequence()];
+
+  const a = greedy(model, seqA, prompts[0]!);
+  const gotA = await take(a, 10);
+  assert.ok(a.native);
+  const b = greedy(model, seqB, prompts[1]!);
+  const [moreA, gotB] = await Promise.all([take(a, 30), take(b, 40)]);
+  gotA.push(...moreA);
+  await b.return();
+  assert.equal(setup.loops.length >= 1 && setup.loops[0]!.decoded !== undefined, true, "the first loop ended when the second stream came");
+  const loopsBefore = setup.loops.length;
+  gotA.push(...(await take(a, 20)));
+  assert.ok(setup.loops.length > loopsBefore, "alone again, the first stream went back to a native loop");
+  await a.return();
+  assert.deepEqual(gotA, expected[0]!.slice(0, gotA.length));
+  assert.equal(gotA.length, 60);
+  assert.deepEqual(gotB, expected[1]!.slice(0, 40));
+});
+
+test("a reader that stops taking tokens holds the loop back, and return() stops it", async (t) => {
+  const model = await tinyModel(t, 11, 1);
+  const setup = await nativeContext(t, model, 1);
+  if (!setup) return;
+  const sequence = setup.context.getSequence();
+  const source = greedy(model, sequence, "Once upon a time");
+  await take(source, 2);
+  await sleep(300);
+  const loop = setup.loops[0]!;
+  assert.ok(loop.sampled <= NATIVE_WINDOW + 1, `${loop.sampled} tokens sampled ahead of a reader that took 1 from the loop`);
+  await source.return();
+  assert.notEqual(loop.decoded, undefined, "return() waited for the loop to end");
+  assert.equal(sequence.nextTokenIndex, promptTokens(model, "Once upon a time").length + loop.decoded!);
+});

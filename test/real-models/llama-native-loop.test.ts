@@ -1,0 +1,79 @@
+// Needs ../shared/models/stories260K.gguf; skipped without it, required in CI. A lone stream through HTTP runs on
+// the native generation loop (patches/node-llama-cpp-generate-tokens.patch, src/runtimes/llama/native-generation.ts),
+// which decodes ahead of the reader: a stream ended by a stop string or by its client leaves the one sequence
+// in a state from which the same request gives the same text again.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import type { LlamaContext } from "node-llama-cpp";
+import { wrapNativeContext } from "../../src/runtimes/llama/native-context.js";
+import { realModel } from "../helpers/paths.js";
+import { readSse, startTestServer, type TestServer } from "../helpers/server.js";
+
+const stories = realModel("stories260K.gguf");
+let srv: TestServer;
+/** Tokens sampled by each native loop run on the model's context. */
+const loops: number[] = [];
+let patched = false;
+
+before(async () => {
+  if (stories.skip) return;
+  srv = await startTestServer({ models: { stories: stories.path }, config: { contextSize: 1024, parallel: 1 } });
+  const load = await fetch(`${srv.url}/models/stories/load`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+  assert.equal(load.status, 200);
+  const context = (srv.app.registry.getLoaded("stories") as unknown as { context: LlamaContext }).context;
+  const native = (context as unknown as { _ctx: { generateTokens?: (...args: unknown[]) => unknown } })._ctx;
+  patched = typeof native.generateTokens === "function";
+  if (!patched) return;
+  const generateTokens = native.generateTokens!.bind(native);
+  wrapNativeContext(context, {
+    generateTokens: (...args: unknown[]) => {
+      const onEvent = args.pop() as (kind: number, value: number, error?: string) => void;
+      const index = loops.push(0) - 1;
+      return generateTokens(...args, (kind: number, value: number, error?: string) => {
+        if (kind === 0) loops[index]!++;
+        onEvent(kind, value, error);
+      });
+    },
+  });
+});
+after(() => srv?.cleanup());
+
+const PROMPT = "Once upon a time, there was a little girl named Lily.";
+const request = (extra: object, signal?: AbortSignal) =>
+  fetch(`${srv.url}/inference/stream`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: "stories", prompt: PROMPT, max_tokens: 150, temperature: 0, ignore_eos: true, ...extra }),
+    ...(signal ? { signal } : {}),
+  });
+const text = (events: any[]) => events.map((e) => e.token ?? "").join("");
+
+test("a lone stream runs on the native loop; after a stop string and a client that left, the same request gives the same text", { skip: stories.skip }, async (t) => {
+  if (!patched) {
+    assert.notEqual(process.env.CI, "true", "the addon has no generateTokens: patches/node-llama-cpp-generate-tokens.patch is not built in");
+    t.skip("the addon has no generateTokens (npm run build:llama-addon)");
+    return;
+  }
+  const first = await readSse(await request({}));
+  const full = text(first);
+  assert.equal(first.at(-1)?.usage?.completion_tokens, 150);
+  assert.ok(loops.length >= 1 && loops[0]! >= 140, `the stream's tokens came from a native loop: ${JSON.stringify(loops)}`);
+
+  // A stop string in the middle: the loop had decoded past it.
+  const stop = full.slice(200, 212);
+  const stopped = await readSse(await request({ stop: [stop] }));
+  assert.equal(text(stopped), full.slice(0, full.indexOf(stop)));
+
+  // A client that leaves after its first events.
+  const controller = new AbortController();
+  const res = await request({}, controller.signal);
+  const reader = res.body!.getReader();
+  await reader.read();
+  await reader.read();
+  controller.abort();
+  await reader.cancel().catch(() => undefined);
+
+  const again = await readSse(await request({}));
+  assert.equal(text(again), full, "the same text after the sequence was left mid-way twice");
+  t.diagnostic(`tokens sampled by each native loop: ${JSON.stringify(loops)}`);
+});
