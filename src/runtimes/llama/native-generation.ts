@@ -85,7 +85,7 @@ function contextIdle(context: LlamaContext): boolean {
 class NativeRun {
   private readonly tokens: Token[] = [];
   private readonly sampled: Token[] = [];
-  private wake: (() => void) | undefined;
+  private waiters: Array<() => void> = [];
   private handle: LoopHandle | undefined;
   ended = false;
   error: string | undefined;
@@ -116,9 +116,9 @@ class NativeRun {
         running.get(this.context)?.delete(stop);
         this.release();
       }
-      const wake = this.wake;
-      this.wake = undefined;
-      wake?.();
+      const waiters = this.waiters;
+      this.waiters = [];
+      waiters.forEach((wake) => wake());
     };
     try {
       this.handle = native.generateTokens!(seq._sequenceId, seq._nextTokenIndex, this.start, sampler, maxTokens, NATIVE_WINDOW, onEvent);
@@ -131,7 +131,7 @@ class NativeRun {
 
   /** The next sampled token, or undefined once the loop has ended and every token was taken. */
   async take(): Promise<Token | undefined> {
-    while (this.tokens.length === 0 && !this.ended) await new Promise<void>((resolve) => (this.wake = resolve));
+    while (this.tokens.length === 0 && !this.ended) await this.event();
     const token = this.tokens.shift();
     if (token !== undefined) this.handle?.ack(1);
     return token;
@@ -140,7 +140,12 @@ class NativeRun {
   /** Stops the loop and waits until it has ended (its bookkeeping done, the lock released). */
   async stop(): Promise<void> {
     this.handle?.stop();
-    while (!this.ended) await new Promise<void>((resolve) => (this.wake = resolve));
+    while (!this.ended) await this.event();
+  }
+
+  /** Resolves at the loop's next event (a token or its end). */
+  private event(): Promise<void> {
+    return new Promise<void>((resolve) => this.waiters.push(resolve));
   }
 }
 
@@ -200,7 +205,10 @@ export class TokenSource {
       if (ended.error) throw new Error(ended.error);
       // Stopped for another stream, or at the budget: go on through node-llama-cpp from the last token.
     }
-    if (this.last !== undefined && (await this.goNative(this.last))) return this.next();
+    if (this.last !== undefined) {
+      const maxTokens = this.nativeBudget(); // checked without an await: most tokens of a batched stream pass here
+      if (maxTokens > 0 && (await this.goNative(this.last, maxTokens))) return this.next();
+    }
     if (!this.iterator) {
       const first = this.last === undefined ? this.input.tokens : [this.last];
       this.iterator = this.input.sequence.evaluateWithMetadata(first, this.input.metadata, this.input.options) as AsyncGenerator<Step, void, void>;
@@ -216,14 +224,22 @@ export class TokenSource {
     return { done: false, value: step };
   }
 
-  /** Moves to a native loop from `start` when the request allows it and the context has nothing else to do. */
-  private async goNative(start: Token): Promise<boolean> {
+  /** How many tokens a native loop could generate now: 0 unless the request allows one and the context has nothing else to do. */
+  private nativeBudget(): number {
     const { native, sequence, budget } = this.input;
     const context = sequence.context;
     const seq = sequence as unknown as SequenceInternals;
-    if (!native || !running.has(context) || seq.needsCheckpoints || seq._loadedTokenPredictions.length > 0) return false;
-    const maxTokens = Math.min(budget - this.handed, context.contextSize - 1 - seq._nextTokenIndex);
-    if (maxTokens <= 0 || !contextIdle(context) || this.input.busy()) return false;
+    if (!native || !running.has(context) || seq.needsCheckpoints || seq._loadedTokenPredictions.length > 0) return 0;
+    if (!contextIdle(context) || this.input.busy()) return 0;
+    return Math.max(0, Math.min(budget - this.handed, context.contextSize - 1 - seq._nextTokenIndex));
+  }
+
+  /** Moves to a native loop from `start`, unless something else got to the context first. */
+  private async goNative(start: Token, maxTokens: number): Promise<boolean> {
+    const { native, sequence } = this.input;
+    const context = sequence.context;
+    const seq = sequence as unknown as SequenceInternals;
+    if (!native) return false;
     const lock = await acquireLock([context, "context"]);
     let guard: { dispose(): void } | undefined;
     try {
