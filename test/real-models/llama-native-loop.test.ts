@@ -6,7 +6,6 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type { LlamaContext } from "node-llama-cpp";
 import { wrapNativeContext } from "../../src/runtimes/llama/native-context.js";
-import { TOKEN, type GenerateTokens } from "../../src/runtimes/llama/native-generation.js";
 import { realModel } from "../helpers/paths.js";
 import { readSse, startTestServer, type TestServer } from "../helpers/server.js";
 
@@ -22,18 +21,19 @@ before(async () => {
   const load = await fetch(`${srv.url}/models/stories/load`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
   assert.equal(load.status, 200);
   const context = (srv.app.registry.getLoaded("stories") as unknown as { context: LlamaContext }).context;
-  const native = (context as unknown as { _ctx: { generateTokens?: GenerateTokens } })._ctx;
+  const native = (context as unknown as { _ctx: { generateTokens?: (...args: unknown[]) => unknown } })._ctx;
   patched = typeof native.generateTokens === "function";
   if (!patched) return;
   const generateTokens = native.generateTokens!.bind(native);
   wrapNativeContext(context, {
-    generateTokens: ((ids, positions, tokens, samplers, maxTokens, one, many, window, onEvent) => {
+    generateTokens: (...args: unknown[]) => {
+      const onEvent = args.pop() as (kind: number, value: number, error?: string) => void;
       const index = loops.push(0) - 1;
-      return generateTokens(ids, positions, tokens, samplers, maxTokens, one, many, window, (kind, i, value, error) => {
-        if (kind === TOKEN) loops[index]!++;
-        onEvent(kind, i, value, error);
+      return generateTokens(...args, (kind: number, value: number, error?: string) => {
+        if (kind === 0) loops[index]!++;
+        onEvent(kind, value, error);
       });
-    }) satisfies GenerateTokens,
+    },
   });
 });
 after(() => srv?.cleanup());

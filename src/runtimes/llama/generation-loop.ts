@@ -142,8 +142,8 @@ const afterDispatch = () => new Promise<void>((resolve) => setImmediate(() => se
  * handed on, so llama.cpp decodes token i + 1 while token i is logged, framed and written. A token that
  * arrives after the signal fired is dropped unseen, so cancellation, stop strings and usage counts are
  * what they would be without the look-ahead. Tokens come from a TokenSource (native-generation.ts): node-llama-cpp's
- * batched evaluation, or, while every stream on the context samples plainly, the native loop, which runs a few
- * tokens further ahead.
+ * batched evaluation, or, for a stream alone on its context that samples plainly, the native loop, which runs
+ * a few tokens further ahead.
  */
 export async function* generationLoop(input: LoopInput, keep: number): GenerationStream {
   const { model, sequence, req, promptTokens, signal } = input;

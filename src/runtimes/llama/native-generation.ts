@@ -5,31 +5,18 @@ import type { LlamaContext, LlamaContextSequence, LlamaModel, SequenceEvaluateMe
 export type Step = { token: Token; probabilities?: Map<Token, number> };
 
 /** `generateTokens` from patches/node-llama-cpp-generate-tokens.patch, and what it returns. */
-export type LoopEvent = (kind: number, index: number, value: number, error?: string) => void;
-/** Event kinds: a sampled token of sequence `index`; the loop's end (value: its decodes); sequence `index` ended (value: tokens it decoded). */
-export const TOKEN = 0;
-export const LOOP_END = 1;
-export const SEQUENCE_END = 2;
+type LoopEvent = (kind: number, value: number, error?: string) => void;
 interface LoopHandle {
   stop(): void;
-  stopSequence(index: number): void;
-  ack(index: number, count: number): void;
+  ack(count: number): void;
 }
-export type GenerateTokens = (
-  sequenceIds: number[],
-  firstTokenIndexes: number[],
-  tokens: number[],
-  samplers: unknown[],
-  maxTokens: number[],
-  threadsOne: number,
-  threadsMany: number,
-  window: number,
-  onEvent: LoopEvent,
-) => LoopHandle;
+interface NativeContext {
+  generateTokens?(sequenceId: number, firstTokenIndex: number, token: number, sampler: unknown, maxTokens: number, window: number, onEvent: LoopEvent): LoopHandle;
+}
 
 /** node-llama-cpp 3.x internals read here, on the context and its sequences. */
 interface ContextInternals {
-  _ctx: { generateTokens?: GenerateTokens };
+  _ctx: NativeContext;
   _queuedDecodes: unknown[];
   _batchDispatchPending: boolean;
   _dispatchDecodeScheduled: boolean;
@@ -46,219 +33,120 @@ interface SequenceInternals {
 }
 interface ModelInternals {
   _model: unknown;
-  _llama: { _bindings: { AddonSampler: new (model: unknown) => NativeSampler } };
-}
-interface NativeSampler {
-  applyConfig(config: object): void;
-  dispose(): void;
+  _llama: { _bindings: { AddonSampler: new (model: unknown) => { applyConfig(config: object): void; dispose(): void } } };
 }
 
 /**
- * How many sampled tokens a sequence may run ahead of its reader in the native loop. A reader that stops taking
- * tokens (a client that does not read its stream) holds its own sequence back after this many; a stop string or
- * a cancel leaves at most this many decoded tokens past the end, which the next request on the sequence erases.
+ * How many sampled tokens the native loop may run ahead of the reader. A reader that stops taking tokens (a
+ * client that does not read its stream) holds the loop back after this many; a stop string or a cancel
+ * leaves at most this many decoded tokens past the end, which the next request on the sequence erases.
  */
 export const NATIVE_WINDOW = 8;
 
-/** A sequence in a native loop: its tokens as they arrive, until it ends. */
-class Member {
-  readonly tokens: Token[] = [];
-  readonly sampled: Token[] = [];
-  ended = false;
-  private waiters: Array<() => void> = [];
+/** The loops running on each context, each with its way to be stopped. */
+const running = new WeakMap<LlamaContext, Set<() => void>>();
+/** How many generations are under way on each context (a loop starts only for a stream that is alone). */
+const generations = new WeakMap<LlamaContext, number>();
 
-  constructor(
-    readonly loop: NativeLoop,
-    readonly index: number,
-    readonly sequence: LlamaContextSequence,
-    readonly start: Token,
-  ) {}
-
-  notify(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    waiters.forEach((wake) => wake());
-  }
-
-  /** The next sampled token, or undefined once the sequence has ended and every token was taken. */
-  async take(): Promise<Token | undefined> {
-    while (this.tokens.length === 0 && !this.ended) await this.event();
-    const token = this.tokens.shift();
-    if (token !== undefined) this.loop.handle?.ack(this.index, 1);
-    return token;
-  }
-
-  /** Ends this sequence's part in the loop and waits until it has (its bookkeeping done). */
-  async stop(): Promise<void> {
-    this.loop.handle?.stopSequence(this.index);
-    while (!this.ended) await this.event();
-  }
-
-  private event(): Promise<void> {
-    return new Promise<void>((resolve) => this.waiters.push(resolve));
-  }
-}
-
-/** One native loop over the members' sequences, under node-llama-cpp's context lock until it ends. */
-class NativeLoop {
-  handle: LoopHandle | undefined;
-  readonly members: Member[] = [];
-  error: string | undefined;
-  ended = false;
-
-  constructor(private readonly release: () => void) {}
-
-  readonly onEvent: LoopEvent = (kind, index, value, error) => {
-    if (kind === LOOP_END) {
-      this.error = error;
-      this.ended = true;
-      this.release();
-      return;
-    }
-    const member = this.members[index];
-    if (!member) return;
-    if (kind === TOKEN) {
-      member.tokens.push(value as Token);
-      member.sampled.push(value as Token);
-    } else if (kind === SEQUENCE_END) {
-      // The sequence decoded its start token and then each token it sampled but the last.
-      const seq = member.sequence as unknown as SequenceInternals;
-      const decoded = [member.start, ...member.sampled].slice(0, value);
-      seq._contextTokens = seq._contextTokens.concat(decoded);
-      seq._nextTokenIndex += decoded.length;
-      member.ended = true;
-    }
-    member.notify();
-  };
-}
-
-interface Request {
-  source: TokenSource;
-  sequence: LlamaContextSequence;
-  start: Token;
-  maxTokens: number;
-  sampler: NativeSampler;
-  resolve: (member: Member | undefined) => void;
-}
-
-/**
- * The native loops of one context. Every generation on the context is counted; when every one of them samples
- * plainly and all ask for their next token in the same turn of the event loop (they do: a batch's tokens are
- * sampled together), one loop starts for all of them. A new generation, or any decode queued on the context
- * by something else, stops it; the streams go on through node-llama-cpp's batches, and ask again.
- */
-class ContextLoops {
-  generations = 0;
-  plain = 0;
-  loop: NativeLoop | undefined;
-  private requests: Request[] = [];
-  private flushScheduled = false;
-
-  constructor(private readonly context: LlamaContext) {}
-
-  /** Whether nothing but the generations' own next steps is queued on the context. */
-  idle(): boolean {
-    const c = this.context as unknown as ContextInternals;
-    return c._queuedDecodes.length === 0 && !c._batchDispatchPending && !c._dispatchDecodeScheduled;
-  }
-
-  stop(): void {
-    this.loop?.handle?.stop();
-  }
-
-  request(request: Omit<Request, "resolve">): Promise<Member | undefined> {
-    if (this.loop && !this.loop.ended) return Promise.resolve(undefined);
-    return new Promise((resolve) => {
-      this.requests.push({ ...request, resolve });
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        setImmediate(() => void this.flush());
-      }
-    });
-  }
-
-  private ready(requests: Request[]): boolean {
-    return requests.length === this.generations && this.plain === this.generations && this.idle() && requests.every((r) => !r.source.busy());
-  }
-
-  private async flush(): Promise<void> {
-    this.flushScheduled = false;
-    const requests = this.requests;
-    this.requests = [];
-    if (!this.ready(requests)) return requests.forEach((r) => r.resolve(undefined));
-    const context = this.context;
-    const lock = await acquireLock([context, "context"]);
-    let guard: { dispose(): void } | undefined;
-    try {
-      guard = (context as unknown as ContextInternals)._backendContextDisposeGuard.createPreventDisposalHandle();
-    } catch {
-      // the context is being disposed: node-llama-cpp's own path says so
-    }
-    if (!guard || !this.ready(requests)) {
-      lock.dispose();
-      return requests.forEach((r) => r.resolve(undefined));
-    }
-    const held = guard;
-    const loop = new NativeLoop(() => {
-      held.dispose();
-      lock.dispose();
-    });
-    // In sequence-id order, as Inferno batches (batch-order.ts): llama.cpp cuts a batch by runs of consecutive ids.
-    const ordered = [...requests].sort((a, b) => seqOf(a).sequenceId - seqOf(b).sequenceId);
-    ordered.forEach((r, i) => loop.members.push(new Member(loop, i, r.sequence, r.start)));
-    try {
-      const generate = (context as unknown as ContextInternals)._ctx.generateTokens!;
-      loop.handle = generate(
-        ordered.map((r) => seqOf(r).sequenceId),
-        ordered.map((r) => seqOf(r).next),
-        ordered.map((r) => r.start),
-        ordered.map((r) => r.sampler),
-        ordered.map((r) => r.maxTokens),
-        context.currentThreads,
-        context.currentThreads,
-        NATIVE_WINDOW,
-        loop.onEvent,
-      );
-    } catch (err) {
-      loop.ended = true;
-      held.dispose();
-      lock.dispose();
-      return requests.forEach((r) => r.resolve(undefined)); // node-llama-cpp's path reports whatever is wrong
-    }
-    this.loop = loop;
-    ordered.forEach((r, i) => r.resolve(loop.members[i]));
-  }
-}
-
-const seqOf = (r: Request) => {
-  const seq = r.sequence as unknown as SequenceInternals;
-  return { sequenceId: seq._sequenceId, next: seq._nextTokenIndex };
-};
-
-const loopsOf = new WeakMap<LlamaContext, ContextLoops>();
-
-/** Asks the native loop on the context to stop after its decode in progress (its streams go on through node-llama-cpp). */
+/** Asks every native loop on the context to stop after its decode in progress (it resumes on node-llama-cpp's batch loop). */
 export function stopNativeLoops(context: LlamaContext): void {
-  loopsOf.get(context)?.stop();
+  running.get(context)?.forEach((stop) => stop());
 }
 
 /**
  * Makes a context ready for native generation loops, when its addon has `generateTokens`: any decode queued on
- * the context (another stream's prompt, an erase's replay) stops the loop running there. Without the patched
- * addon, or with INFERNO_LLAMA_NATIVE_LOOP=0, it does nothing, and nothing runs natively.
+ * the context (another stream's prompt or token) stops the loop running there, so that streams batch together
+ * as before. Without the patched addon it does nothing, and nothing runs natively.
  */
 export function enableNativeLoops(context: LlamaContext): boolean {
   const internals = context as unknown as ContextInternals;
   if (typeof internals._ctx?.generateTokens !== "function" || typeof internals._scheduleDecode !== "function") return false;
   if (process.env.INFERNO_LLAMA_NATIVE_LOOP === "0") return false;
-  const loops = new ContextLoops(context);
   const schedule = internals._scheduleDecode.bind(context);
   internals._scheduleDecode = () => {
-    loops.stop();
+    stopNativeLoops(context);
     schedule();
   };
-  loopsOf.set(context, loops);
+  running.set(context, new Set());
   return true;
+}
+
+/** Whether the one generation on the context is the caller's and nothing else is queued or being dispatched. */
+function contextIdle(context: LlamaContext): boolean {
+  const c = context as unknown as ContextInternals;
+  return generations.get(context) === 1 && c._queuedDecodes.length === 0 && !c._batchDispatchPending && !c._dispatchDecodeScheduled;
+}
+
+/**
+ * One native loop: decodes from `start` on, in llama.cpp's own rhythm (see the patch), under node-llama-cpp's
+ * context lock. Tokens are taken with `take()`; when the loop ends, the sequence's token bookkeeping is brought
+ * up to what llama.cpp holds and the lock is released, before `take()` reports the end.
+ */
+class NativeRun {
+  private readonly tokens: Token[] = [];
+  private readonly sampled: Token[] = [];
+  private waiters: Array<() => void> = [];
+  private handle: LoopHandle | undefined;
+  ended = false;
+  error: string | undefined;
+
+  constructor(
+    private readonly context: LlamaContext,
+    private readonly sequence: LlamaContextSequence,
+    private readonly start: Token,
+    private readonly release: () => void,
+  ) {}
+
+  run(sampler: unknown, maxTokens: number): void {
+    const seq = this.sequence as unknown as SequenceInternals;
+    const native = (this.context as unknown as ContextInternals)._ctx;
+    const stop = () => this.handle?.stop();
+    running.get(this.context)?.add(stop);
+    const onEvent: LoopEvent = (kind, value, error) => {
+      if (kind === 0) {
+        this.tokens.push(value as Token);
+        this.sampled.push(value as Token);
+      } else {
+        // The loop decoded `start` and then each sampled token but the last.
+        const decoded = [this.start, ...this.sampled].slice(0, value);
+        seq._contextTokens = seq._contextTokens.concat(decoded);
+        seq._nextTokenIndex += decoded.length;
+        this.error = error;
+        this.ended = true;
+        running.get(this.context)?.delete(stop);
+        this.release();
+      }
+      const waiters = this.waiters;
+      this.waiters = [];
+      waiters.forEach((wake) => wake());
+    };
+    try {
+      this.handle = native.generateTokens!(seq._sequenceId, seq._nextTokenIndex, this.start, sampler, maxTokens, NATIVE_WINDOW, onEvent);
+    } catch (err) {
+      running.get(this.context)?.delete(stop);
+      this.release();
+      throw err;
+    }
+  }
+
+  /** The next sampled token, or undefined once the loop has ended and every token was taken. */
+  async take(): Promise<Token | undefined> {
+    while (this.tokens.length === 0 && !this.ended) await this.event();
+    const token = this.tokens.shift();
+    if (token !== undefined) this.handle?.ack(1);
+    return token;
+  }
+
+  /** Stops the loop and waits until it has ended (its bookkeeping done, the lock released). */
+  async stop(): Promise<void> {
+    this.handle?.stop();
+    while (!this.ended) await this.event();
+  }
+
+  /** Resolves at the loop's next event (a token or its end). */
+  private event(): Promise<void> {
+    return new Promise<void>((resolve) => this.waiters.push(resolve));
+  }
 }
 
 export interface TokenSourceInput {
@@ -278,65 +166,48 @@ export interface TokenSourceInput {
 
 /**
  * The tokens of one generation. They come from node-llama-cpp's `evaluateWithMetadata`, which batches the
- * request with every other stream on the context; and, whenever every stream on the context samples plainly,
- * from a native loop (`generateTokens`) that decodes all of them together and samples each without a trip
- * through JavaScript per token. A new stream, or anything else queued on the context, stops the loop after its
- * decode in progress, and the streams go on through node-llama-cpp, batched with the newcomer, with the same
+ * request with every other stream on the context; and, whenever this stream is alone on its context and
+ * samples plainly, from a native loop (`generateTokens`) that decodes and samples without a trip through
+ * JavaScript per token. As soon as anything else queues a decode on the context, the loop stops after its
+ * decode in progress and the stream goes on through node-llama-cpp, batched with the newcomer, with the same
  * tokens: greedy sampling gives what it gives either way, and seeded random sampling never runs natively.
  */
 export class TokenSource {
   private iterator: AsyncGenerator<Step, void, void> | undefined;
-  private member: Member | undefined;
+  private loop: NativeRun | undefined;
   private last: Token | undefined;
   private handed = 0;
-  private sampler: NativeSampler | undefined;
+  private sampler: { applyConfig(config: object): void; dispose(): void } | undefined;
+
   private closed = false;
-  private readonly loops: ContextLoops | undefined;
 
   constructor(private readonly input: TokenSourceInput) {
-    this.loops = loopsOf.get(input.sequence.context);
-    if (this.loops) {
-      this.loops.generations++;
-      if (input.native) this.loops.plain++;
-      this.loops.stop(); // a new stream: its prompt goes through node-llama-cpp, batched with the others' next tokens
-    }
+    const context = input.sequence.context;
+    const count = (generations.get(context) ?? 0) + 1;
+    generations.set(context, count);
+    if (count > 1) stopNativeLoops(context); // a second stream: batch with it instead
   }
 
-  /** Whether tokens come from a native loop now. */
+  /** Whether tokens come from the native loop now. */
   get native(): boolean {
-    return this.member !== undefined;
-  }
-
-  busy(): boolean {
-    return this.input.busy();
+    return this.loop !== undefined;
   }
 
   async next(): Promise<IteratorResult<Step, void>> {
-    if (this.member) {
-      const token = await this.member.take();
+    if (this.loop) {
+      const token = await this.loop.take();
       if (token !== undefined) {
         if (token < 0) throw new Error("Failed to sample next token"); // as node-llama-cpp says it
         return this.hand({ token });
       }
-      const { loop } = this.member;
-      this.member = undefined;
-      if (loop.ended && loop.error) throw new Error(loop.error);
+      const ended = this.loop;
+      this.loop = undefined;
+      if (ended.error) throw new Error(ended.error);
       // Stopped for another stream, or at the budget: go on through node-llama-cpp from the last token.
     }
     if (this.last !== undefined) {
-      const maxTokens = this.nativeBudget(); // checked without an await: most tokens of an unsynchronised stream pass here
-      if (maxTokens > 0) {
-        const member = await this.loops!.request({ source: this, sequence: this.input.sequence, start: this.last, maxTokens, sampler: this.nativeSampler() });
-        if (member) {
-          this.member = member;
-          if (this.iterator) {
-            // Nothing is queued: the iterator sits at its last yield, and returning it decodes nothing.
-            await this.iterator.return();
-            this.iterator = undefined;
-          }
-          return this.next();
-        }
-      }
+      const maxTokens = this.nativeBudget(); // checked without an await: most tokens of a batched stream pass here
+      if (maxTokens > 0 && (await this.goNative(this.last, maxTokens))) return this.next();
     }
     if (!this.iterator) {
       const first = this.last === undefined ? this.input.tokens : [this.last];
@@ -353,37 +224,70 @@ export class TokenSource {
     return { done: false, value: step };
   }
 
-  /** How many tokens a native loop could generate now: 0 unless every stream on the context may run on one. */
+  /** How many tokens a native loop could generate now: 0 unless the request allows one and the context has nothing else to do. */
   private nativeBudget(): number {
     const { native, sequence, budget } = this.input;
-    const loops = this.loops;
+    const context = sequence.context;
     const seq = sequence as unknown as SequenceInternals;
-    if (!native || !loops || loops.plain !== loops.generations || seq.needsCheckpoints || seq._loadedTokenPredictions.length > 0) return 0;
-    if (!loops.idle() || this.input.busy()) return 0;
-    return Math.max(0, Math.min(budget - this.handed, sequence.context.contextSize - 1 - seq._nextTokenIndex));
+    if (!native || !running.has(context) || seq.needsCheckpoints || seq._loadedTokenPredictions.length > 0) return 0;
+    if (!contextIdle(context) || this.input.busy()) return 0;
+    return Math.max(0, Math.min(budget - this.handed, context.contextSize - 1 - seq._nextTokenIndex));
   }
 
-  private nativeSampler(): NativeSampler {
-    if (!this.sampler) {
-      const m = this.input.model as unknown as ModelInternals;
-      this.sampler = new m._llama._bindings.AddonSampler(m._model);
-      this.sampler.applyConfig((this.input.sequence as unknown as SequenceInternals)._resolveSamplerConfig(this.input.native!));
+  /** Moves to a native loop from `start`, unless something else got to the context first. */
+  private async goNative(start: Token, maxTokens: number): Promise<boolean> {
+    const { native, sequence } = this.input;
+    const context = sequence.context;
+    const seq = sequence as unknown as SequenceInternals;
+    if (!native) return false;
+    const lock = await acquireLock([context, "context"]);
+    let guard: { dispose(): void } | undefined;
+    try {
+      if (!contextIdle(context) || this.input.busy()) {
+        lock.dispose();
+        return false;
+      }
+      try {
+        guard = (context as unknown as ContextInternals)._backendContextDisposeGuard.createPreventDisposalHandle();
+      } catch {
+        lock.dispose(); // the context is being disposed: node-llama-cpp's own path says so
+        return false;
+      }
+      if (this.iterator) {
+        // Nothing is queued: the iterator sits at its last yield, and returning it decodes nothing.
+        await this.iterator.return();
+        this.iterator = undefined;
+      }
+      if (!this.sampler) {
+        const m = this.input.model as unknown as ModelInternals;
+        this.sampler = new m._llama._bindings.AddonSampler(m._model);
+        this.sampler.applyConfig(seq._resolveSamplerConfig(native));
+      }
+      const held = guard;
+      const run = new NativeRun(context, sequence, start, () => {
+        held.dispose();
+        lock.dispose();
+      });
+      run.run(this.sampler, maxTokens);
+      this.loop = run;
+      return true;
+    } catch (err) {
+      guard?.dispose();
+      lock.dispose();
+      throw err;
     }
-    return this.sampler;
   }
 
-  /** Ends the generation: takes its sequence out of a native loop (waiting for the decode in progress) or returns the iterator. */
+  /** Ends the generation: stops a native loop (waiting for its decode in progress) or returns the iterator. */
   async return(): Promise<void> {
     if (!this.closed) {
       this.closed = true;
-      if (this.loops) {
-        this.loops.generations--;
-        if (this.input.native) this.loops.plain--;
-      }
+      const context = this.input.sequence.context;
+      generations.set(context, (generations.get(context) ?? 1) - 1);
     }
     try {
-      if (this.member) await this.member.stop();
-      this.member = undefined;
+      if (this.loop) await this.loop.stop();
+      this.loop = undefined;
       await this.iterator?.return();
     } finally {
       this.sampler?.dispose();
