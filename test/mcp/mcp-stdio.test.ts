@@ -19,12 +19,14 @@ const skip = stories.skip || mnist.skip;
 /**
  * A greedy `generate` on stories with a progress token: it answers, and its tokens came as progress, in
  * order. Only a prefix is certain: the SDK's client drops a progress notification that reaches it in the
- * same stdio read as the answer (the answer removes the handler first).
+ * same stdio read as the answer (the answer removes the handler first). So the generation runs long enough
+ * (ignore_eos) for the first notifications to come in reads of their own: stories260K makes 8 tokens in about
+ * 3 ms on the native generation loop, which could all arrive with the answer.
  */
 async function generateWithProgress(client: Client, maxTokens: number): Promise<void> {
   const progress: string[] = [];
   const r = await client.callTool(
-    { name: "generate", arguments: { model: "stories", prompt: "Once upon a time", max_tokens: maxTokens, temperature: 0 } },
+    { name: "generate", arguments: { model: "stories", prompt: "Once upon a time", max_tokens: maxTokens, temperature: 0, ignore_eos: true } },
     undefined,
     { onprogress: (p) => void progress.push(p.message ?? "") },
   );
@@ -57,7 +59,7 @@ test("in process: the tools run on the server built from the flags; logs go to s
   t.after(() => client.close());
   const names = (await client.listTools()).tools.map((t) => t.name);
   assert.ok(names.includes("generate") && names.includes("load_model"), "the local operator is an admin");
-  await generateWithProgress(client, 12);
+  await generateWithProgress(client, 96);
   const image = [[Array.from({ length: 28 }, () => new Array(28).fill(0))]];
   const tensor = await client.callTool({ name: "infer_tensor", arguments: { model: "mnist", inputs: { Input3: image } } });
   assert.deepEqual(structured(tensor).outputs.Plus214_Output_0.shape, [1, 10]);
@@ -76,10 +78,11 @@ test("bridge: stdio to a running server's /mcp with an API key; the key's role f
   const userKey = new ApiKeyStore(openDatabase(srv.dataDir)).create({ user: "alice", name: "alice", role: "user" }).key;
 
   const { client, stderr } = await stdioClient(["--url", srv.url], { INFERNO_API_KEY: userKey });
+  t.after(() => client.close()); // also when an assertion fails: the bridge process must not outlive the test
   const names = (await client.listTools()).tools.map((t) => t.name);
   assert.ok(names.includes("generate"));
   assert.ok(!names.includes("load_model"), "a user key gets no admin tool");
-  await generateWithProgress(client, 8);
+  await generateWithProgress(client, 96);
   assert.equal(srv.app.mcp.sessions(), 1);
   await client.close();
   for (let i = 0; i < 100 && srv.app.mcp.sessions() > 0; i++) await new Promise((r) => setTimeout(r, 20));

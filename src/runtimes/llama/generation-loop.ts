@@ -31,18 +31,26 @@ export interface LoopInput {
   onToken: () => void;
 }
 
-function evaluateOptions(input: LoopInput, history: Token[], generated: () => number): SequenceEvaluateOptions {
-  const { sampling } = input.req;
-  const penalize = sampling.repeatPenalty !== 1 || sampling.presencePenalty !== 0 || sampling.frequencyPenalty !== 0;
+/** The request's sampler settings that every path takes: temperature, top-k/p, min-p and seed. */
+function baseSampling({ sampling }: GenerateRequest): SequenceEvaluateOptions {
   return {
     temperature: sampling.temperature,
     topK: sampling.topK,
     topP: sampling.topP,
     minP: sampling.minP,
     ...(sampling.seed !== undefined ? { seed: sampling.seed } : {}),
+  };
+}
+
+const penalizes = ({ sampling }: GenerateRequest) => sampling.repeatPenalty !== 1 || sampling.presencePenalty !== 0 || sampling.frequencyPenalty !== 0;
+
+function evaluateOptions(input: LoopInput, history: Token[], generated: () => number): SequenceEvaluateOptions {
+  const { sampling } = input.req;
+  return {
+    ...baseSampling(input.req),
     ...(input.grammar ? { grammarEvaluationState: new LlamaGrammarEvaluationState({ model: input.model, grammar: input.grammar }) } : {}),
     ...eogBanOption(input.model, input.eogBan, input.req, generated),
-    ...(penalize
+    ...(penalizes(input.req)
       ? {
           repeatPenalty: {
             punishTokens: () => history,
@@ -64,18 +72,9 @@ function evaluateOptions(input: LoopInput, history: Token[], generated: () => nu
  */
 function nativeSampling(input: LoopInput): SequenceEvaluateOptions | undefined {
   const { req } = input;
-  const { sampling } = req;
-  if (input.grammar || req.logprobs !== undefined || (req.minTokens ?? 0) > 0) return undefined;
-  if (sampling.repeatPenalty !== 1 || sampling.presencePenalty !== 0 || sampling.frequencyPenalty !== 0) return undefined;
-  if (sampling.seed !== undefined && sampling.temperature > 0) return undefined;
-  return {
-    temperature: sampling.temperature,
-    topK: sampling.topK,
-    topP: sampling.topP,
-    minP: sampling.minP,
-    ...(sampling.seed !== undefined ? { seed: sampling.seed } : {}),
-    ...(input.eogBan ? { tokenBias: input.eogBan } : {}),
-  };
+  if (input.grammar || req.logprobs !== undefined || (req.minTokens ?? 0) > 0 || penalizes(req)) return undefined;
+  if (req.sampling.seed !== undefined && req.sampling.temperature > 0) return undefined;
+  return { ...baseSampling(req), ...(input.eogBan ? { tokenBias: input.eogBan } : {}) };
 }
 
 /** Text of grammar stop triggers that are plain strings (the JSON grammars end in "\n\n\n\n"). */
