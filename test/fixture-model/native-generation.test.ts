@@ -8,41 +8,21 @@ import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
 import { eraseFrom } from "../../src/runtimes/llama/generation-loop.js";
-import { wrapNativeContext } from "../../src/runtimes/llama/native-context.js";
 import { enableNativeLoops, NATIVE_WINDOW, TokenSource } from "../../src/runtimes/llama/native-generation.js";
+import { recordNativeLoops, type RecordedLoop } from "../helpers/native-loops.js";
 import { eachAlone, promptTokens, tinyModel } from "../helpers/tiny-llama.js";
 
-type OnEvent = (kind: number, value: number, error?: string) => void;
-interface Loop {
-  sampled: number;
-  decoded: number | undefined;
-}
-
 /** A context of `sequences` with native loops on, and a record of every loop run on it (skips without the patched addon). */
-async function nativeContext(t: TestContext, model: LlamaModel, sequences: number): Promise<{ context: LlamaContext; loops: Loop[] } | undefined> {
+async function nativeContext(t: TestContext, model: LlamaModel, sequences: number): Promise<{ context: LlamaContext; loops: RecordedLoop[] } | undefined> {
   const context = await model.createContext({ contextSize: 256, sequences, threads: 1 });
   t.after(() => context.dispose());
-  const native = (context as unknown as { _ctx: { generateTokens?: (...args: unknown[]) => unknown } })._ctx;
-  if (typeof native.generateTokens !== "function") {
+  const loops = recordNativeLoops(context);
+  if (!loops) {
     // The patched addon (scripts/build-llama-addon.sh) has it; CI builds it and must not skip.
     assert.notEqual(process.env.CI, "true", "the addon has no generateTokens: patches/node-llama-cpp-generate-tokens.patch is not built in");
     t.skip("the addon has no generateTokens (npm run build:llama-addon)");
     return undefined;
   }
-  const generateTokens = native.generateTokens.bind(native);
-  const loops: Loop[] = [];
-  wrapNativeContext(context, {
-    generateTokens: (...args: unknown[]) => {
-      const loop: Loop = { sampled: 0, decoded: undefined };
-      loops.push(loop);
-      const onEvent = args.pop() as OnEvent;
-      return generateTokens(...args, ((kind, value, error) => {
-        if (kind === 0) loop.sampled++;
-        else loop.decoded = value;
-        onEvent(kind, value, error);
-      }) satisfies OnEvent);
-    },
-  });
   assert.ok(enableNativeLoops(context));
   return { context, loops };
 }

@@ -5,15 +5,14 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type { LlamaContext } from "node-llama-cpp";
-import { wrapNativeContext } from "../../src/runtimes/llama/native-context.js";
+import { recordNativeLoops, type RecordedLoop } from "../helpers/native-loops.js";
 import { realModel } from "../helpers/paths.js";
 import { readSse, startTestServer, type TestServer } from "../helpers/server.js";
 
 const stories = realModel("stories260K.gguf");
 let srv: TestServer;
-/** Tokens sampled by each native loop run on the model's context. */
-const loops: number[] = [];
-let patched = false;
+/** The native loops run on the model's context (undefined without the patched addon). */
+let loops: RecordedLoop[] | undefined;
 
 before(async () => {
   if (stories.skip) return;
@@ -21,20 +20,7 @@ before(async () => {
   const load = await fetch(`${srv.url}/models/stories/load`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
   assert.equal(load.status, 200);
   const context = (srv.app.registry.getLoaded("stories") as unknown as { context: LlamaContext }).context;
-  const native = (context as unknown as { _ctx: { generateTokens?: (...args: unknown[]) => unknown } })._ctx;
-  patched = typeof native.generateTokens === "function";
-  if (!patched) return;
-  const generateTokens = native.generateTokens!.bind(native);
-  wrapNativeContext(context, {
-    generateTokens: (...args: unknown[]) => {
-      const onEvent = args.pop() as (kind: number, value: number, error?: string) => void;
-      const index = loops.push(0) - 1;
-      return generateTokens(...args, (kind: number, value: number, error?: string) => {
-        if (kind === 0) loops[index]!++;
-        onEvent(kind, value, error);
-      });
-    },
-  });
+  loops = recordNativeLoops(context);
 });
 after(() => srv?.cleanup());
 
@@ -49,7 +35,7 @@ const request = (extra: object, signal?: AbortSignal) =>
 const text = (events: any[]) => events.map((e) => e.token ?? "").join("");
 
 test("a lone stream runs on the native loop; after a stop string and a client that left, the same request gives the same text", { skip: stories.skip }, async (t) => {
-  if (!patched) {
+  if (!loops) {
     assert.notEqual(process.env.CI, "true", "the addon has no generateTokens: patches/node-llama-cpp-generate-tokens.patch is not built in");
     t.skip("the addon has no generateTokens (npm run build:llama-addon)");
     return;
@@ -57,7 +43,7 @@ test("a lone stream runs on the native loop; after a stop string and a client th
   const first = await readSse(await request({}));
   const full = text(first);
   assert.equal(first.at(-1)?.usage?.completion_tokens, 150);
-  assert.ok(loops.length >= 1 && loops[0]! >= 140, `the stream's tokens came from a native loop: ${JSON.stringify(loops)}`);
+  assert.ok(loops.length >= 1 && loops[0]!.sampled >= 140, `the stream's tokens came from a native loop: ${JSON.stringify(loops)}`);
 
   // A stop string in the middle: the loop had decoded past it.
   const stop = full.slice(200, 212);
@@ -75,5 +61,5 @@ test("a lone stream runs on the native loop; after a stop string and a client th
 
   const again = await readSse(await request({}));
   assert.equal(text(again), full, "the same text after the sequence was left mid-way twice");
-  t.diagnostic(`tokens sampled by each native loop: ${JSON.stringify(loops)}`);
+  t.diagnostic(`tokens sampled by each native loop: ${JSON.stringify(loops.map((l) => l.sampled))}`);
 });

@@ -1,13 +1,14 @@
 import type { LlamaContext } from "node-llama-cpp";
 import type { ModelRuns } from "../loaded-model.js";
 import { wrapNativeContext } from "./native-context.js";
+import { LOOP_END, type GenerateTokens } from "./native-generation.js";
 
 /** The native context methods node-llama-cpp's batch loop calls around each decode (3.x internals), and the native loop (native-generation.ts). */
 interface NativeContext {
   initBatch(size: number): void;
   setThreads(threads: number): void;
   decodeBatch(): Promise<void>;
-  generateTokens?(...args: [...unknown[], (kind: number, value: number, error?: string) => void]): unknown;
+  generateTokens?: GenerateTokens;
 }
 
 /**
@@ -56,17 +57,16 @@ export function splitThreadsByBatch(context: LlamaContext, decodeThreads: number
   };
   const generateTokens = native.generateTokens?.bind(native);
   if (generateTokens) {
-    wrapped.generateTokens = (...args: [...unknown[], (kind: number, value: number, error?: string) => void]) => {
+    wrapped.generateTokens = ((sequenceId, firstTokenIndex, token, sampler, maxTokens, window, onEvent) => {
       apply(Math.min(granted, decodeThreads));
-      const onEvent = args.pop() as (kind: number, value: number, error?: string) => void;
-      return generateTokens(...args, (kind: number, value: number, error?: string) => {
-        if (kind === 1 && runs) {
-          runs.runs += value;
+      return generateTokens(sequenceId, firstTokenIndex, token, sampler, maxTokens, window, (kind, value, error) => {
+        if (kind === LOOP_END && runs) {
+          runs.runs += value; // one token a decode
           runs.items += value;
         }
         onEvent(kind, value, error);
       });
-    };
+    }) satisfies GenerateTokens;
   }
   wrapNativeContext(context, wrapped);
 }

@@ -4,14 +4,26 @@ import type { LlamaContext, LlamaContextSequence, LlamaModel, SequenceEvaluateMe
 /** What the token source hands out: a token, with its probabilities when they were asked for. */
 export type Step = { token: Token; probabilities?: Map<Token, number> };
 
-/** `generateTokens` from patches/node-llama-cpp-generate-tokens.patch, and what it returns. */
-type LoopEvent = (kind: number, value: number, error?: string) => void;
+/** `generateTokens` from patches/node-llama-cpp-generate-tokens.patch, its events and what it returns. */
+export type LoopEvent = (kind: number, value: number, error?: string) => void;
+/** Event kinds: a sampled token (value: the token); the loop's end (value: how many tokens it decoded). */
+export const TOKEN = 0;
+export const LOOP_END = 1;
 interface LoopHandle {
   stop(): void;
   ack(count: number): void;
 }
+export type GenerateTokens = (
+  sequenceId: number,
+  firstTokenIndex: number,
+  token: number,
+  sampler: unknown,
+  maxTokens: number,
+  window: number,
+  onEvent: LoopEvent,
+) => LoopHandle;
 interface NativeContext {
-  generateTokens?(sequenceId: number, firstTokenIndex: number, token: number, sampler: unknown, maxTokens: number, window: number, onEvent: LoopEvent): LoopHandle;
+  generateTokens?: GenerateTokens;
 }
 
 /** node-llama-cpp 3.x internals read here, on the context and its sequences. */
@@ -103,7 +115,7 @@ class NativeRun {
     const stop = () => this.handle?.stop();
     running.get(this.context)?.add(stop);
     const onEvent: LoopEvent = (kind, value, error) => {
-      if (kind === 0) {
+      if (kind === TOKEN) {
         this.tokens.push(value as Token);
         this.sampled.push(value as Token);
       } else {
@@ -123,8 +135,7 @@ class NativeRun {
     try {
       this.handle = native.generateTokens!(seq._sequenceId, seq._nextTokenIndex, this.start, sampler, maxTokens, NATIVE_WINDOW, onEvent);
     } catch (err) {
-      running.get(this.context)?.delete(stop);
-      this.release();
+      running.get(this.context)?.delete(stop); // the caller releases the lock and the disposal guard
       throw err;
     }
   }
