@@ -1,8 +1,10 @@
 // Needs no downloaded model: the native generation loop (patches/node-llama-cpp-generate-tokens.patch,
 // src/runtimes/llama/native-generation.ts) on the generated tiny llama, through node-llama-cpp's real context:
-// a lone stream runs on it with the tokens node-llama-cpp gives, a second stream sends both back to
-// node-llama-cpp's batches, a reader that stops reading holds it back, and what it decoded past the end is
-// accounted for so the next request on the sequence reuses its prefix correctly.
+// a lone stream runs on it with the tokens node-llama-cpp gives; a second stream stops it for its prompt, then
+// both run in one loop (one decode a step) with the tokens each would get alone; streams that come at different
+// times all end up in one loop; a stream that cannot run natively keeps every stream on node-llama-cpp's batches;
+// a reader that stops reading holds only its own sequence back; and what a loop decoded past the end is accounted
+// for so the next request on the sequence reuses its prefix correctly.
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -28,14 +30,14 @@ async function nativeContext(t: TestContext, model: LlamaModel, sequences: numbe
 }
 
 /** Greedy tokens of `prompt` on `sequence`, as the generation loop asks for them (native when it may). */
-function greedy(model: LlamaModel, sequence: LlamaContextSequence, prompt: string, keep = 0): TokenSource {
+function greedy(model: LlamaModel, sequence: LlamaContextSequence, prompt: string, keep = 0, plain = true): TokenSource {
   return new TokenSource({
     model,
     sequence,
     tokens: promptTokens(model, prompt).slice(keep),
     metadata: {},
     options: { temperature: 0 },
-    native: { temperature: 0 },
+    native: plain ? { temperature: 0 } : undefined,
     budget: 1000,
     busy: () => false,
   });
@@ -66,8 +68,9 @@ test("a lone stream runs on the native loop with node-llama-cpp's tokens, and th
   assert.ok(first.native, "after its first token, a lone stream is on the native loop");
   await first.return();
   assert.equal(setup.loops.length, 1);
-  const decoded = setup.loops[0]!.decoded!;
-  t.diagnostic(`the loop sampled ${setup.loops[0]!.sampled} tokens and decoded ${decoded}`);
+  assert.equal(setup.loops[0]!.sampled.length, 1, "a loop of one sequence");
+  const decoded = setup.loops[0]!.decoded[0]!;
+  t.diagnostic(`the loop sampled ${setup.loops[0]!.sampled[0]} tokens and decoded ${decoded}`);
   // The first token came from the prompt's batch; the loop decoded it and what it sampled but the last, a few past the 40th at most.
   const prompted = promptTokens(model, prompt);
   assert.ok(decoded >= 39 && decoded <= 39 + NATIVE_WINDOW + 1, `${decoded} decoded`);
@@ -84,7 +87,7 @@ test("a lone stream runs on the native loop with node-llama-cpp's tokens, and th
   await again.return();
 });
 
-test("a second stream sends the first back to node-llama-cpp's batches; alone again, it goes native again", async (t) => {
+test("a second stream stops the loop for its prompt; then both run in one loop, each with its own tokens", async (t) => {
   const model = await tinyModel(t, 5, 1);
   const prompts = ["Once upon a time", "The cat"];
   const expected = await eachAlone(model, prompts, 256, 60);
@@ -98,15 +101,64 @@ test("a second stream sends the first back to node-llama-cpp's batches; alone ag
   const b = greedy(model, seqB, prompts[1]!);
   const [moreA, gotB] = await Promise.all([take(a, 30), take(b, 40)]);
   gotA.push(...moreA);
+  assert.notEqual(setup.loops[0]!.decodes, undefined, "the first stream's loop ended when the second came");
+  const shared = setup.loops.find((l) => l.sampled.length === 2);
+  assert.ok(shared, `a loop carried both streams: ${JSON.stringify(setup.loops)}`);
+  assert.ok(shared.sampled.every((n) => n >= 20), `both streams' tokens came from it: ${JSON.stringify(shared.sampled)}`);
   await b.return();
-  assert.equal(setup.loops.length >= 1 && setup.loops[0]!.decoded !== undefined, true, "the first loop ended when the second stream came");
+  assert.ok(shared.decoded.some((d) => d !== undefined), "the second stream left the loop when it returned");
+  // The first stream goes on in the same loop.
   const loopsBefore = setup.loops.length;
   gotA.push(...(await take(a, 20)));
-  assert.ok(setup.loops.length > loopsBefore, "alone again, the first stream went back to a native loop");
+  assert.equal(setup.loops.length, loopsBefore, "the first stream stayed in the loop the second one left");
   await a.return();
-  assert.deepEqual(gotA, expected[0]!.slice(0, gotA.length));
-  assert.equal(gotA.length, 60);
+  assert.deepEqual(gotA, expected[0]!.slice(0, 60));
   assert.deepEqual(gotB, expected[1]!.slice(0, 40));
+  for (let i = 0; i < 100 && shared.decodes === undefined; i++) await sleep(5);
+  assert.notEqual(shared.decodes, undefined, "with no sequence left, the loop ended");
+  t.diagnostic(`the shared loop: ${shared.decodes} decodes, tokens sampled ${JSON.stringify(shared.sampled)}`);
+});
+
+test("streams that start at different times all run in one loop, one decode a step", async (t) => {
+  const model = await tinyModel(t, 5, 1);
+  const prompts = ["Once upon a time", "The cat", "A dog ran", "She said"];
+  const expected = await eachAlone(model, prompts, 256, 100);
+  const setup = await nativeContext(t, model, 4);
+  if (!setup) return;
+  const sources = prompts.map((prompt) => greedy(model, setup.context.getSequence(), prompt));
+  // Each stream starts once the one before it has taken a few tokens: every start stops the loop for a prompt.
+  const runs: Array<Promise<Token[]>> = [];
+  for (const source of sources) {
+    const first = await take(source, 5);
+    runs.push(take(source, 95).then((rest) => [...first, ...rest]));
+  }
+  const got = await Promise.all(runs);
+  await Promise.all(sources.map((s) => s.return()));
+  assert.deepEqual(got, expected);
+  const last = setup.loops.at(-1)!;
+  for (let i = 0; i < 100 && last.decodes === undefined; i++) await sleep(5);
+  t.diagnostic(`loops: ${JSON.stringify(setup.loops.map((l) => ({ sampled: l.sampled, decodes: l.decodes })))}`);
+  assert.equal(last.sampled.length, 4, "the last loop carried all four streams");
+  // Every step decoded every stream still in it: about as many decodes as the longest stream's tokens (streams
+  // taking turns in pairs would need twice as many). A reader a window behind sits out a step now and then.
+  const longest = Math.max(...last.sampled);
+  assert.ok(last.decodes! <= longest * 1.2, `${last.decodes} decodes for at most ${longest} tokens a stream`);
+});
+
+test("a stream that cannot run natively keeps every stream of its context on node-llama-cpp's batches", async (t) => {
+  const model = await tinyModel(t, 5, 1);
+  const prompts = ["Once upon a time", "The cat"];
+  const expected = await eachAlone(model, prompts, 256, 30);
+  const setup = await nativeContext(t, model, 2);
+  if (!setup) return;
+  const [seqA, seqB] = [setup.context.getSequence(), setup.context.getSequence()];
+  const a = greedy(model, seqA, prompts[0]!);
+  const b = greedy(model, seqB, prompts[1]!, 0, false);
+  const [gotA, gotB] = await Promise.all([take(a, 30), take(b, 30)]);
+  await Promise.all([a.return(), b.return()]);
+  assert.deepEqual(gotA, expected[0]);
+  assert.deepEqual(gotB, expected[1]);
+  assert.equal(setup.loops.length, 0, `no loop while both ran: ${JSON.stringify(setup.loops)}`);
 });
 
 test("a reader that stops taking tokens holds the loop back, and return() stops it", async (t) => {
@@ -118,8 +170,8 @@ test("a reader that stops taking tokens holds the loop back, and return() stops 
   await take(source, 2);
   await sleep(300);
   const loop = setup.loops[0]!;
-  assert.ok(loop.sampled <= NATIVE_WINDOW + 1, `${loop.sampled} tokens sampled ahead of a reader that took 1 from the loop`);
+  assert.ok(loop.sampled[0]! <= NATIVE_WINDOW + 1, `${loop.sampled[0]} tokens sampled ahead of a reader that took 1 from the loop`);
   await source.return();
-  assert.notEqual(loop.decoded, undefined, "return() waited for the loop to end");
-  assert.equal(sequence.nextTokenIndex, promptTokens(model, "Once upon a time").length + loop.decoded!);
+  assert.notEqual(loop.decoded[0], undefined, "return() waited for the sequence to leave the loop");
+  assert.equal(sequence.nextTokenIndex, promptTokens(model, "Once upon a time").length + loop.decoded[0]!);
 });

@@ -2,13 +2,15 @@
 // the tests that check streams really ran on one.
 import type { LlamaContext } from "node-llama-cpp";
 import { wrapNativeContext } from "../../src/runtimes/llama/native-context.js";
-import { TOKEN, type GenerateTokens } from "../../src/runtimes/llama/native-generation.js";
+import { LOOP_END, SEQUENCE_END, TOKEN, type GenerateTokens } from "../../src/runtimes/llama/native-generation.js";
 
 export interface RecordedLoop {
-  /** Tokens the loop sampled so far. */
-  sampled: number;
-  /** Tokens it decoded into the sequence, once it ended. */
-  decoded: number | undefined;
+  /** Per sequence of the loop, by its index (started with, then joined): tokens sampled so far. */
+  sampled: number[];
+  /** Per sequence: tokens it decoded into the sequence, once it left the loop. */
+  decoded: Array<number | undefined>;
+  /** How many llama_decode calls the loop made, once it ended. */
+  decodes: number | undefined;
 }
 
 /** Records every loop started on the context from now on; undefined when its addon has no `generateTokens`. */
@@ -18,13 +20,14 @@ export function recordNativeLoops(context: LlamaContext): RecordedLoop[] | undef
   const generateTokens = native.generateTokens.bind(native);
   const loops: RecordedLoop[] = [];
   wrapNativeContext(context, {
-    generateTokens: ((sequenceId, firstTokenIndex, token, sampler, maxTokens, window, onEvent) => {
-      const loop: RecordedLoop = { sampled: 0, decoded: undefined };
+    generateTokens: ((ids, positions, tokens, samplers, maxTokens, one, many, window, onEvent) => {
+      const loop: RecordedLoop = { sampled: ids.map(() => 0), decoded: ids.map(() => undefined), decodes: undefined };
       loops.push(loop);
-      return generateTokens(sequenceId, firstTokenIndex, token, sampler, maxTokens, window, (kind, value, error) => {
-        if (kind === TOKEN) loop.sampled++;
-        else loop.decoded = value;
-        onEvent(kind, value, error);
+      return generateTokens(ids, positions, tokens, samplers, maxTokens, one, many, window, (kind, index, value, error) => {
+        if (kind === TOKEN) loop.sampled[index] = (loop.sampled[index] ?? 0) + 1;
+        if (kind === SEQUENCE_END) loop.decoded[index] = value;
+        if (kind === LOOP_END) loop.decodes = value;
+        onEvent(kind, index, value, error);
       });
     }) satisfies GenerateTokens,
   });

@@ -1,7 +1,7 @@
 import type { LlamaContext } from "node-llama-cpp";
 import type { ModelRuns } from "../loaded-model.js";
 import { wrapNativeContext } from "./native-context.js";
-import { LOOP_END, type GenerateTokens } from "./native-generation.js";
+import { LOOP_END, SEQUENCE_END, type GenerateTokens } from "./native-generation.js";
 
 /** The native context methods node-llama-cpp's batch loop calls around each decode (3.x internals), and the native loop (native-generation.ts). */
 interface NativeContext {
@@ -22,7 +22,7 @@ interface NativeContext {
  * i + 1 would wait for each other at every barrier; batches of several sequences and prompts run 1.7x
  * faster on both cores. The thread count node-llama-cpp grants (its threads splitter) stays the upper bound.
  * With `runs`, it also counts the decodes and the tokens they carry. A native generation loop
- * (`generateTokens`, one-token decodes only) runs on `decodeThreads` and has its decodes counted when it ends.
+ * (`generateTokens`) gets the same two thread counts, and its decodes and tokens are counted as its sequences end.
  */
 export function splitThreadsByBatch(context: LlamaContext, decodeThreads: number, runs?: ModelRuns): void {
   const native = (context as unknown as { _ctx?: NativeContext })._ctx;
@@ -57,16 +57,13 @@ export function splitThreadsByBatch(context: LlamaContext, decodeThreads: number
   };
   const generateTokens = native.generateTokens?.bind(native);
   if (generateTokens) {
-    wrapped.generateTokens = ((sequenceId, firstTokenIndex, token, sampler, maxTokens, window, onEvent) => {
-      apply(Math.min(granted, decodeThreads));
-      return generateTokens(sequenceId, firstTokenIndex, token, sampler, maxTokens, window, (kind, value, error) => {
-        if (kind === LOOP_END && runs) {
-          runs.runs += value; // one token a decode
-          runs.items += value;
-        }
-        onEvent(kind, value, error);
-      });
-    }) satisfies GenerateTokens;
+    wrapped.generateTokens = ((ids, positions, tokens, samplers, maxTokens, _one, _many, window, onEvent) =>
+      generateTokens(ids, positions, tokens, samplers, maxTokens, Math.min(granted, decodeThreads), granted, window, (kind, index, value, error) => {
+        if (kind === LOOP_END) applied = -1; // the loop set llama.cpp's threads itself
+        if (runs && kind === LOOP_END) runs.runs += value;
+        if (runs && kind === SEQUENCE_END) runs.items += value;
+        onEvent(kind, index, value, error);
+      })) satisfies GenerateTokens;
   }
   wrapNativeContext(context, wrapped);
 }

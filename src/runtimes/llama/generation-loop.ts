@@ -141,8 +141,8 @@ const afterDispatch = () => new Promise<void>((resolve) => setImmediate(() => se
  * handed on, so llama.cpp decodes token i + 1 while token i is logged, framed and written. A token that
  * arrives after the signal fired is dropped unseen, so cancellation, stop strings and usage counts are
  * what they would be without the look-ahead. Tokens come from a TokenSource (native-generation.ts): node-llama-cpp's
- * batched evaluation, or, for a stream alone on its context that samples plainly, the native loop, which runs
- * a few tokens further ahead.
+ * batched evaluation, or, while every stream on the context samples plainly, the native loop, which runs a few
+ * tokens further ahead.
  */
 export async function* generationLoop(input: LoopInput, keep: number): GenerationStream {
   const { model, sequence, req, promptTokens, signal } = input;
@@ -163,9 +163,9 @@ export async function* generationLoop(input: LoopInput, keep: number): Generatio
   let stopped = false;
   /** Asks for the next token, unless generation ends here. */
   const requestNext = (): Promise<IteratorResult<Step, void>> | undefined => {
-    if (signal.aborted) return undefined;
-    if (completionTokens >= input.budget) {
-      finishReason = "length";
+    if (signal.aborted || completionTokens >= input.budget) {
+      if (!signal.aborted) finishReason = "length";
+      source.release(); // no more tokens: the other streams need not wait for this one's last text
       return undefined;
     }
     const next = source.next();
@@ -203,7 +203,8 @@ export async function* generationLoop(input: LoopInput, keep: number): Generatio
       const decoded = decoder.push(token);
       const piece = completionTokens > minTokens ? stops.push(decoded) : { emit: decoded, stopped: false };
       stopped = piece.stopped;
-      if (!stopped) {
+      if (stopped) source.release();
+      else {
         const waitFor = erasing.get(sequence.context)?.settled;
         if (waitFor) await waitFor; // a new request is waiting to erase on this context: let the batch loop run dry
         pending = requestNext();
@@ -214,6 +215,7 @@ export async function* generationLoop(input: LoopInput, keep: number): Generatio
       if (logprobs) logprobs.push(tokenLogprob(model, token, decoded, step.value.probabilities, req.logprobs!, history), decoded.length);
       if (piece.emit) yield chunk(piece.emit);
     }
+    source.release();
     if (!stopped) {
       const tail = stops.push(decoder.flush());
       const rest = tail.emit + (tail.stopped ? "" : stops.flush());

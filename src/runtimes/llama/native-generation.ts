@@ -5,30 +5,33 @@ import type { LlamaContext, LlamaContextSequence, LlamaModel, SequenceEvaluateMe
 export type Step = { token: Token; probabilities?: Map<Token, number> };
 
 /** `generateTokens` from patches/node-llama-cpp-generate-tokens.patch, its events and what it returns. */
-export type LoopEvent = (kind: number, value: number, error?: string) => void;
-/** Event kinds: a sampled token (value: the token); the loop's end (value: how many tokens it decoded). */
+export type LoopEvent = (kind: number, index: number, value: number, error?: string) => void;
+/** Event kinds: a sampled token of sequence `index`; the loop's end (value: its decodes); sequence `index` ended (value: tokens it decoded). */
 export const TOKEN = 0;
 export const LOOP_END = 1;
-interface LoopHandle {
+export const SEQUENCE_END = 2;
+export interface LoopHandle {
+  /** Adds a sequence to the running loop from its next step on: its index, or -1 once the loop is ending. */
+  join(sequenceId: number, firstTokenIndex: number, token: number, sampler: unknown, maxTokens: number): number;
   stop(): void;
-  ack(count: number): void;
+  stopSequence(index: number): void;
+  ack(index: number, count: number): void;
 }
 export type GenerateTokens = (
-  sequenceId: number,
-  firstTokenIndex: number,
-  token: number,
-  sampler: unknown,
-  maxTokens: number,
+  sequenceIds: number[],
+  firstTokenIndexes: number[],
+  tokens: number[],
+  samplers: unknown[],
+  maxTokens: number[],
+  threadsOne: number,
+  threadsMany: number,
   window: number,
   onEvent: LoopEvent,
 ) => LoopHandle;
-interface NativeContext {
-  generateTokens?: GenerateTokens;
-}
 
 /** node-llama-cpp 3.x internals read here, on the context and its sequences. */
 interface ContextInternals {
-  _ctx: NativeContext;
+  _ctx: { generateTokens?: GenerateTokens };
   _queuedDecodes: unknown[];
   _batchDispatchPending: boolean;
   _dispatchDecodeScheduled: boolean;
@@ -45,119 +48,245 @@ interface SequenceInternals {
 }
 interface ModelInternals {
   _model: unknown;
-  _llama: { _bindings: { AddonSampler: new (model: unknown) => { applyConfig(config: object): void; dispose(): void } } };
+  _llama: { _bindings: { AddonSampler: new (model: unknown) => NativeSampler } };
+}
+interface NativeSampler {
+  applyConfig(config: object): void;
+  dispose(): void;
 }
 
 /**
- * How many sampled tokens the native loop may run ahead of the reader. A reader that stops taking tokens (a
- * client that does not read its stream) holds the loop back after this many; a stop string or a cancel
- * leaves at most this many decoded tokens past the end, which the next request on the sequence erases.
+ * How many sampled tokens a sequence may run ahead of its reader in the native loop. A reader that stops taking
+ * tokens (a client that does not read its stream) holds its own sequence back after this many; a stop string or
+ * a cancel leaves at most this many decoded tokens past the end, which the next request on the sequence erases.
  */
 export const NATIVE_WINDOW = 8;
 
-/** The loops running on each context, each with its way to be stopped. */
-const running = new WeakMap<LlamaContext, Set<() => void>>();
-/** How many generations are under way on each context (a loop starts only for a stream that is alone). */
-const generations = new WeakMap<LlamaContext, number>();
+/** A sequence in a native loop: its tokens as they arrive, until it ends. */
+class Member {
+  readonly tokens: Token[] = [];
+  readonly sampled: Token[] = [];
+  ended = false;
+  private waiters: Array<() => void> = [];
 
-/** Asks every native loop on the context to stop after its decode in progress (it resumes on node-llama-cpp's batch loop). */
+  constructor(
+    readonly loop: NativeLoop,
+    readonly index: number,
+    readonly sequence: LlamaContextSequence,
+    readonly start: Token,
+  ) {}
+
+  notify(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    waiters.forEach((wake) => wake());
+  }
+
+  /** The next sampled token, or undefined once the sequence has ended and every token was taken. */
+  async take(): Promise<Token | undefined> {
+    while (this.tokens.length === 0 && !this.ended) await this.event();
+    const token = this.tokens.shift();
+    if (token !== undefined) this.loop.handle?.ack(this.index, 1);
+    return token;
+  }
+
+  /** Ends this sequence's part in the loop and waits until it has (its bookkeeping done). */
+  async stop(): Promise<void> {
+    this.loop.handle?.stopSequence(this.index);
+    while (!this.ended) await this.event();
+  }
+
+  private event(): Promise<void> {
+    return new Promise<void>((resolve) => this.waiters.push(resolve));
+  }
+}
+
+/** What a sequence needs to run in a native loop. */
+interface Entry {
+  sequence: LlamaContextSequence;
+  start: Token;
+  maxTokens: number;
+  sampler: NativeSampler;
+}
+
+/**
+ * One native loop on a context, under node-llama-cpp's context lock until it ends. Sequences join it while it
+ * runs and leave it as they end; it ends when none is left or it is stopped.
+ */
+class NativeLoop {
+  handle: LoopHandle | undefined;
+  readonly members: Member[] = [];
+  error: string | undefined;
+  ended = false;
+  readonly done: Promise<void>;
+  private finish!: () => void;
+
+  constructor(private readonly release: () => void) {
+    this.done = new Promise((resolve) => (this.finish = resolve));
+  }
+
+  /** Starts the loop with its first sequence. Throws what the addon throws, having released the lock. */
+  start(generate: GenerateTokens, threads: number, entry: Entry): Member {
+    const { sequenceId, next } = positionOf(entry.sequence);
+    try {
+      this.handle = generate([sequenceId], [next], [entry.start], [entry.sampler], [entry.maxTokens], threads, threads, NATIVE_WINDOW, this.onEvent);
+    } catch (err) {
+      this.end(undefined);
+      throw err;
+    }
+    return this.add(0, entry);
+  }
+
+  /** Adds a sequence from the loop's next step on; undefined once the loop is ending. */
+  join(entry: Entry): Member | undefined {
+    if (this.ended || !this.handle) return undefined;
+    const { sequenceId, next } = positionOf(entry.sequence);
+    const index = this.handle.join(sequenceId, next, entry.start, entry.sampler, entry.maxTokens);
+    return index < 0 ? undefined : this.add(index, entry);
+  }
+
+  private add(index: number, entry: Entry): Member {
+    const member = new Member(this, index, entry.sequence, entry.start);
+    this.members[index] = member;
+    return member;
+  }
+
+  private end(error: string | undefined): void {
+    this.error = error;
+    this.ended = true;
+    this.release();
+    this.finish();
+  }
+
+  private readonly onEvent: LoopEvent = (kind, index, value, error) => {
+    if (kind === LOOP_END) return this.end(error);
+    const member = this.members[index];
+    if (!member) return;
+    if (kind === TOKEN) {
+      member.tokens.push(value as Token);
+      member.sampled.push(value as Token);
+    } else if (kind === SEQUENCE_END) {
+      // The sequence decoded its start token and then each token it sampled but the last.
+      const seq = member.sequence as unknown as SequenceInternals;
+      const decoded = [member.start, ...member.sampled].slice(0, value);
+      seq._contextTokens = seq._contextTokens.concat(decoded);
+      seq._nextTokenIndex += decoded.length;
+      member.ended = true;
+    }
+    member.notify();
+  };
+}
+
+const positionOf = (sequence: LlamaContextSequence) => {
+  const seq = sequence as unknown as SequenceInternals;
+  return { sequenceId: seq._sequenceId, next: seq._nextTokenIndex };
+};
+
+/**
+ * The native loop of one context. Every generation on the context is counted; while every one of them samples
+ * plainly and nothing else is queued on the context, the first stream to ask starts a loop and every other one
+ * joins it when it asks for its next token, so that they all run in one llama_decode a step, as llama-server's
+ * slots do. A new generation, or any decode queued on the context by something else, stops the loop; the
+ * streams go on through node-llama-cpp's batches (with the newcomer's prompt) and come back as they ask again.
+ */
+class ContextLoops {
+  generations = 0;
+  plain = 0;
+  private loop: NativeLoop | undefined;
+  private starting: Promise<void> | undefined;
+
+  constructor(private readonly context: LlamaContext) {}
+
+  /** Whether nothing but the generations' own next steps is queued on the context. */
+  idle(): boolean {
+    const c = this.context as unknown as ContextInternals;
+    return c._queuedDecodes.length === 0 && !c._batchDispatchPending && !c._dispatchDecodeScheduled;
+  }
+
+  /** Whether a stream may run natively now: every stream on the context samples plainly and nothing else waits for it. */
+  ready(source: TokenSource): boolean {
+    return this.plain === this.generations && this.idle() && !source.busy();
+  }
+
+  stop(): void {
+    this.loop?.handle?.stop();
+  }
+
+  /** Puts the sequence in the context's native loop (joining the running one, or starting one); undefined when it may not run natively now. */
+  async request(source: TokenSource, entry: Entry): Promise<Member | undefined> {
+    for (;;) {
+      if (this.starting) {
+        await this.starting;
+        continue;
+      }
+      if (!this.ready(source)) return undefined;
+      const loop = this.loop;
+      if (loop && !loop.ended) {
+        const member = loop.join(entry);
+        if (member) return member;
+        await loop.done; // ending: it releases the context when it has, then a new one may start
+        continue;
+      }
+      let started!: () => void;
+      this.starting = new Promise((resolve) => (started = resolve));
+      try {
+        return await this.start(source, entry);
+      } finally {
+        this.starting = undefined;
+        started();
+      }
+    }
+  }
+
+  private async start(source: TokenSource, entry: Entry): Promise<Member | undefined> {
+    const context = this.context;
+    const lock = await acquireLock([context, "context"]);
+    let guard: { dispose(): void } | undefined;
+    try {
+      guard = (context as unknown as ContextInternals)._backendContextDisposeGuard.createPreventDisposalHandle();
+    } catch {
+      // the context is being disposed: node-llama-cpp's own path says so
+    }
+    if (!guard || !this.ready(source)) {
+      guard?.dispose();
+      lock.dispose();
+      return undefined;
+    }
+    const held = guard;
+    const loop = new NativeLoop(() => {
+      held.dispose();
+      lock.dispose();
+    });
+    const member = loop.start((context as unknown as ContextInternals)._ctx.generateTokens!, context.currentThreads, entry);
+    this.loop = loop;
+    return member;
+  }
+}
+
+const loopsOf = new WeakMap<LlamaContext, ContextLoops>();
+
+/** Asks the native loop on the context to stop after its decode in progress (its streams go on through node-llama-cpp). */
 export function stopNativeLoops(context: LlamaContext): void {
-  running.get(context)?.forEach((stop) => stop());
+  loopsOf.get(context)?.stop();
 }
 
 /**
  * Makes a context ready for native generation loops, when its addon has `generateTokens`: any decode queued on
- * the context (another stream's prompt or token) stops the loop running there, so that streams batch together
- * as before. Without the patched addon it does nothing, and nothing runs natively.
+ * the context (another stream's prompt, an erase's replay) stops the loop running there. Without the patched
+ * addon, or with INFERNO_LLAMA_NATIVE_LOOP=0, it does nothing, and nothing runs natively.
  */
 export function enableNativeLoops(context: LlamaContext): boolean {
   const internals = context as unknown as ContextInternals;
   if (typeof internals._ctx?.generateTokens !== "function" || typeof internals._scheduleDecode !== "function") return false;
   if (process.env.INFERNO_LLAMA_NATIVE_LOOP === "0") return false;
+  const loops = new ContextLoops(context);
   const schedule = internals._scheduleDecode.bind(context);
   internals._scheduleDecode = () => {
-    stopNativeLoops(context);
+    loops.stop();
     schedule();
   };
-  running.set(context, new Set());
+  loopsOf.set(context, loops);
   return true;
-}
-
-/** Whether the one generation on the context is the caller's and nothing else is queued or being dispatched. */
-function contextIdle(context: LlamaContext): boolean {
-  const c = context as unknown as ContextInternals;
-  return generations.get(context) === 1 && c._queuedDecodes.length === 0 && !c._batchDispatchPending && !c._dispatchDecodeScheduled;
-}
-
-/**
- * One native loop: decodes from `start` on, in llama.cpp's own rhythm (see the patch), under node-llama-cpp's
- * context lock. Tokens are taken with `take()`; when the loop ends, the sequence's token bookkeeping is brought
- * up to what llama.cpp holds and the lock is released, before `take()` reports the end.
- */
-class NativeRun {
-  private readonly tokens: Token[] = [];
-  private readonly sampled: Token[] = [];
-  private waiters: Array<() => void> = [];
-  private handle: LoopHandle | undefined;
-  ended = false;
-  error: string | undefined;
-
-  constructor(
-    private readonly context: LlamaContext,
-    private readonly sequence: LlamaContextSequence,
-    private readonly start: Token,
-    private readonly release: () => void,
-  ) {}
-
-  run(sampler: unknown, maxTokens: number): void {
-    const seq = this.sequence as unknown as SequenceInternals;
-    const native = (this.context as unknown as ContextInternals)._ctx;
-    const stop = () => this.handle?.stop();
-    running.get(this.context)?.add(stop);
-    const onEvent: LoopEvent = (kind, value, error) => {
-      if (kind === TOKEN) {
-        this.tokens.push(value as Token);
-        this.sampled.push(value as Token);
-      } else {
-        // The loop decoded `start` and then each sampled token but the last.
-        const decoded = [this.start, ...this.sampled].slice(0, value);
-        seq._contextTokens = seq._contextTokens.concat(decoded);
-        seq._nextTokenIndex += decoded.length;
-        this.error = error;
-        this.ended = true;
-        running.get(this.context)?.delete(stop);
-        this.release();
-      }
-      const waiters = this.waiters;
-      this.waiters = [];
-      waiters.forEach((wake) => wake());
-    };
-    try {
-      this.handle = native.generateTokens!(seq._sequenceId, seq._nextTokenIndex, this.start, sampler, maxTokens, NATIVE_WINDOW, onEvent);
-    } catch (err) {
-      running.get(this.context)?.delete(stop); // the caller releases the lock and the disposal guard
-      throw err;
-    }
-  }
-
-  /** The next sampled token, or undefined once the loop has ended and every token was taken. */
-  async take(): Promise<Token | undefined> {
-    while (this.tokens.length === 0 && !this.ended) await this.event();
-    const token = this.tokens.shift();
-    if (token !== undefined) this.handle?.ack(1);
-    return token;
-  }
-
-  /** Stops the loop and waits until it has ended (its bookkeeping done, the lock released). */
-  async stop(): Promise<void> {
-    this.handle?.stop();
-    while (!this.ended) await this.event();
-  }
-
-  /** Resolves at the loop's next event (a token or its end). */
-  private event(): Promise<void> {
-    return new Promise<void>((resolve) => this.waiters.push(resolve));
-  }
 }
 
 export interface TokenSourceInput {
@@ -177,48 +306,65 @@ export interface TokenSourceInput {
 
 /**
  * The tokens of one generation. They come from node-llama-cpp's `evaluateWithMetadata`, which batches the
- * request with every other stream on the context; and, whenever this stream is alone on its context and
- * samples plainly, from a native loop (`generateTokens`) that decodes and samples without a trip through
- * JavaScript per token. As soon as anything else queues a decode on the context, the loop stops after its
- * decode in progress and the stream goes on through node-llama-cpp, batched with the newcomer, with the same
+ * request with every other stream on the context; and, while every stream on the context samples plainly, from
+ * the context's native loop (`generateTokens`), which decodes all of them together and samples each without a
+ * trip through JavaScript per token. A new stream, or anything else queued on the context, stops the loop after
+ * its decode in progress, and the streams go on through node-llama-cpp, batched with the newcomer, with the same
  * tokens: greedy sampling gives what it gives either way, and seeded random sampling never runs natively.
  */
 export class TokenSource {
   private iterator: AsyncGenerator<Step, void, void> | undefined;
-  private loop: NativeRun | undefined;
+  private member: Member | undefined;
   private last: Token | undefined;
   private handed = 0;
-  private sampler: { applyConfig(config: object): void; dispose(): void } | undefined;
-
+  private sampler: NativeSampler | undefined;
   private closed = false;
+  private readonly loops: ContextLoops | undefined;
 
   constructor(private readonly input: TokenSourceInput) {
-    const context = input.sequence.context;
-    const count = (generations.get(context) ?? 0) + 1;
-    generations.set(context, count);
-    if (count > 1) stopNativeLoops(context); // a second stream: batch with it instead
+    this.loops = loopsOf.get(input.sequence.context);
+    if (this.loops) {
+      this.loops.generations++;
+      if (input.native) this.loops.plain++;
+      this.loops.stop(); // a new stream: its prompt goes through node-llama-cpp, batched with the others' next tokens
+    }
   }
 
-  /** Whether tokens come from the native loop now. */
+  /** Whether tokens come from a native loop now. */
   get native(): boolean {
-    return this.loop !== undefined;
+    return this.member !== undefined;
+  }
+
+  busy(): boolean {
+    return this.input.busy();
   }
 
   async next(): Promise<IteratorResult<Step, void>> {
-    if (this.loop) {
-      const token = await this.loop.take();
+    if (this.member) {
+      const token = await this.member.take();
       if (token !== undefined) {
         if (token < 0) throw new Error("Failed to sample next token"); // as node-llama-cpp says it
         return this.hand({ token });
       }
-      const ended = this.loop;
-      this.loop = undefined;
-      if (ended.error) throw new Error(ended.error);
+      const { loop } = this.member;
+      this.member = undefined;
+      if (loop.ended && loop.error) throw new Error(loop.error);
       // Stopped for another stream, or at the budget: go on through node-llama-cpp from the last token.
     }
     if (this.last !== undefined) {
       const maxTokens = this.nativeBudget(); // checked without an await: most tokens of a batched stream pass here
-      if (maxTokens > 0 && (await this.goNative(this.last, maxTokens))) return this.next();
+      if (maxTokens > 0) {
+        const member = await this.loops!.request(this, { sequence: this.input.sequence, start: this.last, maxTokens, sampler: this.nativeSampler() });
+        if (member) {
+          this.member = member;
+          if (this.iterator) {
+            // Nothing is queued: the iterator sits at its last yield, and returning it decodes nothing.
+            await this.iterator.return();
+            this.iterator = undefined;
+          }
+          return this.next();
+        }
+      }
     }
     if (!this.iterator) {
       const first = this.last === undefined ? this.input.tokens : [this.last];
@@ -238,67 +384,41 @@ export class TokenSource {
   /** How many tokens a native loop could generate now: 0 unless the request allows one and the context has nothing else to do. */
   private nativeBudget(): number {
     const { native, sequence, budget } = this.input;
-    const context = sequence.context;
     const seq = sequence as unknown as SequenceInternals;
-    if (!native || !running.has(context) || seq.needsCheckpoints || seq._loadedTokenPredictions.length > 0) return 0;
-    if (!contextIdle(context) || this.input.busy()) return 0;
-    return Math.max(0, Math.min(budget - this.handed, context.contextSize - 1 - seq._nextTokenIndex));
+    if (!native || !this.loops?.ready(this) || seq.needsCheckpoints || seq._loadedTokenPredictions.length > 0) return 0;
+    return Math.max(0, Math.min(budget - this.handed, sequence.context.contextSize - 1 - seq._nextTokenIndex));
   }
 
-  /** Moves to a native loop from `start`, unless something else got to the context first. */
-  private async goNative(start: Token, maxTokens: number): Promise<boolean> {
-    const { native, sequence } = this.input;
-    const context = sequence.context;
-    const seq = sequence as unknown as SequenceInternals;
-    if (!native) return false;
-    const lock = await acquireLock([context, "context"]);
-    let guard: { dispose(): void } | undefined;
-    try {
-      if (!contextIdle(context) || this.input.busy()) {
-        lock.dispose();
-        return false;
-      }
-      try {
-        guard = (context as unknown as ContextInternals)._backendContextDisposeGuard.createPreventDisposalHandle();
-      } catch {
-        lock.dispose(); // the context is being disposed: node-llama-cpp's own path says so
-        return false;
-      }
-      if (this.iterator) {
-        // Nothing is queued: the iterator sits at its last yield, and returning it decodes nothing.
-        await this.iterator.return();
-        this.iterator = undefined;
-      }
-      if (!this.sampler) {
-        const m = this.input.model as unknown as ModelInternals;
-        this.sampler = new m._llama._bindings.AddonSampler(m._model);
-        this.sampler.applyConfig(seq._resolveSamplerConfig(native));
-      }
-      const held = guard;
-      const run = new NativeRun(context, sequence, start, () => {
-        held.dispose();
-        lock.dispose();
-      });
-      run.run(this.sampler, maxTokens);
-      this.loop = run;
-      return true;
-    } catch (err) {
-      guard?.dispose();
-      lock.dispose();
-      throw err;
+  private nativeSampler(): NativeSampler {
+    if (!this.sampler) {
+      const m = this.input.model as unknown as ModelInternals;
+      this.sampler = new m._llama._bindings.AddonSampler(m._model);
+      this.sampler.applyConfig((this.input.sequence as unknown as SequenceInternals)._resolveSamplerConfig(this.input.native!));
     }
+    return this.sampler;
   }
 
-  /** Ends the generation: stops a native loop (waiting for its decode in progress) or returns the iterator. */
+  /**
+   * Says no more tokens will be asked for (the budget is reached, a stop string or the end was found, the reader
+   * left), before the last text is handed on: the stream no longer counts among the context's generations, and
+   * it leaves the loop it is in.
+   */
+  release(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.loops) {
+      this.loops.generations--;
+      if (this.input.native) this.loops.plain--;
+    }
+    if (this.member) this.member.loop.handle?.stopSequence(this.member.index);
+  }
+
+  /** Ends the generation: takes its sequence out of a native loop (waiting for the decode in progress) or returns the iterator. */
   async return(): Promise<void> {
-    if (!this.closed) {
-      this.closed = true;
-      const context = this.input.sequence.context;
-      generations.set(context, (generations.get(context) ?? 1) - 1);
-    }
+    this.release();
     try {
-      if (this.loop) await this.loop.stop();
-      this.loop = undefined;
+      if (this.member) await this.member.stop();
+      this.member = undefined;
       await this.iterator?.return();
     } finally {
       this.sampler?.dispose();
