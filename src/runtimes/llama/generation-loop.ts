@@ -165,7 +165,7 @@ export async function* generationLoop(input: LoopInput, keep: number): Generatio
   const requestNext = (): Promise<IteratorResult<Step, void>> | undefined => {
     if (signal.aborted || completionTokens >= input.budget) {
       if (!signal.aborted) finishReason = "length";
-      source.release(); // no more tokens: the other streams need not wait for this one's last text
+      source.release(); // no more tokens: leave the native loop now, before the last text is handed on
       return undefined;
     }
     const next = source.next();
