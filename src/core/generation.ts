@@ -90,39 +90,3 @@ export async function collectGeneration(stream: GenerationStream): Promise<Gener
     if (step.done) return step.value;
   }
 }
-
-/** Whether `promise` is fulfilled before the event loop's next turn (its check phase). */
-function fulfilledThisTurn(promise: Promise<unknown>): Promise<boolean> {
-  return Promise.race([promise.then(() => true, () => false), new Promise<boolean>((resolve) => setImmediate(() => resolve(false)))]);
-}
-
-/**
- * The stream's text in pieces as large as what is already generated: a chunk whose next one is ready in the same
- * turn of the event loop is merged with it (up to `maxChunks` in one piece). For a transport whose every message
- * costs much more than a token of a small model (gRPC through grpc-js), the messages then keep up with the
- * tokens where one message a token would fall behind; when the reader keeps up, every chunk goes alone, one turn
- * of the event loop later. Chunks with logprobs are not merged (each carries its own); an error of the stream
- * comes after the text before it.
- */
-export async function* mergeReadyChunks(stream: GenerationStream, maxChunks = 16): AsyncGenerator<GenerationChunk, GenerationResult, void> {
-  const ask = () => {
-    const next = stream.next();
-    next.catch(() => {}); // awaited below, maybe after a yield: not an unhandled rejection meanwhile
-    return next;
-  };
-  let next = ask();
-  let index = 0;
-  for (;;) {
-    const step = await next;
-    if (step.done) return step.value;
-    let text = step.value.text;
-    next = ask();
-    for (let merged = 1; merged < maxChunks && !step.value.logprobs && (await fulfilledThisTurn(next)); merged++) {
-      const more = await next;
-      if (more.done || more.value.logprobs) break; // the loop's top takes it as it is
-      text += more.value.text;
-      next = ask();
-    }
-    yield { text, index: index++ };
-  }
-}

@@ -1,7 +1,7 @@
 // The GRPCInferenceService handlers: KServe v2 calls and Triton's streaming, repository and statistics
 // calls, over the same services as the REST routes (src/services).
 import type { sendUnaryData, ServerDuplexStream, ServerUnaryCall } from "@grpc/grpc-js";
-import { collectGeneration, mergeReadyChunks } from "../../core/generation.js";
+import { collectGeneration } from "../../core/generation.js";
 import { InfernoError } from "../../errors/catalogue.js";
 import type { ModelRegistry } from "../../registry/model-registry.js";
 import { kserveDatatype } from "../../runtimes/onnx/tensor-types.js";
@@ -99,11 +99,8 @@ export function inferenceService(opts: ServiceOptions): GRPCInferenceServiceHand
         scope.throwIfAborted();
         return textResponse({ ...base, parameters: { ...usageParameters(result), triton_final_response: toParameter(true) } }, result.text, raw);
       }
-      // Tokens that are already there when a response goes out share it: grpc-js's cost per message is several
-      // times a small model's token (README, Transports).
-      const chunks = mergeReadyChunks(generation);
       for (;;) {
-        const step = await chunks.next();
+        const step = await generation.next();
         if (step.done) {
           scope.throwIfAborted();
           // Triton's last response of a decoupled request: no output, the final flag (and the usage).
