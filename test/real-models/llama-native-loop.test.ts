@@ -1,7 +1,9 @@
 // Needs ../shared/models/stories260K.gguf; skipped without it, required in CI. A lone stream through HTTP runs on
 // the native generation loop (patches/node-llama-cpp-generate-tokens.patch, src/runtimes/llama/native-generation.ts),
 // which decodes ahead of the reader: a stream ended by a stop string or by its client leaves the one sequence
-// in a state from which the same request gives the same text again.
+// in a state from which the same request gives the same text again; and with eight clients that come, leave and
+// mix plain and penalised sampling (streams joining, leaving and stopping loops), every whole greedy stream is
+// the text it gets alone, and nothing stays in flight.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type { LlamaContext } from "node-llama-cpp";
@@ -62,4 +64,51 @@ test("a lone stream runs on the native loop; after a stop string and a client th
   const again = await readSse(await request({}));
   assert.equal(text(again), full, "the same text after the sequence was left mid-way twice");
   t.diagnostic(`tokens sampled by each native loop: ${JSON.stringify(loops.map((l) => l.sampled))}`);
+});
+
+test("eight clients that come, leave mid-stream and mix sampling: every whole greedy stream is its text alone", { skip: stories.skip }, async (t) => {
+  if (!loops) return; // said by the test above
+  const busy = await startTestServer({ models: { stories: stories.path }, config: { contextSize: 1024, parallel: 8 } });
+  t.after(() => busy.cleanup());
+  const ask = (body: object, signal?: AbortSignal) =>
+    fetch(`${busy.url}/inference/stream`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "stories", prompt: PROMPT, temperature: 0, ignore_eos: true, ...body }),
+      ...(signal ? { signal } : {}),
+    });
+  const alone = text(await readSse(await ask({ max_tokens: 120 })));
+  const context = (busy.app.registry.getLoaded("stories") as unknown as { context: LlamaContext }).context;
+  const busyLoops = recordNativeLoops(context)!;
+  // A seeded choice of what each client does; when a leaving client leaves depends on the machine.
+  let seed = 7;
+  const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  let whole = 0;
+  const client = async () => {
+    const kind = random();
+    const leave = new AbortController();
+    const timer = kind >= 0.8 ? setTimeout(() => leave.abort(), random() * 40) : undefined;
+    const body = kind < 0.4 ? { max_tokens: 120 } : kind < 0.55 ? { max_tokens: 80, stop: ["the"] } : kind < 0.7 ? { max_tokens: 60, repeat_penalty: 1.1 } : { max_tokens: 40 + Math.floor(random() * 100) };
+    try {
+      const events = await readSse(await ask(body, leave.signal));
+      assert.ok(events.at(-1)?.usage, `a stream that was not left ends with its usage: ${JSON.stringify(events.at(-1))}`);
+      if (kind < 0.4) {
+        assert.equal(text(events), alone, "a whole greedy stream among the others: its text alone");
+        whole++;
+      }
+    } catch (err) {
+      if (!leave.signal.aborted) throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  for (let round = 0; round < 12; round++) await Promise.all(Array.from({ length: 8 }, client));
+  const last = await readSse(await ask({ max_tokens: 120 }));
+  assert.equal(text(last), alone, "after it all, the same request gives the same text");
+  const metrics = await (await fetch(`${busy.url}/metrics`)).text();
+  assert.match(metrics, /^inferno_requests_in_flight 0$/m, "nothing left in flight");
+  const widest = Math.max(...busyLoops.map((l) => l.sampled.length));
+  t.diagnostic(`${whole} whole greedy streams compared; ${busyLoops.length} native loops, the widest with ${widest} streams`);
+  assert.ok(whole >= 20, `${whole} whole greedy streams`);
+  assert.ok(widest >= 4, "streams joined running loops");
 });
