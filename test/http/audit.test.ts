@@ -67,8 +67,9 @@ test("failed auth: source address and the key's id only, never its secret; a flo
     assert.equal(res.status, 401);
   }
   const rows = (await audit("&type=auth.failure")).filter((e) => e.credential === "api-key:ABCDEFGHIJKL");
-  // The first at once, the 39 repeats of that minute as one row (two when the flood crossed a minute).
-  assert.ok(rows.length >= 2 && rows.length <= 3, `${rows.length} rows`);
+  // The first at once, the 39 repeats of that minute as one row; four rows when the flood crossed a minute (each
+  // minute's first at once, and its repeats as one row). Seen in CI: a 40-request flood across a minute's end.
+  assert.ok(rows.length >= 2 && rows.length <= 4, `${rows.length} rows`);
   assert.equal(rows.reduce((n, e) => n + e.count, 0), 40);
   for (const e of rows) {
     assert.deepEqual([e.actor, e.source, e.transport, e.target, e.details.reason], ["anonymous", "127.0.0.1", "http", "GET /models", "invalid_credentials"]);
