@@ -11,7 +11,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
 import { eraseFrom } from "../../src/runtimes/llama/generation-loop.js";
 import { enableNativeLoops, NATIVE_WINDOW, TokenSource } from "../../src/runtimes/llama/native-generation.js";
-import { recordNativeLoops, type RecordedLoop } from "../helpers/native-loops.js";
+import { loopEnded, recordNativeLoops, type RecordedLoop } from "../helpers/native-loops.js";
 import { eachAlone, promptTokens, tinyModel } from "../helpers/tiny-llama.js";
 
 /** A context of `sequences` with native loops on, and a record of every loop run on it (skips without the patched addon). */
@@ -114,8 +114,7 @@ test("a second stream stops the loop for its prompt; then both run in one loop, 
   await a.return();
   assert.deepEqual(gotA, expected[0]!.slice(0, 60));
   assert.deepEqual(gotB, expected[1]!.slice(0, 40));
-  for (let i = 0; i < 100 && shared.decodes === undefined; i++) await sleep(5);
-  assert.notEqual(shared.decodes, undefined, "with no sequence left, the loop ended");
+  assert.ok(await loopEnded(shared), "with no sequence left, the loop ended");
   t.diagnostic(`the shared loop: ${shared.decodes} decodes, tokens sampled ${JSON.stringify(shared.sampled)}`);
 });
 
@@ -136,7 +135,7 @@ test("streams that start at different times all run in one loop, one decode a st
   await Promise.all(sources.map((s) => s.return()));
   assert.deepEqual(got, expected);
   const last = setup.loops.at(-1)!;
-  for (let i = 0; i < 100 && last.decodes === undefined; i++) await sleep(5);
+  assert.ok(await loopEnded(last), "with no sequence left, the loop ended");
   t.diagnostic(`loops: ${JSON.stringify(setup.loops.map((l) => ({ sampled: l.sampled, decodes: l.decodes })))}`);
   assert.equal(last.sampled.length, 4, "the last loop carried all four streams");
   // Every step decoded every stream still in it: about as many decodes as the longest stream's tokens (streams

@@ -1,5 +1,6 @@
 // A record of the native generation loops (patches/node-llama-cpp-generate-tokens.patch) run on a context, for
 // the tests that check streams really ran on one.
+import { setTimeout as sleep } from "node:timers/promises";
 import type { LlamaContext } from "node-llama-cpp";
 import { wrapNativeContext } from "../../src/runtimes/llama/native-context.js";
 import { LOOP_END, SEQUENCE_END, TOKEN, type GenerateTokens } from "../../src/runtimes/llama/native-generation.js";
@@ -32,4 +33,10 @@ export function recordNativeLoops(context: LlamaContext): RecordedLoop[] | undef
     }) satisfies GenerateTokens,
   });
   return loops;
+}
+
+/** Waits up to half a second for the loop to end (its last sequence gone); whether it did. */
+export async function loopEnded(loop: RecordedLoop): Promise<boolean> {
+  for (let i = 0; i < 100 && loop.decodes === undefined; i++) await sleep(5);
+  return loop.decodes !== undefined;
 }

@@ -227,13 +227,15 @@ class ContextLoops {
         await loop.done; // ending: it releases the context when it has, then a new one may start
         continue;
       }
-      let started!: () => void;
-      this.starting = new Promise((resolve) => (started = resolve));
+      const starting = this.start(source, entry);
+      this.starting = starting.then(
+        () => undefined,
+        () => undefined,
+      );
       try {
-        return await this.start(source, entry);
+        return await starting;
       } finally {
         this.starting = undefined;
-        started();
       }
     }
   }
