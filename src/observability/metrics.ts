@@ -64,7 +64,10 @@ function defineMetrics(register: Registry, models: ModelRegistry) {
       registers,
       collect() {
         this.reset();
-        for (const [id, model] of models.loadedModels()) if (model.engineRuns) this.inc({ model: id }, model.engineRuns[field]);
+        for (const [id, model] of models.loadedModels()) {
+          const n = model.engineRuns?.[field];
+          if (n !== undefined) this.inc({ model: id }, n);
+        }
       },
     });
   return {
@@ -138,6 +141,11 @@ function defineMetrics(register: Registry, models: ModelRegistry) {
       "inferno_model_runs_total",
       "Engine runs of each loaded model: llama.cpp decodes (in-process GGUF) or onnxruntime session runs (ONNX); resets when the model is unloaded",
       "runs",
+    ),
+    mainThreadRuns: engineRunCounter(
+      "inferno_model_main_thread_runs_total",
+      "Of inferno_model_runs_total, the onnxruntime runs made on the main thread: a quick model's requests that found its worker idle (README, Threads)",
+      "mainThread",
     ),
     engineRunItems: engineRunCounter(
       "inferno_model_run_items_total",

@@ -8,6 +8,8 @@ export interface ModelRuns {
   runs: number;
   /** Tokens those decodes carried (GGUF) or requests those session runs served (ONNX); over `runs`, the mean batch. */
   items: number;
+  /** Of `runs`, those made on the server's main thread (ONNX: a quick model's requests that found its worker idle). */
+  mainThread?: number;
 }
 
 /** A model held in memory by a runtime; the registry only needs these. */

@@ -95,7 +95,7 @@ export class OnnxModel implements LoadedModel {
 
   /** Session runs so far (a merged batch counts once) and the requests they served: batching at work. */
   get engineRuns(): Readonly<ModelRuns> {
-    return this.counted;
+    return { ...this.counted, mainThread: this.session.mainThreadRuns };
   }
 
   get queued(): number {

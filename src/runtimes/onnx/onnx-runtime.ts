@@ -5,7 +5,7 @@ import { redactPaths } from "../../errors/redact-paths.js";
 import type { MemoryUse } from "../../registry/memory-budget.js";
 import { OnnxFormatError, readOnnxHeader, type OnnxHeader } from "../../onnx/onnx-reader.js";
 import { OnnxModel } from "./onnx-model.js";
-import { SessionClient } from "./session-client.js";
+import { QUICK_RUNS, SessionClient } from "./session-client.js";
 
 export type OnnxProvider = "cpu" | "cuda" | "auto";
 export type GraphOptimization = "disabled" | "basic" | "extended" | "all";
@@ -49,8 +49,13 @@ const SESSION_OVERHEAD_BYTES = 10 * 1024 * 1024;
  * The first model also loads onnxruntime itself (about 40 MiB, once per process): not counted.
  */
 export function onnxMemoryEstimate(fileSize: number): MemoryUse {
-  return { ram: SESSION_OVERHEAD_BYTES + 3 * fileSize, vram: 0 };
+  // A model that may run on the main thread too (mayRunOnMainThread) holds a second session there.
+  const sessions = mayRunOnMainThread(fileSize) ? 2 : 1;
+  return { ram: SESSION_OVERHEAD_BYTES + sessions * 3 * fileSize, vram: 0 };
 }
+
+/** Whether a model may get a session on the main thread for its quick runs (QUICK_RUNS); INFERNO_ONNX_MAIN_THREAD=0 turns it off. */
+export const mayRunOnMainThread = (fileSize: number) => process.env.INFERNO_ONNX_MAIN_THREAD !== "0" && fileSize <= QUICK_RUNS.maxFileBytes;
 
 /** Loads `.onnx` files into sessions on worker threads, with the configured execution provider and threads. */
 export class OnnxRuntime {
@@ -72,7 +77,8 @@ export class OnnxRuntime {
     };
     let opened;
     try {
-      opened = await SessionClient.open(filePath, sessionOptions);
+      // On a GPU a second session would hold the weights twice in its memory: the main thread runs CPU sessions only.
+      opened = await SessionClient.open(filePath, sessionOptions, this.config.provider === "cpu" && mayRunOnMainThread(header.fileSize));
     } catch (err) {
       const message = redactPaths((err as Error).message);
       if (this.config.provider === "cuda" || !/cuda/i.test(message)) {
@@ -82,7 +88,7 @@ export class OnnxRuntime {
         throw new InfernoError(code, `onnxruntime could not load the model: ${message}`, undefined, { cause: err });
       }
       // "auto": no CUDA provider on this host; fall back to the CPU.
-      opened = await SessionClient.open(filePath, { ...sessionOptions, executionProviders: ["cpu"] });
+      opened = await SessionClient.open(filePath, { ...sessionOptions, executionProviders: ["cpu"] }, mayRunOnMainThread(header.fileSize));
     }
     const model = new OnnxModel(opened.client, opened, {
       maxBatchSize: options.max_batch_size ?? this.config.maxBatchSize,

@@ -1,22 +1,16 @@
 // Runs one onnxruntime session on a worker thread. onnxruntime-node's `session.run` is synchronous
 // native code behind a Promise (measured: a 97 ms run stalls the event loop for 97 ms), so a session on
-// the main thread would freeze every other request while it runs.
+// the main thread would freeze every other request while it runs. (Only a model proven quick also runs
+// there, while this worker idles: session-client.ts.)
 import { parentPort } from "node:worker_threads";
-import ort from "onnxruntime-node";
+import type ort from "onnxruntime-node";
+import { openSession, runSession, toFeeds, toWire } from "./session-run.js";
 import { concatBatch, splitBatch } from "./tensor-batch.js";
 import type { DecodedTensor } from "./tensor-types.js";
 import { transferables, type WorkerReply, type WorkerRequest, type WireTensor } from "./session-protocol.js";
 
 let session: ort.InferenceSession | undefined;
 const port = parentPort!;
-
-const toWire = (t: ort.Tensor): WireTensor => ({ type: t.type, dims: [...t.dims], data: t.data as WireTensor["data"] });
-
-const toFeeds = (tensors: Record<string, WireTensor>): Record<string, ort.Tensor> => {
-  const feeds: Record<string, ort.Tensor> = {};
-  for (const [name, t] of Object.entries(tensors)) feeds[name] = new ort.Tensor(t.type as never, t.data as never, t.dims);
-  return feeds;
-};
 
 function reply(message: WorkerReply, transfer: ArrayBuffer[] = []): void {
   port.postMessage(message, transfer);
@@ -25,15 +19,11 @@ function reply(message: WorkerReply, transfer: ArrayBuffer[] = []): void {
 port.on("message", async (msg: WorkerRequest) => {
   try {
     if (msg.kind === "load") {
-      session = await ort.InferenceSession.create(msg.path, msg.options as ort.InferenceSession.SessionOptions);
+      session = await openSession(msg.path, msg.options);
       reply({ kind: "loaded", id: msg.id, inputs: session.inputMetadata as never, outputs: session.outputMetadata as never });
     } else if (msg.kind === "run") {
       if (!session) throw new Error("session not loaded");
-      const started = performance.now();
-      const out = await session.run(toFeeds(msg.feeds), msg.fetches);
-      const runMs = performance.now() - started;
-      const outputs: Record<string, WireTensor> = {};
-      for (const [name, t] of Object.entries(out)) outputs[name] = toWire(t);
+      const { outputs, runMs } = await runSession(session, msg.feeds, msg.fetches);
       reply({ kind: "ran", id: msg.id, outputs, runMs }, transferables(Object.values(outputs)));
     } else if (msg.kind === "runBatch") {
       // Joining and cutting happen here, off the main thread: for large inputs they are the main thread's
