@@ -4,7 +4,7 @@ import { modelInfer, type GrpcClient } from "./grpc-bench-client.js";
 import type { InfernoClient, RawIpcClient } from "./ipc-bench-client.js";
 import { httpPost, keepAliveAgent } from "./onnx-http.js";
 import type { BenchModel } from "./onnx-inputs.js";
-import { windowedLoad, type WindowMark } from "./onnx-load.js";
+import { windowedLoad, type LoadResult, type WindowMark } from "./onnx-load.js";
 import { machineBusyMs } from "./onnx-machine.js";
 import { rawThroughput, type RawSession } from "./onnx-raw.js";
 import type { ThroughputRun } from "./onnx-report.js";
@@ -37,8 +37,11 @@ export function rawSide(raw: RawSession, model: BenchModel, data: Float32Array, 
   };
 }
 
-/** A load window on the server, sampled at the window's open and close: the server's CPU, ELU and session runs, and the rest of the machine's CPU. */
-async function serverLoad(server: TransportServer, id: string, clients: number, warmupMs: number, durationMs: number, send: (client: number) => Promise<void>): Promise<ThroughputRun> {
+/**
+ * A load window on the server, sampled at the window's open and close: the server's CPU, ELU and session runs, and
+ * the rest of the machine's CPU. `runLoad` runs the clients and calls `onMark` as the window opens and closes.
+ */
+export async function serverLoad(server: TransportServer, id: string, durationMs: number, runLoad: (onMark: (mark: WindowMark) => void) => Promise<LoadResult>): Promise<ThroughputRun> {
   let open: { sample: Promise<ServerSample>; at: number; busy: number | null } | undefined;
   let close: { sample: Promise<ServerSample>; at: number; busy: number | null } | undefined;
   const onMark = (mark: WindowMark) => {
@@ -46,7 +49,7 @@ async function serverLoad(server: TransportServer, id: string, clients: number, 
     if (mark === "open") open = now;
     else close = now;
   };
-  const load = await windowedLoad({ clients, warmupMs, durationMs }, send, onMark);
+  const load = await runLoad(onMark);
   if (!open || !close) throw new Error("the load never closed its window");
   const windowMs = close.at - open.at;
   const srv = serverDelta(await open.sample, await close.sample, windowMs, id);
@@ -86,7 +89,7 @@ export function httpSide(server: TransportServer, model: BenchModel, id: string,
     throughput: async (clients, warmupMs, durationMs) => {
       const agent = keepAliveAgent(clients);
       try {
-        return await serverLoad(server, id, clients, warmupMs, durationMs, async () => void (await post(agent)));
+        return await serverLoad(server, id, durationMs, (onMark) => windowedLoad({ clients, warmupMs, durationMs }, async () => void (await post(agent)), onMark));
       } finally {
         agent.destroy();
       }
@@ -106,7 +109,8 @@ function unarySide(server: TransportServer, id: string, name: TensorSideName, ca
       await call(0);
       return performance.now() - started;
     },
-    throughput: (clients, warmupMs, durationMs) => serverLoad(server, id, clients, warmupMs, durationMs, async (client) => void (await call(client))),
+    throughput: (clients, warmupMs, durationMs) =>
+      serverLoad(server, id, durationMs, (onMark) => windowedLoad({ clients, warmupMs, durationMs }, async (client) => void (await call(client)), onMark)),
     close: () => {},
   };
 }

@@ -13,11 +13,12 @@ export type HttpForm = "kserve-json" | "kserve-binary" | "octet";
 /** The IPC sides: the shipped client on one connection or on one per client, and the minimal raw-frame client. */
 export type IpcForm = "ipc" | "ipc-conns" | "ipc-raw";
 /** Every side of the tensor comparison; the floors are bare servers with a canned answer (transport-floor.ts). */
-export type TensorSideName = "raw" | "grpc" | HttpForm | IpcForm | "grpc-floor" | "http-floor" | "ipc-floor" | "ipc-raw-floor";
+export type TensorSideName = "raw" | "grpc" | "grpcio" | HttpForm | IpcForm | "grpc-floor" | "grpcio-floor" | "http-floor" | "ipc-floor" | "ipc-raw-floor";
 
 export const SIDE_LABELS: Record<TensorSideName, string> = {
   raw: "raw session.run (bench process)",
   grpc: "gRPC ModelInfer, raw_input_contents",
+  grpcio: "gRPC ModelInfer, grpcio client (Python, C core)",
   "kserve-binary": "REST /v2/.../infer, binary extension",
   "kserve-json": "REST /v2/.../infer, JSON data",
   octet: "REST /models/{id}/inference, octet-stream",
@@ -25,6 +26,7 @@ export const SIDE_LABELS: Record<TensorSideName, string> = {
   "ipc-conns": "IPC infer, shipped client, 1 connection each",
   "ipc-raw": "IPC infer, raw-frame client, 1 connection",
   "grpc-floor": "floor: bare grpc-js server, canned answer",
+  "grpcio-floor": "floor: bare grpc-js server, grpcio client",
   "http-floor": "floor: bare node:http server, canned answer",
   "ipc-floor": "floor: bare Unix-socket server, shipped client",
   "ipc-raw-floor": "floor: bare Unix-socket server, raw-frame client",

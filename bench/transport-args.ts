@@ -60,8 +60,9 @@ export const transportUsage = `usage: node dist/bench/transports.js [options]
   --streams N           concurrent streams of the batched streaming scenario, and the server's parallel (default 8)
   --max-tokens N        tokens per stream on --gguf (default 256; quick 128)
   --max-tokens-85m N    tokens per stream on the 85M model (default 128)
-  --sides LIST          only raw and these tensor sides: kserve-binary, kserve-json, octet, grpc, ipc, ipc-conns, ipc-raw,
-                        grpc-floor, http-floor, ipc-floor, ipc-raw-floor (default: every side)
+  --sides LIST          only raw and these tensor sides: kserve-binary, kserve-json, octet, grpc, grpcio, ipc, ipc-conns,
+                        ipc-raw, grpc-floor, grpcio-floor, http-floor, ipc-floor, ipc-raw-floor (default: every side; the
+                        grpcio sides need a python3 with grpcio: Debian's python3-grpcio, or $INFERNO_BENCH_PYTHON)
   --threads N           onnxruntime intra-op threads on every side (default cores − 1, Inferno's default)
   --llama-threads N     llama.cpp threads on every side (default: Inferno's, every core with the thread-pool addon)
   --models DIR          folder holding mnist-8.onnx and mobilenetv2-12-int8.onnx (default ../shared/models)

@@ -68,7 +68,7 @@ function throughputSummary(t: ThroughputResult) {
 
 /** The bare server each side's transport is measured against. */
 const FLOOR_OF: Partial<Record<TensorSideName, TensorSideName>> = {
-  grpc: "grpc-floor", "kserve-binary": "http-floor", "kserve-json": "http-floor", octet: "http-floor", ipc: "ipc-floor", "ipc-raw": "ipc-raw-floor",
+  grpc: "grpc-floor", grpcio: "grpcio-floor", "kserve-binary": "http-floor", "kserve-json": "http-floor", octet: "http-floor", ipc: "ipc-floor", "ipc-raw": "ipc-raw-floor",
 };
 
 function latencySummary(l: LatencyResult) {
@@ -96,6 +96,7 @@ export function summarize(report: TransportReport) {
   const mobilenet = throughput.find((t) => t.model.startsWith("mobilenet"));
   const lat = (side: TensorSideName) => latency?.sides.find((s) => s.side === side);
   const grpcLatency = lat("grpc");
+  const grpcioLatency = lat("grpcio");
   const ipcLatency = lat("ipc");
   return {
     latency,
@@ -105,9 +106,15 @@ export function summarize(report: TransportReport) {
       mnist_grpc_overhead_p50_ms: grpcLatency && goal(grpcLatency.overhead_p50_ms, 0.3, true),
       mnist_grpc_floor_p50_ms: lat("grpc-floor")?.p50_ms,
       mnist_grpc_own_p50_ms: grpcLatency?.own_p50_ms ?? undefined,
+      mnist_grpcio_overhead_p50_ms: grpcioLatency && goal(grpcioLatency.overhead_p50_ms, 0.3, true),
+      mnist_grpcio_floor_p50_ms: lat("grpcio-floor")?.p50_ms,
+      mnist_grpcio_own_p50_ms: grpcioLatency?.own_p50_ms ?? undefined,
       mnist_grpc_vs_rest_binary: mnist?.grpc_vs_rest_binary,
+      mnist_grpcio_vs_rest_binary: mnist ? mnist.vs_raw.grpcio! / mnist.vs_raw["kserve-binary"]! : undefined,
+      mnist_grpcio_floor_vs_raw: mnist?.vs_raw["grpcio-floor"],
       mnist_grpc_vs_raw: mnist?.vs_raw.grpc,
       mobilenet_grpc_vs_raw: mobilenet?.vs_raw.grpc !== undefined ? goal(mobilenet.vs_raw.grpc, 0.8, false) : undefined,
+      mobilenet_grpcio_vs_raw: mobilenet?.vs_raw.grpcio !== undefined ? goal(mobilenet.vs_raw.grpcio, 0.8, false) : undefined,
       mobilenet_rest_binary_vs_raw: mobilenet?.vs_raw["kserve-binary"] !== undefined ? goal(mobilenet.vs_raw["kserve-binary"], 0.8, false) : undefined,
       mnist_ipc_overhead_p50_ms: ipcLatency && goal(ipcLatency.overhead_p50_ms, 0.05, true),
       mnist_ipc_raw_frames_overhead_p50_ms: lat("ipc-raw")?.overhead_p50_ms,
@@ -198,9 +205,12 @@ export function formatReport(report: TransportReport): string {
       "goals (issue #15, gRPC):",
       `  mnist-8 gRPC overhead over raw at 1 client, p50: ${verdict(g.mnist_grpc_overhead_p50_ms, (n) => `${fixed(n, 3)} ms`)}; ` +
         `of which a bare grpc-js round trip ${ms(g.mnist_grpc_floor_p50_ms)}, Inferno's own ${ms(g.mnist_grpc_own_p50_ms)}`,
-      `  mnist-8 at ${f.clients} clients: gRPC / REST binary ${ratio(g.mnist_grpc_vs_rest_binary)}, gRPC / raw ${ratio(g.mnist_grpc_vs_raw)}`,
-      `  mobilenet at ${f.clients} clients, images/s over raw's best loop: gRPC ${verdict(g.mobilenet_grpc_vs_raw, (n) => `${fixed(n, 2)}×`)}, ` +
-        `REST binary ${verdict(g.mobilenet_rest_binary_vs_raw, (n) => `${fixed(n, 2)}×`)}`,
+      `  the same from a grpcio client: ${verdict(g.mnist_grpcio_overhead_p50_ms, (n) => `${fixed(n, 3)} ms`)}; ` +
+        `of which a bare grpc-js round trip ${ms(g.mnist_grpcio_floor_p50_ms)}, Inferno's own ${ms(g.mnist_grpcio_own_p50_ms)}`,
+      `  mnist-8 at ${f.clients} clients: gRPC / REST binary ${ratio(g.mnist_grpc_vs_rest_binary)} (grpcio client ${ratio(g.mnist_grpcio_vs_rest_binary)}), ` +
+        `gRPC / raw ${ratio(g.mnist_grpc_vs_raw)}; the bare grpc-js server from grpcio ${ratio(g.mnist_grpcio_floor_vs_raw)} raw`,
+      `  mobilenet at ${f.clients} clients, images/s over raw's best loop: gRPC ${verdict(g.mobilenet_grpc_vs_raw, (n) => `${fixed(n, 2)}×`)} ` +
+        `(grpcio client ${verdict(g.mobilenet_grpcio_vs_raw, (n) => `${fixed(n, 2)}×`)}), REST binary ${verdict(g.mobilenet_rest_binary_vs_raw, (n) => `${fixed(n, 2)}×`)}`,
       ...grpcStreamGoals(s.streams),
     );
   }
@@ -208,7 +218,8 @@ export function formatReport(report: TransportReport): string {
     "",
     "raw = onnxruntime-node in the bench's process, Inferno's session options; the server is a real Inferno in a child process.",
     "Clients run in the bench's process: node:http keep-alive agents (one connection per client), grpc-js (one channel for all), the shipped",
-    "IPC client (src/client: one connection for all, or one each) and a raw-frame IPC client (one connection); the sides never run at once.",
+    "IPC client (src/client: one connection for all, or one each) and a raw-frame IPC client (one connection); the grpcio sides run in a",
+    "Python process of their own (bench/grpcio_client.py, one channel, its own clock; client CPU is that process's); the sides never run at once.",
     "CPU % = process CPU time over the window / window (100% = one core); server CPU includes its onnxruntime worker threads; client CPU is",
     "the bench process's; other CPU is the rest of the machine (well above 0: a busy machine, noisy figures). ELU = the server's main-thread",
     "event-loop utilization. req/run = requests per session.run (the dynamic batcher merges same-shaped requests).",

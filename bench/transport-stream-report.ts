@@ -8,6 +8,7 @@ const LABELS: Record<StreamSide, string> = {
   ipc: "IPC generate, shipped client",
   sse: "SSE POST /inference/stream",
   grpc: "gRPC ModelStreamInfer",
+  grpcio: "gRPC ModelStreamInfer, grpcio client (Python)",
 };
 
 /** What a report line promises, and whether the run kept it. */
@@ -26,6 +27,7 @@ export function streamSummary(s: StreamScenario) {
   const rate = (side: StreamSide) => sides.find((x) => x.side === side)?.tok_s;
   const ipc = sides.find((x) => x.side === "ipc");
   const grpc = rate("grpc");
+  const grpcio = rate("grpcio");
   const sse = rate("sse");
   return {
     model: s.model, streams: s.streams, parallel: s.parallel, max_tokens: s.maxTokens, measures: s.measures, sides,
@@ -33,6 +35,8 @@ export function streamSummary(s: StreamScenario) {
     ipc_vs_raw_paired: ipc?.vs_raw_paired,
     grpc_vs_sse: grpc !== undefined && sse !== undefined ? goal(grpc / sse, 0.98, false) : undefined,
     grpc_vs_sse_paired: s.sides.grpc && s.sides.sse ? median(s.sides.grpc.rates.map((r, i) => r / s.sides.sse!.rates[i]!)) : undefined,
+    grpcio_vs_sse: grpcio !== undefined && sse !== undefined ? goal(grpcio / sse, 0.98, false) : undefined,
+    grpcio_vs_sse_paired: s.sides.grpcio && s.sides.sse ? median(s.sides.grpcio.rates.map((r, i) => r / s.sides.sse!.rates[i]!)) : undefined,
     warnings: s.warnings,
   };
 }
@@ -57,7 +61,7 @@ export function streamLines(streams: StreamSummary[], rounds: number): string[] 
         fixed(y.server_cpu_us_per_token), fixed(y.client_cpu_us_per_token),
       ])),
     ),
-    "server CPU = the server's process, all threads (raw: raw's process); client CPU = the bench's process.",
+    "server CPU = the server's process, all threads (raw: raw's process); client CPU = the bench's process (grpcio: its Python process).",
     ...streams.flatMap((x) => x.warnings.slice(0, 3).map((w) => `warning: ${x.model}, ${x.streams} streams: ${w}`)),
   ];
 }
@@ -68,4 +72,6 @@ export const ipcStreamGoals = (streams: StreamSummary[]) =>
   streams.filter((x) => x.ipc_vs_raw).map((x) => `  ${x.model}, ${plural(x.streams)}: IPC / raw ${verdict(x.ipc_vs_raw, (n) => `${fixed(n, 3)}×`)}, paired ${ratio(x.ipc_vs_raw_paired)}`);
 
 export const grpcStreamGoals = (streams: StreamSummary[]) =>
-  streams.filter((x) => x.grpc_vs_sse).map((x) => `  ${x.model}, ${plural(x.streams)}: gRPC / SSE ${verdict(x.grpc_vs_sse, (n) => `${fixed(n, 3)}×`)}, paired ${ratio(x.grpc_vs_sse_paired)}`);
+  streams.filter((x) => x.grpc_vs_sse).map((x) =>
+    `  ${x.model}, ${plural(x.streams)}: gRPC / SSE ${verdict(x.grpc_vs_sse, (n) => `${fixed(n, 3)}×`)}, paired ${ratio(x.grpc_vs_sse_paired)}` +
+      (x.grpcio_vs_sse ? `; grpcio client / SSE ${verdict(x.grpcio_vs_sse, (n) => `${fixed(n, 3)}×`)}, paired ${ratio(x.grpcio_vs_sse_paired)}` : ""));

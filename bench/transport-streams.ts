@@ -4,6 +4,7 @@
 import path from "node:path";
 import { forkRpc } from "./child-rpc.js";
 import { connect, grpcChannels, streamGeneration, streamInferRequest } from "./grpc-bench-client.js";
+import { GrpcioClient, grpcioPython as findGrpcioPython } from "./grpcio-side.js";
 import { ipcClients, ipcGeneration } from "./ipc-bench-client.js";
 import type { EngineSettings, RawChildRequest, RawChildSpec } from "./peer-engines.js";
 import { rotate } from "./rotate.js";
@@ -15,8 +16,8 @@ import { spawnTransportServer } from "./transport-server.js";
 const PROMPT = "Once upon a time";
 const SETTLE_MS = 100;
 
-export type StreamSide = "raw" | "ipc" | "sse" | "grpc";
-const SIDES: StreamSide[] = ["raw", "ipc", "sse", "grpc"];
+export type StreamSide = "raw" | "ipc" | "sse" | "grpc" | "grpcio";
+const SIDES: StreamSide[] = ["raw", "ipc", "sse", "grpc", "grpcio"];
 
 export interface StreamSideRuns {
   /** tok/s of each round (see StreamScenario.measures). */
@@ -45,11 +46,23 @@ interface Round {
   clientCpuUs: number;
 }
 
+let grpcioPython: string | null | undefined;
+
+/** A grpcio client process of `address` for ModelStreamInfer, or none without a Python that has grpc (said once). */
+async function grpcioStreams(address: string): Promise<GrpcioClient | undefined> {
+  if (grpcioPython === undefined) {
+    grpcioPython = findGrpcioPython() ?? null;
+    if (grpcioPython === null) console.error("gRPC streams through grpcio: not run (no python3 that imports grpc; Debian: apt-get install python3-grpcio)");
+  }
+  return grpcioPython === null ? undefined : GrpcioClient.open(grpcioPython, address);
+}
+
 async function scenario(modelPath: string, maxTokens: number, streams: number, opts: TransportBenchOptions): Promise<StreamScenario> {
   // Every side alike: threads for every batch, `streams` sequences, 2048 tokens of context each, batch 512.
   const settings: EngineSettings = { modelPath, threads: opts.llamaThreads, batchThreads: opts.llamaThreads, parallel: streams, contextSize: 2048, batchSize: 512 };
-  const names = opts.ipcOnly ? SIDES.filter((s) => s === "raw" || s === "ipc") : SIDES;
   const server = await spawnTransportServer({ kind: "gguf", opts: settings }, opts.cpuProf);
+  const grpcio = opts.ipcOnly ? undefined : await grpcioStreams(server.grpcAddress);
+  const names = SIDES.filter((s) => (opts.ipcOnly ? s === "raw" || s === "ipc" : s !== "grpcio" || grpcio));
   // Raw batches its sequences in id order as Inferno does (batch-order.ts): the ratio is then the transport's and the
   // server's cost, not that of node-llama-cpp's default order, which splits 8 streams' tokens into several micro-batches.
   const rawSpec: RawChildSpec = { ...settings, sequenceOrder: true };
@@ -61,6 +74,12 @@ async function scenario(modelPath: string, maxTokens: number, streams: number, o
     await connect([channel!]);
     const req: StreamRequest = { model: server.modelId, prompt: PROMPT, maxTokens, ignoreEos: true };
     const grpcReq = streamInferRequest(req);
+    let grpcioCpuUs = 0;
+    const viaGrpcio = async () => {
+      const r = await grpcio!.streams(grpcReq, streams);
+      grpcioCpuUs += r.cpuUs;
+      return r.timings;
+    };
     const each = (one: () => Promise<StreamTiming>) => Promise.all(Array.from({ length: streams }, one));
     // Each stream of a server side is its own request (IPC: on the one connection; gRPC: its own call on the one channel).
     const run: Record<StreamSide, () => Promise<StreamTiming[]>> = {
@@ -68,14 +87,18 @@ async function scenario(modelPath: string, maxTokens: number, streams: number, o
       ipc: () => each(() => ipcGeneration(ipc!, req)),
       sse: () => streamConcurrently(agent, server.url, req, streams),
       grpc: () => each(() => streamGeneration(channel!, grpcReq)),
+      grpcio: viaGrpcio,
     };
     const cpuUs = async (side: StreamSide) => (side === "raw" ? (await raw.ask<{ cpuUs: number }>({ op: "stats" })).cpuUs : (await server.sample()).cpuUs);
     const measured = (side: StreamSide) => async (): Promise<Round> => {
       const before = await cpuUs(side);
       const cpu = process.cpuUsage();
+      const grpcioBefore = grpcioCpuUs;
       const timings = await run[side]();
       const used = process.cpuUsage(cpu);
-      return { timings, serverCpuUs: (await cpuUs(side)) - before, clientCpuUs: used.user + used.system };
+      // The grpcio side's client is its Python process (which says what it used), not the bench's.
+      const clientCpuUs = side === "grpcio" ? grpcioCpuUs - grpcioBefore : used.user + used.system;
+      return { timings, serverCpuUs: (await cpuUs(side)) - before, clientCpuUs };
     };
     for (const side of names) await run[side](); // loads the model, fills the prompt caches
     const rounds = await rotate(opts.streamRuns, names.map(measured), SETTLE_MS);
@@ -108,6 +131,7 @@ async function scenario(modelPath: string, maxTokens: number, streams: number, o
     };
   } finally {
     agent.destroy();
+    grpcio?.close();
     channel?.close();
     ipc?.close();
     await raw.close();

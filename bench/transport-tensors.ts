@@ -2,6 +2,7 @@
 // throughput with the server's default dynamic batching against raw session.run at batch 1 and batch 16.
 // Every transport: gRPC, REST (KServe JSON and binary, native octet-stream) and IPC, and their bare floors.
 import { connect, grpcChannels } from "./grpc-bench-client.js";
+import { grpcioSides } from "./grpcio-side.js";
 import { ipcClients, RawIpcClient } from "./ipc-bench-client.js";
 import { MNIST, MOBILENET, sampleInput, type BenchModel } from "./onnx-inputs.js";
 import { machineBusyMs } from "./onnx-machine.js";
@@ -118,17 +119,20 @@ async function openClients(server: TransportServer, floor: TransportServer, opts
 }
 
 /** With --only ipc, only raw and the IPC sides run; with --sides, only raw and those. */
-const selected = (sides: TensorSide[], opts: TransportBenchOptions) =>
-  sides.filter((s) => s.name === "raw" || ((!opts.ipcOnly || s.name.startsWith("ipc")) && (!opts.sides || opts.sides.has(s.name))));
+const wanted = (name: TensorSideName, opts: TransportBenchOptions) =>
+  name === "raw" || ((!opts.ipcOnly || name.startsWith("ipc")) && (!opts.sides || opts.sides.has(name)));
+const selected = (sides: TensorSide[], opts: TransportBenchOptions) => sides.filter((s) => wanted(s.name, opts));
 
 /** mnist-8: every transport, and the bare floors, at one client (latency) and at --clients (throughput). */
 export async function mnistPart(server: TransportServer, floor: TransportServer, raw: RawSession, opts: TransportBenchOptions): Promise<{ latency: LatencyResult; throughput: ThroughputResult }> {
   const input = sampleInput(MNIST);
   const id = MNIST.name;
   const c = await openClients(server, floor, opts, opts.clients);
+  const [grpcio, grpcioFloor] = await grpcioPair(server, floor, MNIST, id, input, opts);
   const sides = selected([
     rawSide(raw, MNIST, input),
     grpcSide(server, c.grpc, MNIST, id, input),
+    ...grpcio,
     httpSide(server, MNIST, id, input, "kserve-binary"),
     httpSide(server, MNIST, id, input, "kserve-json"),
     httpSide(server, MNIST, id, input, "octet"),
@@ -137,6 +141,7 @@ export async function mnistPart(server: TransportServer, floor: TransportServer,
     ipcSide(server, c.ipc, MNIST, id, input, "ipc-conns"),
     ipcRawSide(server, c.ipcRaw, MNIST, id, input),
     grpcSide(floor, c.grpcFloor, MNIST, id, input, "grpc-floor"),
+    ...grpcioFloor,
     httpSide(floor, MNIST, id, input, "kserve-binary", "http-floor"),
     ipcSide(floor, c.ipcFloor, MNIST, id, input, "ipc-floor"),
     ipcRawSide(floor, c.ipcRawFloor, MNIST, id, input, "ipc-raw-floor"),
@@ -160,13 +165,16 @@ export async function mobilenetPart(server: TransportServer, floor: TransportSer
   const id = MOBILENET.name;
   const maxBatch = Number(server.options[id]?.max_batch_size ?? 16);
   const c = await openClients(server, floor, opts, 1);
+  const [grpcio, grpcioFloor] = await grpcioPair(server, floor, MOBILENET, id, input, opts);
   const sides = selected([
     rawSide(raw, MOBILENET, input),
     rawSide(raw, MOBILENET, sampleInput(MOBILENET, maxBatch), maxBatch),
     httpSide(server, MOBILENET, id, input, "kserve-binary"),
     grpcSide(server, c.grpc, MOBILENET, id, input),
+    ...grpcio,
     ipcSide(server, c.ipc, MOBILENET, id, input),
     grpcSide(floor, c.grpcFloor, MOBILENET, id, input, "grpc-floor"),
+    ...grpcioFloor,
     httpSide(floor, MOBILENET, id, input, "kserve-binary", "http-floor"),
     ipcSide(floor, c.ipcFloor, MOBILENET, id, input, "ipc-floor"),
   ], opts);
@@ -177,6 +185,12 @@ export async function mobilenetPart(server: TransportServer, floor: TransportSer
   } finally {
     closeAll(sides, c);
   }
+}
+
+/** The grpcio sides of Inferno and of the floor, each as a list of zero or one. */
+async function grpcioPair(server: TransportServer, floor: TransportServer, model: BenchModel, id: string, data: Float32Array, opts: TransportBenchOptions) {
+  const sides = await grpcioSides(server, floor, model, id, data, (name) => wanted(name, opts));
+  return [sides.filter((s) => s.name === "grpcio"), sides.filter((s) => s.name === "grpcio-floor")] as const;
 }
 
 function closeAll(sides: TensorSide[], clients: { close(): void }): void {
