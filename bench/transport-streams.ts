@@ -62,7 +62,7 @@ async function scenario(modelPath: string, maxTokens: number, streams: number, o
   const settings: EngineSettings = { modelPath, threads: opts.llamaThreads, batchThreads: opts.llamaThreads, parallel: streams, contextSize: 2048, batchSize: 512 };
   const server = await spawnTransportServer({ kind: "gguf", opts: settings }, opts.cpuProf);
   const grpcio = opts.ipcOnly ? undefined : await grpcioStreams(server.grpcAddress);
-  const names = SIDES.filter((s) => (opts.ipcOnly ? s === "raw" || s === "ipc" : s !== "grpcio" || grpcio));
+  const names = SIDES.filter((s) => (opts.ipcOnly ? s === "raw" || s === "ipc" : s !== "grpcio" || grpcio !== undefined));
   // Raw batches its sequences in id order as Inferno does (batch-order.ts): the ratio is then the transport's and the
   // server's cost, not that of node-llama-cpp's default order, which splits 8 streams' tokens into several micro-batches.
   const rawSpec: RawChildSpec = { ...settings, sequenceOrder: true };
