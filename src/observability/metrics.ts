@@ -144,7 +144,7 @@ function defineMetrics(register: Registry, models: ModelRegistry) {
     ),
     mainThreadRuns: engineRunCounter(
       "inferno_model_main_thread_runs_total",
-      "Of inferno_model_runs_total, the onnxruntime runs made on the main thread: a quick model's requests that found its worker idle (README, Threads)",
+      "Of inferno_model_runs_total, the onnxruntime runs made on the main thread: a quick model's requests that found its worker idle (README, ONNX models)",
       "mainThread",
     ),
     engineRunItems: engineRunCounter(

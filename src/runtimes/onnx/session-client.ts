@@ -10,7 +10,7 @@ type RunResult = { outputs: Record<string, WireTensor>; runMs: number };
 /**
  * When a model counts as quick: `streak` runs in a row on its worker each took at most `maxRunMs`. A quick model's
  * single requests then run on the main thread while its worker has nothing to do, which saves the hand-off to the
- * worker and back (two thread wake-ups, 0.2-0.3 ms a request on mnist-8 here: README, *ONNX*); under load they
+ * worker and back (two thread wake-ups, 0.2-0.3 ms a request on mnist-8 here: README, *ONNX models*); under load they
  * queue at the worker as before. Only requests no larger than the streak's largest (input bytes) run there, so a
  * model with dynamic shapes does not bring a big input to the main thread; `slowInARow` main-thread runs over
  * `bailMs` send the model back to its worker for good. Only files up to `maxFileBytes` qualify: the main thread
