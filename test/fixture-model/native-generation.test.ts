@@ -29,6 +29,19 @@ async function nativeContext(t: TestContext, model: LlamaModel, sequences: numbe
   return { context, loops };
 }
 
+/**
+ * Two streams' setting: the tiny model, two prompts, each prompt's first `tokens` greedy tokens alone, and a
+ * native-loop context with a sequence for each (undefined when skipped).
+ */
+async function twoStreams(t: TestContext, tokens: number) {
+  const model = await tinyModel(t, 5, 1);
+  const prompts = ["Once upon a time", "The cat"];
+  const expected = await eachAlone(model, prompts, 256, tokens);
+  const setup = await nativeContext(t, model, 2);
+  if (!setup) return undefined;
+  return { model, prompts, expected, setup, seqA: setup.context.getSequence(), seqB: setup.context.getSequence() };
+}
+
 /** Greedy tokens of `prompt` on `sequence`, as the generation loop asks for them (native when it may). */
 function greedy(model: LlamaModel, sequence: LlamaContextSequence, prompt: string, keep = 0, plain = true): TokenSource {
   return new TokenSource({
@@ -88,12 +101,9 @@ test("a lone stream runs on the native loop with node-llama-cpp's tokens, and th
 });
 
 test("a second stream stops the loop for its prompt; then both run in one loop, each with its own tokens", async (t) => {
-  const model = await tinyModel(t, 5, 1);
-  const prompts = ["Once upon a time", "The cat"];
-  const expected = await eachAlone(model, prompts, 256, 60);
-  const setup = await nativeContext(t, model, 2);
-  if (!setup) return;
-  const [seqA, seqB] = [setup.context.getSequence(), setup.context.getSequence()];
+  const two = await twoStreams(t, 60);
+  if (!two) return;
+  const { model, prompts, expected, setup, seqA, seqB } = two;
 
   const a = greedy(model, seqA, prompts[0]!);
   const gotA = await take(a, 10);
@@ -145,12 +155,9 @@ test("streams that start at different times all run in one loop, one decode a st
 });
 
 test("a stream that cannot run natively keeps every stream of its context on node-llama-cpp's batches", async (t) => {
-  const model = await tinyModel(t, 5, 1);
-  const prompts = ["Once upon a time", "The cat"];
-  const expected = await eachAlone(model, prompts, 256, 30);
-  const setup = await nativeContext(t, model, 2);
-  if (!setup) return;
-  const [seqA, seqB] = [setup.context.getSequence(), setup.context.getSequence()];
+  const two = await twoStreams(t, 30);
+  if (!two) return;
+  const { model, prompts, expected, setup, seqA, seqB } = two;
   const a = greedy(model, seqA, prompts[0]!);
   const b = greedy(model, seqB, prompts[1]!, 0, false);
   const [gotA, gotB] = await Promise.all([take(a, 30), take(b, 30)]);
