@@ -21,13 +21,20 @@ import type { TransportServer } from "./transport-server.js";
 
 const SCRIPT = path.join(repoRoot, "bench/grpcio_client.py");
 
+let found: string | null | undefined;
+
 /**
  * A Python that can import grpc: $INFERNO_BENCH_PYTHON, else `python3` on the PATH, else Debian's /usr/bin/python3
  * (python3-grpcio installs there, which a python3 of pyenv's or a venv's earlier on the PATH does not see).
+ * Looked up once; without one, the grpcio sides are left out, said once on stderr.
  */
 export function grpcioPython(): string | undefined {
-  const candidates = process.env.INFERNO_BENCH_PYTHON ? [process.env.INFERNO_BENCH_PYTHON] : ["python3", "/usr/bin/python3"];
-  return candidates.find((py) => spawnSync(py, ["-c", "import grpc"], { stdio: "ignore" }).status === 0);
+  if (found === undefined) {
+    const candidates = process.env.INFERNO_BENCH_PYTHON ? [process.env.INFERNO_BENCH_PYTHON] : ["python3", "/usr/bin/python3"];
+    found = candidates.find((py) => spawnSync(py, ["-c", "import grpc"], { stdio: "ignore" }).status === 0) ?? null;
+    if (found === null) console.error("gRPC through grpcio: not run (no python3 that imports grpc; Debian: apt-get install python3-grpcio)");
+  }
+  return found ?? undefined;
 }
 
 type Line = Record<string, unknown>;
@@ -142,20 +149,14 @@ export async function grpcioSide(python: string, server: TransportServer, model:
   };
 }
 
-let warned = false;
-
 /**
  * The grpcio sides of a part, Inferno's ("grpcio") and the bare grpc-js server's ("grpcio-floor"), those of them
- * `wanted`; none without a Python that has grpc (said once on stderr).
+ * `wanted`; none without a Python that has grpc.
  */
 export async function grpcioSides(server: TransportServer, floor: TransportServer, model: BenchModel, id: string, data: Float32Array, wanted: (name: TensorSideName) => boolean): Promise<TensorSide[]> {
   const names = (["grpcio", "grpcio-floor"] as const).filter(wanted);
   if (names.length === 0) return [];
   const python = grpcioPython();
-  if (!python) {
-    if (!warned) console.error("gRPC through grpcio: not run (no python3 that imports grpc; Debian: apt-get install python3-grpcio)");
-    warned = true;
-    return [];
-  }
+  if (!python) return [];
   return Promise.all(names.map((name) => grpcioSide(python, name === "grpcio" ? server : floor, model, id, data, name)));
 }

@@ -4,7 +4,7 @@
 import path from "node:path";
 import { forkRpc } from "./child-rpc.js";
 import { connect, grpcChannels, streamGeneration, streamInferRequest } from "./grpc-bench-client.js";
-import { GrpcioClient, grpcioPython as findGrpcioPython } from "./grpcio-side.js";
+import { GrpcioClient, grpcioPython } from "./grpcio-side.js";
 import { ipcClients, ipcGeneration } from "./ipc-bench-client.js";
 import type { EngineSettings, RawChildRequest, RawChildSpec } from "./peer-engines.js";
 import { rotate } from "./rotate.js";
@@ -46,15 +46,10 @@ interface Round {
   clientCpuUs: number;
 }
 
-let grpcioPython: string | null | undefined;
-
-/** A grpcio client process of `address` for ModelStreamInfer, or none without a Python that has grpc (said once). */
+/** A grpcio client process of `address` for ModelStreamInfer, or none without a Python that has grpc. */
 async function grpcioStreams(address: string): Promise<GrpcioClient | undefined> {
-  if (grpcioPython === undefined) {
-    grpcioPython = findGrpcioPython() ?? null;
-    if (grpcioPython === null) console.error("gRPC streams through grpcio: not run (no python3 that imports grpc; Debian: apt-get install python3-grpcio)");
-  }
-  return grpcioPython === null ? undefined : GrpcioClient.open(grpcioPython, address);
+  const python = grpcioPython();
+  return python === undefined ? undefined : GrpcioClient.open(python, address);
 }
 
 async function scenario(modelPath: string, maxTokens: number, streams: number, opts: TransportBenchOptions): Promise<StreamScenario> {
