@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { status } from "@grpc/grpc-js";
-import { linearClassifierForward, linearClassifierOnnx, linearClassifierWeights, typesZooOnnx } from "../fixtures/onnx-writer.js";
+import { linearClassifierForward, linearClassifierOnnx, linearClassifierWeights, rawPairOnnx, typesZooOnnx } from "../fixtures/onnx-writer.js";
 import { call, callError, inferenceClient, rawBytes, readRawBytes, type InferenceClient } from "../helpers/grpc-client.js";
 import { realModel } from "../helpers/paths.js";
 import { postJson, startTestServer, type TestServer } from "../helpers/server.js";
@@ -16,7 +16,7 @@ const rows = [[0.5, -1, 2, 0.25], [1, 1, 1, 1]];
 
 before(async () => {
   srv = await startTestServer({
-    files: { "lin.onnx": linearClassifierOnnx(), "zoo.onnx": typesZooOnnx() },
+    files: { "lin.onnx": linearClassifierOnnx(), "zoo.onnx": typesZooOnnx(), "pair.onnx": rawPairOnnx() },
     models: stories.skip ? {} : { stories: stories.path },
     config: { maxTensorElements: 100_000 },
   });
@@ -67,6 +67,30 @@ test("ModelInfer: raw_input_contents in, raw_output_contents out (as Triton's cl
   const probs = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
   assert.equal(probs.length, 6);
   assert.ok(Math.abs(probs[3]! - linearClassifierForward(W, rows[1]!)[0]!) < 1e-5);
+});
+
+test("ModelInfer: large raw inputs at every byte offset of the message come out as sent (moved in place or copied)", async () => {
+  // Over 64 KiB a message's buffer is the request's own: a misaligned FP32 or FP64 input is moved down within it,
+  // unless that would overwrite the input before it, and then copied. The id's length
+  // moves all three through every offset modulo 8.
+  const n = 20_000;
+  const m = 3; // a small c: two bytes of framing before it, so moving it down by 5 to 7 would overwrite the end of b
+  const a = Float32Array.from({ length: n }, (_, i) => Math.sin(i) * 1000);
+  const b = Float32Array.from({ length: n }, (_, i) => Math.cos(i * 7) * 10);
+  const c = Float64Array.from({ length: m }, (_, i) => i / 3 + 1e-9 * i);
+  const values = (raw: Buffer, Type: Float32ArrayConstructor | Float64ArrayConstructor) => new Type(Uint8Array.from(raw).buffer);
+  for (let shift = 0; shift < 8; shift++) {
+    const res: any = await call(client, "ModelInfer", {
+      model_name: "pair", id: "x".repeat(shift),
+      inputs: [{ name: "a", datatype: "FP32", shape: [n] }, { name: "b", datatype: "FP32", shape: [n] }, { name: "c", datatype: "FP64", shape: [m] }],
+      raw_input_contents: [Buffer.from(a.buffer), Buffer.from(b.buffer), Buffer.from(c.buffer)],
+    });
+    const out = Object.fromEntries(res.outputs.map((o: any, i: number) => [o.name, res.raw_output_contents[i] as Buffer]));
+    assert.deepEqual(values(out.a_out, Float32Array), a, `a, shift ${shift}`);
+    assert.deepEqual(values(out.c_out, Float64Array), c, `c, shift ${shift}`);
+    const sum = values(out.sum, Float32Array);
+    sum.forEach((v, i) => assert.equal(v, Math.fround(a[i]! + b[i]!), `sum[${i}], shift ${shift}`));
+  }
 });
 
 test("ModelInfer on every element type: INT64, BOOL, INT8, UINT8 typed, FP16 raw only", async () => {

@@ -35,6 +35,29 @@ export function ownBuffer(buffer: ArrayBuffer): void {
   owned.add(buffer);
 }
 
+/** Whether `buffer` was marked with ownBuffer. */
+export function isOwnBuffer(buffer: ArrayBufferLike): boolean {
+  return buffer instanceof ArrayBuffer && owned.has(buffer);
+}
+
+/**
+ * `bytes` moved down to a multiple of `size` within its buffer when that buffer is a request's own (ownBuffer) and
+ * the bytes it moves over belong to none of `others` (they are framing or headers, decoded already); otherwise
+ * `bytes` as it is (decodeRawTensor copies a misaligned view). A typed array can then view it, and the buffer
+ * moves to the session's thread with no copy. `others` are the request's other raw tensors, where they are now.
+ */
+export function alignOwned(bytes: Uint8Array, size: number, others: Iterable<Uint8Array>): Uint8Array {
+  const shift = bytes.byteOffset % size;
+  if (shift === 0 || !isOwnBuffer(bytes.buffer)) return bytes;
+  const from = bytes.byteOffset;
+  const to = from - shift;
+  for (const other of others) {
+    if (other !== bytes && other.buffer === bytes.buffer && other.byteOffset < from && other.byteOffset + other.byteLength > to) return bytes;
+  }
+  new Uint8Array(bytes.buffer).copyWithin(to, from, from + bytes.byteLength);
+  return Buffer.from(bytes.buffer, to, bytes.byteLength);
+}
+
 /**
  * Buffers that can be moved to the other thread instead of copied: a typed array that spans its whole
  * buffer, or views into a buffer marked with ownBuffer (a view into a pooled or shared buffer would

@@ -8,7 +8,8 @@ import {
   decodeKserveTensor, decodeRawTensor, encodeRawTensor, type DecodedTensor, type DecodeLimits, type TensorLike, type TensorSpec,
 } from "../../runtimes/onnx/tensor-codec.js";
 import { checkCount, invalidInput, parseShape } from "../../runtimes/onnx/tensor-shape.js";
-import { elementTypeFromKserve, kserveDatatype } from "../../runtimes/onnx/tensor-types.js";
+import { alignOwned } from "../../runtimes/onnx/session-protocol.js";
+import { elementSize, elementTypeFromKserve, kserveDatatype } from "../../runtimes/onnx/tensor-types.js";
 import type { InferTensorContents, InferTensorContents__Output } from "./generated/inference/InferTensorContents.js";
 import type { ModelInferRequest__Output } from "./generated/inference/ModelInferRequest.js";
 import type { ModelInferResponse } from "./generated/inference/ModelInferResponse.js";
@@ -98,7 +99,7 @@ export function decodeInputs(model: OnnxModel, req: ModelInferRequest__Output, l
   for (const [spec, i] of matchInputs(model, given, "inputs")) {
     const input = req.inputs[i]!;
     out[spec.name] = raw.length > 0
-      ? decodeRawTensor(spec, { datatype: input.datatype, shape: shapeOf(input.shape) }, raw[i]!, limits)
+      ? decodeRawTensor(spec, { datatype: input.datatype, shape: shapeOf(input.shape) }, (raw[i] = alignOwned(raw[i]!, elementSize(spec.type) ?? 1, raw) as Buffer), limits)
       : decodeTyped(spec, input, limits);
   }
   return out;
