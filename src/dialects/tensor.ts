@@ -5,6 +5,8 @@ import {
   decodeBinaryTensor, decodeJsonTensor, decodeKserveTensor, decodeRawTensor, encodeKserveOutput, encodeTensor, isElementType, kserveDatatype, MAX_TENSOR_RANK,
   type DecodedTensor, type DecodeLimits, type TensorSpec,
 } from "../runtimes/onnx/tensor-codec.js";
+import { alignOwned } from "../runtimes/onnx/session-protocol.js";
+import { elementSize } from "../runtimes/onnx/tensor-types.js";
 
 const binaryInput = z.object({ data_b64: z.string(), shape: z.array(z.number().int().min(0)).max(8), dtype: z.string().max(16) }).strict();
 
@@ -133,8 +135,10 @@ export function decodeKserveInputs(
     given.set(input.name, input);
   }
   const out: Record<string, DecodedTensor> = {};
+  const placed = new Map(raw); // where each raw tensor is now (alignOwned may move one within the request's buffer)
   for (const [spec, input] of matchInputs(model, given, "inputs")) {
-    const bytes = raw.get(spec.name);
+    let bytes = placed.get(spec.name);
+    if (bytes !== undefined) placed.set(spec.name, (bytes = alignOwned(bytes, elementSize(spec.type) ?? 1, placed.values())));
     out[spec.name] = bytes !== undefined ? decodeRawTensor(spec, input, bytes, limits) : decodeKserveTensor(spec, { datatype: input.datatype, shape: input.shape, data: input.data }, limits);
   }
   return out;

@@ -10,7 +10,7 @@ import { decode, encode } from "@msgpack/msgpack";
 import { connect, InfernoIpcError, type InfernoClient } from "../../src/client/index.js";
 import type { LlamaTextModel } from "../../src/runtimes/llama/llama-text-model.js";
 import { buildTinyLlamaGguf } from "../fixtures/gguf-writer.js";
-import { linearClassifierForward, linearClassifierOnnx, linearClassifierWeights } from "../fixtures/onnx-writer.js";
+import { linearClassifierForward, linearClassifierOnnx, linearClassifierWeights, rawPairOnnx } from "../fixtures/onnx-writer.js";
 import { realModel, tempDir } from "../helpers/paths.js";
 import { postJson, startTestServer, type TestServer } from "../helpers/server.js";
 
@@ -25,7 +25,7 @@ before(async () => {
   tmp = await tempDir("inferno-ipc-");
   socketPath = path.join(tmp.dir, "inferno.sock");
   srv = await startTestServer({
-    files: { "lin.onnx": linearClassifierOnnx(), "tiny.gguf": buildTinyLlamaGguf({ contextLength: 8192 }) },
+    files: { "lin.onnx": linearClassifierOnnx(), "pair.onnx": rawPairOnnx(), "tiny.gguf": buildTinyLlamaGguf({ contextLength: 8192 }) },
     models: stories.skip ? {} : { stories: stories.path },
     config: { ipcSocket: socketPath, ipcMaxFrameBytes: 1 << 20, ipcMaxInFlight: 8, parallel: 2, contextSize: 8192, maxTokensLimit: 8000 },
   });
@@ -104,7 +104,7 @@ test("the socket is created with mode 0600 and answers health and models", async
   assert.equal(health.status, "healthy");
   assert.equal(health.protocol, 1);
   const { models } = await client.models();
-  assert.deepEqual(models.map((m) => m.id).sort(), ["lin", "tiny", ...(stories.skip ? [] : ["stories"])].sort());
+  assert.deepEqual(models.map((m) => m.id).sort(), ["lin", "pair", "tiny", ...(stories.skip ? [] : ["stories"])].sort());
 });
 
 test("infer: raw float32 bytes in and out, values right", async () => {
@@ -122,6 +122,31 @@ test("infer: raw float32 bytes in and out, values right", async () => {
     return true;
   });
   await assert.rejects(client.infer("nope", {}), (e: InfernoIpcError) => e.code === "MODEL_NOT_FOUND");
+});
+
+test("infer: large frames back to back, split across chunks, tensors at every byte offset: values as sent", async () => {
+  // A large frame that arrives in several chunks is joined into a buffer of its own, where a misaligned tensor is
+  // moved into place instead of copied; the next frame's bytes, in the same chunks, must stay intact.
+  const n = 20_000;
+  const a = Float32Array.from({ length: n }, (_, i) => Math.sin(i) * 1000);
+  const b = Float32Array.from({ length: n }, (_, i) => Math.cos(i * 7) * 10);
+  const c = Float64Array.from({ length: 3 }, (_, i) => i / 3);
+  const tensor = (datatype: string, data: Float32Array | Float64Array) => ({ datatype, shape: [data.length], data: new Uint8Array(data.buffer) });
+  const conn = new RawConnection(socketPath);
+  const frames = Array.from({ length: 8 }, (_, k) =>
+    RawConnection.frame({ pad: "x".repeat(k), id: 100 + k, op: "infer", model: "pair", inputs: { a: tensor("FP32", a), b: tensor("FP32", b), c: tensor("FP64", c) } }),
+  );
+  conn.write(Buffer.concat(frames));
+  const values = (out: { data: Uint8Array }, Type: Float32ArrayConstructor | Float64ArrayConstructor) => new Type(Uint8Array.from(out.data).buffer);
+  for (let k = 0; k < 8; k++) {
+    const frame = await conn.next();
+    assert.equal(frame.error, undefined, JSON.stringify(frame.error));
+    const { outputs } = frame.result;
+    assert.deepEqual(values(outputs.a_out, Float32Array), a, `a, frame ${frame.id}`);
+    assert.deepEqual(values(outputs.c_out, Float64Array), c, `c, frame ${frame.id}`);
+    values(outputs.sum, Float32Array).forEach((v, i) => assert.equal(v, Math.fround(a[i]! + b[i]!), `sum[${i}], frame ${frame.id}`));
+  }
+  conn.end();
 });
 
 test("metrics count IPC requests by op and code under transport=\"ipc\"", async () => {

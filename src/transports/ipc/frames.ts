@@ -1,13 +1,16 @@
 // IPC framing: a 4-byte unsigned big-endian length, then that many bytes of one MessagePack map.
 import { Decoder, Encoder } from "@msgpack/msgpack";
 import { InfernoError } from "../../errors/catalogue.js";
+import { ownBuffer } from "../../runtimes/onnx/session-protocol.js";
 
 export const LENGTH_BYTES = 4;
+/** Frames at least this large that arrive in several chunks are joined into a buffer of their own. */
+const OWN_FRAME_BYTES = 64 * 1024;
 
 /**
  * Collects socket chunks into whole frames. A frame that fits in one chunk is a view of it (no copy); one
- * split across chunks is joined once. A declared length over `maxFrameBytes` throws PAYLOAD_TOO_LARGE before
- * anything is buffered for it.
+ * split across chunks is joined once, into a buffer of its own. A declared length over `maxFrameBytes`
+ * throws PAYLOAD_TOO_LARGE before anything is buffered for it.
  */
 export class FrameReader {
   private pending: Buffer[] = [];
@@ -42,12 +45,26 @@ export class FrameReader {
   }
 
   private take(n: number): Buffer {
-    let first = this.peek(n);
-    const out = first.subarray(0, n);
-    first = first.subarray(n);
-    if (first.length > 0) this.pending[0] = first;
-    else this.pending.shift();
     this.pendingBytes -= n;
+    const first = this.pending[0]!;
+    if (first.length >= n) {
+      if (first.length > n) this.pending[0] = first.subarray(n);
+      else this.pending.shift();
+      return first.subarray(0, n);
+    }
+    // Split across chunks: joined once, this frame alone. A large one gets a buffer of its own (ownBuffer), so that a
+    // tensor in it can move to the session's thread without a copy; the next frame's bytes stay where they are.
+    const own = n >= OWN_FRAME_BYTES;
+    const out = own ? Buffer.allocUnsafeSlow(n) : Buffer.allocUnsafe(n);
+    for (let filled = 0; filled < n; ) {
+      const chunk = this.pending[0]!;
+      const part = Math.min(chunk.length, n - filled);
+      chunk.copy(out, filled, 0, part);
+      filled += part;
+      if (part < chunk.length) this.pending[0] = chunk.subarray(part);
+      else this.pending.shift();
+    }
+    if (own) ownBuffer(out.buffer as ArrayBuffer);
     return out;
   }
 }
