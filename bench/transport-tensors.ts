@@ -90,12 +90,25 @@ async function latency(model: BenchModel, sides: TensorSide[], servers: Transpor
   return { model: model.name, requests: opts.latencyRequests, rounds: opts.runs, sides: result, maxAbsDiff: {}, otherCpuPct };
 }
 
+const isFloor = (s: TensorSide) => s.name.endsWith("floor");
+
+/**
+ * Raw and Inferno's sides take turns round by round; the floors do the same after them. With the floors in the same
+ * rotation, every mobilenet side of Inferno ran 25–35% slower from the second round on (the server's event loop
+ * 0.44 → 0.73 busy for REST binary), and stayed there, while six rounds without floors stayed level: the floors'
+ * load (600 KB requests at up to 4,500/s through another process) changes something on this VM that we did not pin
+ * down, and the floors are references, not sides to compare in turn with raw.
+ */
 async function throughput(model: BenchModel, sides: TensorSide[], opts: TransportBenchOptions, batching: string): Promise<ThroughputResult> {
-  // One untimed window per side first: a side's first window under load otherwise runs partly unoptimized (JIT) code.
   const primeMs = opts.quick ? 400 : PRIME_MS;
-  for (const s of sides) await s.throughput(opts.clients, primeMs / 2, primeMs / 2);
-  const runs = await rotate(opts.runs, sides.map((s) => () => s.throughput(opts.clients, opts.warmupS * 1000, opts.durationS * 1000)), SETTLE_MS);
-  return { model: model.name, clients: opts.clients, batching, sides: sides.map((s, i) => ({ side: s.name, rows: s.rows, runs: runs[i]! })), maxAbsDiff: {} };
+  const runs = new Map<TensorSide, ThroughputRun[]>();
+  for (const group of [sides.filter((s) => !isFloor(s)), sides.filter(isFloor)]) {
+    // One untimed window per side first: a side's first window under load otherwise runs partly unoptimized (JIT) code.
+    for (const s of group) await s.throughput(opts.clients, primeMs / 2, primeMs / 2);
+    const rounds = await rotate(opts.runs, group.map((s) => () => s.throughput(opts.clients, opts.warmupS * 1000, opts.durationS * 1000)), SETTLE_MS);
+    group.forEach((s, i) => runs.set(s, rounds[i]!));
+  }
+  return { model: model.name, clients: opts.clients, batching, sides: sides.map((s) => ({ side: s.name, rows: s.rows, runs: runs.get(s)! })), maxAbsDiff: {} };
 }
 
 const describeBatching = (o: Record<string, unknown> | undefined, model: BenchModel) =>
@@ -147,7 +160,7 @@ export async function mnistPart(server: TransportServer, floor: TransportServer,
     ipcRawSide(floor, c.ipcRawFloor, MNIST, id, input, "ipc-raw-floor"),
   ], opts);
   try {
-    const diff = await check(sides.filter((s) => !s.name.endsWith("floor")), await raw.run(input, MNIST.dims));
+    const diff = await check(sides.filter((s) => !isFloor(s)), await raw.run(input, MNIST.dims));
     console.error("mnist-8: latency...");
     // At one client, a connection per client is the one-connection side again.
     const lat = { ...(await latency(MNIST, sides.filter((s) => s.name !== "ipc-conns"), [server, floor], opts)), maxAbsDiff: diff };
@@ -179,7 +192,7 @@ export async function mobilenetPart(server: TransportServer, floor: TransportSer
     ipcSide(floor, c.ipcFloor, MOBILENET, id, input, "ipc-floor"),
   ], opts);
   try {
-    const diff = await check(sides.filter((s) => s.rows === 1 && !s.name.endsWith("floor")), await raw.run(input, MOBILENET.dims));
+    const diff = await check(sides.filter((s) => s.rows === 1 && !isFloor(s)), await raw.run(input, MOBILENET.dims));
     console.error(`mobilenet: throughput, ${opts.clients} clients...`);
     return { ...(await throughput(MOBILENET, sides, opts, describeBatching(server.options[id], MOBILENET))), maxAbsDiff: diff };
   } finally {
