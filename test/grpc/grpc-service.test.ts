@@ -79,9 +79,11 @@ test("ModelInfer: large raw inputs at every byte offset of the message come out 
   const b = Float32Array.from({ length: n }, (_, i) => Math.cos(i * 7) * 10);
   const c = Float64Array.from({ length: m }, (_, i) => i / 3 + 1e-9 * i);
   const values = (raw: Buffer, Type: Float32ArrayConstructor | Float64ArrayConstructor) => new Type(Uint8Array.from(raw).buffer);
-  for (let shift = 0; shift < 8; shift++) {
-    const res: any = await call(client, "ModelInfer", {
-      model_name: "pair", id: "x".repeat(shift),
+  // A gzip-compressed message too: grpc-js inflates it into a buffer of its own, which is claimed the same way.
+  const gzip = inferenceClient(srv.grpcAddress!, undefined, { "grpc.default_compression_algorithm": 2 });
+  for (let shift = 0; shift < 10; shift++) {
+    const res: any = await call(shift < 8 ? client : gzip, "ModelInfer", {
+      model_name: "pair", id: "x".repeat(shift % 8),
       inputs: [{ name: "a", datatype: "FP32", shape: [n] }, { name: "b", datatype: "FP32", shape: [n] }, { name: "c", datatype: "FP64", shape: [m] }],
       raw_input_contents: [Buffer.from(a.buffer), Buffer.from(b.buffer), Buffer.from(c.buffer)],
     });
@@ -91,6 +93,7 @@ test("ModelInfer: large raw inputs at every byte offset of the message come out 
     const sum = values(out.sum, Float32Array);
     sum.forEach((v, i) => assert.equal(v, Math.fround(a[i]! + b[i]!), `sum[${i}], shift ${shift}`));
   }
+  gzip.close();
 });
 
 test("ModelInfer on every element type: INT64, BOOL, INT8, UINT8 typed, FP16 raw only", async () => {
