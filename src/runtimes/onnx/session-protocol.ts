@@ -36,7 +36,7 @@ export function ownBuffer(buffer: ArrayBuffer): void {
 }
 
 /** Whether `buffer` was marked with ownBuffer. */
-export function isOwnBuffer(buffer: ArrayBufferLike): boolean {
+function isOwnBuffer(buffer: ArrayBufferLike): boolean {
   return buffer instanceof ArrayBuffer && owned.has(buffer);
 }
 
