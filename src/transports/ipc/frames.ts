@@ -71,9 +71,9 @@ export class FrameReader {
 
 const encoder = new Encoder({ ignoreUndefined: true });
 
-/** One message as a frame: the length prefix and the MessagePack bytes in one buffer. */
+/** One message as a frame: the length prefix and the MessagePack bytes in one buffer (copied once, from the encoder's own). */
 export function encodeFrame(message: unknown): Buffer {
-  const body = encoder.encode(message);
+  const body = encoder.encodeSharedRef(message);
   const frame = Buffer.allocUnsafe(LENGTH_BYTES + body.byteLength);
   frame.writeUInt32BE(body.byteLength, 0);
   frame.set(body, LENGTH_BYTES);
