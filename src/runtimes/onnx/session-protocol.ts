@@ -30,6 +30,13 @@ export type WorkerReply =
 /** Buffers allocated for one request alone (see http/owned-body.ts): whatever else they hold, nothing reads it after the run. */
 const owned = new WeakSet<ArrayBuffer>();
 
+/**
+ * The size from which a transport gives a request's bytes a buffer of their own (or claims the one it was handed),
+ * so that its tensors can be moved to the session's thread: far above a Buffer pool slab (8 KiB by default), and
+ * large enough that a copy would cost more than the allocation.
+ */
+export const OWN_BUFFER_BYTES = 64 * 1024;
+
 /** Marks `buffer` as one request's own, so a tensor viewing part of it can be moved to the session's thread. */
 export function ownBuffer(buffer: ArrayBuffer): void {
   owned.add(buffer);

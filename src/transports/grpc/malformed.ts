@@ -2,7 +2,7 @@
 // like any other bad request, instead of grpc-js's uncoded INTERNAL "Error deserializing request".
 import type { ServiceDefinition } from "@grpc/grpc-js";
 import { InfernoError } from "../../errors/catalogue.js";
-import { ownBuffer } from "../../runtimes/onnx/session-protocol.js";
+import { OWN_BUFFER_BYTES, ownBuffer } from "../../runtimes/onnx/session-protocol.js";
 
 const MALFORMED = Symbol("malformed protobuf");
 
@@ -34,9 +34,6 @@ export function tolerantDeserializers<T extends ServiceDefinition>(service: T): 
   return out as T;
 }
 
-/** Messages at least this large are claimed by ownMessage: far above a Buffer pool slab (8 KiB by default). */
-const OWN_MESSAGE_BYTES = 64 * 1024;
-
 /**
  * Marks the buffer of a large message as the request's own (ownBuffer). grpc-js joins a message's frames into a
  * buffer of its own (Buffer.concat of the 5-byte gRPC prefix and the body), hands the deserializer a view of all
@@ -45,7 +42,7 @@ const OWN_MESSAGE_BYTES = 64 * 1024;
  */
 function ownMessage(bytes: Buffer): void {
   const buffer = bytes.buffer;
-  if (bytes.byteLength >= OWN_MESSAGE_BYTES && bytes.byteOffset <= 5 && bytes.byteOffset + bytes.byteLength === buffer.byteLength && buffer instanceof ArrayBuffer) {
+  if (bytes.byteLength >= OWN_BUFFER_BYTES && bytes.byteOffset <= 5 && bytes.byteOffset + bytes.byteLength === buffer.byteLength && buffer instanceof ArrayBuffer) {
     ownBuffer(buffer);
   }
 }

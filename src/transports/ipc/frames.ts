@@ -1,11 +1,9 @@
 // IPC framing: a 4-byte unsigned big-endian length, then that many bytes of one MessagePack map.
 import { Decoder, Encoder } from "@msgpack/msgpack";
 import { InfernoError } from "../../errors/catalogue.js";
-import { ownBuffer } from "../../runtimes/onnx/session-protocol.js";
+import { OWN_BUFFER_BYTES, ownBuffer } from "../../runtimes/onnx/session-protocol.js";
 
 export const LENGTH_BYTES = 4;
-/** Frames at least this large that arrive in several chunks are joined into a buffer of their own. */
-const OWN_FRAME_BYTES = 64 * 1024;
 
 /**
  * Collects socket chunks into whole frames. A frame that fits in one chunk is a view of it (no copy); one
@@ -54,7 +52,7 @@ export class FrameReader {
     }
     // Split across chunks: joined once, this frame alone. A large one gets a buffer of its own (ownBuffer), so that a
     // tensor in it can move to the session's thread without a copy; the next frame's bytes stay where they are.
-    const own = n >= OWN_FRAME_BYTES;
+    const own = n >= OWN_BUFFER_BYTES;
     const out = own ? Buffer.allocUnsafeSlow(n) : Buffer.allocUnsafe(n);
     for (let filled = 0; filled < n; ) {
       const chunk = this.pending[0]!;
