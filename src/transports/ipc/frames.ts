@@ -22,8 +22,7 @@ export class FrameReader {
     const frames: Buffer[] = [];
     for (;;) {
       if (this.pendingBytes < LENGTH_BYTES) break;
-      const head = this.peek(LENGTH_BYTES);
-      const length = head.readUInt32BE(0);
+      const length = this.readLength();
       if (length > this.maxFrameBytes) {
         throw new InfernoError("PAYLOAD_TOO_LARGE", `a frame of ${length} bytes is over this server's limit of ${this.maxFrameBytes}`, {
           limit: this.maxFrameBytes, got: length,
@@ -35,11 +34,17 @@ export class FrameReader {
     return frames;
   }
 
-  private peek(n: number): Buffer {
+  /** The next frame's declared length; a prefix split across chunks is read from them as they are (nothing joined). */
+  private readLength(): number {
     const first = this.pending[0]!;
-    if (first.length >= n) return first;
-    this.pending = [Buffer.concat(this.pending)];
-    return this.pending[0]!;
+    if (first.length >= LENGTH_BYTES) return first.readUInt32BE(0);
+    const head = Buffer.alloc(LENGTH_BYTES);
+    let filled = 0;
+    for (const chunk of this.pending) {
+      filled += chunk.copy(head, filled, 0, Math.min(chunk.length, LENGTH_BYTES - filled));
+      if (filled === LENGTH_BYTES) break;
+    }
+    return head.readUInt32BE(0);
   }
 
   private take(n: number): Buffer {
