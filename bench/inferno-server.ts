@@ -14,6 +14,8 @@ export interface InfernoOptions {
   threads: number;
   /** llama.cpp threads for batches of more than one token; `threads` when absent, as raw node-llama-cpp runs. */
   batchThreads?: number;
+  /** Neither thread count given: Inferno's defaults, measured at load (thread-tuning.ts). */
+  auto?: boolean;
   parallel: number;
   contextSize: number;
   batchSize: number;
@@ -52,9 +54,8 @@ export async function startInferno(opts: InfernoOptions): Promise<BenchServer> {
     flags: {
       port: 0,
       gpu: "cpu",
-      threads: opts.threads,
       // As many as raw node-llama-cpp gets (one count for every batch) unless the caller says otherwise.
-      batchThreads: opts.batchThreads ?? opts.threads,
+      ...(opts.auto ? {} : { threads: opts.threads, batchThreads: opts.batchThreads ?? opts.threads }),
       parallel: opts.parallel,
       contextSize: opts.contextSize,
       batchSize: opts.batchSize,

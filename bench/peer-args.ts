@@ -11,10 +11,13 @@ export type EngineName = (typeof ENGINES)[number];
 export interface ThreadSetting {
   threads: number;
   batchThreads: number;
+  /** Inferno with no thread settings (its defaults, measured at load: thread-tuning.ts); the other engines at `threads`. */
+  auto?: boolean;
 }
 
 /** "2" is 2 threads for every batch; "1/2" is 1 thread for one-token batches and 2 for larger ones. */
-export const formatThreads = (t: ThreadSetting): string => (t.threads === t.batchThreads ? String(t.threads) : `${t.threads}/${t.batchThreads}`);
+export const formatThreads = (t: ThreadSetting): string =>
+  t.auto ? "auto" : t.threads === t.batchThreads ? String(t.threads) : `${t.threads}/${t.batchThreads}`;
 
 export interface PeerOptions {
   quick: boolean;
@@ -45,11 +48,12 @@ export interface PeerOptions {
 
 export const peerUsage = `usage: node dist/bench/peer.js [options]   (npm run bench:peer -- [options])
   --quick             about 75 s on 2 cores: 1 run, 0.8 s windows, 15 TTFT requests, 1 long prompt
-  --thread-list LIST  llama.cpp thread settings, each engine at each (default: 1, all cores, and
-                      Inferno's default; on 2 cores 1,2,1/2): T is T threads for every
+  --thread-list LIST  llama.cpp thread settings, each engine at each (default: 1, all cores, one core
+                      left for one-token batches, and auto; on 2 cores 1,2,1/2,auto): T is T threads for every
                       batch; T/B is T for one-token batches and B for larger ones (prompts, several sequences):
                       llama-server -t T -tb B, Inferno threads T and batchThreads B, raw node-llama-cpp with
-                      Inferno's per-batch switch
+                      Inferno's per-batch switch; auto is Inferno with no thread settings (its defaults,
+                      measured at load for a small model) and the other engines at every core
   --model PATH        GGUF file (default: the generated 85M Q8_0 bench model, in the cache dir)
   --engines LIST      any of ${ENGINES.join(",")} (default: all four; inferno-ls is
                       Inferno with --gguf-engine llama-server)
@@ -75,9 +79,10 @@ function positiveInt(name: string, value: string | undefined, fallback: number):
   return n;
 }
 
-function threadList(value: string | undefined, fallback: ThreadSetting[]): ThreadSetting[] {
+function threadList(value: string | undefined, fallback: ThreadSetting[], cores = os.availableParallelism()): ThreadSetting[] {
   if (value === undefined) return fallback;
   return value.split(",").map((item) => {
+    if (item.trim() === "auto") return autoSetting(cores);
     const [t, b, ...rest] = item.trim().split("/");
     if (rest.length > 0) throw new Error(`--thread-list takes T or T/B, got "${item}"`);
     const threads = positiveInt("thread-list", t, 0);
@@ -90,9 +95,12 @@ function intList(name: string, value: string | undefined, fallback: number[]): n
   return value.split(",").map((v) => positiveInt(name, v.trim(), 0));
 }
 
+const autoSetting = (cores: number): ThreadSetting => ({ threads: cores, batchThreads: cores, auto: true });
+
 /**
  * 1 thread, every core, one core left for one-token batches (Inferno's default with node-llama-cpp's
- * prebuilt addon), and Inferno's default, without repeats (on 2 cores: 1, 2 and 1/2).
+ * prebuilt addon), Inferno's default thread counts, without repeats, and auto with more than one core (on 2
+ * cores: 1, 2, 1/2, auto).
  */
 export function defaultThreadList(cores = os.availableParallelism()): ThreadSetting[] {
   const list = [
@@ -101,7 +109,8 @@ export function defaultThreadList(cores = os.availableParallelism()): ThreadSett
     { threads: defaultThreads(cores, false), batchThreads: defaultBatchThreads(cores) },
     { threads: defaultThreads(cores), batchThreads: defaultBatchThreads(cores) },
   ];
-  return list.filter((t, i) => list.findIndex((u) => u.threads === t.threads && u.batchThreads === t.batchThreads) === i);
+  const fixed = list.filter((t, i) => list.findIndex((u) => u.threads === t.threads && u.batchThreads === t.batchThreads) === i);
+  return cores > 1 ? [...fixed, autoSetting(cores)] : fixed; // one core: nothing for auto to choose
 }
 
 export function parsePeerArgs(argv: string[]): PeerOptions | "help" {

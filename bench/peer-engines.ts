@@ -21,6 +21,8 @@ export interface EngineSettings {
   threads: number;
   /** llama.cpp threads for larger batches: prompts, several sequences at once (llama.cpp's n_threads_batch). */
   batchThreads: number;
+  /** Inferno without thread settings (its defaults); the other sides use the counts above. */
+  auto?: boolean;
   /** Sequences decoded together (llama-server slots, node-llama-cpp sequences, Inferno `parallel`). */
   parallel: number;
   /** Context per sequence. */
@@ -117,8 +119,14 @@ export async function startInfernoEngine(settings: EngineSettings, onServer?: { 
   const agent = streamAgent(256);
   const request = (prompt: string, maxTokens: number, hooks: StreamHooks = {}) =>
     streamInference(agent, server.url, { model: server.modelId, prompt, maxTokens, ignoreEos: true }, hooks);
+  let threads: string;
   try {
     await request("Hello", 1); // loads the model
+    // The counts the loaded model runs on: with `auto`, what Inferno measured at load.
+    const res = await fetch(`${server.url}/models/${encodeURIComponent(server.modelId)}`);
+    const options = ((await res.json()) as { options?: { threads?: number; batch_threads?: number } }).options;
+    threads = options?.threads === undefined ? `threads ${settings.threads}, batchThreads ${settings.batchThreads}` : `threads ${options.threads}, batchThreads ${options.batch_threads}`;
+    if (settings.auto) threads = `no thread settings (runs on ${threads})`;
   } catch (err) {
     agent.destroy();
     await server.close();
@@ -126,7 +134,7 @@ export async function startInfernoEngine(settings: EngineSettings, onServer?: { 
   }
   return {
     name: onServer ? "inferno-ls" : "inferno",
-    describe: `Inferno (bench/server-child.ts)${onServer ? ` on the llama-server engine (${onServer.llamaServer})` : ""} threads ${settings.threads}, batchThreads ${settings.batchThreads}, parallel ${settings.parallel}, context ${settings.contextSize} per sequence, batch ${settings.batchSize}`,
+    describe: `Inferno (bench/server-child.ts)${onServer ? ` on the llama-server engine (${onServer.llamaServer})` : ""} ${threads}, parallel ${settings.parallel}, context ${settings.contextSize} per sequence, batch ${settings.batchSize}`,
     loop: (prompt, maxTokens, clients, windowMs) => httpLoop(clients, windowMs, maxTokens, (tokens, hooks) => request(prompt, tokens, hooks)),
     // Inferno has no per-request cache switch: the bench makes uncached prompts unique instead (as for every side).
     firstToken: async (prompt) => {

@@ -159,7 +159,9 @@ export function formatPeerReport(report: PeerReport, clients: number[]): string 
   const byEngine = report.settings.map((s) => new Map(s.engines.map((e) => [e.engine, summarizeEngine(e)])));
   report.settings.forEach((s, i) => {
     const sums = byEngine[i]!;
-    out.push("", `threads ${formatThreads(s.setting)} (one-token batches / larger batches: ${s.setting.threads} / ${s.setting.batchThreads})`, "");
+    const counts = `one-token batches / larger batches: ${s.setting.threads} / ${s.setting.batchThreads}`;
+    out.push("", `threads ${formatThreads(s.setting)} (${s.setting.auto ? `Inferno's defaults, measured at load; the others ${counts}` : counts})`, "");
+    if (s.setting.auto) for (const e of s.engines.filter((x) => x.engine.startsWith("inferno"))) out.push(`${LABEL[e.engine]}: ${e.describe}`, "");
     out.push(
       table(
         engines,

@@ -176,6 +176,7 @@ export async function buildServer(config: Config, options: { logToStderr?: boole
       gpu: config.gpu,
       threads: config.threads,
       batchThreads: config.batchThreads,
+      tuneThreads: config.tuneThreads,
       parallel: config.parallel,
       contextSize: config.contextSize,
       batchSize: config.batchSize,

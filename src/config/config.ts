@@ -105,6 +105,11 @@ export const configSchema = z
     threads: intFromString(1, 1024).default(defaultThreads()),
     /** llama.cpp threads for larger batches: prompts and several streams at once (llama.cpp's n_threads_batch). */
     batchThreads: intFromString(1, 1024).default(defaultBatchThreads()),
+    /**
+     * At load, measure a CPU model whose tokens are fast at fewer threads too, and run it on the fastest
+     * count (thread-tuning.ts). Off by default when threads or batchThreads is set.
+     */
+    tuneThreads: boolFromString.optional(),
     gpu: z.enum(["auto", "cpu", "cuda", "vulkan", "metal"]).default("auto"),
     /** What runs GGUF models: node-llama-cpp in this process, or a llama-server child process per model (README, GGUF engines). */
     ggufEngine: z.enum(["node-llama-cpp", "llama-server"]).default("node-llama-cpp"),
@@ -310,6 +315,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   const cfg = result.data;
   return Object.freeze({
     ...cfg,
+    tuneThreads: cfg.tuneThreads ?? (merged.threads === undefined && merged.batchThreads === undefined),
     modelsDir: path.resolve(cfg.modelsDir),
     dataDir: path.resolve(cfg.dataDir),
     sharedDataDir: cfg.sharedDataDir === undefined ? undefined : path.resolve(cfg.sharedDataDir),

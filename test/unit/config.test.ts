@@ -73,6 +73,16 @@ describe("defaults", () => {
     assert.throws(() => loadConfig({ env: { INFERNO_BATCH_THREADS: "0" } }), ConfigError);
   });
 
+  it("thread tuning at load: on unless a thread count is set somewhere, and settable either way", async () => {
+    assert.equal(loadConfig({ env: {} }).tuneThreads, true);
+    assert.equal(loadConfig({ env: { INFERNO_THREADS: "2" } }).tuneThreads, false);
+    assert.equal(loadConfig({ env: {}, flags: { batchThreads: "2" } }).tuneThreads, false);
+    assert.equal(loadConfig({ file: await configFile("threads.json", { threads: 1 }), env: {} }).tuneThreads, false);
+    assert.equal(loadConfig({ env: { INFERNO_THREADS: "2", INFERNO_TUNE_THREADS: "true" } }).tuneThreads, true);
+    assert.equal(loadConfig({ env: { INFERNO_TUNE_THREADS: "off" } }).tuneThreads, false);
+    assert.throws(() => loadConfig({ env: { INFERNO_TUNE_THREADS: "sometimes" } }), ConfigError);
+  });
+
   it("env names are INFERNO_ plus the key in SCREAMING_SNAKE", () => {
     assert.equal(envNameOf("port"), "INFERNO_PORT");
     assert.equal(envNameOf("modelsDir"), "INFERNO_MODELS_DIR");

@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { cachedLlamaServerPath, findLlamaServer, infernoCacheDir, llamaCppTag } from "../../src/runtimes/llama-server/llama-server-bin.js";
@@ -44,13 +45,18 @@ describe("peer bench arguments", () => {
     ]);
     assert.equal(formatThreads({ threads: 2, batchThreads: 2 }), "2");
     assert.equal(formatThreads({ threads: 1, batchThreads: 2 }), "1/2");
+    assert.deepEqual(parse("--thread-list", "1,auto").threadList, [
+      { threads: 1, batchThreads: 1 },
+      { threads: os.availableParallelism(), batchThreads: os.availableParallelism(), auto: true },
+    ]);
+    assert.equal(formatThreads({ threads: 2, batchThreads: 2, auto: true }), "auto");
     assert.throws(() => parse("--thread-list", "1/2/3"), /T or T\/B/);
     assert.throws(() => parse("--thread-list", "0"), /positive integer/);
   });
 
-  it("the default thread list: 1, every core, and Inferno's default, without repeats", () => {
-    assert.deepEqual(defaultThreadList(2).map(formatThreads), ["1", "2", "1/2"]);
-    assert.deepEqual(defaultThreadList(8).map(formatThreads), ["1", "8", "7/8"]);
+  it("the default thread list: 1, every core, Inferno's default counts, without repeats, and auto", () => {
+    assert.deepEqual(defaultThreadList(2).map(formatThreads), ["1", "2", "1/2", "auto"]);
+    assert.deepEqual(defaultThreadList(8).map(formatThreads), ["1", "8", "7/8", "auto"]);
     assert.deepEqual(defaultThreadList(1).map(formatThreads), ["1"]);
   });
 

@@ -44,8 +44,8 @@ export abstract class GgufTextModel<Slot> implements LoadedModel {
   readonly capabilityNote: string | undefined;
   /** Which engine runs the model: "node-llama-cpp" (in-process) or "llama-server". */
   abstract readonly engine: string;
-  readonly loadTimeMs: number;
-  readonly options: Readonly<Record<string, unknown>>;
+  private loadMs: number;
+  private readonly loadOptions: Readonly<Record<string, unknown>>;
   private readonly pool: ResourcePool<Slot>;
   private active = 0;
   private generated = 0;
@@ -58,10 +58,10 @@ export abstract class GgufTextModel<Slot> implements LoadedModel {
     private readonly slots: readonly Slot[],
     settings: GgufTextModelOptions,
   ) {
-    this.loadTimeMs = settings.loadTimeMs;
+    this.loadMs = settings.loadTimeMs;
     this.capabilities = settings.capabilities.capabilities;
     this.capabilityNote = settings.capabilities.note;
-    this.options = Object.freeze({ ...settings.options });
+    this.loadOptions = Object.freeze({ ...settings.options });
     this.pool = new ResourcePool([...slots], settings.queue);
     this.grammars = new GrammarCache(model.llama);
   }
@@ -77,6 +77,34 @@ export abstract class GgufTextModel<Slot> implements LoadedModel {
   /** The relevance of each document to the query, from the model's classification head (0 to 1). */
   protected abstract rank(query: Token[], documents: Token[][], signal?: AbortSignal): Promise<number[]>;
   protected abstract disposeEngine(): Promise<void>;
+
+  /** The options it was loaded with, normalised. */
+  get options(): Readonly<Record<string, unknown>> {
+    return this.loadOptions;
+  }
+
+  /** Milliseconds the load took, its warm-up included. */
+  get loadTimeMs(): number {
+    return this.loadMs;
+  }
+
+  /**
+   * Runs work the load does through the model itself (thread tuning): its time counts as load time and
+   * its tokens in no counter.
+   */
+  async warmUp<T>(work: () => Promise<T>): Promise<T> {
+    const started = performance.now();
+    try {
+      return await work();
+    } finally {
+      this.loadMs += performance.now() - started;
+      this.generated = 0;
+      this.resetEngineCounters();
+    }
+  }
+
+  /** Forgets what the engine counted during the warm-up. */
+  protected resetEngineCounters(): void {}
 
   get parallel(): number {
     return this.slots.length;

@@ -1,5 +1,6 @@
 import { ggufCapabilities, type GgufCapabilityFacts, type ModelCapabilities, type Mode } from "../../core/capabilities.js";
 import { readFileSync } from "node:fs";
+import os from "node:os";
 import { getLlama, GgufInsights, LlamaLogLevel, readGgufFileInfo, type Llama, type LlamaContext } from "node-llama-cpp";
 import type { WaitingMemory } from "../../scheduler/resource-pool.js";
 import type { Logger } from "../../core/logger.js";
@@ -8,7 +9,8 @@ import type { MemoryUse } from "../../registry/memory-budget.js";
 import { GgufFormatError, readGgufHeader, summarizeGguf, type GgufSummary } from "../../gguf/gguf-reader.js";
 import { sequenceOrderStrategy } from "./batch-order.js";
 import { sampleTogether } from "./batch-sampling.js";
-import { splitThreadsByBatch } from "./batch-threads.js";
+import { splitThreadsByBatch, type ThreadCaps } from "./batch-threads.js";
+import { tuneThreads } from "./thread-tuning.js";
 import { enableNativeLoops } from "./native-generation.js";
 import { fileIdentity, GgufProbe } from "./gguf-probe.js";
 import { findLlamaServer } from "../llama-server/llama-server-bin.js";
@@ -26,6 +28,8 @@ export interface LlamaRuntimeConfig {
   /** llama.cpp threads for one-token batches, and for larger ones (see batch-threads.ts). */
   threads: number;
   batchThreads: number;
+  /** Measure fewer threads for a small model on the CPU at load and keep the fastest (thread-tuning.ts). */
+  tuneThreads?: boolean;
   parallel: number;
   contextSize: number;
   batchSize: number;
@@ -230,13 +234,14 @@ export class LlamaRuntime {
       });
       created = context;
       const engineRuns = { runs: 0, items: 0 };
-      splitThreadsByBatch(context, this.config.threads, engineRuns);
+      const caps = splitThreadsByBatch(context, this.config.threads, engineRuns);
       sampleTogether(context);
       enableNativeLoops(context);
       const weights = await model.fileInsights.estimateModelResourceRequirementsV2({ gpuLayers: model.gpuLayers });
       const loaded = new LlamaTextModel(model, context, {
         threads: this.config.batchThreads,
         engineRuns,
+        ...(caps ? { caps } : {}),
         weights: { ram: weights.cpuRam, vram: weights.gpuVram },
         queue: this.queueLimits(),
         loadTimeMs: performance.now() - started,
@@ -247,13 +252,29 @@ export class LlamaRuntime {
           ...(options.mode ? { mode: options.mode } : {}),
         },
       });
-      return await checkChatTemplate(loaded);
+      await checkChatTemplate(loaded);
+      if (caps && this.config.tuneThreads && model.gpuLayers === 0 && loaded.capabilities.includes("text-generation")) await this.tune(loaded, caps, filePath, signal);
+      return loaded;
     } catch (err) {
       await model.dispose();
       if (err instanceof InfernoError) throw err;
       const message = (err as Error).message;
       const code = /memory|VRAM|RAM/i.test(message) ? "INSUFFICIENT_MEMORY" : "MODEL_LOAD_FAILED";
       throw new InfernoError(code, `could not create a context: ${message}`, { context_size: contextSize, parallel }, { cause: err });
+    }
+  }
+
+  /** Runs the model on the fastest thread counts measured (thread-tuning.ts); the load's time includes it. */
+  private async tune(loaded: LlamaTextModel, caps: ThreadCaps, filePath: string, signal?: AbortSignal): Promise<void> {
+    const initial = { ...caps };
+    try {
+      const tuning = await loaded.warmUp(() => tuneThreads(loaded, caps, os.availableParallelism(), signal ?? new AbortController().signal));
+      loaded.threadTuning = tuning;
+      this.log.info({ model: filePath, ...tuning }, tuning.skipped ? "llama.cpp threads kept" : "llama.cpp threads measured");
+    } catch (err) {
+      signal?.throwIfAborted();
+      Object.assign(caps, initial);
+      this.log.warn({ model: filePath, err }, "llama.cpp threads not measured; the configured ones stay");
     }
   }
 

@@ -5,11 +5,15 @@ import type { ModelRuns } from "../loaded-model.js";
 import { eogBan, wantsEogBan } from "./eog-ban.js";
 import { eraseFrom, generationLoop, type LoopInput } from "./generation-loop.js";
 import { GgufTextModel, type GgufTextModelOptions, type SlotRequest } from "./gguf-text-model.js";
+import type { ThreadCaps } from "./batch-threads.js";
+import type { ThreadTuning } from "./thread-tuning.js";
 
 export interface LlamaTextModelOptions extends GgufTextModelOptions {
   threads: number;
   /** Counted around each llama_decode (batch-threads.ts). */
   engineRuns: ModelRuns;
+  /** The llama.cpp threads its decodes run on, when node-llama-cpp lets Inferno choose them per batch. */
+  caps?: ThreadCaps;
   /** Where the weights are: RAM, and GPU memory for the layers offloaded. */
   weights: MemoryUse;
 }
@@ -37,6 +41,25 @@ export class LlamaTextModel extends GgufTextModel<LlamaContextSequence> {
 
   get engineRuns(): Readonly<ModelRuns> {
     return this.settings.engineRuns;
+  }
+
+  /** Bytes of weights a token reads (thread-tuning.ts). */
+  get weightBytes(): number {
+    return this.model.size;
+  }
+
+  /** The thread counts measured at load, when they were (thread-tuning.ts). */
+  threadTuning: ThreadTuning | undefined;
+
+  /** The load's options, with the llama.cpp threads one-token and larger batches run on. */
+  override get options(): Readonly<Record<string, unknown>> {
+    const caps = this.settings.caps;
+    return caps ? Object.freeze({ ...super.options, threads: caps.one, batch_threads: caps.many }) : super.options;
+  }
+
+  protected override resetEngineCounters(): void {
+    this.settings.engineRuns.runs = 0;
+    this.settings.engineRuns.items = 0;
   }
 
   memoryUsage(): MemoryUse {
