@@ -38,9 +38,15 @@ function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, wha
 }
 
 test("a quick model's requests move to the main thread after its streak, with the same answers, alone and at once", async () => {
-  const n = QUICK_RUNS.streak + 24;
-  for (let i = 0; i < n; i++) assertClose((await classify("lin", input(i))).flat(), linearClassifierForward(weights, input(i)), `request ${i}`);
-  const sequential = await runs("lin");
+  // A run over QUICK_RUNS.maxRunMs (a busy machine) starts the streak again, so requests go on until the main
+  // thread has taken 16, within a bound.
+  let n = 0;
+  let sequential = { all: 0, main: 0 };
+  while (n < QUICK_RUNS.streak + 24 || (sequential.main < 16 && n < 400)) {
+    assertClose((await classify("lin", input(n))).flat(), linearClassifierForward(weights, input(n)), `request ${n}`);
+    n++;
+    if (n >= QUICK_RUNS.streak + 24) sequential = await runs("lin");
+  }
   assert.equal(sequential.all, n, "one run a request");
   // The first `streak` runs were the worker's; the main thread's session opens after them, in the background.
   assert.ok(sequential.main >= 16 && sequential.main <= n - QUICK_RUNS.streak, `main-thread runs ${sequential.main} of ${n}`);
