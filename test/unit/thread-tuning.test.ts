@@ -72,7 +72,7 @@ describe("thread tuning", () => {
     assert.deepEqual(Object.keys(tuning.together), ["1", "2"]);
     assert.equal(tuning.streams, 4);
     assert.equal(caps.manyUpTo, 4, "the tuned count covers a token per sequence, no more");
-    assert.ok(model.requests.some((r) => r.priority === "batch"), "the streams wait behind live requests");
+    assert.equal(new Set(model.requests.map((r) => r.prompt)).size, 4, "a prompt per stream, each on its own sequence");
   });
 
   it("on one core there is nothing to choose", async () => {

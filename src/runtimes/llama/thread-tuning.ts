@@ -71,7 +71,7 @@ export function fewestNearFastest(rates: Record<number, number>): number {
  */
 export async function tuneThreads(model: Tunable, caps: ThreadCaps, cores: number, signal: AbortSignal): Promise<ThreadTuning> {
   const candidates = threadCandidates(Math.max(caps.one, caps.many)).filter((n) => n <= cores);
-  const req = (streams: number, i: number, maxTokens = TOKENS): GenerateRequest => ({
+  const req = (i: number, maxTokens: number): GenerateRequest => ({
     model: "thread-tuning",
     // Distinct prompts per stream, so each decodes on its own sequence rather than reusing another's cache.
     prompt: `Once upon a time ${i}`,
@@ -79,13 +79,12 @@ export async function tuneThreads(model: Tunable, caps: ThreadCaps, cores: numbe
     stop: [],
     sampling: { ...defaultSampling, temperature: 0 },
     ignoreEos: true,
-    priority: streams > 1 ? "batch" : "live",
   });
   /** Decode tokens/s of `streams` concurrent generations. */
   const measure = async (streams: number, maxTokens = TOKENS): Promise<number> => {
     const started = performance.now();
     const results = await Promise.all(
-      Array.from({ length: streams }, async (_, i) => collectGeneration(await model.start(req(streams, i, maxTokens), signal))),
+      Array.from({ length: streams }, async (_, i) => collectGeneration(await model.start(req(i, maxTokens), signal))),
     );
     const firstTokens = Math.max(...results.map((r) => r.timeToFirstTokenMs));
     const tokens = results.reduce((n, r) => n + r.completionTokens - 1, 0);
