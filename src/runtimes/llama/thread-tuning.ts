@@ -21,8 +21,8 @@ const ROUNDS = 3;
 /**
  * More threads are kept only when this much faster than fewer. The measuring runs no HTTP, no clients: when a
  * model serves, its JS thread and often its clients want a core too, which a thread llama.cpp spins on takes
- * from them (stories260K on 2 cores: 8 streams within 1–2% at 1 and 2 threads in-process, 1.2–1.35x faster
- * at 1 thread through HTTP with the clients on the same machine). Measurements also scatter by a few per cent.
+ * from them (stories260K on 2 cores, 8 streams at 1 thread against 2: 0.5–1.0x in-process, 1.07–1.35x through
+ * HTTP with the clients on the same machine, in runs minutes apart). Measurements also scatter by a few per cent.
  */
 const MARGIN = 1.05;
 
