@@ -1,27 +1,72 @@
 import type { GenerationChunk, GenerationResult, GenerationStream } from "./generation.js";
 
+const DONE: IteratorReturnResult<void> = Object.freeze({ done: true, value: undefined });
+
 /**
- * A generation as a plain async iterable: `onChunk` for each chunk, `onDone` once with the result.
- * Returning early (the client left) returns the generation too, which frees its sequence.
+ * A generation as a plain async iterable: `onChunk` for each chunk (undefined: nothing for that chunk), `onDone`
+ * once with the result. Ending early (the client left: `return`), an error from the generation, or one thrown by
+ * `onChunk` or `onDone` returns the generation too, which frees its sequence.
+ *
+ * Written as an iterator rather than an async generator: every token of every stream passes here, and a
+ * generator's resume and its yield's implicit await are promises and microtasks a `.then` does not need.
+ * Like a generator's, `next` is meant to be called again only after the last call settled.
  */
-export async function* mapGeneration<T>(
+export function mapGeneration<T>(
   stream: GenerationStream,
   onChunk: (chunk: GenerationChunk) => T | undefined,
   onDone: (result: GenerationResult) => Iterable<T>,
 ): AsyncGenerator<T, void, void> {
-  try {
-    for (;;) {
-      const step = await stream.next();
-      if (step.done) {
-        yield* onDone(step.value);
-        return;
-      }
-      const out = onChunk(step.value);
-      if (out !== undefined) yield out;
+  let tail: Iterator<T> | undefined;
+  let finished = false;
+  /** Returns the generation once (also after it ended, as a generator's finally would). */
+  const finish = (): Promise<unknown> => {
+    if (finished) return Promise.resolve();
+    finished = true;
+    return stream.return(undefined as never);
+  };
+  const fail = (err: unknown): Promise<never> =>
+    finish().then(
+      () => Promise.reject(err),
+      () => Promise.reject(err),
+    );
+  const fromTail = (): Promise<IteratorResult<T, void>> => {
+    try {
+      const step = tail!.next();
+      if (!step.done) return Promise.resolve({ done: false, value: step.value });
+      tail = undefined;
+      return finish().then(() => DONE);
+    } catch (err) {
+      tail = undefined;
+      return fail(err);
     }
-  } finally {
-    await stream.return(undefined as never);
-  }
+  };
+  const onStep = (step: IteratorResult<GenerationChunk, GenerationResult>): IteratorResult<T, void> | Promise<IteratorResult<T, void>> => {
+    if (step.done) {
+      tail = onDone(step.value)[Symbol.iterator]();
+      return fromTail();
+    }
+    const out = onChunk(step.value);
+    return out !== undefined ? { done: false, value: out } : iterator.next();
+  };
+  const iterator: AsyncGenerator<T, void, void> = {
+    next() {
+      if (tail) return fromTail();
+      if (finished) return Promise.resolve(DONE);
+      return stream.next().then(onStep).catch(fail);
+    },
+    return() {
+      tail = undefined;
+      return finish().then(() => DONE);
+    },
+    throw(err: unknown) {
+      tail = undefined;
+      return fail(err);
+    },
+    [Symbol.asyncIterator]() {
+      return iterator;
+    },
+  };
+  return iterator;
 }
 
 /** Interleaves several async iterables in arrival order (n choices generated in parallel). */
