@@ -41,6 +41,8 @@ export interface MetricsPluginOptions {
 const SCRAPE_ROUTE = "/metrics";
 /** Nor does the summary (polled by the web console every few seconds). */
 const SUMMARY_ROUTE = "/metrics/summary";
+/** Resolution of nodejs_eventloop_lag_* (prom-client's eventLoopMonitoringPrecision; its default is 10 ms). */
+const EVENT_LOOP_LAG_RESOLUTION_MS = 100;
 /** A request that ends before its response did (the client left) counts under this status, as in nginx. */
 const CLIENT_CLOSED = "499";
 
@@ -201,7 +203,9 @@ function knownModel(named: unknown, models: ModelRegistry): string {
 async function metrics(app: FastifyInstance, opts: MetricsPluginOptions): Promise<void> {
   const register = new Registry();
   if (opts.replica !== undefined) register.setDefaultLabels({ replica: opts.replica });
-  collectDefaultMetrics({ register });
+  // The event-loop lag histogram samples with a timer; at prom-client's default 10 ms it wakes the event loop 100 times a
+  // second, idle or not, and each wake-up takes a core from llama.cpp's threads while a model generates (README, Performance).
+  collectDefaultMetrics({ register, eventLoopMonitoringPrecision: EVENT_LOOP_LAG_RESOLUTION_MS });
   const m = defineMetrics(register, opts.registry);
   const custom = new CustomMetrics(register, opts.customLimits ?? { metrics: 100, series: 100 });
   const startCall = (transport: string) => {

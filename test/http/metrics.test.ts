@@ -119,7 +119,7 @@ test("/metrics is Prometheus text: every family declared, inferno and process me
     ["inferno_models_loaded", "gauge"], ["inferno_model_load_duration_seconds", "histogram"],
     ["inferno_model_memory_bytes", "gauge"], ["inferno_model_unloads_total", "counter"], ["inferno_rate_limited_total", "counter"],
     ["inferno_auth_failures_total", "counter"], ["inferno_model_runs_total", "counter"], ["inferno_model_run_items_total", "counter"],
-    ["process_cpu_seconds_total", "counter"], ["nodejs_heap_size_used_bytes", "gauge"],
+    ["process_cpu_seconds_total", "counter"], ["nodejs_heap_size_used_bytes", "gauge"], ["nodejs_eventloop_lag_p99_seconds", "gauge"],
   ]) assert.equal(s.types.get(name!), type, name);
   assert.equal(total(s, "inferno_requests_in_flight"), 0, "the scrape does not count itself");
   // Other plugins feed these through the decoration.
