@@ -128,10 +128,11 @@ test("an SSE stream passes through unbuffered: tokens arrive while it is generat
   assert.ok(tokenTimes.length > TOKENS / 2, `${tokenTimes.length} token events`);
   assert.ok(doneAt > 0, "the done event arrived");
   // Buffered, nginx would pass the stream on in 4-8 KiB blocks (about 100-200 token events each) or at its
-  // end; unbuffered, the first token comes long before the end and the stream comes in many pieces. Inferno's
+  // end: 1 to 3 pieces. Unbuffered, the first token comes long before the end and the stream comes in many
+  // pieces, how many depending on how far the tiny model runs ahead of nginx's reads (38 to 109 seen). Inferno's
   // SSE and NDJSON responses also say `X-Accel-Buffering: no`, which nginx obeys on its own, so this checks
   // the whole path; `proxy_buffering off` (held by deploy-files.test.ts) is for whatever does not say it.
-  assert.ok(chunks > TOKENS / 4, `the stream arrived in ${chunks} pieces`);
+  assert.ok(chunks >= 12, `the stream arrived in ${chunks} pieces`);
   // With every stream in one native loop the tiny model makes its 180 tokens in about 20 ms, after a first
   // token at about 9 ms (seen: 9.0 of 29.5 ms), so the first token lands in the stream's first half, not quarter;
   // held back for a block of 4-8 KiB it would come at the half or later.

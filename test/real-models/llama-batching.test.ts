@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { test, type TestContext } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { LlamaContext } from "node-llama-cpp";
 import { recordNativeLoops } from "../helpers/native-loops.js";
 import { realModel, repoRoot } from "../helpers/paths.js";
@@ -45,6 +46,18 @@ async function runCounters(srv: TestServer): Promise<{ runs: number; items: numb
   return { runs: value("inferno_model_runs_total"), items: value("inferno_model_run_items_total") };
 }
 
+/** The run counters once the last stream's loop has been counted: two reads 25 ms apart that agree. */
+async function settledCounters(srv: TestServer): Promise<{ runs: number; items: number }> {
+  let last = await runCounters(srv);
+  for (let i = 0; i < 40; i++) {
+    await sleep(25);
+    const now = await runCounters(srv);
+    if (now.runs === last.runs && now.items === last.items) return now;
+    last = now;
+  }
+  return last;
+}
+
 const stream = (srv: TestServer, prompt: string) =>
   fetch(`${srv.url}/inference/stream`, {
     method: "POST",
@@ -61,12 +74,13 @@ async function fourStreams(t: TestContext, srv: TestServer): Promise<void> {
   const text = (events: any[]) => events.map((e) => e.token ?? "").join("");
   const alone: string[] = [];
   for (let i = 0; i < STREAMS; i++) alone.push(text(await stream(srv, `Once upon a time ${i}`)));
-  const before = await runCounters(srv);
+  // A native loop's decodes are counted when it ends, which can be just after its stream's last byte went out.
+  const before = await settledCounters(srv);
   assert.ok(Number.isFinite(before.runs) && Number.isFinite(before.items), "the model's run counters are on /metrics");
   const events = await Promise.all(Array.from({ length: STREAMS }, (_, i) => stream(srv, `Once upon a time ${i}`)));
   for (const e of events) assert.equal(e.filter((x) => typeof x.token === "string").length > 0 && e.at(-1)?.usage?.completion_tokens, 200);
   events.forEach((e, i) => assert.equal(text(e), alone[i], `stream ${i}: the same text as alone`));
-  const now = await runCounters(srv);
+  const now = await settledCounters(srv);
   const runs = now.runs - before.runs;
   const tokens = now.items - before.items;
   const mean = tokens / runs;
