@@ -1,0 +1,82 @@
+/**
+ * Many short alternating rounds of llama-server against Inferno, nothing else between them: the way to tell a few
+ * percent apart on a machine whose speed drifts by more than that from minute to minute (`npm run bench:peer`
+ * spends most of its time on other rows and settings). Each round runs a closed loop of `--clients` streams on
+ * one side for `--window` seconds, then on the other, the order alternating; it prints every round's tokens/s,
+ * the ratio of the medians, the median and geometric mean of the round-by-round ratios, and each server's CPU
+ * time per token (all its threads, spinning llama.cpp threads included).
+ * Run: `npx tsc -p . && node dist/bench/peer-rounds.js [--rounds 30] [--window 3] [--clients 1] [--threads 2]
+ * [--model PATH]`. Needs llama-server (`npm run build:llama-server`).
+ */
+import { mkdtemp } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { setTimeout as sleep } from "node:timers/promises";
+import { ensureLlamaServer } from "../src/runtimes/llama-server/llama-server-bin.js";
+import { repoRoot } from "./args.js";
+import { startInfernoEngine, startLlamaServerEngine, type PeerEngine } from "./peer-engines.js";
+import { peerBenchModel } from "./peer-model.js";
+import { median } from "./stats.js";
+
+const { values } = parseArgs({
+  options: {
+    rounds: { type: "string", default: "30" },
+    window: { type: "string", default: "3" },
+    clients: { type: "string", default: "1" },
+    threads: { type: "string", default: String(os.availableParallelism()) },
+    model: { type: "string" },
+    prompt: { type: "string", default: "Once upon a time" },
+    "max-tokens": { type: "string", default: "128" },
+  },
+});
+const count = (name: keyof typeof values) => {
+  const n = Number(values[name]);
+  if (!(n > 0)) throw new Error(`--${name} must be a positive number, got "${values[name]}"`);
+  return n;
+};
+const rounds = count("rounds");
+const windowMs = count("window") * 1000;
+const clients = count("clients");
+const threads = count("threads");
+const maxTokens = count("max-tokens");
+
+const found = await ensureLlamaServer({ repoRoot });
+const modelPath = values.model ?? (await peerBenchModel(repoRoot));
+const settings = { modelPath, threads, batchThreads: threads, parallel: 8, contextSize: 1024, batchSize: 512 };
+const logDir = await mkdtemp(path.join(os.tmpdir(), "inferno-rounds-"));
+const engines: Array<{ name: string; engine: PeerEngine; rates: number[]; cpuPerToken: number[] }> = [
+  { name: "llama-server", engine: await startLlamaServerEngine(found.path, settings, logDir), rates: [], cpuPerToken: [] },
+  { name: "Inferno", engine: await startInfernoEngine(settings), rates: [], cpuPerToken: [] },
+];
+try {
+  for (const side of engines) await side.engine.loop(values.prompt!, maxTokens, clients, 500); // JIT, connections, caches
+  for (let round = 0; round < rounds; round++) {
+    for (const side of round % 2 === 0 ? engines : [...engines].reverse()) {
+      const cpuBefore = await side.engine.cpuMs();
+      const started = performance.now();
+      const result = await side.engine.loop(values.prompt!, maxTokens, clients, windowMs);
+      const seconds = (performance.now() - started) / 1000;
+      side.rates.push(result.rate);
+      side.cpuPerToken.push(((await side.engine.cpuMs()) - cpuBefore) / (result.rate * seconds));
+      if (!(await side.engine.settle())) process.stderr.write(`${side.name}: requests still running 10 s after round ${round + 1}\n`);
+      await sleep(300);
+    }
+    process.stderr.write(`round ${round + 1}/${rounds}\n`);
+  }
+} finally {
+  for (const side of engines) await side.engine.close();
+}
+
+const [peer, inferno] = engines as [(typeof engines)[0], (typeof engines)[0]];
+const ratios = inferno.rates.map((rate, i) => rate / peer.rates[i]!);
+const geomean = Math.exp(ratios.reduce((sum, r) => sum + Math.log(r), 0) / ratios.length);
+console.log(`${os.cpus()[0]?.model ?? "cpu"}, ${os.availableParallelism()} cores; ${path.basename(modelPath)}; ${clients} client(s), ${maxTokens} tokens a request, threads ${threads}; ${rounds} rounds of ${windowMs / 1000} s each side`);
+for (const side of engines) {
+  console.log(`${side.name.padEnd(12)} tok/s ${side.rates.map((r) => r.toFixed(0)).join(" ")}`);
+  console.log(`${"".padEnd(12)} median ${median(side.rates).toFixed(1)} tok/s, CPU ${median(side.cpuPerToken).toFixed(2)} ms a token (all threads)`);
+}
+console.log(
+  `Inferno / llama-server: ${(median(inferno.rates) / median(peer.rates)).toFixed(3)}× (medians), round by round ${median(ratios).toFixed(3)}× (median) ${geomean.toFixed(3)}× (geometric mean), Inferno ahead in ${ratios.filter((r) => r >= 1).length} of ${rounds}`,
+);
+console.log(`logs: ${logDir}`);
