@@ -12,11 +12,11 @@ import { mkdtemp } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { setTimeout as sleep } from "node:timers/promises";
 import { ensureLlamaServer } from "../src/runtimes/llama-server/llama-server-bin.js";
 import { repoRoot } from "./args.js";
 import { startInfernoEngine, startLlamaServerEngine, type PeerEngine } from "./peer-engines.js";
 import { peerBenchModel } from "./peer-model.js";
+import { rotate } from "./rotate.js";
 import { median } from "./stats.js";
 
 const { values } = parseArgs({
@@ -45,34 +45,34 @@ const found = await ensureLlamaServer({ repoRoot });
 const modelPath = values.model ?? (await peerBenchModel(repoRoot));
 const settings = { modelPath, threads, batchThreads: threads, parallel: 8, contextSize: 1024, batchSize: 512 };
 const logDir = await mkdtemp(path.join(os.tmpdir(), "inferno-rounds-"));
-const engines: Array<{ name: string; engine: PeerEngine; rates: number[]; cpuPerToken: number[] }> = [
-  { name: "llama-server", engine: await startLlamaServerEngine(found.path, settings, logDir), rates: [], cpuPerToken: [] },
-  { name: "Inferno", engine: await startInfernoEngine(settings), rates: [], cpuPerToken: [] },
+const engines: Array<{ name: string; engine: PeerEngine }> = [
+  { name: "llama-server", engine: await startLlamaServerEngine(found.path, settings, logDir) },
+  { name: "Inferno", engine: await startInfernoEngine(settings) },
 ];
+/** One round of a side: its rate and its server's CPU time a token. */
+const round = async ({ name, engine }: (typeof engines)[number]): Promise<{ rate: number; cpuPerToken: number }> => {
+  const cpuBefore = await engine.cpuMs();
+  const started = performance.now();
+  const { rate } = await engine.loop(values.prompt!, maxTokens, clients, windowMs);
+  const seconds = (performance.now() - started) / 1000;
+  const cpuPerToken = ((await engine.cpuMs()) - cpuBefore) / (rate * seconds);
+  if (!(await engine.settle())) process.stderr.write(`${name}: requests still running 10 s after a round\n`);
+  return { rate, cpuPerToken };
+};
+let results: Array<Array<{ rate: number; cpuPerToken: number }>>;
 try {
-  for (const side of engines) await side.engine.loop(values.prompt!, maxTokens, clients, 500); // JIT, connections, caches
-  for (let round = 0; round < rounds; round++) {
-    for (const side of round % 2 === 0 ? engines : [...engines].reverse()) {
-      const cpuBefore = await side.engine.cpuMs();
-      const started = performance.now();
-      const result = await side.engine.loop(values.prompt!, maxTokens, clients, windowMs);
-      const seconds = (performance.now() - started) / 1000;
-      side.rates.push(result.rate);
-      side.cpuPerToken.push(((await side.engine.cpuMs()) - cpuBefore) / (result.rate * seconds));
-      if (!(await side.engine.settle())) process.stderr.write(`${side.name}: requests still running 10 s after round ${round + 1}\n`);
-      await sleep(300);
-    }
-    process.stderr.write(`round ${round + 1}/${rounds}\n`);
-  }
+  for (const { engine } of engines) await engine.loop(values.prompt!, maxTokens, clients, 500); // JIT, connections, caches
+  results = await rotate(rounds, engines.map((side) => () => round(side)), 300);
 } finally {
-  for (const side of engines) await side.engine.close();
+  for (const { engine } of engines) await engine.close();
 }
+const sides = engines.map((side, i) => ({ name: side.name, rates: results[i]!.map((r) => r.rate), cpuPerToken: results[i]!.map((r) => r.cpuPerToken) }));
 
-const [peer, inferno] = engines as [(typeof engines)[0], (typeof engines)[0]];
+const [peer, inferno] = sides as [(typeof sides)[0], (typeof sides)[0]];
 const ratios = inferno.rates.map((rate, i) => rate / peer.rates[i]!);
 const geomean = Math.exp(ratios.reduce((sum, r) => sum + Math.log(r), 0) / ratios.length);
 console.log(`${os.cpus()[0]?.model ?? "cpu"}, ${os.availableParallelism()} cores; ${path.basename(modelPath)}; ${clients} client(s), ${maxTokens} tokens a request, threads ${threads}; ${rounds} rounds of ${windowMs / 1000} s each side`);
-for (const side of engines) {
+for (const side of sides) {
   console.log(`${side.name.padEnd(12)} tok/s ${side.rates.map((r) => r.toFixed(0)).join(" ")}`);
   console.log(`${"".padEnd(12)} median ${median(side.rates).toFixed(1)} tok/s, CPU ${median(side.cpuPerToken).toFixed(2)} ms a token (all threads)`);
 }
