@@ -177,6 +177,7 @@ export async function buildServer(config: Config, options: { logToStderr?: boole
       threads: config.threads,
       batchThreads: config.batchThreads,
       tuneThreads: config.tuneThreads,
+      streamIntervalMs: config.streamIntervalMs,
       parallel: config.parallel,
       contextSize: config.contextSize,
       batchSize: config.batchSize,

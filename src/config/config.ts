@@ -110,6 +110,12 @@ export const configSchema = z
      * count (thread-tuning.ts). Off by default when threads or batchThreads is set.
      */
     tuneThreads: boolFromString.optional(),
+    /**
+     * Stream tokens of a GGUF generation in groups at most this often (ms) instead of each as it is sampled: the
+     * first token goes out at once, the others together once this long has passed since the last group (README,
+     * Threads). 0 (the default): every token at once.
+     */
+    streamIntervalMs: intFromString(0, 1000).default(0),
     gpu: z.enum(["auto", "cpu", "cuda", "vulkan", "metal"]).default("auto"),
     /** What runs GGUF models: node-llama-cpp in this process, or a llama-server child process per model (README, GGUF engines). */
     ggufEngine: z.enum(["node-llama-cpp", "llama-server"]).default("node-llama-cpp"),

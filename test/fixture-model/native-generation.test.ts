@@ -15,7 +15,7 @@ import { loopEnded, recordNativeLoops, type RecordedLoop } from "../helpers/nati
 import { eachAlone, promptTokens, tinyModel } from "../helpers/tiny-llama.js";
 
 /** A context of `sequences` with native loops on, and a record of every loop run on it (skips without the patched addon). */
-async function nativeContext(t: TestContext, model: LlamaModel, sequences: number): Promise<{ context: LlamaContext; loops: RecordedLoop[] } | undefined> {
+async function nativeContext(t: TestContext, model: LlamaModel, sequences: number, intervalMs = 0): Promise<{ context: LlamaContext; loops: RecordedLoop[] } | undefined> {
   const context = await model.createContext({ contextSize: 256, sequences, threads: 1 });
   t.after(() => context.dispose());
   const loops = recordNativeLoops(context);
@@ -25,7 +25,7 @@ async function nativeContext(t: TestContext, model: LlamaModel, sequences: numbe
     t.skip("the addon has no generateTokens (npm run build:llama-addon)");
     return undefined;
   }
-  assert.ok(enableNativeLoops(context));
+  assert.ok(enableNativeLoops(context, intervalMs));
   return { context, loops };
 }
 
@@ -98,6 +98,36 @@ test("a lone stream runs on the native loop with node-llama-cpp's tokens, and th
   const again = greedy(model, sequence, prompt, keep);
   assert.deepEqual(await take(again, 40), expected);
   await again.return();
+});
+
+test("with a stream interval, tokens after the first reach JavaScript in groups (at most half the window), and they are the same tokens", async (t) => {
+  const model = await tinyModel(t, 9, 1);
+  const prompt = "Once upon a time";
+  const [expected] = await eachAlone(model, [prompt], 256, 60);
+  const deliveries: number[] = [];
+  for (const intervalMs of [0, 60_000]) {
+    const setup = await nativeContext(t, model, 1, intervalMs);
+    if (!setup) return;
+    const source = greedy(model, setup.context.getSequence(), prompt);
+    const started = performance.now();
+    const tokens = await take(source, 60);
+    const elapsed = performance.now() - started;
+    assert.deepEqual(tokens, expected, `interval ${intervalMs} ms: the tokens of the stream alone`);
+    assert.ok(source.native);
+    await source.return();
+    const [loop] = setup.loops;
+    assert.ok(loop && (await loopEnded(loop)));
+    assert.equal(loop.sampled.length, 1);
+    t.diagnostic(`interval ${intervalMs} ms: ${loop.sampled[0]} tokens sampled, delivered in ${loop.deliveries[0]} goes, ${elapsed.toFixed(0)} ms`);
+    deliveries.push(loop.deliveries[0]!);
+    if (intervalMs > 0) {
+      // The first token at once, then half the window at a time (the interval never passes here), the rest at the end.
+      const most = 1 + Math.ceil(loop.sampled[0]! / (NATIVE_WINDOW / 2)) + 1;
+      assert.ok(loop.deliveries[0]! <= most, `${loop.deliveries[0]} deliveries of ${loop.sampled[0]} tokens, at most ${most}`);
+      assert.ok(elapsed < 10_000, "held tokens go out when half the window is held, not after the interval");
+    }
+  }
+  assert.ok(deliveries[0]! > deliveries[1]!, `each token on its own without an interval: ${deliveries.join(" against ")}`);
 });
 
 test("a second stream stops the loop for its prompt; then both run in one loop, each with its own tokens", async (t) => {

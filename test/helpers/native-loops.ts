@@ -12,6 +12,8 @@ export interface RecordedLoop {
   decoded: Array<number | undefined>;
   /** How many llama_decode calls the loop made, once it ended. */
   decodes: number | undefined;
+  /** Per sequence: how many times its tokens reached JavaScript, tokens delivered in one go counting once. */
+  deliveries: number[];
 }
 
 /** Records every loop started on the context from now on; undefined when its addon has no `generateTokens`. */
@@ -21,11 +23,20 @@ export function recordNativeLoops(context: LlamaContext): RecordedLoop[] | undef
   const generateTokens = native.generateTokens.bind(native);
   const loops: RecordedLoop[] = [];
   wrapNativeContext(context, {
-    generateTokens: ((ids, positions, tokens, samplers, maxTokens, one, many, window, onEvent) => {
-      const loop: RecordedLoop = { sampled: ids.map(() => 0), decoded: ids.map(() => undefined), decodes: undefined };
+    generateTokens: ((ids, positions, tokens, samplers, maxTokens, one, many, window, intervalMs, onEvent) => {
+      const loop: RecordedLoop = { sampled: ids.map(() => 0), decoded: ids.map(() => undefined), decodes: undefined, deliveries: ids.map(() => 0) };
       loops.push(loop);
-      return generateTokens(ids, positions, tokens, samplers, maxTokens, one, many, window, (kind, index, value, error) => {
-        if (kind === TOKEN) loop.sampled[index] = (loop.sampled[index] ?? 0) + 1;
+      // Tokens posted together reach onEvent one after the other with no microtask between them.
+      const inDelivery = new Set<number>();
+      return generateTokens(ids, positions, tokens, samplers, maxTokens, one, many, window, intervalMs, (kind, index, value, error) => {
+        if (kind === TOKEN) {
+          loop.sampled[index] = (loop.sampled[index] ?? 0) + 1;
+          if (!inDelivery.has(index)) {
+            loop.deliveries[index] = (loop.deliveries[index] ?? 0) + 1;
+            inDelivery.add(index);
+            queueMicrotask(() => inDelivery.delete(index));
+          }
+        }
         if (kind === SEQUENCE_END) loop.decoded[index] = value;
         if (kind === LOOP_END) loop.decodes = value;
         onEvent(kind, index, value, error);

@@ -3,7 +3,8 @@
 // which decodes ahead of the reader: a stream ended by a stop string or by its client leaves the one sequence
 // in a state from which the same request gives the same text again; and with eight clients that come, leave and
 // mix plain and penalised sampling (streams joining, leaving and stopping loops), every whole greedy stream is
-// the text it gets alone, and nothing stays in flight.
+// the text it gets alone, and nothing stays in flight; with streamIntervalMs, tokens are posted in groups and every
+// stream (native and OpenAI routes, alone and eight at once) is still the same text.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type { LlamaContext } from "node-llama-cpp";
@@ -111,4 +112,34 @@ test("eight clients that come, leave mid-stream and mix sampling: every whole gr
   t.diagnostic(`${whole} whole greedy streams compared; ${busyLoops.length} native loops, the widest with ${widest} streams`);
   assert.ok(whole >= 20, `${whole} whole greedy streams`);
   assert.ok(widest >= 4, "streams joined running loops");
+});
+
+test("with streamIntervalMs, tokens reach the routes in groups and every stream is the same text, alone or eight at once", { skip: stories.skip }, async (t) => {
+  if (!loops) return; // said by the first test
+  const grouped = await startTestServer({ models: { stories: stories.path }, config: { contextSize: 1024, parallel: 8, streamIntervalMs: 50 } });
+  t.after(() => grouped.cleanup());
+  const stream = (base: string, route: string, body: object) =>
+    fetch(`${base}${route}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) }).then(readSse);
+  const native = { model: "stories", prompt: PROMPT, max_tokens: 150, temperature: 0, ignore_eos: true };
+  const chat = { model: "stories", messages: [{ role: "user", content: PROMPT }], max_tokens: 100, temperature: 0, stream: true };
+  const chatText = (events: any[]) => events.map((e) => e.choices?.[0]?.delta?.content ?? "").join("");
+
+  const expected = text(await stream(srv.url, "/inference/stream", native));
+  const expectedChat = chatText(await stream(srv.url, "/v1/chat/completions", chat));
+  const load = await fetch(`${grouped.url}/models/stories/load`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+  assert.equal(load.status, 200);
+  const groupedLoops = recordNativeLoops((grouped.app.registry.getLoaded("stories") as unknown as { context: LlamaContext }).context)!;
+  const alone = await stream(grouped.url, "/inference/stream", native);
+  assert.equal(text(alone), expected);
+  assert.equal(alone.at(-1)?.usage?.completion_tokens, 150);
+  assert.equal(chatText(await stream(grouped.url, "/v1/chat/completions", chat)), expectedChat);
+  const eight = await Promise.all(Array.from({ length: 8 }, () => stream(grouped.url, "/inference/stream", native)));
+  for (const events of eight) assert.equal(text(events), expected, "each of eight streams at once: its text alone");
+
+  const sampled = groupedLoops.reduce((sum, loop) => sum + loop.sampled.reduce((a, b) => a + b, 0), 0);
+  const deliveries = groupedLoops.reduce((sum, loop) => sum + loop.deliveries.reduce((a, b) => a + b, 0), 0);
+  t.diagnostic(`${groupedLoops.length} native loops sampled ${sampled} tokens, delivered in ${deliveries} goes`);
+  assert.ok(sampled >= 9 * 90, `the streams ran on native loops: ${sampled} tokens`);
+  // Groups of up to half the window (4), each stream's first token in a loop on its own.
+  assert.ok(deliveries * 3 <= sampled, `tokens were posted in groups: ${deliveries} deliveries of ${sampled} tokens`);
 });

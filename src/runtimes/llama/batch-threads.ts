@@ -72,8 +72,8 @@ export function splitThreadsByBatch(context: LlamaContext, decodeThreads: number
   };
   const generateTokens = native.generateTokens?.bind(native);
   if (generateTokens) {
-    wrapped.generateTokens = ((ids, positions, tokens, samplers, maxTokens, _one, _many, window, onEvent) =>
-      generateTokens(ids, positions, tokens, samplers, maxTokens, Math.min(granted, caps.one), Math.min(granted, caps.many), window, (kind, index, value, error) => {
+    wrapped.generateTokens = ((ids, positions, tokens, samplers, maxTokens, _one, _many, window, intervalMs, onEvent) =>
+      generateTokens(ids, positions, tokens, samplers, maxTokens, Math.min(granted, caps.one), Math.min(granted, caps.many), window, intervalMs, (kind, index, value, error) => {
         if (kind === LOOP_END) applied = -1; // the loop set llama.cpp's threads itself
         if (runs && kind === LOOP_END) runs.runs += value;
         if (runs && kind === SEQUENCE_END) runs.items += value;

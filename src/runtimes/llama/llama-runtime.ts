@@ -30,6 +30,8 @@ export interface LlamaRuntimeConfig {
   batchThreads: number;
   /** Measure fewer threads for a small model on the CPU at load and keep the fastest (thread-tuning.ts). */
   tuneThreads?: boolean;
+  /** Tokens of a stream on the native loop are posted in groups at most this often (ms; 0: each at once). */
+  streamIntervalMs?: number;
   parallel: number;
   contextSize: number;
   batchSize: number;
@@ -236,7 +238,7 @@ export class LlamaRuntime {
       const engineRuns = { runs: 0, items: 0 };
       const caps = splitThreadsByBatch(context, this.config.threads, engineRuns);
       sampleTogether(context);
-      enableNativeLoops(context);
+      enableNativeLoops(context, this.config.streamIntervalMs ?? 0);
       const weights = await model.fileInsights.estimateModelResourceRequirementsV2({ gpuLayers: model.gpuLayers });
       const loaded = new LlamaTextModel(model, context, {
         threads: this.config.batchThreads,

@@ -26,6 +26,8 @@ export type GenerateTokens = (
   threadsOne: number,
   threadsMany: number,
   window: number,
+  /** Post a sequence's tokens after its first in groups at most this often (ms); 0: each as it is sampled. */
+  intervalMs: number,
   onEvent: LoopEvent,
 ) => LoopHandle;
 
@@ -126,10 +128,10 @@ class NativeLoop {
   }
 
   /** Starts the loop with its first sequence. Throws what the addon throws, having released the lock. */
-  start(generate: GenerateTokens, threads: number, entry: Entry): Member {
+  start(generate: GenerateTokens, threads: number, intervalMs: number, entry: Entry): Member {
     const { sequenceId, next } = positionOf(entry.sequence);
     try {
-      this.handle = generate([sequenceId], [next], [entry.start], [entry.sampler], [entry.maxTokens], threads, threads, NATIVE_WINDOW, this.onEvent);
+      this.handle = generate([sequenceId], [next], [entry.start], [entry.sampler], [entry.maxTokens], threads, threads, NATIVE_WINDOW, intervalMs, this.onEvent);
     } catch (err) {
       this.end(undefined);
       throw err;
@@ -195,7 +197,10 @@ class ContextLoops {
   private loop: NativeLoop | undefined;
   private starting: Promise<void> | undefined;
 
-  constructor(private readonly context: LlamaContext) {}
+  constructor(
+    private readonly context: LlamaContext,
+    private readonly intervalMs: number,
+  ) {}
 
   /** Whether nothing but the generations' own next steps is queued on the context. */
   idle(): boolean {
@@ -259,7 +264,7 @@ class ContextLoops {
       held.dispose();
       lock.dispose();
     });
-    const member = loop.start((context as unknown as ContextInternals)._ctx.generateTokens!, context.currentThreads, entry);
+    const member = loop.start((context as unknown as ContextInternals)._ctx.generateTokens!, context.currentThreads, this.intervalMs, entry);
     this.loop = loop;
     return member;
   }
@@ -275,13 +280,14 @@ export function stopNativeLoops(context: LlamaContext): void {
 /**
  * Makes a context ready for native generation loops, when its addon has `generateTokens`: any decode queued on
  * the context (another stream's prompt, an erase's replay) stops the loop running there. Without the patched
- * addon, or with INFERNO_LLAMA_NATIVE_LOOP=0, it does nothing, and nothing runs natively.
+ * addon, or with INFERNO_LLAMA_NATIVE_LOOP=0, it does nothing, and nothing runs natively. With `intervalMs`, the
+ * loops post each stream's tokens after its first in groups at most that often (config streamIntervalMs).
  */
-export function enableNativeLoops(context: LlamaContext): boolean {
+export function enableNativeLoops(context: LlamaContext, intervalMs = 0): boolean {
   const internals = context as unknown as ContextInternals;
   if (typeof internals._ctx?.generateTokens !== "function" || typeof internals._scheduleDecode !== "function") return false;
   if (process.env.INFERNO_LLAMA_NATIVE_LOOP === "0") return false;
-  const loops = new ContextLoops(context);
+  const loops = new ContextLoops(context, intervalMs);
   const schedule = internals._scheduleDecode.bind(context);
   internals._scheduleDecode = () => {
     loops.stop();
