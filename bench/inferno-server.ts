@@ -28,6 +28,8 @@ export interface InfernoOptions {
   ipcSocket?: string;
   /** Export traces over OTLP to this endpoint (config otlpEndpoint). */
   otlpEndpoint?: string;
+  /** Config streamIntervalMs (Inferno's default when absent). */
+  streamIntervalMs?: number;
 }
 
 export interface BenchServer {
@@ -64,6 +66,7 @@ export async function startInferno(opts: InfernoOptions): Promise<BenchServer> {
       ...(opts.llamaServer ? { llamaServer: opts.llamaServer } : {}),
       ...(opts.ipcSocket ? { ipcSocket: opts.ipcSocket } : {}),
       ...(opts.otlpEndpoint ? { otlpEndpoint: opts.otlpEndpoint } : {}),
+      ...(opts.streamIntervalMs !== undefined ? { streamIntervalMs: opts.streamIntervalMs } : {}),
       keepAlive: -1,
       logLevel: "silent",
       modelsDir,

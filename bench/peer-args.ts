@@ -44,6 +44,8 @@ export interface PeerOptions {
   ppRequests: number;
   /** Build llama-server when it is missing (else fail). */
   build: boolean;
+  /** Inferno's config streamIntervalMs (both of its engines); undefined: its default. */
+  streamIntervalMs: number | undefined;
 }
 
 export const peerUsage = `usage: node dist/bench/peer.js [options]   (npm run bench:peer -- [options])
@@ -69,6 +71,8 @@ export const peerUsage = `usage: node dist/bench/peer.js [options]   (npm run be
   --pp-tokens N       prompt-processing prompt length, BOS included (default 512)
   --pp-requests N     uncached long prompts per engine and run (default 2; quick 1)
   --no-build          fail instead of building llama-server when it is missing
+  --stream-interval-ms MS  Inferno's streamIntervalMs (default: Inferno's default, 0): a stream's tokens
+                      after its first sent in groups at most this often
   environment: INFERNO_LLAMA_SERVER (a llama-server binary to use instead of the built one),
   INFERNO_CACHE_DIR (where the build and the bench model are cached)`;
 
@@ -88,6 +92,12 @@ function threadList(value: string | undefined, fallback: ThreadSetting[], cores 
     const threads = positiveInt("thread-list", t, 0);
     return { threads, batchThreads: b === undefined ? threads : positiveInt("thread-list", b, 0) };
   });
+}
+
+function nonNegativeInt(name: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be a whole number, 0 or more, got "${value}"`);
+  return n;
 }
 
 function intList(name: string, value: string | undefined, fallback: number[]): number[] {
@@ -134,6 +144,7 @@ export function parsePeerArgs(argv: string[]): PeerOptions | "help" {
       "pp-tokens": { type: "string" },
       "pp-requests": { type: "string" },
       "no-build": { type: "boolean" },
+      "stream-interval-ms": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -168,5 +179,6 @@ export function parsePeerArgs(argv: string[]): PeerOptions | "help" {
     ppTokens,
     ppRequests: positiveInt("pp-requests", values["pp-requests"], quick ? 1 : 2),
     build: values["no-build"] !== true,
+    streamIntervalMs: values["stream-interval-ms"] === undefined ? undefined : nonNegativeInt("stream-interval-ms", values["stream-interval-ms"]),
   };
 }

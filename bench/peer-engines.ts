@@ -28,6 +28,8 @@ export interface EngineSettings {
   /** Context per sequence. */
   contextSize: number;
   batchSize: number;
+  /** Inferno's config streamIntervalMs (its default when absent). */
+  streamIntervalMs?: number;
 }
 
 export interface PeerEngine {
@@ -134,7 +136,7 @@ export async function startInfernoEngine(settings: EngineSettings, onServer?: { 
   }
   return {
     name: onServer ? "inferno-ls" : "inferno",
-    describe: `Inferno (bench/server-child.ts)${onServer ? ` on the llama-server engine (${onServer.llamaServer})` : ""} ${threads}, parallel ${settings.parallel}, context ${settings.contextSize} per sequence, batch ${settings.batchSize}`,
+    describe: `Inferno (bench/server-child.ts)${onServer ? ` on the llama-server engine (${onServer.llamaServer})` : ""} ${threads}, parallel ${settings.parallel}, context ${settings.contextSize} per sequence, batch ${settings.batchSize}${settings.streamIntervalMs !== undefined ? `, streamIntervalMs ${settings.streamIntervalMs}` : ""}`,
     loop: (prompt, maxTokens, clients, windowMs) => httpLoop(clients, windowMs, maxTokens, (tokens, hooks) => request(prompt, tokens, hooks)),
     // Inferno has no per-request cache switch: the bench makes uncached prompts unique instead (as for every side).
     firstToken: async (prompt) => {

@@ -6,7 +6,7 @@
  * the ratio of the medians, the median and geometric mean of the round-by-round ratios, and each server's CPU
  * time per token (all its threads, spinning llama.cpp threads included).
  * Run: `npx tsc -p . && node dist/bench/peer-rounds.js [--rounds 30] [--window 3] [--clients 1] [--threads 2]
- * [--model PATH]`. Needs llama-server (`npm run build:llama-server`).
+ * [--model PATH] [--stream-interval-ms MS]`. Needs llama-server (`npm run build:llama-server`).
  */
 import { mkdtemp } from "node:fs/promises";
 import os from "node:os";
@@ -28,6 +28,7 @@ const { values } = parseArgs({
     model: { type: "string" },
     prompt: { type: "string", default: "Once upon a time" },
     "max-tokens": { type: "string", default: "128" },
+    "stream-interval-ms": { type: "string" },
   },
 });
 const count = (name: keyof typeof values) => {
@@ -43,7 +44,9 @@ const maxTokens = count("max-tokens");
 
 const found = await ensureLlamaServer({ repoRoot });
 const modelPath = values.model ?? (await peerBenchModel(repoRoot));
-const settings = { modelPath, threads, batchThreads: threads, parallel: 8, contextSize: 1024, batchSize: 512 };
+const interval = values["stream-interval-ms"] === undefined ? undefined : Number(values["stream-interval-ms"]);
+if (interval !== undefined && !(interval >= 0)) throw new Error(`--stream-interval-ms must be 0 or more, got "${values["stream-interval-ms"]}"`);
+const settings = { modelPath, threads, batchThreads: threads, parallel: 8, contextSize: 1024, batchSize: 512, ...(interval !== undefined ? { streamIntervalMs: interval } : {}) };
 const logDir = await mkdtemp(path.join(os.tmpdir(), "inferno-rounds-"));
 const engines: Array<{ name: string; engine: PeerEngine }> = [
   { name: "llama-server", engine: await startLlamaServerEngine(found.path, settings, logDir) },
@@ -71,7 +74,7 @@ const sides = engines.map((side, i) => ({ name: side.name, rates: results[i]!.ma
 const [peer, inferno] = sides as [(typeof sides)[0], (typeof sides)[0]];
 const ratios = inferno.rates.map((rate, i) => rate / peer.rates[i]!);
 const geomean = Math.exp(ratios.reduce((sum, r) => sum + Math.log(r), 0) / ratios.length);
-console.log(`${os.cpus()[0]?.model ?? "cpu"}, ${os.availableParallelism()} cores; ${path.basename(modelPath)}; ${clients} client(s), ${maxTokens} tokens a request, threads ${threads}; ${rounds} rounds of ${windowMs / 1000} s each side`);
+console.log(`${os.cpus()[0]?.model ?? "cpu"}, ${os.availableParallelism()} cores; ${path.basename(modelPath)}; ${clients} client(s), ${maxTokens} tokens a request, threads ${threads}${interval !== undefined ? `, Inferno streamIntervalMs ${interval}` : ""}; ${rounds} rounds of ${windowMs / 1000} s each side`);
 for (const side of sides) {
   console.log(`${side.name.padEnd(12)} tok/s ${side.rates.map((r) => r.toFixed(0)).join(" ")}`);
   console.log(`${"".padEnd(12)} median ${median(side.rates).toFixed(1)} tok/s, CPU ${median(side.cpuPerToken).toFixed(2)} ms a token (all threads)`);

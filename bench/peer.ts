@@ -42,6 +42,7 @@ async function startEngines(ctx: Context, setting: ThreadSetting): Promise<PeerE
     parallel: ctx.opts.parallel,
     contextSize: ctx.opts.contextSize,
     batchSize: ctx.opts.batchSize,
+    ...(ctx.opts.streamIntervalMs !== undefined ? { streamIntervalMs: ctx.opts.streamIntervalMs } : {}),
   };
   // Started together (nothing is measured yet); if one fails, the others are closed again.
   const starts = ctx.opts.engines.map((name): Promise<PeerEngine> => {

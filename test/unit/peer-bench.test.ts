@@ -28,6 +28,14 @@ describe("peer bench arguments", () => {
     assert.deepEqual(o.engines, ["llama-server", "raw", "inferno", "inferno-ls"]);
     assert.equal(o.build, true);
     assert.deepEqual(o.threadList, defaultThreadList());
+    assert.equal(o.streamIntervalMs, undefined, "Inferno's own default");
+  });
+
+  it("--stream-interval-ms goes to Inferno as a whole number of ms, 0 included", () => {
+    assert.equal(parse("--stream-interval-ms", "20").streamIntervalMs, 20);
+    assert.equal(parse("--stream-interval-ms", "0").streamIntervalMs, 0);
+    assert.throws(() => parse("--stream-interval-ms", "-1"), /--stream-interval-ms/);
+    assert.throws(() => parse("--stream-interval-ms", "1.5"), /--stream-interval-ms/);
   });
 
   it("--quick shortens the runs; explicit flags still win", () => {
