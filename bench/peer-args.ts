@@ -94,7 +94,7 @@ function threadList(value: string | undefined, fallback: ThreadSetting[], cores 
   });
 }
 
-function nonNegativeInt(name: string, value: string): number {
+export function nonNegativeInt(name: string, value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be a whole number, 0 or more, got "${value}"`);
   return n;

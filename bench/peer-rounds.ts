@@ -14,6 +14,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { ensureLlamaServer } from "../src/runtimes/llama-server/llama-server-bin.js";
 import { repoRoot } from "./args.js";
+import { nonNegativeInt } from "./peer-args.js";
 import { startInfernoEngine, startLlamaServerEngine, type PeerEngine } from "./peer-engines.js";
 import { peerBenchModel } from "./peer-model.js";
 import { rotate } from "./rotate.js";
@@ -44,8 +45,7 @@ const maxTokens = count("max-tokens");
 
 const found = await ensureLlamaServer({ repoRoot });
 const modelPath = values.model ?? (await peerBenchModel(repoRoot));
-const interval = values["stream-interval-ms"] === undefined ? undefined : Number(values["stream-interval-ms"]);
-if (interval !== undefined && !(interval >= 0)) throw new Error(`--stream-interval-ms must be 0 or more, got "${values["stream-interval-ms"]}"`);
+const interval = values["stream-interval-ms"] === undefined ? undefined : nonNegativeInt("stream-interval-ms", values["stream-interval-ms"]);
 const settings = { modelPath, threads, batchThreads: threads, parallel: 8, contextSize: 1024, batchSize: 512, ...(interval !== undefined ? { streamIntervalMs: interval } : {}) };
 const logDir = await mkdtemp(path.join(os.tmpdir(), "inferno-rounds-"));
 const engines: Array<{ name: string; engine: PeerEngine }> = [
