@@ -36,7 +36,7 @@ const HELP: Record<ConfigKey, FlagHelp> = {
   threads: { arg: "N", help: "llama.cpp threads for one-token batches", shown: "cores with the thread-pool addon, else cores - 1" },
   batchThreads: { arg: "N", help: "llama.cpp threads for prompts and multi-stream batches", shown: "cores" },
   tuneThreads: { arg: "BOOL", help: "measure fewer threads for a small CPU model at load; use the fastest", shown: "true unless --threads or --batch-threads is set" },
-  streamIntervalMs: { arg: "MS", help: "send a stream's tokens in groups at most this often (0: each at once)" },
+  streamIntervalMs: { arg: "MS|auto", help: "send a stream's tokens in groups at most this often (0: each at once; auto: 20 when decoding takes every core)" },
   gpu: { arg: "G", help: "auto|cpu|cuda|vulkan|metal" },
   ggufEngine: { arg: "E", help: "node-llama-cpp (in-process) or llama-server (a child per model)" },
   llamaServer: { arg: "PATH", help: "llama-server binary for that engine", shown: "npm run build:llama-server's" },

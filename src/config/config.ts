@@ -113,9 +113,10 @@ export const configSchema = z
     /**
      * Stream tokens of a GGUF generation in groups at most this often (ms) instead of each as it is sampled: the
      * first token goes out at once, the others together once this long has passed since the last group (README,
-     * Threads). 0 (the default): every token at once.
+     * Threads). 0: every token at once. "auto" (the default): 20 ms for a CPU model whose one-stream decode runs on
+     * every core, else 0 (streamIntervalFor).
      */
-    streamIntervalMs: intFromString(0, 1000).default(0),
+    streamIntervalMs: z.union([z.literal("auto"), intFromString(0, 1000)]).default("auto"),
     gpu: z.enum(["auto", "cpu", "cuda", "vulkan", "metal"]).default("auto"),
     /** What runs GGUF models: node-llama-cpp in this process, or a llama-server child process per model (README, GGUF engines). */
     ggufEngine: z.enum(["node-llama-cpp", "llama-server"]).default("node-llama-cpp"),

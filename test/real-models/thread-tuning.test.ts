@@ -1,6 +1,7 @@
 // Thread tuning at load (src/runtimes/llama/thread-tuning.ts) on stories260K, whose tokens take well under
 // TUNE_BELOW_MS: the load measures each thread count, the model then runs on the fastest, the measuring leaves
-// no trace in the counters or the sequences' output, and the load answer over HTTP says which counts it runs on.
+// no trace in the counters or the sequences' output, and the load answer over HTTP says which counts it runs on
+// and the stream interval that follows from them (streamIntervalMs auto: grouped when decoding takes every core).
 // Needs ../shared/models (stories260K.gguf); skipped without it, required in CI.
 import assert from "node:assert/strict";
 import os from "node:os";
@@ -9,8 +10,11 @@ import { collectGeneration, defaultSampling, type GenerateRequest } from "../../
 import { LlamaRuntime, type LlamaRuntimeConfig } from "../../src/runtimes/llama/llama-runtime.js";
 import type { LlamaTextModel } from "../../src/runtimes/llama/llama-text-model.js";
 import { fewestNearFastest, threadCandidates } from "../../src/runtimes/llama/thread-tuning.js";
+import { AUTO_STREAM_INTERVAL_MS } from "../../src/runtimes/llama/native-generation.js";
+import type { LlamaContext } from "node-llama-cpp";
+import { recordNativeLoops, type RecordedLoop } from "../helpers/native-loops.js";
 import { realModel } from "../helpers/paths.js";
-import { postJson, startTestServer } from "../helpers/server.js";
+import { postJson, readSse, startTestServer } from "../helpers/server.js";
 
 const stories = realModel("stories260K.gguf");
 const cores = os.availableParallelism();
@@ -64,8 +68,9 @@ test("over HTTP: with no thread settings a load answers the measured counts; wit
   server = await startTestServer({ models: { stories260K: stories.path }, config: { threads: undefined } });
   const loaded = await postJson(`${server.url}/models/stories260K/load`, {});
   assert.equal(loaded.status, 200, JSON.stringify(loaded.body));
-  const { threads, batch_threads } = loaded.body.options as { threads: number; batch_threads: number };
+  const { threads, batch_threads, stream_interval_ms } = loaded.body.options as { threads: number; batch_threads: number; stream_interval_ms: number };
   assert.ok(threadCandidates(cores).includes(threads) && threadCandidates(cores).includes(batch_threads), JSON.stringify(loaded.body.options));
+  assert.equal(stream_interval_ms, threads >= cores ? AUTO_STREAM_INTERVAL_MS : 0, "the stream interval follows the measured count");
   const done = await postJson(`${server.url}/inference`, { model: "stories260K", prompt: "Once upon a time", max_tokens: 8, temperature: 0 });
   assert.equal(done.status, 200);
   assert.equal(done.body.usage.completion_tokens, 8);
@@ -75,4 +80,28 @@ test("over HTTP: with no thread settings a load answers the measured counts; wit
   const fixed = await postJson(`${server.url}/models/stories260K/load`, {});
   assert.equal(fixed.body.options.threads, 1);
   assert.equal(fixed.body.options.batch_threads, cores, "batchThreads keeps its default (every core)");
+  assert.equal(fixed.body.options.stream_interval_ms, 0, "a core is free for the JS thread: each token at once");
+});
+
+test("with decoding on every core, a default server sends a stream's tokens in groups; with 0, each at once; the text is the same", { skip }, async (t) => {
+  const body = { model: "stories260K", prompt: "Once upon a time", max_tokens: 120, temperature: 0, ignore_eos: true };
+  const run = async (config: object) => {
+    const srv = await startTestServer({ models: { stories260K: stories.path }, config: { threads: cores, ...config } });
+    t.after(() => srv.cleanup());
+    const load = await postJson(`${srv.url}/models/stories260K/load`, {});
+    assert.equal(load.status, 200, JSON.stringify(load.body));
+    const loops = recordNativeLoops((srv.app.registry.getLoaded("stories260K") as unknown as { context: LlamaContext }).context);
+    const events = await fetch(`${srv.url}/inference/stream`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) }).then(readSse);
+    const sum = (pick: (l: RecordedLoop) => number[]) => (loops ?? []).reduce((n, l) => n + pick(l).reduce((a, b) => a + b, 0), 0);
+    return { interval: load.body.options.stream_interval_ms, text: events.map((e: any) => e.token ?? "").join(""), loops, sampled: sum((l) => l.sampled), deliveries: sum((l) => l.deliveries) };
+  };
+  const auto = await run({});
+  assert.equal(auto.interval, AUTO_STREAM_INTERVAL_MS);
+  const each = await run({ streamIntervalMs: 0 });
+  assert.equal(each.interval, 0);
+  assert.equal(auto.text, each.text);
+  if (!auto.loops) return; // no native loop in this addon (llama-native-loop.test.ts says so)
+  t.diagnostic(`auto: ${auto.sampled} tokens in ${auto.deliveries} goes; 0: ${each.sampled} in ${each.deliveries}`);
+  assert.ok(auto.sampled >= 110 && auto.deliveries * 2 <= auto.sampled, `grouped: ${auto.deliveries} goes for ${auto.sampled} tokens`);
+  assert.equal(each.deliveries, each.sampled, "each token at once");
 });

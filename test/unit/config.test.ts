@@ -6,6 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ConfigError, defaultBatchThreads, defaultThreads, envNameOf, loadConfig } from "../../src/config/config.js";
+import { AUTO_STREAM_INTERVAL_MS, streamIntervalFor } from "../../src/runtimes/llama/native-generation.js";
 import { pooledLlamaAddon } from "../../src/runtimes/llama/threadpool.js";
 import { tempDir } from "../helpers/paths.js";
 
@@ -81,6 +82,25 @@ describe("defaults", () => {
     assert.equal(loadConfig({ env: { INFERNO_THREADS: "2", INFERNO_TUNE_THREADS: "true" } }).tuneThreads, true);
     assert.equal(loadConfig({ env: { INFERNO_TUNE_THREADS: "off" } }).tuneThreads, false);
     assert.throws(() => loadConfig({ env: { INFERNO_TUNE_THREADS: "sometimes" } }), ConfigError);
+  });
+
+  it("stream interval: auto by default, a whole number of ms up to 1000, or auto, from env, flag or file", async () => {
+    assert.equal(loadConfig({ env: {} }).streamIntervalMs, "auto");
+    assert.equal(loadConfig({ env: { INFERNO_STREAM_INTERVAL_MS: "0" } }).streamIntervalMs, 0);
+    assert.equal(loadConfig({ env: { INFERNO_STREAM_INTERVAL_MS: "0" }, flags: { streamIntervalMs: "auto" } }).streamIntervalMs, "auto");
+    assert.equal(loadConfig({ file: await configFile("interval.json", { streamIntervalMs: 20 }), env: {} }).streamIntervalMs, 20);
+    for (const bad of ["-1", "1001", "1.5", "sometimes"]) assert.throws(() => loadConfig({ env: { INFERNO_STREAM_INTERVAL_MS: bad } }), ConfigError, bad);
+  });
+
+  it("stream interval auto: grouped for a CPU model decoding on every core, else each token at once", () => {
+    const cpu = { gpuLayers: 0, cores: 2 };
+    assert.equal(streamIntervalFor("auto", { ...cpu, decodeThreads: 2 }), AUTO_STREAM_INTERVAL_MS);
+    assert.equal(streamIntervalFor("auto", { ...cpu, decodeThreads: 3 }), AUTO_STREAM_INTERVAL_MS);
+    assert.equal(streamIntervalFor("auto", { ...cpu, decodeThreads: 1 }), 0, "a core free for the JS thread");
+    assert.equal(streamIntervalFor("auto", { gpuLayers: 13, cores: 2, decodeThreads: 2 }), 0, "on the GPU");
+    assert.equal(streamIntervalFor("auto", { gpuLayers: 0, cores: 1, decodeThreads: 1 }), AUTO_STREAM_INTERVAL_MS);
+    assert.equal(streamIntervalFor(0, { ...cpu, decodeThreads: 2 }), 0);
+    assert.equal(streamIntervalFor(50, { gpuLayers: 13, cores: 2, decodeThreads: 1 }), 50, "a number is itself");
   });
 
   it("env names are INFERNO_ plus the key in SCREAMING_SNAKE", () => {

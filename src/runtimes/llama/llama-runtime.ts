@@ -11,7 +11,7 @@ import { sequenceOrderStrategy } from "./batch-order.js";
 import { sampleTogether } from "./batch-sampling.js";
 import { splitThreadsByBatch, type ThreadCaps } from "./batch-threads.js";
 import { tuneThreads } from "./thread-tuning.js";
-import { enableNativeLoops } from "./native-generation.js";
+import { enableNativeLoops, streamIntervalFor } from "./native-generation.js";
 import { fileIdentity, GgufProbe } from "./gguf-probe.js";
 import { findLlamaServer } from "../llama-server/llama-server-bin.js";
 import { LlamaServerModel } from "../llama-server/llama-server-model.js";
@@ -30,8 +30,8 @@ export interface LlamaRuntimeConfig {
   batchThreads: number;
   /** Measure fewer threads for a small model on the CPU at load and keep the fastest (thread-tuning.ts). */
   tuneThreads?: boolean;
-  /** Tokens of a stream on the native loop are posted in groups at most this often (ms; 0: each at once). */
-  streamIntervalMs?: number;
+  /** Tokens of a stream on the native loop are posted in groups at most this often (ms; 0: each at once; "auto": streamIntervalFor). */
+  streamIntervalMs?: number | "auto";
   parallel: number;
   contextSize: number;
   batchSize: number;
@@ -238,12 +238,18 @@ export class LlamaRuntime {
       const engineRuns = { runs: 0, items: 0 };
       const caps = splitThreadsByBatch(context, this.config.threads, engineRuns);
       sampleTogether(context);
-      enableNativeLoops(context, this.config.streamIntervalMs ?? 0);
+      // Read as each native loop starts, so that it follows the thread counts measured below.
+      const setting = this.config.streamIntervalMs ?? 0;
+      const cores = os.availableParallelism();
+      const interval = () => streamIntervalFor(setting, { gpuLayers: model.gpuLayers, decodeThreads: caps?.one ?? context.currentThreads, cores });
+      // Without native loops (an addon without the patch) nothing is grouped, and the model's options say 0.
+      const streamInterval = enableNativeLoops(context, interval) ? interval : () => 0;
       const weights = await model.fileInsights.estimateModelResourceRequirementsV2({ gpuLayers: model.gpuLayers });
       const loaded = new LlamaTextModel(model, context, {
         threads: this.config.batchThreads,
         engineRuns,
         ...(caps ? { caps } : {}),
+        streamInterval,
         weights: { ram: weights.cpuRam, vram: weights.gpuVram },
         queue: this.queueLimits(),
         loadTimeMs: performance.now() - started,

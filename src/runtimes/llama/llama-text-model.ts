@@ -14,6 +14,8 @@ export interface LlamaTextModelOptions extends GgufTextModelOptions {
   engineRuns: ModelRuns;
   /** The llama.cpp threads its decodes run on, when node-llama-cpp lets Inferno choose them per batch. */
   caps?: ThreadCaps;
+  /** The ms its native loops group a stream's tokens by, as a loop starting now would (config streamIntervalMs). */
+  streamInterval?: () => number;
   /** Where the weights are: RAM, and GPU memory for the layers offloaded. */
   weights: MemoryUse;
 }
@@ -51,10 +53,15 @@ export class LlamaTextModel extends GgufTextModel<LlamaContextSequence> {
   /** The thread counts measured at load, when they were (thread-tuning.ts). */
   threadTuning: ThreadTuning | undefined;
 
-  /** The load's options, with the llama.cpp threads one-token and larger batches run on. */
+  /** The load's options, with the llama.cpp threads one-token and larger batches run on, and the stream interval. */
   override get options(): Readonly<Record<string, unknown>> {
-    const caps = this.settings.caps;
-    return caps ? Object.freeze({ ...super.options, threads: caps.one, batch_threads: caps.many }) : super.options;
+    const { caps, streamInterval } = this.settings;
+    if (!caps && !streamInterval) return super.options;
+    return Object.freeze({
+      ...super.options,
+      ...(caps ? { threads: caps.one, batch_threads: caps.many } : {}),
+      ...(streamInterval ? { stream_interval_ms: streamInterval() } : {}),
+    });
   }
 
   protected override resetEngineCounters(): void {

@@ -199,7 +199,7 @@ class ContextLoops {
 
   constructor(
     private readonly context: LlamaContext,
-    private readonly intervalMs: number,
+    private readonly intervalMs: () => number,
   ) {}
 
   /** Whether nothing but the generations' own next steps is queued on the context. */
@@ -264,13 +264,27 @@ class ContextLoops {
       held.dispose();
       lock.dispose();
     });
-    const member = loop.start((context as unknown as ContextInternals)._ctx.generateTokens!, context.currentThreads, this.intervalMs, entry);
+    const member = loop.start((context as unknown as ContextInternals)._ctx.generateTokens!, context.currentThreads, this.intervalMs(), entry);
     this.loop = loop;
     return member;
   }
 }
 
 const loopsOf = new WeakMap<LlamaContext, ContextLoops>();
+
+/** What streamIntervalMs "auto" groups by when it groups (README, Threads, Stream interval). */
+export const AUTO_STREAM_INTERVAL_MS = 20;
+
+/**
+ * The grouping interval of a model's native loops for config streamIntervalMs: a number is itself; "auto" is
+ * AUTO_STREAM_INTERVAL_MS for a model on the CPU whose one-stream decode runs on every core (then the JS thread's
+ * wake-up and write for each token take time from llama.cpp's threads, which group sending spares), else 0 (a
+ * core is free for the JS thread, or the GPU computes: each token at once).
+ */
+export function streamIntervalFor(setting: number | "auto", facts: { gpuLayers: number; decodeThreads: number; cores: number }): number {
+  if (setting !== "auto") return setting;
+  return facts.gpuLayers === 0 && facts.decodeThreads >= facts.cores ? AUTO_STREAM_INTERVAL_MS : 0;
+}
 
 /** Asks the native loop on the context to stop after its decode in progress (its streams go on through node-llama-cpp). */
 export function stopNativeLoops(context: LlamaContext): void {
@@ -280,14 +294,15 @@ export function stopNativeLoops(context: LlamaContext): void {
 /**
  * Makes a context ready for native generation loops, when its addon has `generateTokens`: any decode queued on
  * the context (another stream's prompt, an erase's replay) stops the loop running there. Without the patched
- * addon, or with INFERNO_LLAMA_NATIVE_LOOP=0, it does nothing, and nothing runs natively. With `intervalMs`, the
- * loops post each stream's tokens after its first in groups at most that often (config streamIntervalMs).
+ * addon, or with INFERNO_LLAMA_NATIVE_LOOP=0, it does nothing, and nothing runs natively. With `intervalMs` (a
+ * number, or a function read as each loop starts), the loops post each stream's tokens after its first in groups
+ * at most that often (config streamIntervalMs, streamIntervalFor).
  */
-export function enableNativeLoops(context: LlamaContext, intervalMs = 0): boolean {
+export function enableNativeLoops(context: LlamaContext, intervalMs: number | (() => number) = 0): boolean {
   const internals = context as unknown as ContextInternals;
   if (typeof internals._ctx?.generateTokens !== "function" || typeof internals._scheduleDecode !== "function") return false;
   if (process.env.INFERNO_LLAMA_NATIVE_LOOP === "0") return false;
-  const loops = new ContextLoops(context, intervalMs);
+  const loops = new ContextLoops(context, typeof intervalMs === "function" ? intervalMs : () => intervalMs);
   const schedule = internals._scheduleDecode.bind(context);
   internals._scheduleDecode = () => {
     loops.stop();
