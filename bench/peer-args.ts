@@ -71,8 +71,8 @@ export const peerUsage = `usage: node dist/bench/peer.js [options]   (npm run be
   --pp-tokens N       prompt-processing prompt length, BOS included (default 512)
   --pp-requests N     uncached long prompts per engine and run (default 2; quick 1)
   --no-build          fail instead of building llama-server when it is missing
-  --stream-interval-ms MS  Inferno's streamIntervalMs (default: Inferno's default, 0): a stream's tokens
-                      after its first sent in groups at most this often
+  --stream-interval-ms MS  Inferno's streamIntervalMs (default: Inferno's default, auto): a stream's tokens
+                      after its first sent in groups at most this often (0: each at once)
   environment: INFERNO_LLAMA_SERVER (a llama-server binary to use instead of the built one),
   INFERNO_CACHE_DIR (where the build and the bench model are cached)`;
 

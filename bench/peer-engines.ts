@@ -122,13 +122,16 @@ export async function startInfernoEngine(settings: EngineSettings, onServer?: { 
   const request = (prompt: string, maxTokens: number, hooks: StreamHooks = {}) =>
     streamInference(agent, server.url, { model: server.modelId, prompt, maxTokens, ignoreEos: true }, hooks);
   let threads: string;
+  let interval = settings.streamIntervalMs !== undefined ? `, streamIntervalMs ${settings.streamIntervalMs}` : "";
   try {
     await request("Hello", 1); // loads the model
     // The counts the loaded model runs on: with `auto`, what Inferno measured at load.
     const res = await fetch(`${server.url}/models/${encodeURIComponent(server.modelId)}`);
-    const options = ((await res.json()) as { options?: { threads?: number; batch_threads?: number } }).options;
+    const options = ((await res.json()) as { options?: { threads?: number; batch_threads?: number; stream_interval_ms?: number } }).options;
     threads = options?.threads === undefined ? `threads ${settings.threads}, batchThreads ${settings.batchThreads}` : `threads ${options.threads}, batchThreads ${options.batch_threads}`;
     if (settings.auto) threads = `no thread settings (runs on ${threads})`;
+    // What the model's loops group tokens by: the setting, or what its default (auto) came to.
+    if (options?.stream_interval_ms !== undefined) interval = `, stream interval ${options.stream_interval_ms} ms${settings.streamIntervalMs === undefined ? " (auto)" : ""}`;
   } catch (err) {
     agent.destroy();
     await server.close();
@@ -136,7 +139,7 @@ export async function startInfernoEngine(settings: EngineSettings, onServer?: { 
   }
   return {
     name: onServer ? "inferno-ls" : "inferno",
-    describe: `Inferno (bench/server-child.ts)${onServer ? ` on the llama-server engine (${onServer.llamaServer})` : ""} ${threads}, parallel ${settings.parallel}, context ${settings.contextSize} per sequence, batch ${settings.batchSize}${settings.streamIntervalMs !== undefined ? `, streamIntervalMs ${settings.streamIntervalMs}` : ""}`,
+    describe: `Inferno (bench/server-child.ts)${onServer ? ` on the llama-server engine (${onServer.llamaServer})` : ""} ${threads}, parallel ${settings.parallel}, context ${settings.contextSize} per sequence, batch ${settings.batchSize}${interval}`,
     loop: (prompt, maxTokens, clients, windowMs) => httpLoop(clients, windowMs, maxTokens, (tokens, hooks) => request(prompt, tokens, hooks)),
     // Inferno has no per-request cache switch: the bench makes uncached prompts unique instead (as for every side).
     firstToken: async (prompt) => {
