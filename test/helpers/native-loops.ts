@@ -46,6 +46,12 @@ export function recordNativeLoops(context: LlamaContext): RecordedLoop[] | undef
   return loops;
 }
 
+/** Tokens the loops sampled and the goes they reached JavaScript in, over every loop and sequence. */
+export function loopTotals(loops: readonly RecordedLoop[]): { sampled: number; deliveries: number } {
+  const total = (pick: (loop: RecordedLoop) => number[]) => loops.reduce((sum, loop) => sum + pick(loop).reduce((a, b) => a + b, 0), 0);
+  return { sampled: total((l) => l.sampled), deliveries: total((l) => l.deliveries) };
+}
+
 /** Waits up to half a second for the loop to end (its last sequence gone); whether it did. */
 export async function loopEnded(loop: RecordedLoop): Promise<boolean> {
   for (let i = 0; i < 100 && loop.decodes === undefined; i++) await sleep(5);

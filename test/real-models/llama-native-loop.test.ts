@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type { LlamaContext } from "node-llama-cpp";
-import { recordNativeLoops, type RecordedLoop } from "../helpers/native-loops.js";
+import { loopTotals, recordNativeLoops, type RecordedLoop } from "../helpers/native-loops.js";
 import { realModel } from "../helpers/paths.js";
 import { readSse, startTestServer, type TestServer } from "../helpers/server.js";
 
@@ -136,8 +136,7 @@ test("with streamIntervalMs, tokens reach the routes in groups and every stream 
   const eight = await Promise.all(Array.from({ length: 8 }, () => stream(grouped.url, "/inference/stream", native)));
   for (const events of eight) assert.equal(text(events), expected, "each of eight streams at once: its text alone");
 
-  const sampled = groupedLoops.reduce((sum, loop) => sum + loop.sampled.reduce((a, b) => a + b, 0), 0);
-  const deliveries = groupedLoops.reduce((sum, loop) => sum + loop.deliveries.reduce((a, b) => a + b, 0), 0);
+  const { sampled, deliveries } = loopTotals(groupedLoops);
   t.diagnostic(`${groupedLoops.length} native loops sampled ${sampled} tokens, delivered in ${deliveries} goes`);
   assert.ok(sampled >= 9 * 90, `the streams ran on native loops: ${sampled} tokens`);
   // Groups of up to half the window (4), each stream's first token in a loop on its own.

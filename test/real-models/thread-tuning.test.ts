@@ -12,7 +12,7 @@ import type { LlamaTextModel } from "../../src/runtimes/llama/llama-text-model.j
 import { fewestNearFastest, threadCandidates } from "../../src/runtimes/llama/thread-tuning.js";
 import { AUTO_STREAM_INTERVAL_MS } from "../../src/runtimes/llama/native-generation.js";
 import type { LlamaContext } from "node-llama-cpp";
-import { recordNativeLoops, type RecordedLoop } from "../helpers/native-loops.js";
+import { loopTotals, recordNativeLoops } from "../helpers/native-loops.js";
 import { realModel } from "../helpers/paths.js";
 import { postJson, readSse, startTestServer } from "../helpers/server.js";
 
@@ -92,8 +92,7 @@ test("with decoding on every core, a default server sends a stream's tokens in g
     assert.equal(load.status, 200, JSON.stringify(load.body));
     const loops = recordNativeLoops((srv.app.registry.getLoaded("stories260K") as unknown as { context: LlamaContext }).context);
     const events = await fetch(`${srv.url}/inference/stream`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) }).then(readSse);
-    const sum = (pick: (l: RecordedLoop) => number[]) => (loops ?? []).reduce((n, l) => n + pick(l).reduce((a, b) => a + b, 0), 0);
-    return { interval: load.body.options.stream_interval_ms, text: events.map((e: any) => e.token ?? "").join(""), loops, sampled: sum((l) => l.sampled), deliveries: sum((l) => l.deliveries) };
+    return { interval: load.body.options.stream_interval_ms, text: events.map((e: any) => e.token ?? "").join(""), loops, ...loopTotals(loops ?? []) };
   };
   const auto = await run({});
   const each = await run({ streamIntervalMs: 0 });
