@@ -11,7 +11,7 @@ import { linearClassifierOnnx } from "../fixtures/onnx-writer.js";
 import type { LlamaTextModel } from "../../src/runtimes/llama/llama-text-model.js";
 import { bearer, call, callError, inferenceClient, type InferenceClient } from "../helpers/grpc-client.js";
 import { tempDir } from "../helpers/paths.js";
-import { holdSequence, startTestServer, type TestServer } from "../helpers/server.js";
+import { holdSequence, startTestServer, waitIdle, type TestServer } from "../helpers/server.js";
 import { makeCerts, type TestCerts } from "../helpers/tls.js";
 
 let srv: TestServer;
@@ -109,7 +109,7 @@ test("queue full: UNAVAILABLE while the only sequence is held", async () => {
 /** The one sequence of the tiny model is given back within 200 ms (a 6,000-token generation would hold it for seconds). */
 async function released(): Promise<void> {
   const model = srv.app.registry.getLoaded("tiny") as LlamaTextModel;
-  for (let i = 0; i < 40 && model.inFlight > 0; i++) await sleep(5);
+  await waitIdle(model, 200, 5);
   assert.equal(model.inFlight, 0, "the sequence is free again");
 }
 

@@ -1,5 +1,6 @@
 import { mkdir, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { FastifyInstance } from "fastify";
 import type { GenerationStream } from "../../src/core/generation.js";
 import type { LlamaTextModel } from "../../src/runtimes/llama/llama-text-model.js";
@@ -90,6 +91,14 @@ export function holdSequence(app: FastifyInstance, id: string): Promise<Generati
   const model = app.registry.getLoaded(id) as LlamaTextModel;
   const sampling = { temperature: 0, topP: 1, topK: 0, minP: 0, repeatPenalty: 1, presencePenalty: 0, frequencyPenalty: 0 };
   return model.start({ model: id, prompt: "hold", maxTokens: 8, stop: [], sampling }, new AbortController().signal);
+}
+
+/**
+ * Waits, polling every `stepMs` for up to `ms`, until the model has no request in flight: a request whose client
+ * left is counted out of the HTTP metrics at once, but leaves the model only when its generation has stopped.
+ */
+export async function waitIdle(model: { readonly inFlight: number }, ms = 2000, stepMs = 10): Promise<void> {
+  for (let waited = 0; waited < ms && model.inFlight > 0; waited += stepMs) await sleep(stepMs);
 }
 
 /** POST JSON and parse the JSON answer. */

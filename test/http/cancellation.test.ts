@@ -6,7 +6,7 @@ import { after, before, test } from "node:test";
 import { LlamaTextModel } from "../../src/runtimes/llama/llama-text-model.js";
 import { writeTinyLlamaGguf } from "../fixtures/gguf-writer.js";
 import { tempDir } from "../helpers/paths.js";
-import { holdSequence, postJson, startTestServer, type TestServer } from "../helpers/server.js";
+import { holdSequence, postJson, startTestServer, waitIdle, type TestServer } from "../helpers/server.js";
 
 let srv: TestServer;
 let cleanupFixture: () => Promise<void>;
@@ -24,10 +24,6 @@ after(async () => {
   await srv.cleanup();
   await cleanupFixture();
 });
-
-async function waitIdle(model: LlamaTextModel): Promise<void> {
-  for (let i = 0; i < 200 && model.inFlight > 0; i++) await sleep(10);
-}
 
 for (const streamed of [true, false]) {
   test(`a client that disconnects (${streamed ? "SSE" : "non-streaming"}) stops generation and frees the sequence`, async () => {

@@ -7,13 +7,12 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import net from "node:net";
 import path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
 import { loadConfig, type ConfigInput } from "../../src/config/config.js";
 import type { LlamaTextModel } from "../../src/runtimes/llama/llama-text-model.js";
 import { writeTinyLlamaGguf } from "../fixtures/gguf-writer.js";
 import { tempDir } from "../helpers/paths.js";
-import { postJson, readSse, startTestServer, type TestServer } from "../helpers/server.js";
+import { postJson, readSse, startTestServer, waitIdle, type TestServer } from "../helpers/server.js";
 
 const LONG = 8000;
 let longFile: string;
@@ -44,10 +43,6 @@ async function server(config: Partial<ConfigInput>, long = false): Promise<TestS
 async function get(url: string): Promise<{ status: number; body: any; headers: Headers }> {
   const res = await fetch(url);
   return { status: res.status, body: await res.json(), headers: res.headers };
-}
-
-async function waitIdle(model: LlamaTextModel): Promise<void> {
-  for (let i = 0; i < 300 && model.inFlight > 0; i++) await sleep(10);
 }
 
 const short = { model: "tiny", prompt: "hello", max_tokens: 16, temperature: 0 };
@@ -154,7 +149,7 @@ describe("concurrent requests", () => {
     assert.equal(refused.body.error.details.limit, "concurrent_requests");
     leaving.abort();
     const model = srv.app.registry.getLoaded("long") as LlamaTextModel;
-    await waitIdle(model);
+    await waitIdle(model, 3000);
     assert.equal((await postJson(`${srv.url}/inference`, { model: "long", prompt: "hi", max_tokens: 2 })).status, 200, "a client that left frees its slot");
 
     const events = await readSse(await stream(4));
@@ -180,7 +175,7 @@ describe("request timeout", () => {
     assert.equal(res.status, 504);
     assert.equal(res.body.error.code, "TIMEOUT");
     assert.ok(performance.now() - started < 3000, "answered at the limit, not when generation would have ended");
-    await waitIdle(model);
+    await waitIdle(model, 3000);
     assert.equal(model.inFlight, 0);
     assert.ok(model.generatedTokens - generated < LONG, "generation stopped early");
 
@@ -188,7 +183,7 @@ describe("request timeout", () => {
     assert.equal(openai.status, 504);
     assert.equal(openai.body.error.type, "server_error");
     assert.equal(openai.body.error.code, "timeout");
-    await waitIdle(model);
+    await waitIdle(model, 3000);
   });
 
   it("ends a stream still running after the limit with the dialect's error event", async () => {
@@ -203,7 +198,7 @@ describe("request timeout", () => {
     assert.equal(last.finish_reason, "error");
     assert.equal(last.error.code, "TIMEOUT");
     assert.ok(events.slice(0, -1).every((e) => e.done !== true), "no done event before the error");
-    await waitIdle(model);
+    await waitIdle(model, 3000);
     assert.equal(model.inFlight, 0);
     const next = await postJson(`${srv.url}/inference`, { model: "long", prompt: "hi", max_tokens: 2 });
     assert.equal(next.status, 200, "the sequence is free again");

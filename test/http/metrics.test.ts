@@ -8,7 +8,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { writeTinyLlamaGguf } from "../fixtures/gguf-writer.js";
 import { linearClassifierOnnx } from "../fixtures/onnx-writer.js";
 import { tempDir } from "../helpers/paths.js";
-import { postJson, readSse, startTestServer, type TestServer } from "../helpers/server.js";
+import { postJson, readSse, startTestServer, waitIdle, type TestServer } from "../helpers/server.js";
 
 let srv: TestServer;
 let cleanupFixture: () => Promise<void>;
@@ -164,7 +164,8 @@ test("requests, tokens, TTFT and durations move by exactly what the requests did
 });
 
 test("a stream the client leaves: in flight while it runs, then 0 and counted as 499; waiting requests show as queue depth", async () => {
-  assert.equal((await postJson(`${srv.url}/models/long/load`, { context_size: 8192, parallel: 1 })).status, 200);
+  const load = await postJson(`${srv.url}/models/long/load`, { context_size: 8192, parallel: 1 });
+  assert.equal(load.status, 200, JSON.stringify(load.body));
   const before = await settled();
   const leaving = new AbortController();
   const waiting = new AbortController();
@@ -185,7 +186,12 @@ test("a stream the client leaves: in flight while it runs, then 0 and counted as
   assert.equal(total(after, "inferno_queue_depth", { model: "long" }), 0);
   const closed = { route: "/inference/stream", status: "499", model: "long" };
   assert.equal(total(after, "inferno_inference_requests_total", closed) - total(before, "inferno_inference_requests_total", closed), 1);
-  assert.equal((await postJson(`${srv.url}/models/long/unload`, {})).status, 200);
+  // The metrics count the stream out when its client leaves; the model, once its generation has stopped.
+  const long = srv.app.registry.getLoaded("long")!;
+  await waitIdle(long);
+  assert.equal(long.inFlight, 0, "the streams left the model");
+  const unload = await postJson(`${srv.url}/models/long/unload`, {});
+  assert.equal(unload.status, 200, JSON.stringify(unload.body));
 });
 
 test("models_loaded and load durations follow loads and unloads; ONNX requests are counted per model", async () => {
