@@ -60,8 +60,9 @@ async function inferenceRequests(replica: ServedCli): Promise<number> {
   return [...text.matchAll(/^inferno_inference_requests_total\{[^}]*\} (\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
 }
 
-/** An SSE stream through nginx, with the arrival time of each token event and of the done event. */
-function stream(maxTokens: number): Promise<{ startAt: number; tokenTimes: number[]; doneAt: number; chunks: number }> {
+/** An SSE stream through nginx: the arrival time of each token event and of the done event, how many pieces
+ *  (socket reads) it came in, and which piece brought each token event. */
+function stream(maxTokens: number): Promise<{ startAt: number; tokenTimes: number[]; tokenPieces: number[]; doneAt: number; chunks: number }> {
   const startAt = performance.now();
   const body = JSON.stringify({ model: "tiny", prompt: "hello", max_tokens: maxTokens, temperature: 0, ignore_eos: true });
   return new Promise((resolve, reject) => {
@@ -72,6 +73,7 @@ function stream(maxTokens: number): Promise<{ startAt: number; tokenTimes: numbe
         return reject(new Error(`POST /inference/stream through nginx answered ${res.statusCode}`));
       }
       const tokenTimes: number[] = [];
+      const tokenPieces: number[] = [];
       let doneAt = 0;
       let chunks = 0;
       let buffered = "";
@@ -83,11 +85,14 @@ function stream(maxTokens: number): Promise<{ startAt: number; tokenTimes: numbe
         while ((end = buffered.indexOf("\n\n")) !== -1) {
           const event = buffered.slice(0, end);
           buffered = buffered.slice(end + 2);
-          if (event.startsWith('data: {"token"')) tokenTimes.push(now);
+          if (event.startsWith('data: {"token"')) {
+            tokenTimes.push(now);
+            tokenPieces.push(chunks);
+          }
           else if (event.includes('"done":true')) doneAt = now;
         }
       });
-      res.on("end", () => resolve({ startAt, tokenTimes, doneAt, chunks }));
+      res.on("end", () => resolve({ startAt, tokenTimes, tokenPieces, doneAt, chunks }));
       res.on("error", reject);
     });
     req.on("error", reject);
@@ -122,23 +127,27 @@ test("an SSE stream passes through unbuffered: tokens arrive while it is generat
   const TOKENS = 180;
   await stream(8); // the model is loaded on whichever replica least_conn picks next; warm all three
   await Promise.all(replicas.map(() => stream(8)));
-  const { startAt, tokenTimes, doneAt, chunks } = await stream(TOKENS);
-  t.diagnostic(`${TOKENS} tokens, ${tokenTimes.length} events, in ${chunks} pieces; first token at ${(tokenTimes[0]! - startAt).toFixed(1)} ms, done at ${(doneAt - startAt).toFixed(1)} ms`);
+  const { startAt, tokenTimes, tokenPieces, doneAt, chunks } = await stream(TOKENS);
+  const eventsPerPiece = new Map<number, number>();
+  for (const piece of tokenPieces) eventsPerPiece.set(piece, (eventsPerPiece.get(piece) ?? 0) + 1);
+  const inFirstPiece = eventsPerPiece.get(tokenPieces[0]!) ?? 0;
+  t.diagnostic(
+    `${TOKENS} tokens, ${tokenTimes.length} events, in ${chunks} pieces (${eventsPerPiece.size} with tokens, ${inFirstPiece} in the first, ` +
+      `at most ${Math.max(...eventsPerPiece.values())}); first token at ${(tokenTimes[0]! - startAt).toFixed(1)} ms, done at ${(doneAt - startAt).toFixed(1)} ms`,
+  );
   // An event may carry several tokens (the fixture's random pieces are merged until they are valid UTF-8).
   assert.ok(tokenTimes.length > TOKENS / 2, `${tokenTimes.length} token events`);
   assert.ok(doneAt > 0, "the done event arrived");
-  // Buffered, nginx would pass the stream on in 4-8 KiB blocks (about 100-200 token events each) or at its
-  // end: 1 to 3 pieces. Unbuffered, the first token comes long before the end and the stream comes in many
-  // pieces, how many depending on how far the tiny model runs ahead of nginx's reads (38 to 109 seen). Inferno's
-  // SSE and NDJSON responses also say `X-Accel-Buffering: no`, which nginx obeys on its own, so this checks
-  // the whole path; `proxy_buffering off` (held by deploy-files.test.ts) is for whatever does not say it.
-  assert.ok(chunks >= 12, `the stream arrived in ${chunks} pieces`);
-  // With every stream in one native loop the tiny model makes its 180 tokens in about 20 ms, after a first
-  // token at about 9 ms (seen: 9.0 of 29.5 ms), so the first token lands in the stream's first half, not quarter;
-  // held back for a block of 4-8 KiB it would come at the half or later.
-  const first = tokenTimes[0]! - startAt;
-  const total = doneAt - startAt;
-  assert.ok(first < total / 2, `the first token came ${first.toFixed(1)} ms into a ${total.toFixed(1)} ms stream`);
+  // Unbuffered, the events come in many pieces, how many depending on how far the tiny model runs ahead of
+  // nginx's reads (34 to 124 seen), the first token's piece with 1 to 18 of them; a proxy that held the stream
+  // to its end, or to a full block, would pass it in 1 to 3 pieces, the first with most events. On loopback
+  // nginx passes on what it reads as its client takes it even with `proxy_buffering on` (tried: 46 pieces, 18
+  // events in the first), so this holds the whole path, not the directive: test/unit/deploy-files.test.ts holds
+  // `proxy_buffering off`, and Inferno's SSE and NDJSON answers say `X-Accel-Buffering: no`, which nginx obeys
+  // on its own. Counted in pieces, not milliseconds: the stream takes 12-32 ms, its first token 3-8 ms of it
+  // (a CI run saw 7.2 of 13.9 ms), so a timing bound follows the machine's load.
+  assert.ok(eventsPerPiece.size >= 12, `the token events arrived in ${eventsPerPiece.size} pieces`);
+  assert.ok(inFirstPiece < tokenTimes.length / 2, `the first token came in a piece with ${inFirstPiece} of the ${tokenTimes.length} token events`);
 });
 
 test("a WebSocket upgrade through nginx: auth, then an inference streams and completes", { skip }, async () => {

@@ -111,6 +111,7 @@ test("HTTP/1.1: every event is a well-formed chunk, multi-byte text counted in b
   assert.match(res.head, /^HTTP\/1\.1 200/);
   assert.match(res.head, /transfer-encoding: chunked/i);
   assert.match(res.head, /content-type: text\/event-stream/i);
+  assert.match(res.head, /x-accel-buffering: no/i, "nginx passes the stream on as it comes, whatever its proxy_buffering");
   assert.deepEqual(events(dechunk(res.body).toString("utf8")), [
     ...[0, 1, 2, 3, 4].map((i) => ({ index: i, token: `tök ${i}` })),
     { done: true },
