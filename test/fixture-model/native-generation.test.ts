@@ -1,6 +1,7 @@
 // Needs no downloaded model: the native generation loop (patches/node-llama-cpp-generate-tokens.patch,
 // src/runtimes/llama/native-generation.ts) on the generated tiny llama, through node-llama-cpp's real context:
-// a lone stream runs on it with the tokens node-llama-cpp gives; a second stream stops it for its prompt, then
+// a lone stream runs on it with the tokens node-llama-cpp gives (from its first token when the sequence holds all of
+// its prompt but the last token); a second stream stops it for its prompt, then
 // both run in one loop (one decode a step) with the tokens each would get alone; streams that come at different
 // times all end up in one loop; a stream that cannot run natively keeps every stream on node-llama-cpp's batches;
 // a reader that stops reading holds only its own sequence back; and what a loop decoded past the end is accounted
@@ -91,13 +92,23 @@ test("a lone stream runs on the native loop with node-llama-cpp's tokens, and th
   assert.equal(sequence.contextTokens.length, sequence.nextTokenIndex);
   assert.deepEqual(sequence.contextTokens.slice(0, prompted.length + 39), [...prompted, ...tokens.slice(0, 39)], "node-llama-cpp's record of the sequence");
 
-  // The next request with the same prompt keeps the prompt, drops what the loop decoded past it, and gets the same tokens.
+  // The next request with the same prompt keeps the prompt, drops what the loop decoded past it, and gets the same
+  // tokens. Its one token left to evaluate (the prompt's last) is the start of a native loop: its first token comes
+  // from there too, not from node-llama-cpp's batch.
   const keep = Math.min(sequence.compareContextTokens(prompted).firstDifferentIndex, prompted.length - 1);
   assert.equal(keep, prompted.length - 1);
   await eraseFrom(sequence, keep);
   const again = greedy(model, sequence, prompt, keep);
-  assert.deepEqual(await take(again, 40), expected);
+  const firstAgain = await take(again, 1);
+  assert.ok(again.native, "a prompt the sequence holds but its last token: the first token comes from the native loop");
+  assert.deepEqual([...firstAgain, ...(await take(again, 39))], expected);
   await again.return();
+  assert.equal(setup.loops.length, 2, "one loop for the whole second stream");
+  const decodedAgain = setup.loops[1]!.decoded[0]!;
+  // It decoded the prompt's last token, then what it sampled but the last.
+  assert.ok(decodedAgain >= 40 && decodedAgain <= 40 + NATIVE_WINDOW + 1, `${decodedAgain} decoded`);
+  assert.equal(sequence.nextTokenIndex, keep + decodedAgain);
+  assert.deepEqual(sequence.contextTokens.slice(0, prompted.length + 39), [...prompted, ...expected!.slice(0, 39)]);
 });
 
 test("with a stream interval, tokens after the first reach JavaScript in groups (at most half the window), and they are the same tokens", async (t) => {

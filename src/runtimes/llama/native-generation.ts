@@ -349,7 +349,9 @@ export class TokenSource {
     if (this.loops) {
       this.loops.generations++;
       if (input.native) this.loops.plain++;
-      this.loops.stop(); // a new stream: its prompt goes through node-llama-cpp, batched with the others' next tokens
+      // A new stream: its prompt goes through node-llama-cpp, batched with the others' next tokens (one token left
+      // to evaluate on a context with nothing else to do starts a loop of its own instead, see next()).
+      this.loops.stop();
     }
   }
 
@@ -374,10 +376,14 @@ export class TokenSource {
       if (loop.ended && loop.error) throw new Error(loop.error);
       // Stopped for another stream, or at the budget: go on through node-llama-cpp from the last token.
     }
-    if (this.last !== undefined) {
+    // The token a native loop would decode first: the last one handed out, or at the start the prompt's one token
+    // left to evaluate (a prompt the sequence held but its last token, or a one-token prompt): its first token then
+    // comes from one native decode and sample, not node-llama-cpp's batch dispatch and two trips through libuv's pool.
+    const start = this.last ?? (this.input.tokens.length === 1 ? this.input.tokens[0] : undefined);
+    if (start !== undefined) {
       const maxTokens = this.nativeBudget(); // checked without an await: most tokens of a batched stream pass here
       if (maxTokens > 0) {
-        const member = await this.loops!.request(this, { sequence: this.input.sequence, start: this.last, maxTokens, sampler: this.nativeSampler() });
+        const member = await this.loops!.request(this, { sequence: this.input.sequence, start, maxTokens, sampler: this.nativeSampler() });
         if (member) {
           this.member = member;
           if (this.iterator) {
