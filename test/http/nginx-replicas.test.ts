@@ -88,8 +88,7 @@ function stream(maxTokens: number): Promise<{ startAt: number; tokenTimes: numbe
           if (event.startsWith('data: {"token"')) {
             tokenTimes.push(now);
             tokenPieces.push(chunks);
-          }
-          else if (event.includes('"done":true')) doneAt = now;
+          } else if (event.includes('"done":true')) doneAt = now;
         }
       });
       res.on("end", () => resolve({ startAt, tokenTimes, tokenPieces, doneAt, chunks }));
